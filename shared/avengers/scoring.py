@@ -1,0 +1,91 @@
+"""Turning outcome tables into per-cluster model estimates, and estimates into rankings.
+
+All functions are pure NumPy over arrays shaped (rows, models); NaN marks an unknown outcome.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def group_sums(
+    labels: np.ndarray, values: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group and column: sum of known values and how many were known."""
+    known = ~np.isnan(values)
+    filled = np.where(known, values, 0.0)
+    sums = np.zeros((n_groups, values.shape[1]))
+    counts = np.zeros((n_groups, values.shape[1]))
+    np.add.at(sums, labels, filled)
+    np.add.at(counts, labels, known.astype(np.float64))
+    return sums, counts
+
+
+def column_means(values: np.ndarray, default: float = 0.0) -> np.ndarray:
+    """NaN-aware column means; a column with nothing known gets ``default``."""
+    known = ~np.isnan(values)
+    n = known.sum(axis=0)
+    s = np.where(known, values, 0.0).sum(axis=0)
+    return np.where(n > 0, s / np.maximum(n, 1), default)
+
+
+def shrunk_means(
+    sums: np.ndarray, counts: np.ndarray, prior: np.ndarray, strength: float
+) -> np.ndarray:
+    """Posterior-mean style estimate: ``(sum + strength * prior) / (count + strength)``. With
+    strength 0 this is the plain cluster mean (the paper); an empty cell then takes the prior."""
+    prior = np.broadcast_to(prior, sums.shape)
+    denom = counts + strength
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = (sums + strength * prior) / denom
+    return np.where(denom > 0, est, prior)
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Min-max normalize each row across models to [0, 1]. A row where every model ties has no
+    preference to express, so it maps to all ones."""
+    lo = values.min(axis=1, keepdims=True)
+    hi = values.max(axis=1, keepdims=True)
+    span = hi - lo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (values - lo) / span
+    return np.where(span > 1e-12, out, 1.0)
+
+
+def tradeoff(perf: np.ndarray, cost: np.ndarray | None, alpha: float) -> np.ndarray:
+    """The Avengers-Pro ranking score ``alpha * perf_n + (1 - alpha) * (1 - cost_n)``, where
+    ``perf_n`` and ``cost_n`` are min-max normalized across models for each query. With no costs,
+    or alpha = 1, it orders models exactly as performance does."""
+    p = minmax(perf)
+    if cost is None or alpha >= 1.0:
+        return p
+    c = minmax(cost)
+    c = np.where(np.ptp(cost, axis=1, keepdims=True) > 1e-12, c, 0.0)  # tied costs: no penalty
+    return alpha * p + (1.0 - alpha) * (1.0 - c)
+
+
+def softmax_weights(
+    sq_dist: np.ndarray, p: int, temperature: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ``p`` nearest centroids and their weights, a softmax of negative distance
+    divided by ``temperature``. Returns (idx (n, p), weights (n, p))."""
+    p = min(p, sq_dist.shape[1])
+    idx = np.argsort(sq_dist, axis=1)[:, :p]
+    d = np.sqrt(np.take_along_axis(sq_dist, idx, axis=1))
+    z = -(d - d[:, :1]) / max(temperature, 1e-9)
+    w = np.exp(z)
+    return idx, w / w.sum(axis=1, keepdims=True)
+
+
+def knn_estimate(
+    sims: np.ndarray, train_scores: np.ndarray, k: int, prior: np.ndarray, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, each model's mean score over the ``k`` most similar training queries (shrunk
+    toward ``prior`` with ``strength``). ``sims`` is (n_queries, n_train) cosine similarity."""
+    k = min(k, sims.shape[1])
+    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    vals = train_scores[idx]  # (n, k, m)
+    known = ~np.isnan(vals)
+    sums = np.where(known, vals, 0.0).sum(axis=1)
+    counts = known.sum(axis=1).astype(np.float64)
+    return shrunk_means(sums, counts, prior[None, :], strength), counts
