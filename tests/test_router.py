@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from avengers import ConfigError, NotFittedError, Router, evaluate, outcomes_from_rows
+from avengers.scoring import minmax, tradeoff
+from toy import SKILL, toy_rows
+
+
+def test_routes_each_topic_to_its_specialist(toy_router: Router) -> None:
+    cases = {
+        "What is 56 times 3?": "math-model",
+        "How do I bake a lemon cake?": "chef-model",
+        "Write a Python function that merges two sorted lists.": "code-model",
+    }
+    decisions = toy_router.route_batch(list(cases))
+    assert [d.model for d in decisions] == list(cases.values())
+    d = decisions[0]
+    assert d.query == "What is 56 times 3?"
+    # the cluster is (mostly) the arithmetic questions: the estimate is near the math model's 1.0
+    assert d.ranking[0].performance > 0.8 > d.ranking[1].performance
+    assert d.ranking[0].evidence >= 8
+    assert d.expected_cost == 1.0
+    assert 0 <= d.cluster < 3 and d.distance > 0
+    assert d.cluster_weights == {d.cluster: 1.0}
+    assert "math-model" in d.explain()
+
+
+def test_fit_returns_self_and_fitted_attributes(embedder) -> None:
+    r = Router(n_clusters=3, embedder=embedder)
+    assert r.fit(toy_rows()) is r
+    assert r.models_ == list(SKILL)
+    assert r.cluster_centers_.shape == (3, 384)
+    assert r.cluster_sizes_.sum() == 30
+    np.testing.assert_allclose(r.global_scores_, [0.4, 0.3666667, 0.4333333], atol=1e-6)
+
+
+def test_unfitted_router_raises() -> None:
+    r = Router()
+    with pytest.raises(NotFittedError, match="not fitted"):
+        r.route("hello")
+    # also catchable as scikit-learn's NotFittedError
+    from sklearn.exceptions import NotFittedError as SkNotFitted
+
+    with pytest.raises(SkNotFitted):
+        r.predict(np.zeros((1, 384), dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"alpha": 1.5}, "alpha must be in"),
+        ({"n_clusters": 0}, "n_clusters must be a positive"),
+        ({"scoring": "magic"}, "scoring must be"),
+        ({"clustering": "dbscan"}, "clustering must be one of"),
+        ({"top_k": 0}, "top_k must be"),
+    ],
+)
+def test_bad_settings(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Router(**kw).fit(toy_rows())  # type: ignore[arg-type]
+
+
+def test_set_params_rejects_unknown(toy_router: Router) -> None:
+    with pytest.raises(ConfigError, match="unknown router setting 'k'"):
+        toy_router.set_params(k=3)
+
+
+def test_alpha_trades_quality_for_cost(embedder) -> None:
+    r = Router(n_clusters=3, embedder=embedder).fit(toy_rows())
+    q = "How many grams are in a kilogram times 3?"
+    assert r.route(q).model == "math-model"
+    r.set_params(alpha=0.0)  # pure cost: the cheapest model wins everywhere
+    assert {d.model for d in r.route_batch(["What is 5 + 5?", "Write a sort in Python"])} == {
+        "chef-model"
+    }
+    r.set_params(alpha=1.0)
+
+
+def test_tradeoff_normalization_and_ties() -> None:
+    perf = np.array([[0.2, 0.4, 0.6], [0.5, 0.5, 0.5]])
+    np.testing.assert_allclose(minmax(perf), [[0, 0.5, 1], [1, 1, 1]])
+    cost = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    s = tradeoff(perf, cost, 0.5)
+    np.testing.assert_allclose(s[0], [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(s[1], [1.0, 1.0, 1.0])  # all tie: nothing to prefer
+    np.testing.assert_allclose(tradeoff(perf, cost, 1.0), minmax(perf))
+
+
+def test_top_k_and_soft_routing(embedder) -> None:
+    r = Router(n_clusters=3, top_k=2, n_nearest=3, softmax_temperature=0.05, embedder=embedder)
+    r.fit(toy_rows())
+    d = r.route("What is 12 times 12?")
+    assert len(d.models) == 2 and d.models[0] == "math-model"
+    assert len(d.cluster_weights) == 3
+    assert sum(d.cluster_weights.values()) == pytest.approx(1.0)
+    assert max(d.cluster_weights.values()) == d.cluster_weights[d.cluster]
+    assert d.method == "soft-cluster"
+
+
+def test_thin_clusters_fall_back_to_global(embedder) -> None:
+    r = Router(n_clusters=3, min_cluster_size=31, embedder=embedder).fit(toy_rows())
+    d = r.route("What is 9 times 9?")
+    assert d.fallback is not None and "global ranking" in d.fallback
+    assert d.method == "global"
+    assert d.ranking[0].performance == pytest.approx(r.global_scores_.max())
+
+
+def test_far_queries_fall_back_to_global(embedder) -> None:
+    r = Router(n_clusters=3, far_quantile=0.5, embedder=embedder).fit(toy_rows())
+    decisions = r.route_batch(["Quantum chromodynamics of gluon plasma", "What is 2 plus 2?"])
+    assert decisions[0].fallback is not None and "far from every cluster" in decisions[0].fallback
+
+
+def test_missing_outcomes_are_not_zeros(embedder) -> None:
+    rows = toy_rows(with_cost=False)
+    for row in rows:  # the code model never ran on code questions
+        if row["task"] == "code":
+            del row["scores"]["code-model"]  # type: ignore[attr-defined]
+    r = Router(n_clusters=3, embedder=embedder).fit(rows)
+    d = r.route("Write a Python function that sums a list.")
+    code = next(m for m in d.ranking if m.model == "code-model")
+    # no evidence in that cluster: the estimate is the model's global mean, not 0
+    assert code.evidence == 0
+    assert code.performance == pytest.approx(r.global_scores_[2])
+    assert code.performance > 0
+
+
+def test_knn_and_hybrid_scoring(embedder) -> None:
+    for scoring in ("knn", "hybrid"):
+        r = Router(n_clusters=3, scoring=scoring, n_neighbors=5, embedder=embedder).fit(toy_rows())
+        assert r.route("How do I fry an egg?").model == "chef-model"
+        assert r.train_embeddings_.shape == (30, 384)
+
+
+def test_async_route_matches_sync(toy_router: Router) -> None:
+    q = "Write a Python function that counts vowels."
+    a = asyncio.run(toy_router.aroute(q))
+    assert a == toy_router.route(q)
+
+
+def test_route_rejects_non_strings(toy_router: Router) -> None:
+    with pytest.raises(ConfigError, match="query 1 must be a string"):
+        toy_router.route_batch(["ok", 3])  # type: ignore[list-item]
+
+
+def test_reproducible_with_seed(embedder) -> None:
+    X = embedder.embed([r["query"] for r in toy_rows()])  # type: ignore[misc]
+    a = Router(n_clusters=4, random_state=7).fit(toy_rows(), embeddings=X)
+    b = Router(n_clusters=4, random_state=7).fit(toy_rows(), embeddings=X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+
+
+def test_evaluate_reports_baselines(toy_router: Router) -> None:
+    test = outcomes_from_rows(
+        [
+            {
+                "query": "What is 8 times 7?",
+                "scores": {"math-model": 1, "chef-model": 0, "code-model": 0},
+            },
+            {
+                "query": "How do I poach salmon?",
+                "scores": {"math-model": 0, "chef-model": 1, "code-model": 0},
+            },
+            {
+                "query": "Write a Python function for factorial.",
+                "scores": {"math-model": 0, "chef-model": 0, "code-model": 1},
+            },
+        ]
+    )
+    e = evaluate(toy_router, test)
+    assert e.accuracy == 1.0 and e.oracle == 1.0
+    assert e.best_single == pytest.approx(1 / 3)
+    assert e.gap_closed == pytest.approx(1.0)
+    assert e.random == pytest.approx(1 / 3)
+    assert e.routed_share == pytest.approx({m: 1 / 3 for m in SKILL})
+    assert "gap closed: 100.0%" in e.table()
