@@ -53,11 +53,15 @@ def load_dcrouter(
 ) -> OutcomeData:
     """The dcrouter train or test split; ``with_price`` adds each model's price (USD per million
     tokens) as a per-query cost, the only cost signal this set has."""
-    d = data_dir(root) / "llmrouter-dcrouter"
+    return load_dcrouter_dir(data_dir(root) / "llmrouter-dcrouter", split, with_price=with_price)
+
+
+def load_dcrouter_dir(d: Path, split: str, *, with_price: bool = True) -> OutcomeData:
+    """The dcrouter ``split`` from a folder holding ``{split}.json`` and ``models.json``."""
     data = load_outcomes(d / f"{split}.json")
     if with_price:
-        info = dcrouter_models(root)
-        price = np.array([float(info[m]["input_price"]) for m in data.models])  # type: ignore[arg-type]
+        info = json.loads((d / "models.json").read_text())
+        price = np.array([float(info[m]["input_price"]) for m in data.models])
         data.costs = np.where(np.isnan(data.scores), np.nan, price[None, :])
     return data
 

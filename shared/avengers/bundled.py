@@ -1,0 +1,35 @@
+"""Data and a router shipped inside the package, so a new user can route without training.
+
+The data is the MIT-licensed ``llmrouter-dcrouter`` outcome table (9 open models; see
+``avengers/data/dcrouter/ATTRIBUTION.md``); the router was trained on its train split.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from .data import OutcomeData
+from .router import Router
+
+PRETRAINED_NAME = "dcrouter-minilm"
+
+
+def bundled_data_dir() -> Path:
+    return Path(str(files("avengers").joinpath("data", "dcrouter")))
+
+
+def load_bundled(split: str = "train", *, with_price: bool = True) -> OutcomeData:
+    """The bundled dcrouter ``train`` or ``test`` split (model prices as costs)."""
+    from .datasets import load_dcrouter_dir
+
+    return load_dcrouter_dir(bundled_data_dir(), split, with_price=with_price)
+
+
+def pretrained_path(name: str = PRETRAINED_NAME) -> Path:
+    return Path(str(files("avengers").joinpath("pretrained", name)))
+
+
+def load_pretrained(name: str = PRETRAINED_NAME, **kwargs: object) -> Router:
+    """The router shipped with the package (trained on the bundled dcrouter train split)."""
+    return Router.from_pretrained(pretrained_path(name), **kwargs)  # type: ignore[arg-type]

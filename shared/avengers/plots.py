@@ -1,0 +1,122 @@
+"""PNG plots for people who would rather look than read: the per-cluster score heatmap, accuracy
+against K, and the accuracy-cost curve over alpha."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import OutcomeData
+from .evaluation import Evaluation, sweep_alpha, sweep_k
+from .router import Router
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_cluster_heatmap(router: Router, path: Path, *, max_clusters: int = 64) -> Path:
+    plt = _plt()
+    scores = router.cluster_scores()
+    order = np.argsort(-router.cluster_sizes_)[:max_clusters]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(router.models_), 1.5 + 0.18 * len(order)))
+    im = ax.imshow(scores[order], aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(router.models_)))
+    ax.set_xticklabels(
+        [m.split("/")[-1] for m in router.models_], rotation=45, ha="right", fontsize=8
+    )
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels([f"{c} (n={router.cluster_sizes_[c]})" for c in order], fontsize=6)
+    best = scores[order].argmax(axis=1)
+    ax.scatter(best, range(len(order)), marker="*", color="white", s=20, label="top model")
+    ax.set_title("Expected score per cluster and model (largest clusters first)")
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy_vs_k(results: list[Evaluation], path: Path) -> Path:
+    plt = _plt()
+    ks = [r.settings["n_clusters"] for r in results]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ks, [r.accuracy for r in results], "o-", label="routed")
+    ax.axhline(results[0].best_single, color="gray", ls="--", label="best single")
+    ax.axhline(results[0].oracle, color="green", ls=":", label="oracle")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("K (clusters)")
+    ax.set_ylabel("accuracy (mean score)")
+    ax.set_title("Accuracy against K")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_alpha_curve(results: list[Evaluation], path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    costs = [r.cost or 0.0 for r in results]
+    ax.plot(costs, [r.accuracy for r in results], "o-", label="routed, alpha 0..1")
+    for r, c in zip(results, costs, strict=True):
+        ax.annotate(
+            f"{r.settings['alpha']:.1f}",
+            (c, r.accuracy),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    b = results[0]
+    if b.best_single_cost is not None:
+        ax.scatter(
+            [b.best_single_cost],
+            [b.best_single],
+            marker="s",
+            color="gray",
+            zorder=3,
+            label=f"best single ({b.best_single_model.split('/')[-1]})",
+        )
+    ax.axhline(b.oracle, color="green", ls=":", label="oracle")
+    ax.set_xlabel("average cost per query")
+    ax.set_ylabel("accuracy (mean score)")
+    ax.set_title("Accuracy-cost trade-off over alpha")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_evaluation_plots(
+    router: Router,
+    test: OutcomeData,
+    folder: Path,
+    *,
+    test_embeddings: np.ndarray | None = None,
+    train: OutcomeData | None = None,
+    ks: tuple[int, ...] = (4, 8, 16, 32, 64, 128),
+) -> list[Path]:
+    """Write the heatmap, the alpha curve (when costs are known) and, given training data, the
+    accuracy-against-K curve. Returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    X = router.embed(test.queries) if test_embeddings is None else test_embeddings
+    out = [plot_cluster_heatmap(router, folder / "cluster_heatmap.png")]
+    if router.global_costs_ is not None:
+        out.append(
+            plot_alpha_curve(
+                sweep_alpha(router, test, test_embeddings=X), folder / "alpha_curve.png"
+            )
+        )
+    if train is not None:
+        res = sweep_k(train, test, ks, base=router, test_embeddings=X)
+        out.append(plot_accuracy_vs_k(res, folder / "accuracy_vs_k.png"))
+    return out
