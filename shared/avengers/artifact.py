@@ -89,6 +89,7 @@ def save_router(router: Router, path: Path, *, model_card: bool = True) -> Path:
         arrays, str(tmp_w), metadata={"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION)}
     )
     tmp_c.write_text(json.dumps(router_config(router), indent=2, allow_nan=False) + "\n")
+    os.chmod(tmp_w, 0o644)
     os.replace(tmp_w, path / WEIGHTS_FILE)
     os.replace(tmp_c, path / CONFIG_FILE)
     if model_card:

@@ -13,6 +13,10 @@ from .data import OutcomeData
 from .router import Router
 
 PRETRAINED_NAME = "dcrouter-minilm"
+ATTRIBUTION = (
+    "data: llmrouter-dcrouter from ulab-uiuc/LLMRouter (MIT license; costs are model prices "
+    "in USD per million tokens)"
+)
 
 
 def bundled_data_dir() -> Path:
@@ -23,7 +27,10 @@ def load_bundled(split: str = "train", *, with_price: bool = True) -> OutcomeDat
     """The bundled dcrouter ``train`` or ``test`` split (model prices as costs)."""
     from .datasets import load_dcrouter_dir
 
-    return load_dcrouter_dir(bundled_data_dir(), split, with_price=with_price)
+    data = load_dcrouter_dir(bundled_data_dir(), split, with_price=with_price)
+    data.source = f"bundled:dcrouter/{split}"
+    data.notes.append(ATTRIBUTION)
+    return data
 
 
 def pretrained_path(name: str = PRETRAINED_NAME) -> Path:
