@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from avengers import Router, evaluate
 from avengers.data import OutcomeData
 from avengers.datasets import load_dcrouter, load_routerdc

@@ -71,7 +71,7 @@ def softmax_weights(
     divided by ``temperature``. Returns (idx (n, p), weights (n, p))."""
     p = min(p, sq_dist.shape[1])
     idx = np.argsort(sq_dist, axis=1)[:, :p]
-    d = np.sqrt(np.take_along_axis(sq_dist, idx, axis=1))
+    d = np.sqrt(np.take_along_axis(sq_dist, idx, axis=1).astype(np.float64))
     z = -(d - d[:, :1]) / max(temperature, 1e-9)
     w = np.exp(z)
     return idx, w / w.sum(axis=1, keepdims=True)

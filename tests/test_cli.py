@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from avengers.cli import app
+from toy import toy_rows
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli")
+    (d / "train.jsonl").write_text("\n".join(json.dumps(r) for r in toy_rows()) + "\n")
+    return d
+
+
+def test_train_route_evaluate(toy_files: Path) -> None:
+    out = toy_files / "router"
+    r = runner.invoke(
+        app, ["train", "--data", str(toy_files / "train.jsonl"), "--k", "3", "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "trained on 30 queries x 3 models, 3 clusters" in r.output
+    assert (out / "config.json").is_file()
+
+    r = runner.invoke(app, ["route", "--router", str(out), "--json", "How do I roast vegetables?"])
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    assert payload[0]["models"] == ["chef-model"]
+    assert payload[0]["ranking"][0]["cost"] == 0.5
+
+    r = runner.invoke(app, ["route", "--router", str(out), "What is 6 times 7?"])
+    assert r.exit_code == 0 and "* " in r.output and "math-model" in r.output.split("\n")[2]
+
+    plots = toy_files / "plots"
+    r = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--router",
+            str(out),
+            "--data",
+            str(toy_files / "train.jsonl"),
+            "--json",
+            "--plots",
+            str(plots),
+            "--train-data",
+            str(toy_files / "train.jsonl"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output[r.output.index("{") :])
+    assert res["accuracy"] == pytest.approx(res["oracle"], abs=0.15)
+    assert res["n_queries"] == 30
+    names = sorted(Path(p).name for p in res["plots"])
+    assert names == ["accuracy_vs_k.png", "alpha_curve.png", "cluster_heatmap.png"]
+    assert all(Path(p).stat().st_size > 5000 for p in res["plots"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "missing.jsonl", "--out", "x"], "missing.jsonl: no such file"),
+        (["route", "--router", "no/such/dir/here", "hi"], "no such router folder"),
+        (["route", "--router", "nowhere", "hi"], "no such router folder"),
+        (
+            ["train", "--data", "bundled:train", "--out", "x", "--alpha", "2"],
+            "alpha must be in [0, 1]",
+        ),
+        (
+            ["train", "--data", "bundled:train", "--out", "x", "--duplicates", "x"],
+            "--duplicates must be",
+        ),
+    ],
+)
+def test_user_mistakes_are_one_line(args: list[str], message: str) -> None:
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2
+    assert message in r.output
+    assert "Traceback" not in r.output
+
+
+def test_bad_data_row_is_named(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text('{"query": "q", "scores": {"a": 3}}\n')
+    r = runner.invoke(
+        app, ["train", "--data", str(tmp_path / "bad.jsonl"), "--out", str(tmp_path / "r")]
+    )
+    assert r.exit_code == 2
+    assert "row 1: field 'scores.a': score 3.0 is outside [0, 1]" in r.output
+    assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_pretrained_router_via_console_script() -> None:
+    exe = Path(sys.executable).with_name("avengers")
+    out = subprocess.run(
+        [str(exe), "route", "--json", "Write a Python function that merges two dictionaries."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    d = json.loads(out.stdout)[0]
+    assert len(d["ranking"]) == 9
+    assert d["ranking"][0]["performance"] >= d["ranking"][-1]["performance"]
+    assert min(abs(d["ranking"][0]["cost"] - p) for p in (0.1, 0.2, 0.9)) < 1e-9
+
+
+def test_info_and_help() -> None:
+    r = runner.invoke(app, ["info"])
+    assert r.exit_code == 0 and "clusters: 64" in r.output and "bundled:dcrouter/train" in r.output
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("train", "evaluate", "route"):
+        assert cmd in r.output
