@@ -3,7 +3,7 @@
 from .data import OutcomeData, load_outcomes, outcomes_from_rows
 from .decision import ModelScore, RouteDecision
 from .embedders import CachedEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
-from .evaluation import Evaluation, evaluate, sweep_alpha, sweep_k
+from .evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep_k, tune
 from .exceptions import (
     ArtifactError,
     AvengersError,
@@ -33,9 +33,11 @@ __all__ = [
     "Router",
     "SentenceTransformerEmbedder",
     "__version__",
+    "cross_validate",
     "evaluate",
     "load_outcomes",
     "outcomes_from_rows",
     "sweep_alpha",
     "sweep_k",
+    "tune",
 ]

@@ -174,3 +174,54 @@ def sweep_alpha(
     finally:
         router.alpha = old
     return out
+
+
+def cross_validate(
+    router: Router,
+    data: OutcomeData,
+    *,
+    embeddings: np.ndarray,
+    folds: int = 5,
+    seed: int = 0,
+) -> float:
+    """Mean held-out accuracy of ``router``'s settings over ``folds`` random splits of ``data``
+    (embeddings given, aligned with ``data.queries``)."""
+    if folds < 2 or folds > len(data):
+        raise DataError(f"folds must be between 2 and the number of queries, got {folds}")
+    rng = np.random.default_rng(seed)
+    parts = np.array_split(rng.permutation(len(data)), folds)
+    accs = []
+    for i in range(folds):
+        test_idx = parts[i]
+        train_idx = np.concatenate([p for j, p in enumerate(parts) if j != i])
+        r = Router(**router.get_params())
+        r._embedder = router._embedder
+        r.fit(data.subset(train_idx), embeddings=embeddings[train_idx])
+        accs.append(evaluate(r, data.subset(test_idx), embeddings=embeddings[test_idx]).accuracy)
+    return float(np.mean(accs))
+
+
+def tune(
+    data: OutcomeData,
+    grid: dict[str, Sequence[Any]],
+    *,
+    base: Router | None = None,
+    embeddings: np.ndarray | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], float]]]:
+    """Choose settings (e.g. ``{"n_clusters": [16, 32, 64], "shrinkage": [0, 10]}``) by k-fold
+    cross-validation on training data only. Returns the best settings and every result."""
+    import itertools
+
+    base = base or Router()
+    X = base.embed(data.queries) if embeddings is None else embeddings
+    keys = list(grid)
+    results = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        params = {**base.get_params(), **dict(zip(keys, values, strict=True))}
+        r = Router(**params)
+        r._embedder = base._embedder
+        results.append((params, cross_validate(r, data, embeddings=X, folds=folds, seed=seed)))
+    best = max(results, key=lambda pr: pr[1])[0]
+    return best, results
