@@ -6,7 +6,7 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
 out=${AVENGERS_OUT:-runs/demo}
 mkdir -p "$out"
-.venv/bin/avengers train --data bundled:train --k 64 --n-nearest 5 --shrinkage 10 --out "$out/router"
+.venv/bin/avengers train --data bundled:train --k 64 --out "$out/router"
 .venv/bin/avengers evaluate --router "$out/router" --data bundled:test \
   --train-data bundled:train --plots "$out/plots"
 .venv/bin/avengers route --router "$out/router" \

@@ -26,7 +26,7 @@ def embedder():
 def toy_router(embedder):
     from avengers import Router
 
-    return Router(n_clusters=3, embedder=embedder).fit(toy_rows())
+    return Router.paper(3, embedder=embedder).fit(toy_rows())
 
 
 @pytest.fixture(scope="session")

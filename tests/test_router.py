@@ -29,7 +29,7 @@ def test_routes_each_topic_to_its_specialist(toy_router: Router) -> None:
 
 
 def test_fit_returns_self_and_fitted_attributes(embedder) -> None:
-    r = Router(n_clusters=3, embedder=embedder)
+    r = Router.paper(3, embedder=embedder)
     assert r.fit(toy_rows()) is r
     assert r.models_ == list(SKILL)
     assert r.cluster_centers_.shape == (3, 384)
@@ -69,7 +69,7 @@ def test_set_params_rejects_unknown(toy_router: Router) -> None:
 
 
 def test_alpha_trades_quality_for_cost(embedder) -> None:
-    r = Router(n_clusters=3, embedder=embedder).fit(toy_rows())
+    r = Router.paper(3, embedder=embedder).fit(toy_rows())
     q = "How many grams are in a kilogram times 3?"
     assert r.route(q).model == "math-model"
     r.set_params(alpha=0.0)  # pure cost: the cheapest model wins everywhere
@@ -101,7 +101,7 @@ def test_top_k_and_soft_routing(embedder) -> None:
 
 
 def test_thin_clusters_fall_back_to_global(embedder) -> None:
-    r = Router(n_clusters=3, min_cluster_size=31, embedder=embedder).fit(toy_rows())
+    r = Router.paper(3, min_cluster_size=31, embedder=embedder).fit(toy_rows())
     d = r.route("What is 9 times 9?")
     assert d.fallback is not None and "global ranking" in d.fallback
     assert d.method == "global"
@@ -109,7 +109,7 @@ def test_thin_clusters_fall_back_to_global(embedder) -> None:
 
 
 def test_far_queries_fall_back_to_global(embedder) -> None:
-    r = Router(n_clusters=3, far_quantile=0.5, embedder=embedder).fit(toy_rows())
+    r = Router.paper(3, far_quantile=0.5, embedder=embedder).fit(toy_rows())
     decisions = r.route_batch(["Quantum chromodynamics of gluon plasma", "What is 2 plus 2?"])
     assert decisions[0].fallback is not None and "far from every cluster" in decisions[0].fallback
 
@@ -119,7 +119,7 @@ def test_missing_outcomes_are_not_zeros(embedder) -> None:
     for row in rows:  # the code model never ran on code questions
         if row["task"] == "code":
             del row["scores"]["code-model"]  # type: ignore[attr-defined]
-    r = Router(n_clusters=3, embedder=embedder).fit(rows)
+    r = Router.paper(3, embedder=embedder).fit(rows)
     d = r.route("Write a Python function that sums a list.")
     code = next(m for m in d.ranking if m.model == "code-model")
     # no evidence in that cluster: the estimate is the model's global mean, not 0

@@ -96,10 +96,10 @@ def train(
     top_k: Annotated[int, typer.Option(help="Models chosen per query.")] = 1,
     n_nearest: Annotated[
         int, typer.Option(help="Soft routing over this many nearest clusters.")
-    ] = 1,
+    ] = 5,
     shrinkage: Annotated[
         float, typer.Option(help="Pull small-cluster scores toward the global mean.")
-    ] = 0.0,
+    ] = 10.0,
     scoring: Annotated[str, typer.Option(help="cluster, knn or hybrid.")] = "cluster",
     clustering: Annotated[
         str, typer.Option(help="kmeans, minibatch, gmm or agglomerative.")
