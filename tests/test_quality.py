@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from avengers import Router, evaluate
 from avengers.datasets import load_dcrouter, load_routerdc
 from avengers.embedders import resolve_embedder

@@ -177,3 +177,16 @@ def test_evaluate_reports_baselines(toy_router: Router) -> None:
     assert e.random == pytest.approx(1 / 3)
     assert e.routed_share == pytest.approx({m: 1 / 3 for m in SKILL})
     assert "gap closed: 100.0%" in e.table()
+
+
+def test_tune_picks_settings_by_cross_validation(embedder) -> None:
+    from avengers import tune
+    from avengers.data import as_outcomes
+
+    data = as_outcomes(toy_rows())
+    X = embedder.embed(data.queries)
+    best, results = tune(data, {"n_clusters": [1, 3]}, base=Router.paper(), embeddings=X, folds=3)
+    scores = {p["n_clusters"]: acc for p, acc in results}
+    # one cluster cannot tell topics apart; three can
+    assert scores[3] > scores[1] + 0.3
+    assert best["n_clusters"] == 3

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from avengers import ConfigError, Router
+from avengers.embedders import CachedEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
+
+
+class Counting:
+    """Wraps a real embedder and counts the texts it is asked to embed."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        self.calls.append(len(texts))
+        return self.inner.embed(texts)
+
+
+def test_minilm_vectors_are_unit_length_and_meaningful(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    v = embedder.embed(["How do I bake bread?", "Bread baking instructions", "What is 2 + 2?"])
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_cache_embeds_each_text_once(embedder: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+    counting = Counting(embedder)
+    cached = CachedEmbedder(counting, tmp_path)
+    texts = ["alpha question", "beta question", "alpha question"]
+    a = cached.embed(texts)
+    assert counting.calls == [2]  # the repeated text was embedded once
+    b = CachedEmbedder(counting, tmp_path).embed(texts[::-1])  # a new instance reads the disk cache
+    assert counting.calls == [2]
+    np.testing.assert_allclose(a, b[::-1])
+    cached.embed(["gamma question", "alpha question"])
+    assert counting.calls == [2, 1]
+
+
+def test_refit_with_another_k_does_not_reembed(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    from toy import toy_rows
+
+    counting = Counting(embedder)
+    cached = CachedEmbedder(counting, tmp_path)
+    Router(n_clusters=2, embedder=cached).fit(toy_rows())
+    Router(n_clusters=3, embedder=cached).fit(toy_rows())
+    assert sum(counting.calls) == 30
+
+
+def _fake_vector(text: str, dim: int = 16) -> list[float]:
+    h = hashlib.sha256(text.encode()).digest()
+    return [b / 255 - 0.5 for b in h[:dim]]
+
+
+@pytest.fixture
+def embedding_server() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    seen: list[dict[str, object]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"auth": self.headers.get("Authorization"), "body": body})
+            items = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            data = [
+                {"object": "embedding", "index": i, "embedding": _fake_vector(t)}
+                for i, t in enumerate(items)
+            ][::-1]  # out of order on purpose: the client must sort by index
+            out = json.dumps(
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": body["model"],
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    finally:
+        server.shutdown()
+
+
+def test_openai_embedder_over_http(embedding_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, seen = embedding_server
+    monkeypatch.setenv("TEST_EMBED_KEY", "sk-secret-123")
+    emb = OpenAIEmbedder("fake-embed", url, api_key_env="TEST_EMBED_KEY", batch_size=2)
+    v = emb.embed(["one", "two", "three"])
+    assert v.shape == (3, 16)
+    expected = np.array(_fake_vector("two"), dtype=np.float32)
+    np.testing.assert_allclose(v[1], expected / np.linalg.norm(expected), rtol=1e-5)
+    assert len(seen) == 2  # batched by 2
+    assert seen[0]["auth"] == "Bearer sk-secret-123"
+    assert "sk-secret" not in repr(emb)
+    assert emb.dimension == 16 and emb.name == "openai:fake-embed"
+    va = asyncio.run(emb.aembed(["one", "two", "three"]))
+    np.testing.assert_allclose(va, v)
+
+
+def test_openai_embedder_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match="must start with http"):
+        OpenAIEmbedder("m", "localhost:8000")
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    emb = OpenAIEmbedder("m", "http://127.0.0.1:9/v1", api_key_env="NO_SUCH_KEY_VAR")
+    with pytest.raises(ConfigError, match="NO_SUCH_KEY_VAR"):
+        emb.embed(["x"])
+
+
+def test_router_with_http_embedder_round_trip(embedding_server, tmp_path: Path) -> None:
+    from toy import toy_rows
+
+    url, _ = embedding_server
+    emb = OpenAIEmbedder("fake-embed", url)
+    r = Router(n_clusters=3, embedder=emb).fit(toy_rows())
+    assert r.embedder_name_ == "openai:fake-embed"
+    r.save_pretrained(tmp_path)
+    loaded = Router.from_pretrained(tmp_path, embedder=emb)
+    q = ["What is 3 times 3?", "How do I make soup?"]
+    assert loaded.route_batch(q) == r.route_batch(q)
