@@ -33,7 +33,7 @@ def test_train_route_evaluate(toy_files: Path) -> None:
     assert r.exit_code == 0, r.output
     payload = json.loads(r.stdout)
     assert payload[0]["models"] == ["chef-model"]
-    assert payload[0]["ranking"][0]["cost"] == 0.5
+    assert payload[0]["ranking"][0]["cost"] == pytest.approx(0.5)
 
     r = runner.invoke(app, ["route", "--router", str(out), "What is 6 times 7?"])
     assert r.exit_code == 0 and "* " in r.output and "math-model" in r.output.split("\n")[2]
