@@ -264,9 +264,13 @@ class Router:
         qs = np.array([0.5, 0.9, 0.95, 0.99, 1.0])
         return float(np.interp(self.far_quantile, qs, self.train_distances_))
 
-    def _estimate(self, X: np.ndarray) -> _Estimate:
+    def _estimate(self, X: np.ndarray, alpha: float | None = None) -> _Estimate:
         self._check_fitted()
         self._validate_params()
+        if alpha is None:
+            alpha = float(self.alpha)
+        elif not 0.0 <= float(alpha) <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ConfigError(
@@ -318,7 +322,7 @@ class Router:
                         f"cluster {c} has {int(self.cluster_sizes_[c])} training queries "
                         f"(< {self.min_cluster_size}): global ranking used"
                     )
-        rank_score = scoring.tradeoff(perf, cost, float(self.alpha))
+        rank_score = scoring.tradeoff(perf, cost, float(alpha))
         # order: ranking score, then expected performance, then global score, then lower cost
         keys: list[np.ndarray] = []
         if cost is not None:
@@ -340,10 +344,15 @@ class Router:
     # ------------------------------------------------------------------ routing
 
     def route_embeddings(
-        self, X: np.ndarray, queries: Sequence[str | None] | None = None
+        self,
+        X: np.ndarray,
+        queries: Sequence[str | None] | None = None,
+        *,
+        alpha: float | None = None,
     ) -> list[RouteDecision]:
-        """Decisions for already-embedded queries."""
-        est = self._estimate(X)
+        """Decisions for already-embedded queries. ``alpha`` overrides the router's trade-off
+        for this call only."""
+        est = self._estimate(X, alpha)
         method = (
             self.scoring if self.n_nearest == 1 or self.scoring != "cluster" else "soft-cluster"
         )
@@ -375,27 +384,33 @@ class Router:
             )
         return out
 
-    def route_batch(self, queries: Sequence[str]) -> list[RouteDecision]:
+    def route_batch(
+        self, queries: Sequence[str], *, alpha: float | None = None
+    ) -> list[RouteDecision]:
         """Route many queries (embedded in one batch)."""
         self._check_fitted()
         queries = list(queries)
         _check_queries(queries)
-        return self.route_embeddings(self.embed(queries), queries)
+        return self.route_embeddings(self.embed(queries), queries, alpha=alpha)
 
-    def route(self, query: str) -> RouteDecision:
+    def route(self, query: str, *, alpha: float | None = None) -> RouteDecision:
         """Route one query: ranked models with their cluster scores, cluster, distance, cost."""
-        return self.route_batch([query])[0]
+        return self.route_batch([query], alpha=alpha)[0]
 
-    async def aroute_batch(self, queries: Sequence[str]) -> list[RouteDecision]:
+    async def aroute_batch(
+        self, queries: Sequence[str], *, alpha: float | None = None
+    ) -> list[RouteDecision]:
+        """Async twin of :meth:`route_batch` (the embedder's async path, if it has one)."""
         self._check_fitted()
         queries = list(queries)
         _check_queries(queries)
         X = await aembed(self.get_embedder(), queries)
         self._check_dim(X)
-        return self.route_embeddings(X, queries)
+        return self.route_embeddings(X, queries, alpha=alpha)
 
-    async def aroute(self, query: str) -> RouteDecision:
-        return (await self.aroute_batch([query]))[0]
+    async def aroute(self, query: str, *, alpha: float | None = None) -> RouteDecision:
+        """Async twin of :meth:`route`."""
+        return (await self.aroute_batch([query], alpha=alpha))[0]
 
     # ------------------------------------------------------------------ persistence
 

@@ -1,0 +1,369 @@
+"""A small deterministic OpenAI-compatible HTTP server for tests and benchmarks.
+
+Real HTTP on 127.0.0.1 (threaded, so concurrent requests really overlap), speaking enough of the
+OpenAI wire format for the official client: ``POST /v1/chat/completions`` (plain and streamed as
+server-sent events), ``POST /v1/completions``, ``POST /v1/embeddings`` and ``GET /v1/models``.
+
+Each model id gets a :class:`FakeModel` script: a list of answers handed out in turn per prompt
+(so n concurrent samples of one prompt always yield the same multiset of answers), an optional
+delay, and an optional fault (``500``, ``429``, ``garbage``, ``no_choices``, ``slow``, ``drop``).
+
+Run it alone for manual checks or benchmarks::
+
+    python tests/fake_openai_server.py --port 8099
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Answer = str | Callable[[str, int], str]
+
+
+@dataclass
+class FakeModel:
+    """How one model id behaves. ``answers`` may be a list (cycled per prompt) or a function
+    ``(prompt, i) -> text``; ``keywords`` maps a word in the prompt to a list of answers that
+    overrides ``answers`` for prompts containing it."""
+
+    answers: list[str] | Callable[[str, int], str] = field(default_factory=lambda: ["OK"])
+    keywords: dict[str, list[str]] = field(default_factory=dict)
+    delay: float = 0.0
+    fault: str | None = None
+    """``500``, ``429``, ``garbage`` (200 with a non-JSON body), ``no_choices`` (200 with an
+    empty choices list), ``slow`` (sleeps ``delay`` before answering, to trip timeouts),
+    ``drop`` (closes the connection without a response)."""
+    fault_every: int = 1
+    """Apply the fault to every k-th request only (1: all)."""
+
+    def pick(self, prompt: str, i: int) -> str:
+        for word, answers in self.keywords.items():
+            if word.lower() in prompt.lower():
+                return answers[i % len(answers)]
+        if callable(self.answers):
+            return self.answers(prompt, i)
+        return self.answers[i % len(self.answers)]
+
+
+class FakeOpenAIServer:
+    """Start with :meth:`start` (or use :func:`serving`); ``base_url`` ends in ``/v1``."""
+
+    def __init__(self, models: dict[str, FakeModel] | None = None, *, port: int = 0) -> None:
+        self.models: dict[str, FakeModel] = dict(models or {})
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._counters: dict[tuple[str, str], int] = {}
+        self._per_model: dict[str, int] = {}
+        self.in_flight: dict[str, int] = {}
+        self.peak_in_flight: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._port = port
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ control
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> FakeOpenAIServer:
+        server = self
+
+        class Handler(_Handler):
+            fake = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.headers.clear()
+            self._counters.clear()
+            self._per_model.clear()
+            self.peak_in_flight.clear()
+
+    def calls(self, model: str) -> int:
+        return sum(1 for r in self.requests if r.get("model") == model)
+
+    # ------------------------------------------------------------------ internals
+    def _next(self, model: str, prompt: str) -> tuple[int, int]:
+        with self._lock:
+            key = (model, prompt)
+            i = self._counters.get(key, 0)
+            self._counters[key] = i + 1
+            k = self._per_model.get(model, 0)
+            self._per_model[model] = k + 1
+            return i, k
+
+
+def _prompt_of(body: dict[str, Any]) -> str:
+    if "messages" in body:
+        msgs = body.get("messages") or []
+        for m in reversed(msgs):
+            if isinstance(m, dict) and m.get("role") == "user":
+                c = m.get("content")
+                if isinstance(c, list):
+                    return " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+                return str(c)
+        return ""
+    p = body.get("prompt", "")
+    return p if isinstance(p, str) else " ".join(map(str, p))
+
+
+def _fake_embedding(text: str, dim: int = 16) -> list[float]:
+    h = hashlib.sha256(text.encode()).digest()
+    v = [(b - 127.5) / 127.5 for b in h[:dim]]
+    n = sum(x * x for x in v) ** 0.5 or 1.0
+    return [x / n for x in v]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeOpenAIServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, code: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._json(
+            code, {"error": {"message": message, "type": "fake_error", "code": code}}, headers
+        )
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.fake.models]
+            self._json(200, {"object": "list", "data": data})
+        else:
+            self._error(404, f"no route {self.path}")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._error(400, "malformed JSON")
+            return
+        with self.fake._lock:
+            self.fake.requests.append(body)
+            self.fake.headers.append(dict(self.headers))
+        path = self.path.rstrip("/")
+        if path == "/v1/embeddings":
+            inputs = body.get("input", [])
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+            data = [
+                {"object": "embedding", "index": i, "embedding": _fake_embedding(t)}
+                for i, t in enumerate(inputs)
+            ]
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": body.get("model"),
+                    "usage": {"prompt_tokens": 0, "total_tokens": 0},
+                },
+            )
+            return
+        if path not in ("/v1/chat/completions", "/v1/completions"):
+            self._error(404, f"no route {self.path}")
+            return
+        model_id = str(body.get("model", ""))
+        spec = self.fake.models.get(model_id)
+        if spec is None:
+            self._error(404, f"model {model_id!r} not found")
+            return
+        prompt = _prompt_of(body)
+        i, k = self.fake._next(model_id, prompt)
+        with self.fake._lock:
+            now = self.fake.in_flight.get(model_id, 0) + 1
+            self.fake.in_flight[model_id] = now
+            self.fake.peak_in_flight[model_id] = max(self.fake.peak_in_flight.get(model_id, 0), now)
+        try:
+            self._answer(body, spec, prompt, i, k, chat=path.endswith("chat/completions"))
+        finally:
+            with self.fake._lock:
+                self.fake.in_flight[model_id] -= 1
+
+    def _answer(
+        self, body: dict[str, Any], spec: FakeModel, prompt: str, i: int, k: int, *, chat: bool
+    ) -> None:
+        faulty = spec.fault is not None and k % max(1, spec.fault_every) == 0
+        if spec.delay and not (faulty and spec.fault == "slow"):
+            time.sleep(spec.delay)
+        if faulty:
+            if spec.fault == "500":
+                self._error(500, "internal error (fake)")
+                return
+            if spec.fault == "429":
+                self._error(429, "rate limited (fake)", {"retry-after": "0"})
+                return
+            if spec.fault == "garbage":
+                data = b"<html>definitely not json</html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            if spec.fault == "no_choices":
+                self._json(
+                    200,
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model"),
+                        "choices": [],
+                    },
+                )
+                return
+            if spec.fault == "slow":
+                time.sleep(spec.delay or 5.0)
+            if spec.fault == "drop":
+                self.close_connection = True
+                self.connection.close()
+                return
+        text = spec.pick(prompt, i)
+        usage = {
+            "prompt_tokens": len(prompt.split()),
+            "completion_tokens": len(text.split()),
+            "total_tokens": len(prompt.split()) + len(text.split()),
+        }
+        created = int(time.time())
+        cid = f"fake-{k}"
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            pieces = [w + " " for w in text.split(" ")[:-1]] + [text.split(" ")[-1]]
+            for n, piece in enumerate(pieces):
+                if chat:
+                    delta = {"content": piece} if n else {"role": "assistant", "content": piece}
+                    ch: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}
+                    obj = "chat.completion.chunk"
+                else:
+                    ch = {"index": 0, "text": piece, "finish_reason": None}
+                    obj = "text_completion"
+                chunk = {
+                    "id": cid,
+                    "object": obj,
+                    "created": created,
+                    "model": body.get("model"),
+                    "choices": [ch],
+                }
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            last: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            last.update({"delta": {}} if chat else {"text": ""})
+            end = {
+                "id": cid,
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": created,
+                "model": body.get("model"),
+                "choices": [last],
+            }
+            self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
+            opts = body.get("stream_options") or {}
+            if opts.get("include_usage"):
+                u = {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": body.get("model"),
+                    "choices": [],
+                    "usage": usage,
+                }
+                self.wfile.write(f"data: {json.dumps(u)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            return
+        if chat:
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+            obj = "text_completion"
+        self._json(
+            200,
+            {
+                "id": cid,
+                "object": obj,
+                "created": created,
+                "model": body.get("model"),
+                "choices": [choice],
+                "usage": usage,
+            },
+        )
+
+
+@contextmanager
+def serving(models: dict[str, FakeModel]) -> Iterator[FakeOpenAIServer]:
+    server = FakeOpenAIServer(models).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def main() -> None:  # pragma: no cover - manual use
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=8099)
+    ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--models", default="model-a,model-b")
+    args = ap.parse_args()
+    models = {
+        m: FakeModel(answers=[f"{m} says 42"], delay=args.delay) for m in args.models.split(",")
+    }
+    server = FakeOpenAIServer(models, port=args.port).start()
+    print(f"serving {sorted(models)} at {server.base_url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
