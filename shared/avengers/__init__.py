@@ -1,8 +1,11 @@
 """avengers: route each query to the best of your own LLMs (embed, cluster, score, vote)."""
 
+from .answer import AnswerChunk, Answerer, AnswerError, AnswerResult, SamplingConfig
 from .data import OutcomeData, load_outcomes, outcomes_from_rows
 from .decision import ModelScore, RouteDecision
+from .dispatch import Backend, CallError, Completion, OpenAIBackend
 from .embedders import CachedEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
+from .endpoints import Endpoint, load_endpoints
 from .evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep_k, tune
 from .exceptions import (
     ArtifactError,
@@ -17,24 +20,35 @@ from .router import Router
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnswerChunk",
+    "AnswerError",
+    "AnswerResult",
+    "Answerer",
     "ArtifactError",
     "AvengersError",
+    "Backend",
     "CachedEmbedder",
+    "CallError",
+    "Completion",
     "ConfigError",
     "DataError",
     "Embedder",
     "EmbedderMismatchError",
+    "Endpoint",
     "Evaluation",
     "ModelScore",
     "NotFittedError",
+    "OpenAIBackend",
     "OpenAIEmbedder",
     "OutcomeData",
     "RouteDecision",
     "Router",
+    "SamplingConfig",
     "SentenceTransformerEmbedder",
     "__version__",
     "cross_validate",
     "evaluate",
+    "load_endpoints",
     "load_outcomes",
     "outcomes_from_rows",
     "sweep_alpha",
