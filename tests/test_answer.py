@@ -324,3 +324,29 @@ async def test_pin_and_alpha_and_bad_settings(toy_router: Router, server: FakeOp
         Answerer(toy_router, {"other": Endpoint("other", server.base_url)})
     with pytest.raises(ConfigError, match="empty"):
         await a.aanswer("   ")
+
+
+async def test_base_model_endpoints_use_a_prompt_template(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    eps = endpoints(server, **{"math-model": {"api": "completions", "system_prompt": "Be brief."}})
+    a = Answerer(toy_router, eps, n_samples=3, adaptive=False)
+    res = await a.aanswer(MATH_Q)
+    assert res.answer == "391" and res.model == "math-model"
+    sent = [r for r in server.requests if r.get("model") == "math"]
+    assert sent[0]["prompt"] == f"Be brief.\n\nQuestion: {MATH_Q}\nAnswer:"
+    assert sent[0]["stop"] == ["\n\n", "Question:"] and "messages" not in sent[0]
+    chunks = [c async for c in a.astream(MATH_Q, strategy="direct")]
+    assert chunks[-1].result is not None and chunks[-1].result.text == "".join(
+        c.text for c in chunks
+    )
+
+
+def test_chat_template_without_system_role() -> None:
+    from avengers.dispatch import prepare_messages
+
+    ep = Endpoint("g", "http://127.0.0.1:1/v1", system_prompt="Be brief.", system_role=False)
+    msgs = prepare_messages(ep, [{"role": "user", "content": "Hi"}])
+    assert msgs == [{"role": "user", "content": "Be brief.\n\nHi"}]
+    with pytest.raises(ConfigError, match="api must be"):
+        Endpoint("g", "http://127.0.0.1:1/v1", api="grpc")

@@ -103,6 +103,30 @@ def prepare_messages(endpoint: Endpoint, messages: Sequence[Message]) -> list[di
     return rest
 
 
+def render_prompt(endpoint: Endpoint, messages: Sequence[Message]) -> str:
+    """A conversation as one plain prompt, for ``api: completions`` endpoints (base models)."""
+    parts: list[str] = []
+    system = [str(m.get("content") or "") for m in messages if m.get("role") == "system"]
+    if endpoint.system_prompt:
+        system.insert(0, endpoint.system_prompt)
+    if system:
+        parts.append("\n".join(system) + "\n\n")
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        text = content if isinstance(content, str) else _join_parts(content)
+        if role in ("user", "human"):
+            parts.append(endpoint.prompt_template.replace("{prompt}", text))
+        elif role in ("assistant", "ai"):
+            parts.append(f" {text}\n\n")
+    return "".join(parts)
+
+
+def _join_parts(content: Any) -> str:
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
 def _classify(exc: BaseException) -> tuple[str, str]:
     import openai
 
@@ -181,11 +205,16 @@ class OpenAIBackend:
     def _request(
         self, ep: Endpoint, messages: Sequence[Message], temperature: float, max_tokens: int | None
     ) -> dict[str, Any]:
-        req: dict[str, Any] = {
-            "model": ep.model_id,
-            "messages": prepare_messages(ep, messages),
-            "temperature": temperature,
-        }
+        req: dict[str, Any] = {"model": ep.model_id, "temperature": temperature}
+        stop: tuple[str, ...] | None
+        if ep.api == "completions":
+            req["prompt"] = render_prompt(ep, messages)
+            stop = ep.stop if ep.stop is not None else ("\n\n", "Question:")
+        else:
+            req["messages"] = prepare_messages(ep, messages)
+            stop = ep.stop
+        if stop:
+            req["stop"] = list(stop)
         mt = max_tokens if max_tokens is not None else ep.max_tokens
         if mt is not None:
             req["max_tokens"] = mt
@@ -210,7 +239,8 @@ class OpenAIBackend:
         async with limit:
             t0 = time.perf_counter()
             try:
-                resp = await client.chat.completions.create(**req)
+                api = client.completions if ep.api == "completions" else client.chat.completions
+                resp = await api.create(**req)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -242,12 +272,17 @@ class OpenAIBackend:
         async with limit:
             t0 = time.perf_counter()
             try:
-                stream = await client.chat.completions.create(**req)
+                api = client.completions if ep.api == "completions" else client.chat.completions
+                stream = await api.create(**req)
                 async for chunk in stream:
                     if getattr(chunk, "usage", None):
                         usage = chunk.usage
                     for ch in chunk.choices or []:
-                        piece = getattr(ch.delta, "content", None) if ch.delta else None
+                        if ep.api == "completions":
+                            piece = getattr(ch, "text", None)
+                        else:
+                            delta = getattr(ch, "delta", None)
+                            piece = getattr(delta, "content", None) if delta else None
                         if piece:
                             parts.append(piece)
                             yield piece
@@ -276,8 +311,10 @@ def _completion_from(model: str, ep: Endpoint, resp: Any, latency: float) -> Com
     choices = getattr(resp, "choices", None)
     if not choices:
         raise CallError(model, "bad_response", "response holds no choices")
-    msg = getattr(choices[0], "message", None)
-    text = getattr(msg, "content", None)
+    if ep.api == "completions":
+        text = getattr(choices[0], "text", None)
+    else:
+        text = getattr(getattr(choices[0], "message", None), "content", None)
     if not isinstance(text, str):
         raise CallError(model, "bad_response", "response holds no message text")
     usage = getattr(resp, "usage", None)

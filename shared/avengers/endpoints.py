@@ -71,6 +71,16 @@ class Endpoint:
     """Whether the model's chat template accepts a ``system`` message."""
     extra_body: dict[str, Any] = field(default_factory=dict)
     """Extra JSON fields sent with every request (server-specific options)."""
+    api: str = "chat"
+    """``chat`` (``/v1/chat/completions``) or ``completions`` (``/v1/completions`` with the
+    conversation rendered by ``prompt_template``: for base models without a chat template)."""
+    prompt_template: str = "Question: {prompt}\nAnswer:"
+    """With ``api: completions``: how one user turn is rendered; ``{prompt}`` is its text.
+    Earlier turns are rendered the same way followed by their answers; a system prompt goes
+    first on its own line."""
+    stop: tuple[str, ...] | None = None
+    """Stop sequences sent with every request (defaults to a blank line and "Question:" for
+    ``api: completions``)."""
 
     def __post_init__(self) -> None:
         where = f"endpoint {self.name!r}"
@@ -118,6 +128,14 @@ class Endpoint:
                 raise ConfigError(f"{where}: {name} must be a positive whole number, got {v!r}")
         if not isinstance(self.extra_body, dict):
             raise ConfigError(f"{where}: extra_body must be a mapping")
+        if self.api not in ("chat", "completions"):
+            raise ConfigError(f"{where}: api must be 'chat' or 'completions', got {self.api!r}")
+        if "{prompt}" not in str(self.prompt_template):
+            raise ConfigError(f"{where}: prompt_template must contain {{prompt}}")
+        if self.stop is not None:
+            if isinstance(self.stop, str) or not all(isinstance(x, str) for x in self.stop):
+                raise ConfigError(f"{where}: stop must be a list of strings")
+            object.__setattr__(self, "stop", tuple(self.stop))
 
     @property
     def model_id(self) -> str:
