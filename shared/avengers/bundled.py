@@ -40,3 +40,9 @@ def pretrained_path(name: str = PRETRAINED_NAME) -> Path:
 def load_pretrained(name: str = PRETRAINED_NAME, **kwargs: object) -> Router:
     """The router shipped with the package (trained on the bundled dcrouter train split)."""
     return Router.from_pretrained(pretrained_path(name), **kwargs)  # type: ignore[arg-type]
+
+
+def demo_questions_path() -> Path:
+    """The small labeled question set shipped for the end-to-end demo (arithmetic, comparisons,
+    multiple choice; MIT)."""
+    return Path(__file__).resolve().parent / "data" / "questions" / "demo.jsonl"

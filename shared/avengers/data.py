@@ -277,6 +277,7 @@ def outcomes_from_rows(
     models: list[str] = []
     any_cost = False
     notes: list[str] = []
+    consensus = 0
 
     for i, row in enumerate(rows, 1):
         where = f"{source}: row {i}"
@@ -313,6 +314,8 @@ def outcomes_from_rows(
                 raise DataError(f"{where}: field 'model' must be a non-empty string")
             items = [(m, _number(row["score"], where, "score", unit=True), row.get("cost"))]
         first_row.setdefault(q, i)
+        if row.get("grading") == "consensus":
+            consensus += 1
         t = _task_of(row) or task
         tasks.setdefault(q, t)
         qs = score_acc.setdefault(q, {})
@@ -332,6 +335,11 @@ def outcomes_from_rows(
                 cacc[0] += cv
                 cacc[1] += 1
 
+    if consensus:
+        notes.append(
+            f"{consensus} of {len(rows)} rows are consensus-graded: scores measure agreement with "
+            "the majority answer across models, not correctness against gold answers"
+        )
     queries = list(score_acc)
     n, mcount = len(queries), len(models)
     scores = np.full((n, mcount), np.nan)

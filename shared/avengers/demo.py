@@ -1,0 +1,147 @@
+"""The whole loop on two real local models, through the real command line.
+
+    python -m avengers.demo --out runs/demo
+
+Starts SmolLM2-135M and Gemma-3-270M with llama.cpp on 127.0.0.1, splits the shipped question set
+into train and test, runs ``avengers collect`` on both (gold-graded), regrades the training samples
+by consensus (no new calls) to compare, ``avengers train``, ``avengers evaluate`` against each
+single model with plots, ``avengers answer`` on a few test questions with voting, writes
+``summary.json``, and stops the servers it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .bundled import demo_questions_path
+from .local import demo_endpoints, demo_servers, endpoints_yaml
+
+
+def _run(args: list[str], *, capture: bool = False) -> str:
+    shown = "avengers " + " ".join(shlex.quote(a) for a in args)
+    print(f"\n$ {shown}", flush=True)
+    cmd = [sys.executable, "-m", "avengers", *args]
+    if capture:
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+        return out
+    subprocess.run(cmd, check=True)
+    return ""
+
+
+def split_questions(src: Path, out_dir: Path, test_share: float, seed: int) -> tuple[Path, Path]:
+    rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    n_test = round(len(rows) * test_share)
+    paths = []
+    for name, part in (("train", rows[n_test:]), ("test", rows[:n_test])):
+        p = out_dir / f"questions_{name}.jsonl"
+        p.write_text("".join(json.dumps(r) + "\n" for r in part))
+        paths.append(p)
+    return paths[0], paths[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--samples", type=int, default=3, help="samples per question and model")
+    ap.add_argument("--k", type=int, default=8, help="clusters")
+    ap.add_argument("--limit", type=int, default=None, help="use only this many questions")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+
+    src = demo_questions_path()
+    if args.limit:
+        lines = src.read_text().splitlines()[: args.limit]
+        src = out / "questions_all.jsonl"
+        src.write_text("\n".join(lines) + "\n")
+    q_train, q_test = split_questions(src, out, 1 / 3, args.seed)
+
+    servers = demo_servers(out / "logs")
+    summary: dict[str, Any] = {}
+    try:
+        for s in servers:
+            print(f"starting llama.cpp server for {s.alias} ({s.model_path.name})", flush=True)
+            s.start()
+            print(f"  {s.alias} ready at {s.base_url}", flush=True)
+        eps = out / "endpoints.yaml"
+        eps.write_text(endpoints_yaml(demo_endpoints(servers)))
+        n = str(args.samples)
+        _run(
+            ["collect", "-q", str(q_train), "-e", str(eps), "-o", str(out / "train.jsonl"), "-n", n]
+        )
+        _run(["collect", "-q", str(q_test), "-e", str(eps), "-o", str(out / "test.jsonl"), "-n", n])
+        consensus = json.loads(
+            _run(
+                ["collect", "-q", str(q_train), "-e", str(eps), "--consensus", "--json",
+                 "--log", str(out / "train.jsonl.samples.jsonl"),
+                 "-o", str(out / "train_consensus.jsonl"), "-n", n],
+                capture=True,
+            )
+        )  # fmt: skip
+        print(
+            "consensus grading of the training samples (no new calls): correlation with gold "
+            f"grades {consensus['consensus_gold_correlation']}",
+            flush=True,
+        )
+        router = out / "router"
+        _run(["train", "-d", str(out / "train.jsonl"), "--k", str(args.k), "-o", str(router)])
+        _run(["evaluate", "-r", str(router), "-d", str(out / "test.jsonl"),
+              "--plots", str(out / "plots"), "--train-data", str(out / "train.jsonl")])  # fmt: skip
+        evaluation = json.loads(
+            _run(
+                ["evaluate", "-r", str(router), "-d", str(out / "test.jsonl"), "--json"],
+                capture=True,
+            )
+        )
+        test_qs = [json.loads(x) for x in q_test.read_text().splitlines() if x.strip()]
+        picks = [q["question"] for q in test_qs[:3]]
+        answers = json.loads(
+            _run(["answer", "-r", str(router), "-e", str(eps), "-n", "5", "--json", *picks],
+                 capture=True)
+        )  # fmt: skip
+        print("\nanswers with voting (5 samples, self-consistency):")
+        for q, a in zip(test_qs[:3], answers, strict=True):
+            first = a["samples"][0]["answer"] if a["samples"] else None
+            print(
+                f"- {q['question'].splitlines()[0]}\n  gold {q['answer']!r}, voted {a['answer']!r} "
+                f"by {a['model']} (votes {a['votes']}, first sample said {first!r})"
+            )
+        summary = {
+            "evaluation": evaluation,
+            "consensus_gold_correlation": consensus["consensus_gold_correlation"],
+            "answers": [
+                {"question": q["question"], "gold": q["answer"], "answer": a["answer"],
+                 "model": a["model"], "votes": a["votes"]}
+                for q, a in zip(test_qs[:3], answers, strict=True)
+            ],
+            "plots": sorted(str(p) for p in (out / "plots").glob("*.png")),
+        }  # fmt: skip
+    finally:
+        for s in servers:
+            s.stop()
+        print("stopped the llama.cpp servers", flush=True)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    ev = summary["evaluation"]
+    print(f"\nrouted accuracy {ev['accuracy']:.3f} vs best single ({ev['best_single_model']}) "
+          f"{ev['best_single']:.3f}; oracle {ev['oracle']:.3f}")  # fmt: skip
+    print(f"per model: {json.dumps(ev['per_model'])}")
+    print(f"plots: {out / 'plots'}   summary: {out / 'summary.json'}   ({summary['seconds']}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
