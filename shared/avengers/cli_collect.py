@@ -65,15 +65,21 @@ def collect(
     unknown = [m for m in names if m not in backend.endpoints]
     if unknown:
         fail(f"--model {unknown[0]!r} is not in {endpoints}")
-    total = len(qs) * len(names) * samples
-    bar = tqdm(total=total, desc="collecting", unit="sample", disable=as_json)
+    bar = tqdm(
+        total=len(qs) * len(names) * samples, desc="collecting", unit="sample", disable=as_json
+    )
+
+    def plan(todo: int, skipped: int) -> None:
+        bar.reset(total=todo)
+        if skipped:
+            bar.set_postfix_str(f"{skipped} already logged")
 
     async def run() -> CollectSummary:
         try:
             return await acollect(
                 qs, backend, out, samples=samples, temperature=temperature,
                 max_tokens=max_tokens, consensus=consensus, models=names, log=log,
-                on_sample=lambda: bar.update(1),
+                on_sample=lambda: bar.update(1), on_plan=plan,
             )  # fmt: skip
         finally:
             await backend.aclose()
@@ -82,6 +88,13 @@ def collect(
         summary = asyncio.run(run())
     finally:
         bar.close()
+    failed = sum(summary.failures_by_kind.values())
+    if summary.new_samples and failed >= summary.new_samples:
+        urls = ", ".join(sorted({backend.endpoints[m].base_url for m in names}))
+        fail(
+            f"all {failed} calls failed ({', '.join(summary.failures_by_kind)}); are the servers "
+            f"running at {urls}? Nothing was lost: rerun to retry."
+        )
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:

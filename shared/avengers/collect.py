@@ -194,6 +194,7 @@ async def acollect(
     consensus: bool = False,
     models: Sequence[str] | None = None,
     on_sample: Callable[[], None] | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
     log: str | Path | None = None,
 ) -> CollectSummary:
     """Run every model over every question, log each sample, then rebuild the outcome table."""
@@ -213,7 +214,12 @@ async def acollect(
         if (q.id, m, s) not in done
     ]  # fmt: skip
     skipped = len(questions) * len(names) * samples - len(jobs)
+    if on_plan:
+        on_plan(len(jobs), skipped)
+    torn_tail = log.is_file() and log.stat().st_size > 0 and not log.read_bytes().endswith(b"\n")
     fh = log.open("a", encoding="utf-8")
+    if torn_tail:  # a crash left half a line: end it so new lines stay whole
+        fh.write("\n")
 
     async def one(q: Question, m: str, s: int) -> None:
         msgs = [{"role": "user", "content": q.question}]
