@@ -37,8 +37,11 @@ FACTS = [
     ("What colour are ripe bananas?", "Yellow", ["Blue", "Black", "Pink"]),
     ("What colour do you get by mixing blue and yellow?", "Green", ["Orange", "Purple", "Red"]),
     ("What is frozen water called?", "Ice", ["Steam", "Sand", "Glass"]),
-    ("At what temperature does water boil at sea level?", "100 degrees Celsius",
-     ["50 degrees Celsius", "0 degrees Celsius", "200 degrees Celsius"]),
+    (
+        "At what temperature does water boil at sea level?",
+        "100 degrees Celsius",
+        ["50 degrees Celsius", "0 degrees Celsius", "200 degrees Celsius"],
+    ),
     ("What gas do plants take in from the air?", "Carbon dioxide", ["Helium", "Neon", "Argon"]),
     ("What do we call a baby cat?", "Kitten", ["Puppy", "Calf", "Foal"]),
     ("What do we call a baby dog?", "Puppy", ["Kitten", "Lamb", "Chick"]),
@@ -80,8 +83,14 @@ def main() -> None:
         q, ans = arithmetic(rng)
         if q not in seen:
             seen.add(q)
-            rows.append({"question": f"{q} Answer with just the number.", "answer": str(ans),
-                         "answer_type": "number", "task": "arithmetic"})
+            rows.append(
+                {
+                    "question": f"{q} Answer with just the number.",
+                    "answer": str(ans),
+                    "answer_type": "number",
+                    "task": "arithmetic",
+                }
+            )
     while sum(r["task"] == "comparison" for r in rows) < 40:
         a, b = rng.sample(range(10, 100), 2)
         word = rng.choice(["larger", "smaller"])
@@ -89,19 +98,22 @@ def main() -> None:
         if q not in seen:
             seen.add(q)
             ans = max(a, b) if word == "larger" else min(a, b)
-            rows.append({"question": q, "answer": str(ans), "answer_type": "number",
-                         "task": "comparison"})
+            rows.append(
+                {"question": q, "answer": str(ans), "answer_type": "number", "task": "comparison"}
+            )
     for q, right, wrong in FACTS:
         options = [right, *wrong]
         rng.shuffle(options)
         letters = "ABCD"
         lines = "\n".join(f"{letters[i]}) {o}" for i, o in enumerate(options))
-        rows.append({
-            "question": f"{q}\n{lines}\nAnswer with the letter of the right option.",
-            "answer": letters[options.index(right)],
-            "answer_type": "choice",
-            "task": "multiple_choice",
-        })
+        rows.append(
+            {
+                "question": f"{q}\n{lines}\nAnswer with the letter of the right option.",
+                "answer": letters[options.index(right)],
+                "answer_type": "choice",
+                "task": "multiple_choice",
+            }
+        )
     rng.shuffle(rows)
     for i, r in enumerate(rows):
         r["id"] = f"q{i:03d}"

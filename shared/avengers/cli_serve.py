@@ -1,0 +1,80 @@
+"""``avengers serve``: the OpenAI-compatible routing server."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import _router_arg, fail, friendly
+
+
+def serve(
+    endpoints: Annotated[
+        Path, typer.Option("--endpoints", "-e", help="Endpoint file (YAML/TOML/JSON).")
+    ],
+    router: Annotated[
+        str, typer.Option("--router", "-r", help="Router folder, hub id, or 'pretrained'.")
+    ] = "pretrained",
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    strategy: Annotated[
+        str, typer.Option(help="self_consistency, model_switch or direct.")
+    ] = "self_consistency",
+    samples: Annotated[int, typer.Option("--samples", "-n", help="Samples per model.")] = 10,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File of accepted client keys, one per line (also: $AVENGERS_SERVER_KEYS)."
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Allow browser calls from this origin (CORS is off by default)."),
+    ] = None,
+    max_body: Annotated[int, typer.Option(help="Largest request body in bytes.")] = 1_000_000,
+    max_tokens: Annotated[
+        int, typer.Option(help="Largest max_tokens a client may ask for.")
+    ] = 4096,
+) -> None:
+    """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
+    import uvicorn
+
+    from .answer import Answerer, SamplingConfig
+    from .serve import create_app, load_api_keys
+
+    if workers < 1:
+        fail("--workers must be >= 1")
+    cfg = SamplingConfig(strategy=strategy, n_samples=samples, temperature=temperature)  # type: ignore[arg-type]
+    keys = load_api_keys(file=api_key_file)
+    answerer = Answerer(_router_arg(router), endpoints, cfg)  # validates everything up front
+    if host not in ("127.0.0.1", "localhost", "::1") and not keys:
+        typer.secho(
+            f"warning: binding {host} without authentication; set AVENGERS_SERVER_KEYS or --api-key-file",
+            fg=typer.colors.YELLOW, err=True,
+        )  # fmt: skip
+    typer.echo(f"avengers serving on http://{host}:{port}/v1 (models: avengers, avengers-fast, "
+               f"{', '.join(m for m in answerer.router.models_ if m in answerer.backend.models())})")  # fmt: skip
+    common = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning"}
+    if workers == 1:
+        app = create_app(answerer, api_keys=keys, max_body_bytes=max_body,
+                         max_tokens_limit=max_tokens, cors_origins=cors_origin or None)  # fmt: skip
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
+        return
+    os.environ.update({
+        "AVENGERS_ROUTER": router, "AVENGERS_ENDPOINTS": str(endpoints.resolve()),
+        "AVENGERS_CONFIG": json.dumps({"strategy": strategy, "n_samples": samples, "temperature": temperature}),
+        "AVENGERS_MAX_BODY": str(max_body), "AVENGERS_MAX_TOKENS": str(max_tokens),
+        "AVENGERS_CORS": ",".join(cors_origin or []),
+        "AVENGERS_SERVER_KEY_FILE": str(api_key_file or ""),
+    })  # fmt: skip
+    uvicorn.run("avengers.serve:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="serve")(friendly(serve))
