@@ -156,6 +156,7 @@ def _fake_embedding(text: str, dim: int = 16) -> list[float]:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeOpenAIServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
