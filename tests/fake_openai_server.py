@@ -89,7 +89,7 @@ class FakeOpenAIServer:
         class Handler(_Handler):
             fake = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._httpd = _Server(("127.0.0.1", self._port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
@@ -130,6 +130,11 @@ class FakeOpenAIServer:
             k = self._per_model.get(model, 0)
             self._per_model[model] = k + 1
             return i, k
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 512  # bursts of many clients must not overflow the listen backlog
+    daemon_threads = True
 
 
 def _prompt_of(body: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -266,6 +267,8 @@ class CachedEmbedder:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         fname = hashlib.sha256(self.name.encode()).hexdigest()[:16] + ".sqlite"
         con = sqlite3.connect(self.cache_dir / fname, timeout=30)
+        con.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
+        con.execute("PRAGMA synchronous=NORMAL")  # a cache: durability per commit is not needed
         con.execute("CREATE TABLE IF NOT EXISTS vec (key BLOB PRIMARY KEY, v BLOB NOT NULL)")
         return con
 
@@ -328,3 +331,77 @@ def resolve_embedder(spec: Embedder | str | None, *, cache: bool = True) -> Embe
     else:
         return spec
     return CachedEmbedder(emb) if cache else emb
+
+
+class BatchingEmbedder:
+    """Coalesces concurrent async embedding calls into batches (up to ``max_batch`` texts, waiting
+    at most ``max_wait`` seconds for company), run on a worker thread. A server embedding one
+    query per request gets the throughput of batched inference. Sync ``embed`` passes through."""
+
+    def __init__(self, inner: Embedder, *, max_batch: int = 64, max_wait: float = 0.002) -> None:
+        self.inner = inner
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._queues: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]]
+        ] = weakref.WeakKeyDictionary()
+        self._workers: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        self.texts = 0
+
+    def __repr__(self) -> str:
+        return f"BatchingEmbedder({self.inner!r}, max_batch={self.max_batch})"
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed(texts)
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        q = self._queues.get(loop)
+        if q is None:
+            q = self._queues[loop] = asyncio.Queue()
+            task = loop.create_task(self._worker(q))
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+        fut: asyncio.Future[np.ndarray] = loop.create_future()
+        await q.put((list(texts), fut))
+        return await fut
+
+    async def _worker(self, q: asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]]) -> None:
+        while True:
+            items = [await q.get()]
+            n = len(items[0][0])
+            deadline = asyncio.get_running_loop().time() + self.max_wait
+            while n < self.max_batch:
+                timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(q.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                items.append(item)
+                n += len(item[0])
+            texts = [t for ts, _ in items for t in ts]
+            try:
+                X = await asyncio.to_thread(self.inner.embed, texts)
+            except Exception as e:  # hand the failure to every waiting caller
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            self.batches += 1
+            self.texts += len(texts)
+            i = 0
+            for ts, fut in items:
+                if not fut.done():
+                    fut.set_result(X[i : i + len(ts)])
+                i += len(ts)

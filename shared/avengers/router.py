@@ -156,6 +156,13 @@ class Router:
             self._embedder = resolve_embedder(self.embedder)
         return self._embedder
 
+    def set_embedder(self, embedder: Embedder) -> Router:
+        """Use this embedder instance for queries from now on (for example the same model wrapped
+        in a :class:`~avengers.embedders.BatchingEmbedder`). Vectors are still checked against the
+        trained dimension."""
+        self._embedder = embedder
+        return self
+
     def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         emb = self.get_embedder()
         if show_progress and hasattr(emb, "show_progress"):

@@ -205,12 +205,19 @@ def create_app(
     """The FastAPI app. Run it with uvicorn (``avengers serve`` does)."""
     from contextlib import asynccontextmanager
 
+    from .embedders import BatchingEmbedder
+
+    emb = answerer.router.get_embedder()
+    if not isinstance(emb, BatchingEmbedder):  # one request = one query: batch them together
+        answerer.router.set_embedder(BatchingEmbedder(emb))
     profs = profiles if profiles is not None else default_profiles(answerer)
     keys = set(api_keys or ())
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # load the embedding model now, not on the first user request
+        await asyncio.to_thread(answerer.router.get_embedder().embed, ["warm-up"])
         yield
         await answerer._aclose()
 
