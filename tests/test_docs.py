@@ -1,0 +1,55 @@
+"""The documentation's examples run as written (the local deterministic server stands in for
+the model servers the docs point at)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from avengers import Router
+from fake_openai_server import FakeModel, FakeOpenAIServer
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOC_URL = "http://127.0.0.1:8081/v1"
+
+
+def blocks(doc: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", (DOCS / doc).read_text(), flags=re.S)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    s = FakeOpenAIServer(
+        {
+            "math": FakeModel(answers=["391", "The answer is 391.", "381"]),
+            "chef": FakeModel(answers=["Boil it for six minutes."]),
+            "coder": FakeModel(answers=["def f(): pass"]),
+        }
+    ).start()
+    yield s
+    s.stop()
+
+
+def test_answering_doc_examples_run(
+    toy_router: Router,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (yaml_block,) = blocks("answering.md", "yaml")
+    (tmp_path / "endpoints.yaml").write_text(yaml_block.replace(DOC_URL, server.base_url))
+    toy_router.save_pretrained(tmp_path / "my-router")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CODER_API_KEY", "sk-doc-test")
+    ns: dict[str, Any] = {}
+    code = blocks("answering.md", "python")
+    assert len(code) == 3
+    for block in code:
+        exec(compile(block, "docs/answering.md", "exec"), ns)
+    assert ns["result"].answer == "391" and ns["result"].model in ("math-model", "code-model")
+    out = capsys.readouterr().out
+    assert "391" in out and "Boil it for six minutes." in out
