@@ -53,3 +53,27 @@ def test_answering_doc_examples_run(
     assert ns["result"].answer == "391" and ns["result"].model in ("math-model", "code-model")
     out = capsys.readouterr().out
     assert "391" in out and "Boil it for six minutes." in out
+
+
+def test_serve_doc_clients_run_against_the_server(
+    toy_router: Router, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from avengers import Answerer, Endpoint
+    from avengers.serve import create_app
+    from test_serve import Running
+
+    eps = {
+        name: Endpoint(name, server.base_url, model=mid)
+        for name, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
+    }
+    running = Running(create_app(Answerer(toy_router, eps, n_samples=3)))
+    try:
+        code = [b for b in blocks("serve.md", "python") if "[...]" not in b]
+        assert len(code) == 3
+        for block in code:
+            block = block.replace("http://127.0.0.1:8000/v1", f"{running.url}/v1")
+            exec(compile(block, "docs/serve.md", "exec"), {})
+        out = capsys.readouterr().out
+        assert "391" in out and "math-model" in out and out.count("Boil it for six minutes.") == 2
+    finally:
+        running.stop()
