@@ -134,6 +134,11 @@ def test_answer_type_inference() -> None:
     assert looks_multiple_choice(mc) and infer_answer_type(mc) == "choice"
     assert not looks_multiple_choice("What is 2+2?")
     assert infer_answer_type("What is 2+2?", ["4", "The answer is 4", "4."]) == "number"
+    wordy = [
+        "This is a classic problem: 4 times 8 can be computed as 8 + 8 + 8 + 8, giving 32 in all."
+    ] * 3
+    assert infer_answer_type("What is 4 times 8?", wordy) == "number"
+    assert infer_answer_type("Describe the history of Rome.", wordy) == "text"
     assert infer_answer_type("Capital of France?", ["Paris", "paris.", "It is Paris"]) == "short"
     code = ["```python\ndef f():\n    return 1\n```"] * 3
     assert infer_answer_type("Write f", code) == "code"

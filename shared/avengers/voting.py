@@ -161,13 +161,19 @@ def looks_multiple_choice(question: str) -> bool:
     return {"A", "B"} <= letters
 
 
+_NUMERIC_QUESTION = re.compile(
+    r"\bhow (?:many|much)\b|\bjust the number\b|\bwhich number\b"
+    r"|\d+\s*(?:[-+*/×x^]|plus|minus|times|divided by|to the power of)\s*\d+",
+    re.I,
+)
 _CODE_HINT = re.compile(r"```|\bdef \w+\(|\bfunction \w+\(|\bclass \w+[:(]")
 
 
 def infer_answer_type(question: str, samples: Sequence[str] = ()) -> str:
     """Pick an answer type for ``auto``: choice if the question lists options, code if the samples
-    hold code, number if most samples yield a number and the samples are short or state an
-    answer, short text if all samples are short, else open-ended text."""
+    hold code, number if most samples yield a number and either the question asks for one
+    ("how many", "what is 4 times 8") or the samples are short or state an answer, short text if
+    all samples are short, else open-ended text."""
     if looks_multiple_choice(question):
         return "choice"
     texts = [s for s in samples if s]
@@ -175,6 +181,8 @@ def infer_answer_type(question: str, samples: Sequence[str] = ()) -> str:
         return "code"
     if texts:
         numeric = [s for s in texts if extract_number(s) is not None]
+        if _NUMERIC_QUESTION.search(question) and len(numeric) * 2 > len(texts):
+            return "number"  # the question asks for a number and most samples give one
         stated = [s for s in texts if _BOXED.search(s) or _ANSWER_IS.search(s) or len(s) < 40]
         if len(numeric) * 2 > len(texts) and len(stated) * 2 > len(texts):
             return "number"
