@@ -95,6 +95,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "routed (avengers)" in proc.stdout and "stopped the llama.cpp servers" in proc.stdout
     assert {Path(p).name for p in summary["plots"]} >= {"cluster_heatmap.png", "alpha_curve.png"}
     assert len(summary["answers"]) == 3
+    # consensus grading of the same samples (no new calls) tracks the gold grades
+    assert summary["consensus_gold_correlation"] is not None
+    assert summary["consensus_gold_correlation"] > 0
     eps = (out / "endpoints.yaml").read_text()
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", eps)]
     assert ports and not any(_port_open(p) for p in ports)  # the servers it started are gone

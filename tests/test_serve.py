@@ -337,3 +337,37 @@ def test_serve_cli_bad_input(tmp_path: Path) -> None:
 
     r = CliRunner().invoke(app, ["serve", "-e", str(tmp_path / "missing.yaml")])
     assert r.exit_code == 2 and "endpoint file not found" in r.output
+
+
+@pytest.mark.slow
+def test_several_workers(toy_router: Router, tmp_path: Path) -> None:
+    up = FakeOpenAIServer({"chef": FakeModel(answers=["Six minutes."])}).start()
+    toy_router.save_pretrained(tmp_path / "r")
+    (tmp_path / "e.json").write_text(
+        json.dumps({"endpoints": {"chef-model": {"base_url": up.base_url, "model": "chef"}}})
+    )
+    port = free_port()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "avengers", "serve", "-r", str(tmp_path / "r"),
+         "-e", str(tmp_path / "e.json"), "--port", str(port), "--workers", "2"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        c = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        for _ in range(4):
+            r = c.chat.completions.create(
+                model="avengers-fast", messages=[{"role": "user", "content": COOK_Q}]
+            )
+            assert r.choices[0].message.content == "Six minutes." and r.model == "chef-model"
+    finally:
+        p.terminate()
+        p.wait(30)
+        up.stop()
