@@ -1,1 +1,17 @@
-"""Adapter package (see docs)."""
+"""LangChain adapters for the avengers router: a chat model that routes, samples and votes
+(:class:`ChatAvengers`), a router chain over your own runnables (:class:`AvengersRouterChain`),
+and a route-only runnable (:class:`AvengersRouteOnly`). All routing and voting happen in the
+``avengers`` core."""
+
+from ._core import RunnableBackend, routing_text
+from .chat_models import ChatAvengers
+from .runnables import AvengersRouteOnly, AvengersRouterChain, query_text
+
+__all__ = [
+    "AvengersRouteOnly",
+    "AvengersRouterChain",
+    "ChatAvengers",
+    "RunnableBackend",
+    "query_text",
+    "routing_text",
+]

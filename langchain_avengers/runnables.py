@@ -1,0 +1,168 @@
+"""Runnables for people whose candidates are already LangChain objects.
+
+* :class:`AvengersRouterChain` sends each input to the candidate ``Runnable`` the router picks
+  (optionally sampling it several times and voting), through the core answering layer.
+* :class:`AvengersRouteOnly` returns the routing decision without calling any model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from avengers import Answerer, Router, SamplingConfig
+from avengers.exceptions import ConfigError
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import patch_config
+from pydantic import ConfigDict, Field
+
+from ._core import RunnableBackend, as_messages, routing_text, to_openai
+
+
+def _load_router(router: Any) -> Router:
+    if isinstance(router, Router):
+        return router
+    if str(router) == "pretrained":
+        from avengers.bundled import load_pretrained
+
+        return load_pretrained()
+    return Router.from_pretrained(router)
+
+
+def query_text(value: Any, *, input_key: str | None = None, routing: Any = "last_human") -> str:
+    """The text to route on, from a chain input: a string, messages, a prompt value, or a dict
+    (``input_key``, else its only or first string value)."""
+    if isinstance(value, Mapping):
+        if input_key is not None:
+            if input_key not in value:
+                raise ConfigError(f"input has no key {input_key!r} (keys: {sorted(value)})")
+            return query_text(value[input_key], routing=routing)
+        strings = [v for v in value.values() if isinstance(v, str)]
+        if not strings:
+            raise ConfigError("a dict input needs a string value to route on; set input_key")
+        return strings[0]
+    if isinstance(value, str):
+        return value
+    return routing_text(as_messages(value), routing)
+
+
+class _RouterFields(RunnableSerializable[Any, Any]):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    router: Any
+    """A fitted :class:`avengers.Router`, a folder or hub id, or ``"pretrained"``."""
+    input_key: str | None = None
+    """For dict inputs: the key that holds the text to route on."""
+    routing: Any = "last_human"
+    """For message inputs: ``last_human``, ``conversation``, a template, or a function."""
+    alpha: float | None = None
+    """Cost/quality trade-off for routing (None: the router's own)."""
+
+    def _router(self) -> Router:
+        r = _load_router(self.router)
+        if r is not self.router:
+            object.__setattr__(self, "router", r)
+        return r
+
+    def _text(self, value: Any) -> str:
+        return query_text(value, input_key=self.input_key, routing=self.routing)
+
+
+class AvengersRouteOnly(_RouterFields):
+    """Returns the :class:`~avengers.decision.RouteDecision` for the input (or its dict with
+    ``as_dict=True``) without calling any model, for branching yourself."""
+
+    as_dict: bool = False
+    """Return ``decision.to_dict()`` instead of the decision object."""
+
+    def _route(self, value: Any) -> Any:
+        d = self._router().route(self._text(value), alpha=self.alpha)
+        return d.to_dict() if self.as_dict else d
+
+    async def _aroute(self, value: Any) -> Any:
+        d = await self._router().aroute(self._text(value), alpha=self.alpha)
+        return d.to_dict() if self.as_dict else d
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._route, input, config)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._aroute, input, config)
+
+
+class AvengersRouterChain(_RouterFields):
+    """Routes each input to one of ``runnables`` (model name -> any ``Runnable``: a chat model,
+    a prompt-and-model chain, ...). With ``n_samples > 1`` the chosen candidate runs several
+    times and the outputs vote (the paper's self-consistency); a failing candidate falls back to
+    the next-ranked one. The output is the winning candidate's own output, or
+    ``{"output": ..., "account": {...}}`` with ``return_account=True``."""
+
+    runnables: dict[str, Runnable[Any, Any]] = Field(default_factory=dict)
+    """Candidates by the router's model names."""
+    n_samples: int = 1
+    """Samples per candidate (1: just call the chosen one)."""
+    strategy: str = "self_consistency"
+    """``self_consistency`` or ``model_switch`` when sampling; ``direct`` for one call."""
+    answer_type: str = "auto"
+    """How outputs are compared when voting: auto, choice, number, short, text or code."""
+    max_concurrency: int = 4
+    """Most samples of one candidate running at once."""
+    return_account: bool = False
+    """Return ``{"output": ..., "account": ...}`` instead of the bare output."""
+
+    def _answerer(
+        self, value: Any, config: RunnableConfig | None
+    ) -> tuple[Answerer, RunnableBackend]:
+        router = self._router()
+        missing = [m for m in self.runnables if m not in router.models_]
+        if missing:
+            raise ConfigError(
+                f"runnables {missing} are not models of the router ({list(router.models_)})"
+            )
+        backend = RunnableBackend(
+            self.runnables, value, config, max_concurrency=self.max_concurrency
+        )
+        strategy = "direct" if self.n_samples == 1 else self.strategy
+        cfg = SamplingConfig(
+            strategy=strategy,  # type: ignore[arg-type]
+            n_samples=self.n_samples,
+            answer_type=self.answer_type,
+            alpha=self.alpha,
+        )
+        return Answerer(router, backend, cfg), backend
+
+    @staticmethod
+    def _messages(value: Any, text: str) -> list[dict[str, Any]]:
+        try:
+            return to_openai(as_messages(value))
+        except ConfigError:
+            return [{"role": "user", "content": text}]
+
+    def _finish(self, res: Any, backend: RunnableBackend) -> Any:
+        out = backend.output_for(res.model, res.text)
+        return {"output": out, "account": res.account()} if self.return_account else out
+
+    def _run(
+        self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        child = patch_config(config, callbacks=run_manager.get_child())
+        answerer, backend = self._answerer(value, child)
+        text = self._text(value)
+        res = answerer.answer(self._messages(value, text), text=text)
+        return self._finish(res, backend)
+
+    async def _arun(
+        self, value: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        child = patch_config(config, callbacks=run_manager.get_child())
+        answerer, backend = self._answerer(value, child)
+        text = self._text(value)
+        res = await answerer.aanswer(self._messages(value, text), text=text)
+        return self._finish(res, backend)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._run, input, config)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._arun, input, config)
