@@ -5,9 +5,11 @@ and a route-only runnable (:class:`AvengersRouteOnly`). All routing and voting h
 
 from ._core import RunnableBackend, routing_text
 from .chat_models import ChatAvengers
+from .embeddings import AvengersEmbeddings
 from .runnables import AvengersRouteOnly, AvengersRouterChain, query_text
 
 __all__ = [
+    "AvengersEmbeddings",
     "AvengersRouteOnly",
     "AvengersRouterChain",
     "ChatAvengers",

@@ -4,6 +4,7 @@ voting happens here."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -100,7 +101,11 @@ class RunnableBackend:
         config: RunnableConfig | None = None,
         *,
         max_concurrency: int = 4,
+        sync: bool = False,
     ) -> None:
+        self.sync = sync
+        """Call candidates with their sync ``invoke`` on worker threads (for sync callers: some
+        clients, e.g. langchain-openai's cached async HTTP client, must not cross event loops)."""
         self.runnables = dict(runnables)
         self.original_input = original_input
         self.config = config
@@ -126,7 +131,11 @@ class RunnableBackend:
     ) -> Completion:
         t0 = time.perf_counter()
         try:
-            out = await self.runnables[model].ainvoke(self.original_input, self.config)
+            r = self.runnables[model]
+            if self.sync:
+                out = await asyncio.to_thread(r.invoke, self.original_input, self.config)
+            else:
+                out = await r.ainvoke(self.original_input, self.config)
         except Exception as e:  # any candidate failure becomes a recorded fault
             raise CallError(
                 model, "runnable_error", f"{type(e).__name__}: {str(e)[:200]}"

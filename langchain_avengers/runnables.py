@@ -112,7 +112,7 @@ class AvengersRouterChain(_RouterFields):
     """Return ``{"output": ..., "account": ...}`` instead of the bare output."""
 
     def _answerer(
-        self, value: Any, config: RunnableConfig | None
+        self, value: Any, config: RunnableConfig | None, *, sync: bool = False
     ) -> tuple[Answerer, RunnableBackend]:
         router = self._router()
         missing = [m for m in self.runnables if m not in router.models_]
@@ -121,7 +121,7 @@ class AvengersRouterChain(_RouterFields):
                 f"runnables {missing} are not models of the router ({list(router.models_)})"
             )
         backend = RunnableBackend(
-            self.runnables, value, config, max_concurrency=self.max_concurrency
+            self.runnables, value, config, max_concurrency=self.max_concurrency, sync=sync
         )
         strategy = "direct" if self.n_samples == 1 else self.strategy
         cfg = SamplingConfig(
@@ -147,7 +147,7 @@ class AvengersRouterChain(_RouterFields):
         self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
         child = patch_config(config, callbacks=run_manager.get_child())
-        answerer, backend = self._answerer(value, child)
+        answerer, backend = self._answerer(value, child, sync=True)
         text = self._text(value)
         res = answerer.answer(self._messages(value, text), text=text)
         return self._finish(res, backend)

@@ -1,0 +1,215 @@
+"""The LangChain adapters against the local deterministic OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from avengers import Endpoint, Router
+from fake_openai_server import FakeModel, FakeOpenAIServer
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableLambda
+from langchain_openai import ChatOpenAI
+
+from langchain_avengers import (
+    AvengersRouteOnly,
+    AvengersRouterChain,
+    ChatAvengers,
+    query_text,
+    routing_text,
+)
+
+MATH_Q = "What is 17 times 23?"
+COOK_Q = "How long should I boil an egg for a runny yolk?"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "langchain.md"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    s = FakeOpenAIServer(
+        {
+            "math": FakeModel(answers=["391", "The answer is 391.", "381"]),
+            "chef": FakeModel(answers=["Boil it for six minutes."]),
+            "coder": FakeModel(answers=["def f(): pass"]),
+        }
+    ).start()
+    yield s
+    s.stop()
+
+
+def eps(server: FakeOpenAIServer) -> dict[str, Endpoint]:
+    return {
+        n: Endpoint(n, server.base_url, model=mid, max_retries=0, timeout=5)
+        for n, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
+    }
+
+
+def candidates(server: FakeOpenAIServer) -> dict[str, ChatOpenAI]:
+    return {
+        n: ChatOpenAI(base_url=server.base_url, api_key="unused", model=mid, max_retries=0)  # type: ignore[arg-type]
+        for n, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
+    }
+
+
+class Counter(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.starts = 0
+        self.ends = 0
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self.starts += 1
+
+    def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
+        self.ends += 1
+
+
+def test_chat_model_invoke_batch_stream_and_metadata(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    chat = ChatAvengers(router=toy_router, endpoints=eps(server), n_samples=10, adaptive=False)
+    counter = Counter()
+    msg = chat.invoke(MATH_Q, config={"callbacks": [counter]})
+    assert isinstance(msg, AIMessage) and msg.content in ("391", "The answer is 391.")
+    meta = msg.response_metadata
+    assert meta["model_name"] == "math-model" and meta["avengers"]["votes"] == {"391": 7, "381": 3}
+    assert meta["avengers"]["decision"]["ranking"][0]["model"] == "math-model"
+    assert msg.usage_metadata is not None and msg.usage_metadata["output_tokens"] > 0
+    assert (counter.starts, counter.ends) == (1, 1)  # one clean run for ten samples
+    out = chat.batch([MATH_Q, COOK_Q])
+    assert [m.response_metadata["model_name"] for m in out] == ["math-model", "chef-model"]
+    direct = ChatAvengers(router=toy_router, endpoints=eps(server), strategy="direct")
+    chunks = list(direct.stream(COOK_Q))
+    assert "".join(str(c.content) for c in chunks) == "Boil it for six minutes." and len(chunks) > 3
+    assert chunks[-1].response_metadata["model_name"] == "chef-model"
+
+
+async def test_chat_model_async(toy_router: Router, server: FakeOpenAIServer) -> None:
+    chat = ChatAvengers(router=toy_router, endpoints=eps(server), n_samples=3)
+    msg = await chat.ainvoke(COOK_Q)
+    assert msg.response_metadata["model_name"] == "chef-model"
+    parts = [c async for c in chat.astream(MATH_Q)]
+    assert "391" in "".join(str(p.content) for p in parts)
+    many = await chat.abatch([MATH_Q, COOK_Q])
+    assert len(many) == 2
+
+
+def test_routing_policies(toy_router: Router, server: FakeOpenAIServer) -> None:
+    history = [
+        SystemMessage("be brief"),
+        HumanMessage(MATH_Q),
+        AIMessage("391"),
+        HumanMessage(COOK_Q),
+    ]
+    assert routing_text(history) == COOK_Q
+    assert routing_text(history, "conversation").startswith("system: be brief\nhuman: What is 17")
+    assert routing_text(history, "Q: {last_human}") == f"Q: {COOK_Q}"
+    assert routing_text(history, lambda ms: ms[1].text) == MATH_Q
+    # routing on the conversation's first question sends the whole chat to the math model
+    chat = ChatAvengers(router=toy_router, endpoints=eps(server), n_samples=2,
+                        routing=lambda ms: next(m.text for m in ms if m.type == "human"))  # fmt: skip
+    assert chat.invoke(history).response_metadata["model_name"] == "math-model"
+    assert (
+        ChatAvengers(router=toy_router, endpoints=eps(server), n_samples=2)
+        .invoke(history)
+        .response_metadata["model_name"]
+        == "chef-model"
+    )
+    assert query_text({"q": COOK_Q, "n": 1}) == COOK_Q
+    assert query_text({"a": "x", "q": COOK_Q}, input_key="q") == COOK_Q
+
+
+def test_router_chain_routes_votes_and_falls_back(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    cands = candidates(server)
+    chain = AvengersRouterChain(router=toy_router, runnables=cands)
+    assert chain.invoke(COOK_Q).content == "Boil it for six minutes."
+    assert chain.invoke(MATH_Q).content == "391" and server.calls("math") == 1
+    voted = AvengersRouterChain(
+        router=toy_router, runnables=cands, n_samples=10, return_account=True
+    )
+    out = voted.invoke(MATH_Q)
+    votes = out["account"]["votes"]  # adaptive: sampling stops once 391 cannot be overtaken
+    assert set(votes) == {"391", "381"} and votes["391"] > votes["381"] >= 1
+    assert out["account"]["answer"] == "391" and out["account"]["model"] == "math-model"
+    assert isinstance(out["output"], AIMessage)
+
+    def broken(_: Any) -> str:
+        raise RuntimeError("candidate crashed")
+
+    failing = {**cands, "math-model": RunnableLambda(broken)}
+    res = AvengersRouterChain(router=toy_router, runnables=failing, return_account=True).invoke(
+        MATH_Q
+    )
+    account = res["account"]
+    assert account["model"] == account["decision"]["ranking"][1]["model"]
+    assert account["failures"][0]["model"] == "math-model" and account["fallback"]
+    # composes with |, batch, with_config and async
+    piped = chain | RunnableLambda(lambda m: m.content.upper())
+    cook, math = piped.batch([COOK_Q, MATH_Q])
+    assert cook == "BOIL IT FOR SIX MINUTES." and math in ("391", "THE ANSWER IS 391.", "381")
+    assert (
+        asyncio.run(chain.with_config(tags=["t"]).ainvoke(COOK_Q)).content
+        == "Boil it for six minutes."
+    )
+
+
+def test_router_chain_over_dict_inputs(toy_router: Router) -> None:
+    runnables = {
+        m: RunnableLambda(lambda d, m=m: f"{m} answered {d['question']}")
+        for m in toy_router.models_
+    }
+    chain = AvengersRouterChain(router=toy_router, runnables=runnables, input_key="question")
+    assert chain.invoke({"question": COOK_Q, "user": "ann"}).startswith("chef-model answered")
+    with pytest.raises(Exception, match="no key 'question'"):
+        chain.invoke({"q": COOK_Q})
+
+
+def test_route_only(toy_router: Router) -> None:
+    route = AvengersRouteOnly(router=toy_router)
+    assert route.invoke(COOK_Q).model == "chef-model"
+    assert route.invoke([HumanMessage(MATH_Q)]).model == "math-model"
+    as_dict = AvengersRouteOnly(router=toy_router, as_dict=True).batch([MATH_Q, COOK_Q])
+    assert [d["models"] for d in as_dict] == [["math-model"], ["chef-model"]]
+
+
+def test_doc_examples_run(
+    toy_router: Router,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = DOC.read_text()
+    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    (tmp_path / "endpoints.yaml").write_text(
+        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
+    )
+    toy_router.save_pretrained(tmp_path / "my-router")
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {}
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(code) == 4
+    for block in code:
+        exec(
+            compile(
+                block.replace("http://127.0.0.1:8081/v1", server.base_url),
+                "<docs/langchain.md>",
+                "exec",
+            ),
+            ns,
+        )
+    out = capsys.readouterr().out.splitlines()
+    math = ("391", "The answer is 391.", "381")
+    assert out[0] in math  # LCEL chain
+    assert out[1] == "chef-model" and out[2].startswith("{'boil it for six minutes': ")
+    assert out[3] == "Boil it for six minutes."  # RAG chain
+    assert out[4] == "Boil it for six minutes."  # router chain, one call
+    assert out[5].split(" {")[0] in math and "'391': " in out[5]  # router chain, voted
+    assert out[6].startswith("code-model ")  # route only
+    assert out[7] in math  # branching on the decision
