@@ -1,0 +1,217 @@
+"""The LlamaIndex adapter: an index over real local documents embedded with MiniLM, answering
+through `Avengers` against the local deterministic OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from avengers import Endpoint, Router
+from fake_openai_server import FakeModel, FakeOpenAIServer
+from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.callbacks import CallbackManager, CBEventType
+from llama_index.core.callbacks.base_handler import BaseCallbackHandler
+from llama_index.llms.openai_like import OpenAILike
+
+from llama_index_avengers import Avengers, AvengersEmbedding, routing_text
+
+CORPUS = Path(__file__).parent / "docs_corpus"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "llamaindex.md"
+MATH_Q = "What is 17 times 23?"
+COOK_Q = "How long should I boil an egg for a runny yolk?"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    s = FakeOpenAIServer(
+        {
+            "math": FakeModel(answers=["391", "The answer is 391.", "381"]),
+            "chef": FakeModel(answers=["Boil it for six minutes."]),
+            "coder": FakeModel(answers=["def reverse(s): return s[::-1]"]),
+        }
+    ).start()
+    yield s
+    s.stop()
+
+
+def eps(server: FakeOpenAIServer, **over: Any) -> dict[str, Endpoint]:
+    return {
+        n: Endpoint(n, server.base_url, model=mid, max_retries=0, timeout=5, **over)
+        for n, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
+    }
+
+
+class Counting(BaseCallbackHandler):
+    def __init__(self) -> None:
+        super().__init__([], [])
+        self.llm_starts = 0
+
+    def on_event_start(self, event_type: CBEventType, payload: Any = None, event_id: str = "",
+                       parent_id: str = "", **kwargs: Any) -> str:  # fmt: skip
+        if event_type == CBEventType.LLM:
+            self.llm_starts += 1
+        return event_id
+
+    def on_event_end(self, event_type: CBEventType, payload: Any = None, event_id: str = "",
+                     **kwargs: Any) -> None:  # fmt: skip
+        return None
+
+    def start_trace(self, trace_id: str | None = None) -> None:
+        return None
+
+    def end_trace(self, trace_id: str | None = None, trace_map: Any = None) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def index() -> VectorStoreIndex:
+    docs = SimpleDirectoryReader(str(CORPUS)).load_data()
+    return VectorStoreIndex.from_documents(docs, embed_model=AvengersEmbedding())
+
+
+def test_query_engine_routes_questions_to_different_models(
+    toy_router: Router, server: FakeOpenAIServer, index: VectorStoreIndex
+) -> None:
+    llm = Avengers(router=toy_router, endpoints=eps(server), n_samples=3, routing="query")
+    engine = index.as_query_engine(llm=llm, similarity_top_k=1)
+    cook = engine.query(COOK_Q)
+    assert str(cook) == "Boil it for six minutes."
+    assert "six minutes" in cook.source_nodes[0].node.get_content()  # real retrieval
+    math = engine.query(MATH_Q)
+    assert str(math) in ("391", "The answer is 391.")
+    # the prompts the models saw held the retrieved context
+    chef_prompt = next(r for r in server.requests if r["model"] == "chef")["messages"][-1][
+        "content"
+    ]
+    assert "boiling" in chef_prompt and COOK_Q in chef_prompt
+    streaming = index.as_query_engine(llm=llm, similarity_top_k=1, streaming=True)
+    assert "".join(streaming.query(COOK_Q).response_gen) == "Boil it for six minutes."
+
+
+def test_sync_async_streaming_and_account(toy_router: Router, server: FakeOpenAIServer) -> None:
+    llm = Avengers(router=toy_router, endpoints=eps(server), n_samples=10, adaptive=False)
+    r = llm.complete(MATH_Q)
+    assert r.text in ("391", "The answer is 391.") and r.additional_kwargs["model"] == "math-model"
+    assert r.raw["avengers"]["votes"] == {"391": 7, "381": 3}
+    c = llm.chat([ChatMessage(role=MessageRole.USER, content=COOK_Q)])
+    assert c.message.content == "Boil it for six minutes." and c.raw["model"] == "chef-model"
+    direct = Avengers(router=toy_router, endpoints=eps(server), strategy="direct")
+    parts = list(direct.stream_complete(COOK_Q))
+    assert "".join(p.delta or "" for p in parts) == "Boil it for six minutes." and len(parts) > 3
+    assert parts[-1].additional_kwargs["model"] == "chef-model"
+    chat_parts = list(direct.stream_chat([ChatMessage(role=MessageRole.USER, content=COOK_Q)]))
+    assert chat_parts[-1].message.content == "Boil it for six minutes."
+
+    async def run() -> None:
+        a = await llm.acomplete(COOK_Q)
+        assert a.text == "Boil it for six minutes."
+        b = await llm.achat([ChatMessage(role=MessageRole.USER, content=MATH_Q)])
+        assert b.raw["model"] == "math-model"
+        gen = await direct.astream_complete(COOK_Q)
+        assert "".join([p.delta or "" async for p in gen]) == "Boil it for six minutes."
+        cgen = await direct.astream_chat([ChatMessage(role=MessageRole.USER, content=COOK_Q)])
+        assert [p async for p in cgen][-1].message.content == "Boil it for six minutes."
+
+    asyncio.run(run())
+
+
+def test_failing_candidate_falls_back(toy_router: Router, server: FakeOpenAIServer) -> None:
+    server.models["math"] = FakeModel(fault="500")
+    r = Avengers(router=toy_router, endpoints=eps(server), n_samples=2).complete(MATH_Q)
+    account = r.raw["avengers"]
+    assert (
+        r.additional_kwargs["model"] == account["decision"]["ranking"][1]["model"] != "math-model"
+    )
+    assert account["failures"][0]["model"] == "math-model" and account["fallback"]
+
+
+def test_existing_llm_objects(toy_router: Router, server: FakeOpenAIServer) -> None:
+    llms = {
+        n: OpenAILike(
+            api_base=server.base_url,
+            api_key="unused",
+            model=mid,
+            is_chat_model=True,
+            context_window=2048 if n == "chef-model" else 8192,
+            max_retries=0,
+        )
+        for n, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
+    }
+    llm = Avengers(router=toy_router, llms=llms, n_samples=3)
+    assert llm.metadata.context_window == 2048  # the smallest candidate's
+    assert llm.complete(COOK_Q).additional_kwargs["model"] == "chef-model"
+    # a broken client is a failing candidate like any other
+    llms["chef-model"] = OpenAILike(api_base="http://127.0.0.1:9/v1", api_key="x", model="chef",
+                                    is_chat_model=True, max_retries=0)  # fmt: skip
+    r = Avengers(router=toy_router, llms=llms, n_samples=2).complete(COOK_Q)
+    assert r.additional_kwargs["model"] != "chef-model" and r.raw["avengers"]["failures"]
+
+
+def test_callbacks_fire_once_per_call_and_metadata(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    handler = Counting()
+    llm = Avengers(router=toy_router, endpoints=eps(server, context_window=1024), n_samples=5,
+                   callback_manager=CallbackManager([handler]))  # fmt: skip
+    llm.complete(MATH_Q)
+    llm.chat([ChatMessage(role=MessageRole.USER, content=COOK_Q)])
+    assert handler.llm_starts == 2  # five samples each, one event each
+    assert llm.metadata.context_window == 1024 and llm.metadata.is_chat_model
+    assert (
+        Avengers(
+            router=toy_router, endpoints=eps(server), context_window=777
+        ).metadata.context_window
+        == 777
+    )
+
+
+def test_routing_policies() -> None:
+    msgs = [ChatMessage(role=MessageRole.SYSTEM, content="sys"),
+            ChatMessage(role=MessageRole.USER, content="Context: eggs...\nQuery: How long?\nAnswer: ")]  # fmt: skip
+    assert routing_text(msgs, "query") == "How long?"
+    assert routing_text(msgs).startswith("Context:")
+    assert routing_text(msgs, "full").startswith("system: sys\nuser: Context")
+    with pytest.raises(Exception, match="routing must be"):
+        routing_text(msgs, "nope")
+
+
+def test_doc_examples_run(
+    toy_router: Router,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = DOC.read_text()
+    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    (tmp_path / "endpoints.yaml").write_text(
+        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
+    )
+    toy_router.save_pretrained(tmp_path / "my-router")
+    shutil.copytree(CORPUS, tmp_path / "notes")
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {}
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(code) == 4
+    for block in code:
+        exec(
+            compile(
+                block.replace("http://127.0.0.1:8081/v1", server.base_url),
+                "<docs/llamaindex.md>",
+                "exec",
+            ),
+            ns,
+        )
+    out = capsys.readouterr().out.splitlines()
+    math = ("391", "The answer is 391.", "381")
+    assert out[0] == "Boil it for six minutes." and out[1] in math  # query engine
+    assert out[2] == "def reverse(s): return s[::-1]"  # chat engine, routed to the code model
+    assert out[3] in math and out[4] == "math-model" and "'391': " in out[5]  # plain calls
+    assert out[6] == "Boil it for six minutes."  # streamed
+    assert out[7] == "chef-model"  # existing OpenAILike clients
