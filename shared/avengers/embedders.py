@@ -82,9 +82,13 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         device: str = "cpu",
         show_progress: bool = False,
+        max_seq_length: int | None = None,
     ) -> None:
         self._path = model
-        self._name = name or (DEFAULT_EMBEDDER if model is None else model)
+        self.max_seq_length = max_seq_length
+        base = DEFAULT_EMBEDDER if model is None else model
+        # a truncation length changes the vectors, so it is part of the identity (and cache key)
+        self._name = name or (base if max_seq_length is None else f"{base}@{max_seq_length}")
         self.batch_size = batch_size
         self.device = device
         self.show_progress = show_progress
@@ -117,6 +121,8 @@ class SentenceTransformerEmbedder:
                     self._model = SentenceTransformer(path, device=self.device)
                 except Exception as e:
                     raise ConfigError(f"could not load embedding model {path!r}: {e}") from None
+                if self.max_seq_length is not None:
+                    self._model.max_seq_length = self.max_seq_length
             return self._model
 
     @property
