@@ -146,6 +146,13 @@ def test_answer_type_inference() -> None:
     assert infer_answer_type("How is bread made?", long) == "text"
 
 
+def test_choice_letters_outside_the_options_do_not_count() -> None:
+    q = "Pick one\nA) x\nB) y\nC) z\nD) w"
+    ex = get_extractor("choice", q)
+    assert ex is not None and ex("The answer is (B)") == "B" and ex("E") is None
+    assert get_extractor("choice")("E") == "E"  # type: ignore[misc]  # no question: any letter
+
+
 def test_unknown_answer_type_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="unknown answer type 'letters'"):
         get_extractor("letters")

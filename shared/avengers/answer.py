@@ -649,7 +649,7 @@ class Answerer:
     ) -> Extractor | None:
         if callable(cfg.answer_type):
             return cfg.answer_type
-        return get_extractor(self._resolve_type(cfg, question, texts))
+        return get_extractor(self._resolve_type(cfg, question, texts), question)
 
     def _vote(
         self, runs: list[_Run], cfg: SamplingConfig, question: str

@@ -98,7 +98,7 @@ def extract(question: Question, text: str) -> str | None:
         atype = infer_answer_type(question.question, [text])
         if atype in ("text", "code"):
             atype = "short"
-    ex = get_extractor(atype)
+    ex = get_extractor(atype, question.question)
     return ex(text) if ex else None
 
 

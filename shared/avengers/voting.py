@@ -191,11 +191,27 @@ def infer_answer_type(question: str, samples: Sequence[str] = ()) -> str:
     return "text"
 
 
-def get_extractor(answer_type: str | Extractor) -> Extractor | None:
+def option_letters(question: str) -> set[str]:
+    """The option letters a multiple-choice question lists (empty if it lists fewer than two)."""
+    letters = set(_OPTION_LINE.findall(question))
+    return letters if len(letters) >= 2 else set()
+
+
+def get_extractor(answer_type: str | Extractor, question: str | None = None) -> Extractor | None:
     """The extractor for an answer type (None for ``text`` and ``code``, which are not voted
-    on by extraction)."""
+    on by extraction). For ``choice`` with the question given, a letter the question does not
+    offer (an "E" when the options are A-D) does not count as an answer."""
     if callable(answer_type):
         return answer_type
+    if answer_type == "choice" and question:
+        allowed = option_letters(question)
+        if allowed:
+
+            def restricted(text: str) -> str | None:
+                letter = extract_choice(text)
+                return letter if letter in allowed else None
+
+            return restricted
     table: dict[str, Extractor | None] = {
         "choice": extract_choice,
         "number": extract_number,
