@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
+from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
@@ -116,14 +117,7 @@ class ChatAvengers(BaseChatModel):
         if self._answerer is None:
             if self.router is None or self.endpoints is None:
                 raise ConfigError("ChatAvengers needs a router and endpoints")
-            router = self.router
-            if not isinstance(router, Router):
-                if str(router) == "pretrained":
-                    from avengers.bundled import load_pretrained
-
-                    router = load_pretrained()
-                else:
-                    router = Router.from_pretrained(router)
+            router = resolve_router(self.router)
             cfg = SamplingConfig(
                 strategy=self.strategy,  # type: ignore[arg-type]
                 n_samples=self.n_samples,

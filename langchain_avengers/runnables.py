@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from avengers import Answerer, Router, SamplingConfig
+from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
@@ -21,13 +22,7 @@ from ._core import RunnableBackend, as_messages, routing_text, to_openai
 
 
 def _load_router(router: Any) -> Router:
-    if isinstance(router, Router):
-        return router
-    if str(router) == "pretrained":
-        from avengers.bundled import load_pretrained
-
-        return load_pretrained()
-    return Router.from_pretrained(router)
+    return resolve_router(router)
 
 
 def query_text(value: Any, *, input_key: str | None = None, routing: Any = "last_human") -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
+from avengers.bundled import resolve_router
 from avengers.dispatch import Backend, CallError, Completion
 from avengers.exceptions import ConfigError
 from llama_index.core.base.llms.types import (
@@ -176,16 +177,9 @@ class Avengers(LLM):
     def answerer(self) -> Answerer:
         """The core :class:`avengers.Answerer` (created on first use)."""
         if self._answerer is None:
-            router = self.router
-            if router is None:
+            if self.router is None:
                 raise ConfigError("Avengers needs a router")
-            if not isinstance(router, Router):
-                if str(router) == "pretrained":
-                    from avengers.bundled import load_pretrained
-
-                    router = load_pretrained()
-                else:
-                    router = Router.from_pretrained(router)
+            router = resolve_router(self.router)
             backend: Backend | Any
             if self.llms:
                 backend = LLMBackend(self.llms)

@@ -46,3 +46,13 @@ def demo_questions_path() -> Path:
     """The small labeled question set shipped for the end-to-end demo (arithmetic, comparisons,
     multiple choice; MIT)."""
     return Path(__file__).resolve().parent / "data" / "questions" / "demo.jsonl"
+
+
+def resolve_router(spec: Router | str | Path) -> Router:
+    """A router from a fitted ``Router``, ``"pretrained"`` (the one shipped with the package), a
+    folder it was saved to, or a Hugging Face hub id."""
+    if isinstance(spec, Router):
+        return spec
+    if str(spec) in ("pretrained", PRETRAINED_NAME):
+        return load_pretrained()
+    return Router.from_pretrained(spec)

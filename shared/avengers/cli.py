@@ -69,12 +69,9 @@ def _load_data(paths: list[Path], duplicates: str) -> Any:
 
 
 def _router_arg(path: str) -> Any:
-    from .bundled import PRETRAINED_NAME, load_pretrained
-    from .router import Router
+    from .bundled import resolve_router
 
-    if path in ("pretrained", PRETRAINED_NAME):
-        return load_pretrained()
-    return Router.from_pretrained(path)
+    return resolve_router(path)
 
 
 @app.command()
