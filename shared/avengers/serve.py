@@ -31,8 +31,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from .answer import STRATEGIES, Answerer, AnswerError, AnswerResult, SamplingConfig
+from .answer import Answerer
 from .exceptions import AvengersError, ConfigError
+from .results import STRATEGIES, AnswerError, AnswerResult, SamplingConfig
 
 DEFAULT_MAX_BODY = 1_000_000
 DEFAULT_MAX_TOKENS = 4096
