@@ -149,3 +149,27 @@ def test_router_with_http_embedder_round_trip(embedding_server, tmp_path: Path) 
     loaded = Router.from_pretrained(tmp_path, embedder=emb)
     q = ["What is 3 times 3?", "How do I make soup?"]
     assert loaded.route_batch(q) == r.route_batch(q)
+
+
+async def test_batching_embedder_coalesces_concurrent_calls(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    from avengers.embedders import BatchingEmbedder
+
+    counting = Counting(embedder)
+    batching = BatchingEmbedder(counting, max_batch=64, max_wait=0.05)
+    texts = [f"question number {i} about cooking pasta" for i in range(12)]
+    parts = await asyncio.gather(*(batching.aembed([t]) for t in texts))
+    # twelve concurrent one-text calls ran as (far) fewer forward passes, results in order
+    assert len(counting.calls) < 12 and sum(counting.calls) == 12
+    np.testing.assert_allclose(np.concatenate(parts), embedder.embed(texts), atol=1e-5)
+    assert batching.name == embedder.name and batching.dimension == 384
+
+
+def test_truncation_length_is_part_of_the_embedder_identity() -> None:
+    a = SentenceTransformerEmbedder()
+    b = SentenceTransformerEmbedder(max_seq_length=64)
+    assert a.name != b.name and b.name.endswith("@64")
+    long_text = "word " * 400
+    va, vb = a.embed([long_text]), b.embed([long_text])
+    assert not np.allclose(va, vb)  # truncation changed the vector, so the cache key differs
