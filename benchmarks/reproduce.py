@@ -331,8 +331,8 @@ def main() -> None:
 
     # ------------------------------------------------------------------ 2. robustness
     log("section 2: robustness (K, embedders, clustering)")
-    md += ["## 2. Robustness", "", "### K from 2 to 256", ""]
     ks = [2, 4, 8, 16, 32, 64, 128, 256] if not args.quick else [4, 16, 64]
+    md += ["## 2. Robustness", "", f"### K from {ks[0]} to {ks[-1]}", ""]
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
     refs: dict[str, tuple[float, float]] = {}
     md += [

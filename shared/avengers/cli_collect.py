@@ -91,15 +91,27 @@ def collect(
     failed = sum(summary.failures_by_kind.values())
     if summary.new_samples and failed >= summary.new_samples:
         urls = ", ".join(sorted({backend.endpoints[m].base_url for m in names}))
+        gave_up = (
+            f" (gave up on {', '.join(summary.unreachable)} after repeated connection failures)"
+            if summary.unreachable
+            else ""
+        )
         fail(
-            f"all {failed} calls failed ({', '.join(summary.failures_by_kind)}); are the servers "
-            f"running at {urls}? Nothing was lost: rerun to retry."
+            f"all {failed} calls failed ({', '.join(summary.failures_by_kind)}){gave_up}; are the "
+            f"servers running at {urls}? Nothing was lost: rerun to retry."
         )
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         typer.echo(summary.table())
         typer.echo(f"outcomes: {out}   sample log: {summary.log_path}")
+    if summary.unreachable:
+        fail(
+            f"gave up on {', '.join(summary.unreachable)} (unreachable); "
+            f"{summary.not_attempted} samples were not attempted. What was collected is saved; "
+            "rerun the same command to collect the rest.",
+            code=3,
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -130,6 +130,10 @@ class CollectSummary:
     new_samples: int
     skipped: int
     failures_by_kind: dict[str, int] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    """Models given up on after consecutive connection failures, with the last error."""
+    not_attempted: int = 0
+    """Samples never requested because their model was unreachable (they stay to do)."""
     consensus_gold_correlation: float | None = None
     outcome_path: str = ""
     log_path: str = ""
@@ -161,6 +165,10 @@ class CollectSummary:
             + (f" {self.failures_by_kind}" if self.failures_by_kind else "")
             + f", {self.seconds:.1f}s"
         )
+        for m, msg in self.unreachable.items():
+            lines.append(f"gave up on {m}: unreachable ({msg})")
+        if self.not_attempted:
+            lines.append(f"{self.not_attempted} samples not attempted: rerun to collect them")
         return "\n".join(lines)
 
 
@@ -196,8 +204,15 @@ async def acollect(
     on_sample: Callable[[], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
     log: str | Path | None = None,
+    give_up_after: int = 5,
 ) -> CollectSummary:
-    """Run every model over every question, log each sample, then rebuild the outcome table."""
+    """Run every model over every question, log each sample, then rebuild the outcome table.
+
+    A model whose endpoint fails ``give_up_after`` calls in a row with a connection error (each
+    call already retried by the backend) is given up on: its remaining samples are not requested
+    and not logged, so a rerun collects them. This keeps a crashed server from costing one
+    timeout per remaining sample.
+    """
     if samples < 1:
         raise ConfigError("samples must be >= 1")
     out = Path(out)
@@ -220,17 +235,35 @@ async def acollect(
     fh = log.open("a", encoding="utf-8")
     if torn_tail:  # a crash left half a line: end it so new lines stay whole
         fh.write("\n")
+    streak = dict.fromkeys(names, 0)
+    unreachable: dict[str, str] = {}
+    not_attempted = 0
 
     async def one(q: Question, m: str, s: int) -> None:
+        nonlocal not_attempted
+        if m in unreachable:
+            not_attempted += 1
+            if on_sample:
+                on_sample()
+            return
         msgs = [{"role": "user", "content": q.question}]
         try:
             c: Completion = await backend.complete(
                 m, msgs, temperature=temperature, max_tokens=max_tokens
             )
         except CallError as e:
+            if m in unreachable:  # gave up while this call was in flight: leave it to do
+                not_attempted += 1
+                if on_sample:
+                    on_sample()
+                return
             row: dict[str, Any] = {"id": q.id, "model": m, "sample": s, "error": e.kind,
                                    "message": e.message}  # fmt: skip
+            streak[m] = streak[m] + 1 if e.kind == "connection" else 0
+            if streak[m] >= give_up_after:
+                unreachable[m] = e.message
         else:
+            streak[m] = 0
             ext = extract(q, c.text)
             gold = gold_answer(q)
             row = {
@@ -249,8 +282,10 @@ async def acollect(
     finally:
         fh.close()
     summary = build_outcomes(list(questions), names, log, out, consensus=consensus)
-    summary.new_samples = len(jobs)
+    summary.new_samples = len(jobs) - not_attempted
     summary.skipped = skipped
+    summary.unreachable = unreachable
+    summary.not_attempted = not_attempted
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .bundled import demo_questions_path
-from .local import demo_endpoints, demo_servers, endpoints_yaml
+from .exceptions import ConfigError
+from .local import LlamaCppServer, demo_endpoints, demo_servers, describe_exit, endpoints_yaml
 
 
 def _run(args: list[str], *, capture: bool = False) -> str:
@@ -70,65 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     q_train, q_test = split_questions(src, out, 1 / 3, args.seed)
 
     servers = demo_servers(out / "logs")
-    summary: dict[str, Any] = {}
     try:
+        summary = _demo(args, out, servers, q_train, q_test)
+    except subprocess.CalledProcessError as e:
+        step = " ".join(str(a) for a in e.cmd[3:5])
+        print(f"\ndemo stopped: `avengers {step}` failed ({describe_exit(e.returncode)}).",
+              file=sys.stderr)  # fmt: skip
         for s in servers:
-            print(f"starting llama.cpp server for {s.alias} ({s.model_path.name})", flush=True)
-            s.start()
-            print(f"  {s.alias} ready at {s.base_url}", flush=True)
-        eps = out / "endpoints.yaml"
-        eps.write_text(endpoints_yaml(demo_endpoints(servers)))
-        n = str(args.samples)
-        _run(
-            ["collect", "-q", str(q_train), "-e", str(eps), "-o", str(out / "train.jsonl"), "-n", n]
-        )
-        _run(["collect", "-q", str(q_test), "-e", str(eps), "-o", str(out / "test.jsonl"), "-n", n])
-        consensus = json.loads(
-            _run(
-                ["collect", "-q", str(q_train), "-e", str(eps), "--consensus", "--json",
-                 "--log", str(out / "train.jsonl.samples.jsonl"),
-                 "-o", str(out / "train_consensus.jsonl"), "-n", n],
-                capture=True,
-            )
-        )  # fmt: skip
-        print(
-            "consensus grading of the training samples (no new calls): correlation with gold "
-            f"grades {consensus['consensus_gold_correlation']}",
-            flush=True,
-        )
-        router = out / "router"
-        _run(["train", "-d", str(out / "train.jsonl"), "--k", str(args.k), "-o", str(router)])
-        _run(["evaluate", "-r", str(router), "-d", str(out / "test.jsonl"),
-              "--plots", str(out / "plots"), "--train-data", str(out / "train.jsonl")])  # fmt: skip
-        evaluation = json.loads(
-            _run(
-                ["evaluate", "-r", str(router), "-d", str(out / "test.jsonl"), "--json"],
-                capture=True,
-            )
-        )
-        test_qs = [json.loads(x) for x in q_test.read_text().splitlines() if x.strip()]
-        picks = [q["question"] for q in test_qs[:3]]
-        answers = json.loads(
-            _run(["answer", "-r", str(router), "-e", str(eps), "-n", "5", "--json", *picks],
-                 capture=True)
-        )  # fmt: skip
-        print("\nanswers with voting (5 samples, self-consistency):")
-        for q, a in zip(test_qs[:3], answers, strict=True):
-            first = a["samples"][0]["answer"] if a["samples"] else None
-            print(
-                f"- {q['question'].splitlines()[0]}\n  gold {q['answer']!r}, voted {a['answer']!r} "
-                f"by {a['model']} (votes {a['votes']}, first sample said {first!r})"
-            )
-        summary = {
-            "evaluation": evaluation,
-            "consensus_gold_correlation": consensus["consensus_gold_correlation"],
-            "answers": [
-                {"question": q["question"], "gold": q["answer"], "answer": a["answer"],
-                 "model": a["model"], "votes": a["votes"]}
-                for q, a in zip(test_qs[:3], answers, strict=True)
-            ],
-            "plots": sorted(str(p) for p in (out / "plots").glob("*.png")),
-        }  # fmt: skip
+            status = s.exit_status()
+            if status:
+                print(f"  the llama.cpp server for {s.alias} had died ({status}); "
+                      f"its log: {s.log_path}", file=sys.stderr)  # fmt: skip
+        print(f"  what was collected is kept in {out}; rerun to resume.", file=sys.stderr)
+        return 1
+    except ConfigError as e:
+        print(f"\ndemo stopped: {e}", file=sys.stderr)
+        return 1
     finally:
         for s in servers:
             s.stop()
@@ -141,6 +99,71 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per model: {json.dumps(ev['per_model'])}")
     print(f"plots: {out / 'plots'}   summary: {out / 'summary.json'}   ({summary['seconds']}s)")
     return 0
+
+
+def _demo(
+    args: argparse.Namespace,
+    out: Path,
+    servers: list[LlamaCppServer],
+    q_train: Path,
+    q_test: Path,
+) -> dict[str, Any]:
+    """Start the servers and run every step; the caller stops the servers."""
+    for s in servers:
+        print(f"starting llama.cpp server for {s.alias} ({s.model_path.name})", flush=True)
+        s.start()
+        print(f"  {s.alias} ready at {s.base_url}", flush=True)
+    eps = out / "endpoints.yaml"
+    eps.write_text(endpoints_yaml(demo_endpoints(servers)))
+    n = str(args.samples)
+    _run(["collect", "-q", str(q_train), "-e", str(eps), "-o", str(out / "train.jsonl"), "-n", n])
+    _run(["collect", "-q", str(q_test), "-e", str(eps), "-o", str(out / "test.jsonl"), "-n", n])
+    consensus = json.loads(
+        _run(
+            ["collect", "-q", str(q_train), "-e", str(eps), "--consensus", "--json",
+             "--log", str(out / "train.jsonl.samples.jsonl"),
+             "-o", str(out / "train_consensus.jsonl"), "-n", n],
+            capture=True,
+        )
+    )  # fmt: skip
+    print(
+        "consensus grading of the training samples (no new calls): correlation with gold "
+        f"grades {consensus['consensus_gold_correlation']}",
+        flush=True,
+    )
+    router = out / "router"
+    _run(["train", "-d", str(out / "train.jsonl"), "--k", str(args.k), "-o", str(router)])
+    _run(["evaluate", "-r", str(router), "-d", str(out / "test.jsonl"),
+          "--plots", str(out / "plots"), "--train-data", str(out / "train.jsonl")])  # fmt: skip
+    evaluation = json.loads(
+        _run(
+            ["evaluate", "-r", str(router), "-d", str(out / "test.jsonl"), "--json"],
+            capture=True,
+        )
+    )
+    test_qs = [json.loads(x) for x in q_test.read_text().splitlines() if x.strip()]
+    picks = [q["question"] for q in test_qs[:3]]
+    answers = json.loads(
+        _run(["answer", "-r", str(router), "-e", str(eps), "-n", "5", "--json", *picks],
+             capture=True)
+    )  # fmt: skip
+    print("\nanswers with voting (5 samples, self-consistency):")
+    for q, a in zip(test_qs[:3], answers, strict=True):
+        first = a["samples"][0]["answer"] if a["samples"] else None
+        print(
+            f"- {q['question'].splitlines()[0]}\n  gold {q['answer']!r}, voted {a['answer']!r} "
+            f"by {a['model']} (votes {a['votes']}, first sample said {first!r})"
+        )
+    return {
+        "evaluation": evaluation,
+        "consensus_gold_correlation": consensus["consensus_gold_correlation"],
+        "answers": [
+            {"question": q["question"], "gold": q["answer"], "answer": a["answer"],
+             "model": a["model"], "votes": a["votes"]}
+            for q, a in zip(test_qs[:3], answers, strict=True)
+        ],
+        "plots": sorted(str(p) for p in (out / "plots").glob("*.png")),
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

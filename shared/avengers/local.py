@@ -8,8 +8,10 @@ on it yields noise). Each server runs as a subprocess bound to 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +57,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def describe_exit(code: int) -> str:
+    """'exit code 1' or 'killed by SIGSEGV' for a subprocess return code."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 @dataclass
@@ -106,6 +118,7 @@ class LlamaCppServer:
                 )
             try:
                 if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
+                    self._first_request()
                     return self
             except httpx.HTTPError:
                 pass
@@ -114,6 +127,36 @@ class LlamaCppServer:
         raise ConfigError(
             f"llama.cpp server for {self.alias} did not start in {self.startup_timeout}s"
         )
+
+    def _first_request(self) -> None:
+        """Generate one token from a several-token prompt, so a server that loads but cannot
+        compute (a llama.cpp build using CPU features the machine lacks) fails here, clearly,
+        rather than on every later request."""
+        body = {
+            "model": self.alias,
+            "prompt": "The capital of France is Paris. The",
+            "max_tokens": 1,
+        }
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{self.base_url}/completions", json=body, timeout=60.0)
+        time.sleep(0.1)
+        if self.process is not None and self.process.poll() is not None:
+            code = self.process.returncode
+            self.process = None
+            raise ConfigError(
+                f"llama.cpp server for {self.alias} crashed on its first request "
+                f"({describe_exit(code)})"
+                + (f"; log: {self.log_path}" if self.log_path else "")
+                + ". If llama-cpp-python was built for this machine's CPU (the default), rebuild "
+                "it for a portable baseline: CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON "
+                "-DGGML_AVX512=OFF' pip install --no-cache-dir --force-reinstall llama-cpp-python"
+            )
+
+    def exit_status(self) -> str | None:
+        """None while the server runs; otherwise how it ended (e.g. 'killed by SIGSEGV')."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        return describe_exit(self.process.returncode)
 
     def stop(self) -> None:
         p, self.process = self.process, None
