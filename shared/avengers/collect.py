@@ -165,8 +165,8 @@ class CollectSummary:
             + (f" {self.failures_by_kind}" if self.failures_by_kind else "")
             + f", {self.seconds:.1f}s"
         )
-        for m, msg in self.unreachable.items():
-            lines.append(f"gave up on {m}: unreachable ({msg})")
+        for name, msg in self.unreachable.items():
+            lines.append(f"gave up on {name}: unreachable ({msg})")
         if self.not_attempted:
             lines.append(f"{self.not_attempted} samples not attempted: rerun to collect them")
         return "\n".join(lines)
