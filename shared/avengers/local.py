@@ -137,9 +137,12 @@ class LlamaCppServer:
             "prompt": "The capital of France is Paris. The",
             "max_tokens": 1,
         }
-        with contextlib.suppress(httpx.HTTPError):
+        try:
             httpx.post(f"{self.base_url}/completions", json=body, timeout=60.0)
-        time.sleep(0.1)
+        except httpx.HTTPError:  # give a dying process a moment to be reaped
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if self.process is not None:
+                    self.process.wait(timeout=5)
         if self.process is not None and self.process.poll() is not None:
             code = self.process.returncode
             self.process = None
