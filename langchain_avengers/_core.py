@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-from avengers.dispatch import CallError, Completion
+from avengers.dispatch import Completion, ObjectBackend
 from avengers.exceptions import ConfigError
 from langchain_core.messages import (
     BaseMessage,
@@ -89,10 +89,12 @@ def _usage(output: Any) -> tuple[int, int]:
     return int(meta.get("input_tokens", 0) or 0), int(meta.get("output_tokens", 0) or 0)
 
 
-class RunnableBackend:
+class RunnableBackend(ObjectBackend[Runnable[Any, Any]]):
     """Candidates that are LangChain runnables. Each call hands the runnable the chain's original
     input (so a candidate can be a whole chain expecting a dict) and keeps its original output,
     so the router chain can return the winning candidate's own output object."""
+
+    error_kind = "runnable_error"
 
     def __init__(
         self,
@@ -103,23 +105,14 @@ class RunnableBackend:
         max_concurrency: int = 4,
         sync: bool = False,
     ) -> None:
+        super().__init__(runnables, max_concurrency=max_concurrency)
         self.sync = sync
         """Call candidates with their sync ``invoke`` on worker threads (for sync callers: some
         clients, e.g. langchain-openai's cached async HTTP client, must not cross event loops)."""
-        self.runnables = dict(runnables)
+        self.runnables = self.candidates
         self.original_input = original_input
         self.config = config
-        self.max_concurrency = max_concurrency
         self.outputs: list[tuple[str, str, Any]] = []
-
-    def __repr__(self) -> str:
-        return f"RunnableBackend(models={sorted(self.runnables)})"
-
-    def models(self) -> Collection[str]:
-        return self.runnables.keys()
-
-    def concurrency(self, model: str) -> int:
-        return self.max_concurrency
 
     async def complete(
         self,
@@ -137,9 +130,7 @@ class RunnableBackend:
             else:
                 out = await r.ainvoke(self.original_input, self.config)
         except Exception as e:  # any candidate failure becomes a recorded fault
-            raise CallError(
-                model, "runnable_error", f"{type(e).__name__}: {str(e)[:200]}"
-            ) from None
+            raise self.fault(model, e) from None
         text = output_text(out)
         self.outputs.append((model, text, out))
         pt, ct = _usage(out)
@@ -164,9 +155,7 @@ class RunnableBackend:
                     parts.append(piece)
                     yield piece
         except Exception as e:
-            raise CallError(
-                model, "runnable_error", f"{type(e).__name__}: {str(e)[:200]}"
-            ) from None
+            raise self.fault(model, e) from None
         text = "".join(parts)
         self.outputs.append((model, text, full))
         pt, ct = _usage(full)

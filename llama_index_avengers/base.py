@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
 from avengers.bundled import resolve_router
-from avengers.dispatch import Backend, CallError, Completion
+from avengers.dispatch import Backend, Completion, ObjectBackend
 from avengers.exceptions import ConfigError
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -68,22 +68,15 @@ def routing_text(messages: Sequence[ChatMessage], policy: Any = "last_user") -> 
     raise ConfigError(f"routing must be 'last_user', 'query', 'full' or a function, got {policy!r}")
 
 
-class LLMBackend:
+class LLMBackend(ObjectBackend[LLM]):
     """Candidates that are LlamaIndex ``LLM`` objects (e.g. ``OpenAILike`` clients you already
     configured), called through their native async chat API."""
 
+    error_kind = "llm_error"
+
     def __init__(self, llms: Mapping[str, LLM], *, max_concurrency: int = 4) -> None:
-        self.llms = dict(llms)
-        self.max_concurrency = max_concurrency
-
-    def __repr__(self) -> str:
-        return f"LLMBackend(models={sorted(self.llms)})"
-
-    def models(self) -> Collection[str]:
-        return self.llms.keys()
-
-    def concurrency(self, model: str) -> int:
-        return self.max_concurrency
+        super().__init__(llms, max_concurrency=max_concurrency)
+        self.llms = self.candidates
 
     async def complete(
         self,
@@ -97,7 +90,7 @@ class LLMBackend:
         try:
             resp = await self.llms[model].achat(_from_openai(messages))
         except Exception as e:  # a candidate failure becomes a recorded fault
-            raise CallError(model, "llm_error", f"{type(e).__name__}: {str(e)[:200]}") from None
+            raise self.fault(model, e) from None
         text = resp.message.content or ""
         return Completion(model, text, latency=time.perf_counter() - t0)
 
@@ -118,7 +111,7 @@ class LLMBackend:
                     parts.append(r.delta)
                     yield r.delta
         except Exception as e:
-            raise CallError(model, "llm_error", f"{type(e).__name__}: {str(e)[:200]}") from None
+            raise self.fault(model, e) from None
         yield Completion(model, "".join(parts), latency=time.perf_counter() - t0)
 
 

@@ -15,7 +15,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from .endpoints import Endpoint, load_endpoints
 from .exceptions import AvengersError, ConfigError
@@ -23,6 +23,7 @@ from .exceptions import AvengersError, ConfigError
 log = logging.getLogger(__name__)
 
 Message = Mapping[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,33 @@ class CallError(AvengersError):
         self.model = model
         self.kind = kind
         self.message = message
+
+
+class ObjectBackend(Generic[T]):
+    """Shared part of backends whose candidates are Python objects held by name (LangChain
+    runnables, LlamaIndex LLMs): the names, one concurrency limit for every candidate, and the
+    rule that anything a candidate raises becomes a :class:`CallError` of :attr:`error_kind`."""
+
+    error_kind: ClassVar[str] = "candidate_error"
+
+    def __init__(self, candidates: Mapping[str, T], *, max_concurrency: int = 4) -> None:
+        if max_concurrency < 1:
+            raise ConfigError("max_concurrency must be >= 1")
+        self.candidates: dict[str, T] = dict(candidates)
+        self.max_concurrency = max_concurrency
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(models={sorted(self.candidates)})"
+
+    def models(self) -> Collection[str]:
+        return self.candidates.keys()
+
+    def concurrency(self, model: str) -> int:
+        return self.max_concurrency
+
+    def fault(self, model: str, exc: BaseException) -> CallError:
+        """The recorded fault for an exception raised by candidate ``model``."""
+        return CallError(model, self.error_kind, f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 @runtime_checkable
