@@ -155,13 +155,9 @@ class Answerer:
         cfg = self.config.updated(**overrides) if overrides else self.config
         msgs = _as_messages(query)
         t0 = time.perf_counter()
-        if decision is None:
-            decision = await self.router.aroute(
-                text if text is not None else routing_text(msgs), alpha=cfg.alpha
-            )
-        routing_latency = time.perf_counter() - t0
-        order, notes = self._candidates(decision, prefer)
         question = text if text is not None else routing_text(msgs)
+        decision, order, notes = await self._plan(question, decision, prefer, cfg)
+        routing_latency = time.perf_counter() - t0
         result = await self._answer(msgs, question, order, cfg, notes)
         result.decision = decision
         result.routing_latency = routing_latency
@@ -213,12 +209,9 @@ class Answerer:
             return
         msgs = _as_messages(query)
         t0 = time.perf_counter()
-        if decision is None:
-            decision = await self.router.aroute(
-                text if text is not None else routing_text(msgs), alpha=cfg.alpha
-            )
+        question = text if text is not None else routing_text(msgs)
+        decision, order, notes = await self._plan(question, decision, prefer, cfg)
         routing_latency = time.perf_counter() - t0
-        order, notes = self._candidates(decision, prefer)
         failures: list[CallError] = []
         for rank, model in enumerate(self._limit(order, cfg)):
             emitted = False
@@ -262,6 +255,19 @@ class Answerer:
             return await coro
         finally:
             await self._aclose()
+
+    async def _plan(
+        self,
+        question: str,
+        decision: RouteDecision | None,
+        prefer: str | None,
+        cfg: SamplingConfig,
+    ) -> tuple[RouteDecision, list[str], list[str]]:
+        """Route ``question`` unless a decision is given; then the candidate order and notes."""
+        if decision is None:
+            decision = await self.router.aroute(question, alpha=cfg.alpha)
+        order, notes = self._candidates(decision, prefer)
+        return decision, order, notes
 
     def _candidates(
         self, decision: RouteDecision, prefer: str | None
