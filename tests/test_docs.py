@@ -77,3 +77,22 @@ def test_serve_doc_clients_run_against_the_server(
         assert "391" in out and "math-model" in out and out.count("Boil it for six minutes.") == 2
     finally:
         running.stop()
+
+
+@pytest.mark.slow
+def test_router_doc_examples_run_and_print_what_the_doc_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/router.md: every Python block runs, in order, in one namespace; each printed line
+    shown in the block's output (``...`` marks an elision) is what the code printed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, shown = blocks("router.md", "python"), blocks("router.md", "text")
+    assert len(code) == len(shown) == 4
+    ns: dict[str, Any] = {}
+    for block, expected in zip(code, shown, strict=True):
+        exec(compile(block, "docs/router.md", "exec"), ns)
+        printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+        want = [line.rstrip() for line in expected.splitlines() if line.strip() != "..."]
+        missing = [line for line in want if line not in printed]
+        assert not missing, f"doc shows lines the code did not print: {missing}\n{printed}"
