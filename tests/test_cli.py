@@ -120,3 +120,43 @@ def test_info_and_help() -> None:
     assert r.exit_code == 0
     for cmd in ("train", "evaluate", "route"):
         assert cmd in r.output
+
+
+def test_train_tunes_settings_by_cross_validation(toy_files: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    r = runner.invoke(
+        app,
+        ["train", "--data", str(toy_files / "train.jsonl"), "--out", str(out),
+         "--tune", "k=1,3", "--tune", "shrinkage=0,10", "--folds", "3"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "3-fold cross-validation on the training data" in r.output
+    rows = [line for line in r.output.splitlines() if "k=" in line]
+    assert len(rows) == 4 and sum(line.startswith("*") for line in rows) == 1
+    best = next(line for line in rows if line.startswith("*"))
+    assert "k=3 " in best and float(best.split()[-1]) > 0.9  # three topics: three clusters
+    baseline = next(line for line in r.output.splitlines() if "best single model" in line)
+    assert 0.3 < float(baseline.split()[-1]) < 0.5
+    params = json.loads((out / "config.json").read_text())["params"]
+    assert params["n_clusters"] == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("clusters=2", "expected NAME=V1,V2,... with NAME one of k,"),
+        ("k=two", "k takes int values"),
+        ("k=", "no values"),
+        ("k=0,2", "n_clusters must be a positive integer"),
+    ],
+)
+def test_bad_tune_spec_is_one_line(
+    toy_files: Path, tmp_path: Path, spec: str, message: str
+) -> None:
+    r = runner.invoke(
+        app,
+        ["train", "--data", str(toy_files / "train.jsonl"), "--out", str(tmp_path / "r"),
+         "--tune", spec],
+    )  # fmt: skip
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "r").exists()

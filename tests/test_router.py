@@ -190,3 +190,23 @@ def test_tune_picks_settings_by_cross_validation(embedder) -> None:
     # one cluster cannot tell topics apart; three can
     assert scores[3] > scores[1] + 0.3
     assert best["n_clusters"] == 3
+
+
+def test_cross_validated_best_single_baseline() -> None:
+    from avengers import outcomes_from_rows
+    from avengers.evaluation import cross_validate_best_single
+
+    # "a" is right on 3 of 4 queries and "b" on 1; "b" has no outcome for the last query
+    rows = [
+        {"query": "q1", "scores": {"a": 1, "b": 0}},
+        {"query": "q2", "scores": {"a": 1, "b": 0}},
+        {"query": "q3", "scores": {"a": 1, "b": 1}},
+        {"query": "q4", "scores": {"a": 0}},
+    ]
+    data = outcomes_from_rows(rows)
+    # with 4 folds the training folds always prefer "a", so the baseline is a's mean score
+    assert cross_validate_best_single(data, folds=4) == pytest.approx(0.75)
+    rows[3] = {"query": "q4", "scores": {"b": 1}}
+    data = outcomes_from_rows(rows)
+    # now "a" has no outcome on q4 and counts 0 there when q4 is held out
+    assert cross_validate_best_single(data, folds=4) == pytest.approx(0.75)

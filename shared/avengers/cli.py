@@ -108,10 +108,22 @@ def train(
         str, typer.Option(help="Repeated queries: error, mean or first.")
     ] = "error",
     seed: Annotated[int, typer.Option(help="Random seed for clustering.")] = 0,
+    tune_grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tune",
+            help="Choose a setting by cross-validation on the training data, e.g. "
+            "--tune k=8,16,32 --tune shrinkage=0,10 (k, n_nearest, shrinkage, scoring, "
+            "clustering); the value given by its own option is ignored.",
+        ),
+    ] = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds for --tune.")] = 5,
 ) -> None:
     """Fit a router on outcome data and save it."""
+    from .evaluation import cross_validate_best_single, tune
     from .router import Router
 
+    grid = _parse_grid(tune_grid or [])
     outcomes = _load_data(data, duplicates)
     for note in outcomes.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
@@ -126,12 +138,64 @@ def train(
         embedder=embedder,
         random_state=seed,
     )
-    router.fit(outcomes, show_progress=True)
+    if grid:
+        if folds < 2 or folds > len(outcomes):
+            fail(f"--folds must be between 2 and the number of queries ({len(outcomes)})")
+        X = router.embed(outcomes.queries, show_progress=True)
+        best, results = tune(outcomes, grid, base=router, embeddings=X, folds=folds, seed=seed)
+        baseline = cross_validate_best_single(outcomes, folds=folds, seed=seed)
+        keys = list(grid)
+        typer.echo(f"{folds}-fold cross-validation on the training data (mean held-out score):")
+        for params, score in sorted(results, key=lambda r: -r[1]):
+            mark = "*" if params == best else " "
+            shown = "  ".join(f"{_GRID_FLAGS[name]}={params[name]}" for name in keys)
+            typer.echo(f"{mark} {shown:40} {score:.4f}")
+        typer.echo(f"  {'best single model (same folds)':40} {baseline:.4f}")
+        router.set_params(**{name: best[name] for name in keys})
+        router.fit(outcomes, embeddings=X)
+    else:
+        router.fit(outcomes, show_progress=True)
     router.save_pretrained(out)
     typer.echo(
         f"trained on {len(outcomes)} queries x {len(outcomes.models)} models, "
         f"{len(router.cluster_centers_)} clusters, in {router.fit_seconds_:.1f}s -> {out}"
     )
+
+
+_GRID_FLAGS = {
+    "n_clusters": "k",
+    "n_nearest": "n_nearest",
+    "shrinkage": "shrinkage",
+    "scoring": "scoring",
+    "clustering": "clustering",
+}
+_GRID_TYPES: dict[str, type] = {
+    "n_clusters": int,
+    "n_nearest": int,
+    "shrinkage": float,
+    "scoring": str,
+    "clustering": str,
+}
+
+
+def _parse_grid(specs: list[str]) -> dict[str, list[Any]]:
+    """``["k=8,16", "shrinkage=0,10"]`` -> ``{"n_clusters": [8, 16], "shrinkage": [0.0, 10.0]}``."""
+    by_flag = {flag: name for name, flag in _GRID_FLAGS.items()}
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        flag, sep, values = spec.partition("=")
+        flag = flag.strip().replace("-", "_")
+        name = by_flag.get(flag, flag if flag in _GRID_TYPES else "")
+        if not sep or not name:
+            fail(f"--tune {spec!r}: expected NAME=V1,V2,... with NAME one of {', '.join(by_flag)}")
+        try:
+            vals = [_GRID_TYPES[name](v.strip()) for v in values.split(",") if v.strip()]
+        except ValueError:
+            fail(f"--tune {spec!r}: {flag} takes {_GRID_TYPES[name].__name__} values")
+        if not vals:
+            fail(f"--tune {spec!r}: no values")
+        grid[name] = vals
+    return grid
 
 
 @app.command()
