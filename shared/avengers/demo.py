@@ -25,6 +25,9 @@ from .bundled import demo_questions_path
 from .exceptions import ConfigError
 from .local import LlamaCppServer, demo_endpoints, demo_servers, describe_exit, endpoints_yaml
 
+ANSWER_SAMPLES = 5
+"""Samples per answered question in the voting step."""
+
 
 def _run(args: list[str], *, capture: bool = False) -> str:
     shown = "avengers " + " ".join(shlex.quote(a) for a in args)
@@ -144,10 +147,11 @@ def _demo(
     test_qs = [json.loads(x) for x in q_test.read_text().splitlines() if x.strip()]
     picks = [q["question"] for q in test_qs[:3]]
     answers = json.loads(
-        _run(["answer", "-r", str(router), "-e", str(eps), "-n", "5", "--json", *picks],
+        _run(["answer", "-r", str(router), "-e", str(eps), "-n", str(ANSWER_SAMPLES), "--json",
+              *picks],
              capture=True)
     )  # fmt: skip
-    print("\nanswers with voting (5 samples, self-consistency):")
+    print(f"\nanswers with voting ({ANSWER_SAMPLES} samples, self-consistency):")
     for q, a in zip(test_qs[:3], answers, strict=True):
         first = a["samples"][0]["answer"] if a["samples"] else None
         print(
@@ -155,6 +159,8 @@ def _demo(
             f"by {a['model']} (votes {a['votes']}, first sample said {first!r})"
         )
     return {
+        "samples": args.samples,
+        "answer_samples": ANSWER_SAMPLES,
         "evaluation": evaluation,
         "consensus_gold_correlation": consensus["consensus_gold_correlation"],
         "answers": [
