@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from avengers import Router, evaluate
+from avengers.bundled import load_bundled
 from avengers.datasets import load_dcrouter, load_routerdc
 from avengers.embedders import resolve_embedder
 
@@ -25,8 +26,14 @@ def _fit(emb, train, X, **kw) -> Router:
     return r.fit(train, embeddings=X)
 
 
-def test_dcrouter_routing_beats_best_single_and_paper(emb, data_dir: Path) -> None:
-    train, test = load_dcrouter("train", data_dir), load_dcrouter("test", data_dir)
+def test_dcrouter_routing_beats_best_single_and_paper(emb) -> None:
+    # the package ships the same dcrouter table (MIT), so this runs even without ../shared/data
+    from conftest import DATA_DIR
+
+    if (DATA_DIR / "llmrouter-dcrouter").is_dir():
+        train, test = load_dcrouter("train", DATA_DIR), load_dcrouter("test", DATA_DIR)
+    else:
+        train, test = load_bundled("train"), load_bundled("test")
     X, Y = emb.embed(train.queries), emb.embed(test.queries)
     ours = evaluate(_fit(emb, train, X), test, embeddings=Y)
     paper = evaluate(_fit(emb, train, X, **Router.paper().get_params()), test, embeddings=Y)
