@@ -160,3 +160,15 @@ def test_bad_tune_spec_is_one_line(
     )  # fmt: skip
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
     assert not (tmp_path / "r").exists()
+
+
+def test_train_says_when_k_exceeds_the_data(toy_files: Path, tmp_path: Path) -> None:
+    r = runner.invoke(
+        app,
+        ["train", "--data", str(toy_files / "train.jsonl"), "--k", "50", "--out", str(tmp_path)],
+    )
+    assert r.exit_code == 0, r.output
+    assert (
+        "K=50 is more than the 30 distinct training queries allow; fitted 30 clusters" in r.output
+    )
+    assert "30 clusters" in r.output

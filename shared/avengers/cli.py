@@ -156,6 +156,14 @@ def train(
     else:
         router.fit(outcomes, show_progress=True)
     router.save_pretrained(out)
+    fitted = len(router.cluster_centers_)
+    if fitted < router.n_clusters:
+        typer.secho(
+            f"note: K={router.n_clusters} is more than the {fitted} distinct training queries "
+            f"allow; fitted {fitted} clusters",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     typer.echo(
         f"trained on {len(outcomes)} queries x {len(outcomes.models)} models, "
         f"{len(router.cluster_centers_)} clusters, in {router.fit_seconds_:.1f}s -> {out}"
