@@ -29,7 +29,7 @@ import numpy as np
 from avengers import Router, evaluate
 from avengers.data import OutcomeData
 from avengers.datasets import RDC_ID_TASKS, load_dcrouter, load_routerbench, load_routerdc
-from avengers.embedders import CachedEmbedder, SentenceTransformerEmbedder, resolve_embedder
+from avengers.embedders import CachedEmbedder, SentenceTransformerEmbedder
 from avengers.evaluation import Evaluation, sweep_alpha
 from router_table import lr_accuracy
 
@@ -110,7 +110,7 @@ def mpnet_embedder() -> CachedEmbedder | None:
     inner = SentenceTransformerEmbedder(
         str(MPNET_DIR), name="sentence-transformers/all-mpnet-base-v2@128", max_seq_length=128
     )
-    return CachedEmbedder(inner)
+    return CachedEmbedder(inner, show_progress=True)
 
 
 def tfidf_svd(train: list[str], test: list[str], dim: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +259,7 @@ def main() -> None:
     t_start = time.perf_counter()
     IMG.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    emb = resolve_embedder(None)
+    emb = CachedEmbedder(SentenceTransformerEmbedder(), show_progress=True)  # bars on first runs
     md: list[str] = []
     claims: list[str] = []
 
