@@ -148,7 +148,7 @@ def train(
         typer.echo(f"{folds}-fold cross-validation on the training data (mean held-out score):")
         for params, score in sorted(results, key=lambda r: -r[1]):
             mark = "*" if params == best else " "
-            shown = "  ".join(f"{_GRID_FLAGS[name]}={params[name]}" for name in keys)
+            shown = "  ".join(f"{_GRID[name][0]}={params[name]}" for name in keys)
             typer.echo(f"{mark} {shown:40} {score:.4f}")
         typer.echo(f"  {'best single model (same folds)':40} {baseline:.4f}")
         router.set_params(**{name: best[name] for name in keys})
@@ -166,40 +166,34 @@ def train(
         )
     typer.echo(
         f"trained on {len(outcomes)} queries x {len(outcomes.models)} models, "
-        f"{len(router.cluster_centers_)} clusters, in {router.fit_seconds_:.1f}s -> {out}"
+        f"{fitted} clusters, in {router.fit_seconds_:.1f}s -> {out}"
     )
 
 
-_GRID_FLAGS = {
-    "n_clusters": "k",
-    "n_nearest": "n_nearest",
-    "shrinkage": "shrinkage",
-    "scoring": "scoring",
-    "clustering": "clustering",
-}
-_GRID_TYPES: dict[str, type] = {
-    "n_clusters": int,
-    "n_nearest": int,
-    "shrinkage": float,
-    "scoring": str,
-    "clustering": str,
+_GRID: dict[str, tuple[str, type]] = {  # Router setting -> (--tune name, value type)
+    "n_clusters": ("k", int),
+    "n_nearest": ("n_nearest", int),
+    "shrinkage": ("shrinkage", float),
+    "scoring": ("scoring", str),
+    "clustering": ("clustering", str),
 }
 
 
 def _parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     """``["k=8,16", "shrinkage=0,10"]`` -> ``{"n_clusters": [8, 16], "shrinkage": [0.0, 10.0]}``."""
-    by_flag = {flag: name for name, flag in _GRID_FLAGS.items()}
+    by_flag = {flag: name for name, (flag, _) in _GRID.items()}
     grid: dict[str, list[Any]] = {}
     for spec in specs:
         flag, sep, values = spec.partition("=")
         flag = flag.strip().replace("-", "_")
-        name = by_flag.get(flag, flag if flag in _GRID_TYPES else "")
+        name = by_flag.get(flag, flag if flag in _GRID else "")
         if not sep or not name:
             fail(f"--tune {spec!r}: expected NAME=V1,V2,... with NAME one of {', '.join(by_flag)}")
+        kind = _GRID[name][1]
         try:
-            vals = [_GRID_TYPES[name](v.strip()) for v in values.split(",") if v.strip()]
+            vals = [kind(v.strip()) for v in values.split(",") if v.strip()]
         except ValueError:
-            fail(f"--tune {spec!r}: {flag} takes {_GRID_TYPES[name].__name__} values")
+            fail(f"--tune {spec!r}: {flag} takes {kind.__name__} values")
         if not vals:
             fail(f"--tune {spec!r}: no values")
         grid[name] = vals

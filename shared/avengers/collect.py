@@ -239,13 +239,15 @@ async def acollect(
     unreachable: dict[str, str] = {}
     not_attempted = 0
 
-    async def one(q: Question, m: str, s: int) -> None:
+    def leave_to_do() -> None:
         nonlocal not_attempted
+        not_attempted += 1
+        if on_sample:
+            on_sample()
+
+    async def one(q: Question, m: str, s: int) -> None:
         if m in unreachable:
-            not_attempted += 1
-            if on_sample:
-                on_sample()
-            return
+            return leave_to_do()
         msgs = [{"role": "user", "content": q.question}]
         try:
             c: Completion = await backend.complete(
@@ -253,10 +255,7 @@ async def acollect(
             )
         except CallError as e:
             if m in unreachable:  # gave up while this call was in flight: leave it to do
-                not_attempted += 1
-                if on_sample:
-                    on_sample()
-                return
+                return leave_to_do()
             row: dict[str, Any] = {"id": q.id, "model": m, "sample": s, "error": e.kind,
                                    "message": e.message}  # fmt: skip
             streak[m] = streak[m] + 1 if e.kind == "connection" else 0
