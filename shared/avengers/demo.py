@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = _demo(args, out, servers, q_train, q_test)
     except subprocess.CalledProcessError as e:
-        step = " ".join(str(a) for a in e.cmd[3:5])
+        step = e.cmd[3]  # [python, -m, avengers, <command>, ...]
         print(f"\ndemo stopped: `avengers {step}` failed ({describe_exit(e.returncode)}).",
               file=sys.stderr)  # fmt: skip
         for s in servers:

@@ -111,9 +111,10 @@ class LlamaCppServer:
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            status = self.exit_status()
+            if status:
                 raise ConfigError(
-                    f"llama.cpp server for {self.alias} exited with code {self.process.returncode}"
+                    f"llama.cpp server for {self.alias} exited ({status})"
                     + (f" (log: {self.log_path})" if self.log_path else "")
                 )
             try:
@@ -143,12 +144,11 @@ class LlamaCppServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 if self.process is not None:
                     self.process.wait(timeout=5)
-        if self.process is not None and self.process.poll() is not None:
-            code = self.process.returncode
+        status = self.exit_status()
+        if status:
             self.process = None
             raise ConfigError(
-                f"llama.cpp server for {self.alias} crashed on its first request "
-                f"({describe_exit(code)})"
+                f"llama.cpp server for {self.alias} crashed on its first request ({status})"
                 + (f"; log: {self.log_path}" if self.log_path else "")
                 + ". If llama-cpp-python was built for this machine's CPU (the default), rebuild "
                 "it for a portable baseline: CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON "
