@@ -190,14 +190,12 @@ def cross_validate_best_single(data: OutcomeData, *, folds: int = 5, seed: int =
     """The baseline for :func:`cross_validate` on the same splits: the model with the best mean
     training-fold score (missing outcomes left out), measured on the held-out fold (missing
     outcomes count as 0 there, as in :func:`evaluate`)."""
-    S = data.scores
+    S = _scores0(data)
     accs = []
     for train_idx, test_idx in _folds(len(data), folds, seed):
-        known = ~np.isnan(S[train_idx])
-        sums = np.nansum(S[train_idx], axis=0)
-        means = np.where(known.sum(axis=0) > 0, sums / np.maximum(known.sum(axis=0), 1), -np.inf)
-        best = int(np.argmax(means))
-        accs.append(float(np.nan_to_num(S[test_idx, best]).mean()))
+        means = np.array(list(data.subset(train_idx).mean_scores().values()))
+        best = int(np.argmax(np.where(np.isnan(means), -np.inf, means)))
+        accs.append(float(S[test_idx, best].mean()))
     return float(np.mean(accs))
 
 
