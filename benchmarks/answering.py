@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from avengers import Answerer, Endpoint, Router
 from avengers.bundled import load_bundled
-from avengers.dispatch import OpenAIBackend
+from avengers.backends import OpenAIBackend
 from fake_openai_server import FakeModel, FakeOpenAIServer
 
 

@@ -1,5 +1,5 @@
 """Glue between LangChain objects and the avengers core: message conversion, routing-text
-policies, and a :class:`~avengers.dispatch.Backend` over arbitrary runnables. No routing or
+policies, and a :class:`~avengers.backends.Backend` over arbitrary runnables. No routing or
 voting happens here."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
-from avengers.dispatch import Completion, ObjectBackend
+from avengers.backends import Completion, ObjectBackend
 from avengers.exceptions import ConfigError
 from langchain_core.messages import (
     BaseMessage,

@@ -9,7 +9,7 @@ from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
 from avengers.bundled import resolve_router
-from avengers.dispatch import Backend, Completion, ObjectBackend
+from avengers.backends import Backend, Completion, ObjectBackend
 from avengers.exceptions import ConfigError
 from llama_index.core.base.llms.types import (
     ChatMessage,

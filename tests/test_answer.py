@@ -343,7 +343,7 @@ async def test_base_model_endpoints_use_a_prompt_template(
 
 
 def test_chat_template_without_system_role() -> None:
-    from avengers.dispatch import prepare_messages
+    from avengers.backends import prepare_messages
 
     ep = Endpoint("g", "http://127.0.0.1:1/v1", system_prompt="Be brief.", system_role=False)
     msgs = prepare_messages(ep, [{"role": "user", "content": "Hi"}])

@@ -15,7 +15,7 @@ import pytest
 from avengers import Answerer, Router, load_outcomes
 from avengers.bundled import demo_questions_path
 from avengers.collect import acollect, load_questions
-from avengers.dispatch import OpenAIBackend
+from avengers.backends import OpenAIBackend
 from avengers.local import LlamaCppServer, demo_endpoints, demo_servers
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,7 @@
 from .answer import AnswerChunk, Answerer, AnswerError, AnswerResult, SamplingConfig
 from .data import OutcomeData, load_outcomes, outcomes_from_rows
 from .decision import ModelScore, RouteDecision
-from .dispatch import Backend, CallError, Completion, OpenAIBackend
+from .backends import Backend, CallError, Completion, OpenAIBackend
 from .embedders import CachedEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
 from .endpoints import Endpoint, load_endpoints
 from .evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep_k, tune

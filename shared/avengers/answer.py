@@ -29,7 +29,7 @@ from typing import Any
 
 from ._sync import iterate_sync, run_sync
 from .decision import RouteDecision
-from .dispatch import Backend, CallError, Completion, Message, OpenAIBackend
+from .backends import Backend, CallError, Completion, Message, OpenAIBackend
 from .exceptions import ConfigError
 from .results import (
     AnswerChunk,
@@ -96,7 +96,7 @@ class _Run:
 
 class Answerer:
     """Routes, samples and votes. ``backend`` is an :class:`OpenAIBackend`, anything that
-    implements :class:`~avengers.dispatch.Backend`, or an endpoint config (file or mapping)."""
+    implements :class:`~avengers.backends.Backend`, or an endpoint config (file or mapping)."""
 
     def __init__(
         self,

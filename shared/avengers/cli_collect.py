@@ -54,7 +54,7 @@ def collect(
 
     from .bundled import demo_questions_path
     from .collect import CollectSummary, acollect, load_questions
-    from .dispatch import OpenAIBackend
+    from .backends import OpenAIBackend
 
     if samples < 1:
         fail("--samples must be >= 1")

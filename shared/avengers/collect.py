@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .dispatch import Backend, CallError, Completion
+from .backends import Backend, CallError, Completion
 from .exceptions import ConfigError, DataError
 from .voting import ANSWER_TYPES, get_extractor, infer_answer_type
 

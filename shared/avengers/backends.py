@@ -1,0 +1,353 @@
+"""Calling candidate models: a small backend protocol and its OpenAI-compatible implementation.
+
+The answering layer talks to models only through :class:`Backend`, so the same routing, sampling
+and voting code drives OpenAI-compatible servers (here), LangChain runnables and LlamaIndex LLMs
+(in the adapters). A backend call either returns a :class:`Completion` or raises
+:class:`CallError` with a short ``kind`` (``timeout``, ``connection``, ``rate_limit``,
+``server_error``, ``bad_response``, ``client_error``, ``config``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+from .endpoints import Endpoint, load_endpoints
+from .exceptions import AvengersError, ConfigError
+
+log = logging.getLogger(__name__)
+
+Message = Mapping[str, Any]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled answer."""
+
+    model: str
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency: float = 0.0
+    cost: float = 0.0
+    finish_reason: str | None = None
+
+
+class CallError(AvengersError):
+    """One failed call to a candidate model. ``kind`` classifies the fault."""
+
+    def __init__(self, model: str, kind: str, message: str) -> None:
+        super().__init__(f"{model}: {kind}: {message}")
+        self.model = model
+        self.kind = kind
+        self.message = message
+
+
+class ObjectBackend(Generic[T]):
+    """Shared part of backends whose candidates are Python objects held by name (LangChain
+    runnables, LlamaIndex LLMs): the names, one concurrency limit for every candidate, and the
+    rule that anything a candidate raises becomes a :class:`CallError` of :attr:`error_kind`."""
+
+    error_kind: ClassVar[str] = "candidate_error"
+
+    def __init__(self, candidates: Mapping[str, T], *, max_concurrency: int = 4) -> None:
+        if max_concurrency < 1:
+            raise ConfigError("max_concurrency must be >= 1")
+        self.candidates: dict[str, T] = dict(candidates)
+        self.max_concurrency = max_concurrency
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(models={sorted(self.candidates)})"
+
+    def models(self) -> Collection[str]:
+        return self.candidates.keys()
+
+    def concurrency(self, model: str) -> int:
+        return self.max_concurrency
+
+    def fault(self, model: str, exc: BaseException) -> CallError:
+        """The recorded fault for an exception raised by candidate ``model``."""
+        return CallError(model, self.error_kind, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the answering layer needs from a set of candidate models."""
+
+    def models(self) -> Collection[str]:
+        """Names of the candidates this backend can call."""
+        ...
+
+    def concurrency(self, model: str) -> int:
+        """How many calls to ``model`` may be in flight at once."""
+        ...
+
+    async def complete(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        *,
+        temperature: float,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        """One sample. Raises :class:`CallError` on any failure."""
+        ...
+
+    def stream(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        *,
+        temperature: float,
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[str | Completion]:
+        """Text chunks as they arrive, then one final :class:`Completion` with usage."""
+        ...
+
+
+def prepare_messages(endpoint: Endpoint, messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Apply the endpoint's system prompt and, for templates without a system role, merge
+    system text into the first user turn."""
+    msgs = [dict(m) for m in messages]
+    if endpoint.system_prompt:
+        msgs.insert(0, {"role": "system", "content": endpoint.system_prompt})
+    if endpoint.system_role:
+        return msgs
+    system = "\n\n".join(str(m.get("content") or "") for m in msgs if m.get("role") == "system")
+    rest = [m for m in msgs if m.get("role") != "system"]
+    if system:
+        for m in rest:
+            if m.get("role") == "user":
+                m["content"] = f"{system}\n\n{m.get('content') or ''}"
+                break
+        else:
+            rest.insert(0, {"role": "user", "content": system})
+    return rest
+
+
+def render_prompt(endpoint: Endpoint, messages: Sequence[Message]) -> str:
+    """A conversation as one plain prompt, for ``api: completions`` endpoints (base models)."""
+    parts: list[str] = []
+    system = [str(m.get("content") or "") for m in messages if m.get("role") == "system"]
+    if endpoint.system_prompt:
+        system.insert(0, endpoint.system_prompt)
+    if system:
+        parts.append("\n".join(system) + "\n\n")
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        text = content if isinstance(content, str) else _join_parts(content)
+        if role in ("user", "human"):
+            parts.append(endpoint.prompt_template.replace("{prompt}", text))
+        elif role in ("assistant", "ai"):
+            parts.append(f" {text}\n\n")
+    return "".join(parts)
+
+
+def _join_parts(content: Any) -> str:
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout", "no answer within the timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection", "cannot connect"
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limit", "HTTP 429 (rate limited)"
+    if isinstance(exc, openai.APIStatusError):
+        code = exc.status_code
+        kind = "server_error" if code >= 500 else "client_error"
+        return kind, f"HTTP {code}"
+    if isinstance(exc, openai.APIResponseValidationError):
+        return "bad_response", "response did not match the OpenAI schema"
+    if isinstance(exc, ConfigError):
+        return "config", str(exc)
+    return "bad_response", f"{type(exc).__name__}"
+
+
+class _LoopState:
+    def __init__(self) -> None:
+        self.clients: dict[str, Any] = {}
+        self.limits: dict[str, asyncio.Semaphore] = {}
+
+
+class OpenAIBackend:
+    """Candidate models behind OpenAI-compatible endpoints, called with the official ``openai``
+    client. One ``AsyncOpenAI`` client and one concurrency limit per endpoint (per event loop,
+    since an async HTTP connection pool belongs to the loop that made it); retries with
+    exponential backoff and timeouts come from each endpoint's settings."""
+
+    def __init__(self, endpoints: Any) -> None:
+        self.endpoints: dict[str, Endpoint] = load_endpoints(endpoints)
+        self._state: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(models={sorted(self.endpoints)})"
+
+    def models(self) -> Collection[str]:
+        return self.endpoints.keys()
+
+    def concurrency(self, model: str) -> int:
+        return self.endpoints[model].max_concurrency
+
+    def endpoint(self, model: str) -> Endpoint:
+        try:
+            return self.endpoints[model]
+        except KeyError:
+            raise ConfigError(f"no endpoint configured for model {model!r}") from None
+
+    def _loop_state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        st = self._state.get(loop)
+        if st is None:
+            st = self._state[loop] = _LoopState()
+        return st
+
+    def _client(self, model: str) -> tuple[Any, asyncio.Semaphore]:
+        from openai import AsyncOpenAI
+
+        st = self._loop_state()
+        ep = self.endpoint(model)
+        if model not in st.clients:
+            st.clients[model] = AsyncOpenAI(
+                base_url=ep.base_url,
+                api_key=ep.api_key(),
+                timeout=ep.timeout,
+                max_retries=ep.max_retries,
+            )
+            st.limits[model] = asyncio.Semaphore(ep.max_concurrency)
+        return st.clients[model], st.limits[model]
+
+    def _request(
+        self, ep: Endpoint, messages: Sequence[Message], temperature: float, max_tokens: int | None
+    ) -> dict[str, Any]:
+        req: dict[str, Any] = {"model": ep.model_id, "temperature": temperature}
+        stop: tuple[str, ...] | None
+        if ep.api == "completions":
+            req["prompt"] = render_prompt(ep, messages)
+            stop = ep.stop if ep.stop is not None else ("\n\n", "Question:")
+        else:
+            req["messages"] = prepare_messages(ep, messages)
+            stop = ep.stop
+        if stop:
+            req["stop"] = list(stop)
+        mt = max_tokens if max_tokens is not None else ep.max_tokens
+        if mt is not None:
+            req["max_tokens"] = mt
+        if ep.extra_body:
+            req["extra_body"] = dict(ep.extra_body)
+        return req
+
+    async def complete(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        *,
+        temperature: float,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        try:
+            ep = self.endpoint(model)
+            client, limit = self._client(model)
+        except ConfigError as e:
+            raise CallError(model, "config", str(e)) from None
+        req = self._request(ep, messages, temperature, max_tokens)
+        async with limit:
+            t0 = time.perf_counter()
+            try:
+                api = client.completions if ep.api == "completions" else client.chat.completions
+                resp = await api.create(**req)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                kind, msg = _classify(e)
+                log.info("call to %s failed: %s (%s)", model, kind, msg)
+                raise CallError(model, kind, msg) from None
+            latency = time.perf_counter() - t0
+        return _completion_from(model, ep, resp, latency)
+
+    async def stream(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        *,
+        temperature: float,
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[str | Completion]:
+        try:
+            ep = self.endpoint(model)
+            client, limit = self._client(model)
+        except ConfigError as e:
+            raise CallError(model, "config", str(e)) from None
+        req = self._request(ep, messages, temperature, max_tokens)
+        req["stream"] = True
+        req["stream_options"] = {"include_usage": True}
+        parts: list[str] = []
+        usage = None
+        finish = None
+        async with limit:
+            t0 = time.perf_counter()
+            try:
+                api = client.completions if ep.api == "completions" else client.chat.completions
+                stream = await api.create(**req)
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None):
+                        usage = chunk.usage
+                    for ch in chunk.choices or []:
+                        if ep.api == "completions":
+                            piece = getattr(ch, "text", None)
+                        else:
+                            delta = getattr(ch, "delta", None)
+                            piece = getattr(delta, "content", None) if delta else None
+                        if piece:
+                            parts.append(piece)
+                            yield piece
+                        if ch.finish_reason:
+                            finish = ch.finish_reason
+            except asyncio.CancelledError:
+                raise
+            except CallError:
+                raise
+            except Exception as e:
+                kind, msg = _classify(e)
+                raise CallError(model, kind, msg) from None
+            latency = time.perf_counter() - t0
+        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        ct = int(getattr(usage, "completion_tokens", 0) or 0)
+        yield Completion(model, "".join(parts), pt, ct, latency, ep.cost(pt, ct), finish)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients made on the running loop."""
+        st = self._state.pop(asyncio.get_running_loop(), None)
+        if st:
+            await asyncio.gather(*(c.close() for c in st.clients.values()))
+
+
+def _completion_from(model: str, ep: Endpoint, resp: Any, latency: float) -> Completion:
+    choices = getattr(resp, "choices", None)
+    if not choices:
+        raise CallError(model, "bad_response", "response holds no choices")
+    if ep.api == "completions":
+        text = getattr(choices[0], "text", None)
+    else:
+        text = getattr(getattr(choices[0], "message", None), "content", None)
+    if not isinstance(text, str):
+        raise CallError(model, "bad_response", "response holds no message text")
+    usage = getattr(resp, "usage", None)
+    pt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    ct = int(getattr(usage, "completion_tokens", 0) or 0)
+    return Completion(
+        model, text, pt, ct, latency, ep.cost(pt, ct), getattr(choices[0], "finish_reason", None)
+    )
