@@ -30,7 +30,7 @@ from typing import Any
 from ._sync import iterate_sync, run_sync
 from .decision import RouteDecision
 from .backends import Backend, CallError, Completion, Message, OpenAIBackend
-from .exceptions import ConfigError
+from .exceptions import ConfigError, NotFittedError
 from .results import (
     AnswerChunk,
     AnswerError,
@@ -105,7 +105,10 @@ class Answerer:
         config: SamplingConfig | None = None,
         **settings: Any,
     ) -> None:
-        router._check_fitted()
+        if not router.is_fitted():
+            raise NotFittedError(
+                "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
+            )
         self.router = router
         self.backend: Backend = backend if isinstance(backend, Backend) else OpenAIBackend(backend)
         self.config = (

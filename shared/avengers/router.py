@@ -242,8 +242,12 @@ class Router:
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` (or :meth:`from_pretrained`) has given this router its state."""
+        return hasattr(self, "cluster_centers_")
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "cluster_centers_"):
+        if not self.is_fitted():
             raise NotFittedError(
                 "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
             )
