@@ -126,7 +126,9 @@ class ChatAvengers(BaseChatModel):
         if self._answerer is None:
             if self.router is None or self.endpoints is None:
                 raise ConfigError("ChatAvengers needs a router and endpoints")
-            self._answerer = Answerer(resolve_router(self.router), self.endpoints, self.sampling_config)
+            self._answerer = Answerer(
+                resolve_router(self.router), self.endpoints, self.sampling_config
+            )
         return self._answerer
 
     def _call_args(

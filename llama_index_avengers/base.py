@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,6 @@ from avengers.backends import Backend, Completion, ObjectBackend
 from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
 from avengers.messages import RoutingPolicy
-from avengers.results import AnswerChunk
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
     astream_chat_to_completion_decorator,
@@ -45,6 +45,11 @@ def to_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return [{"role": m.role.value, "content": m.content or ""} for m in messages]
 
 
+def to_openai(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """LlamaIndex messages as plain-text candidates take them (other roles as user turns)."""
+    return core.for_candidates(to_dicts(messages))
+
+
 def _from_openai(messages: Sequence[Mapping[str, Any]]) -> list[ChatMessage]:
     return [
         ChatMessage(
@@ -65,15 +70,20 @@ def routing_text(messages: Sequence[ChatMessage], policy: RoutingPolicy = "last_
 
 class LLMBackend(ObjectBackend[LLM]):
     """Candidates that are LlamaIndex ``LLM`` objects (e.g. ``OpenAILike`` clients you already
-    configured), called through their native async chat API. Sampling settings that are set
-    (``temperature``, ``max_tokens``, ``stop``) are passed as call keywords, which LlamaIndex
-    LLMs hand to their API."""
+    configured), called through their native async chat API, or with ``sync=True`` through their
+    sync API on worker threads. Sampling settings that are set (``temperature``, ``max_tokens``,
+    ``stop``) are passed as call keywords, which LlamaIndex LLMs hand to their API."""
 
     error_kind = "llm_error"
 
-    def __init__(self, llms: Mapping[str, LLM], *, max_concurrency: int = 4) -> None:
+    def __init__(
+        self, llms: Mapping[str, LLM], *, max_concurrency: int = 4, sync: bool = False
+    ) -> None:
         super().__init__(llms, max_concurrency=max_concurrency)
         self.llms = self.candidates
+        self.sync = sync
+        """For sync callers, whose every call runs on a fresh event loop: clients such as
+        ``OpenAILike`` keep their async HTTP client bound to the first loop they ran on."""
 
     async def complete(
         self,
@@ -85,9 +95,13 @@ class LLMBackend(ObjectBackend[LLM]):
         stop: Sequence[str] | None = None,
     ) -> Completion:
         t0 = time.perf_counter()
+        llm, msgs = self.llms[model], _from_openai(messages)
         kwargs = _settings(temperature=temperature, max_tokens=max_tokens, stop=stop)
         try:
-            resp = await self.llms[model].achat(_from_openai(messages), **kwargs)
+            if self.sync:
+                resp = await asyncio.to_thread(llm.chat, msgs, **kwargs)
+            else:
+                resp = await llm.achat(msgs, **kwargs)
         except Exception as e:  # a candidate failure becomes a recorded fault
             raise self.fault(model, e) from None
         text = resp.message.content or ""
@@ -103,17 +117,28 @@ class LLMBackend(ObjectBackend[LLM]):
         stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str | Completion]:
         t0 = time.perf_counter()
+        llm, msgs = self.llms[model], _from_openai(messages)
         kwargs = _settings(temperature=temperature, max_tokens=max_tokens, stop=stop)
         parts: list[str] = []
         try:
-            gen = await self.llms[model].astream_chat(_from_openai(messages), **kwargs)
-            async for r in gen:
+            async for r in self._responses(llm, msgs, kwargs):
                 if r.delta:
                     parts.append(r.delta)
                     yield r.delta
         except Exception as e:
             raise self.fault(model, e) from None
         yield Completion(model, "".join(parts), latency=time.perf_counter() - t0)
+
+    async def _responses(
+        self, llm: LLM, msgs: list[ChatMessage], kwargs: dict[str, Any]
+    ) -> AsyncIterator[ChatResponse]:
+        if not self.sync:
+            async for r in await llm.astream_chat(msgs, **kwargs):
+                yield r
+            return
+        gen = await asyncio.to_thread(llm.stream_chat, msgs, **kwargs)
+        while (r := await asyncio.to_thread(next, gen, None)) is not None:
+            yield r
 
 
 def _settings(**settings: Any) -> dict[str, Any]:
@@ -155,7 +180,7 @@ class Avengers(LLM):
         "or a function of the messages.",
     )
 
-    _answerer: Answerer | None = PrivateAttr(default=None)
+    _answerers: dict[bool, Answerer] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -180,20 +205,23 @@ class Avengers(LLM):
 
     # ------------------------------------------------------------------------- core plumbing
 
-    def answerer(self) -> Answerer:
-        """The core :class:`avengers.Answerer` (created on first use)."""
-        if self._answerer is None:
+    def answerer(self, *, sync: bool = False) -> Answerer:
+        """The core :class:`avengers.Answerer` (created on first use). With ``llms``, sync calls
+        get their own, which calls the LLMs' sync API (see :class:`LLMBackend`)."""
+        key = sync and bool(self.llms)
+        if key not in self._answerers:
             if self.router is None:
                 raise ConfigError("Avengers needs a router")
             backend: Backend | Any
             if self.llms:
-                backend = LLMBackend(self.llms)
+                backend = LLMBackend(self.llms, sync=key)
             elif self.endpoints is not None:
                 backend = self.endpoints
             else:
                 raise ConfigError("Avengers needs endpoints or llms")
-            self._answerer = Answerer(resolve_router(self.router), backend, self.sampling_config)
-        return self._answerer
+            router = resolve_router(self.router)
+            self._answerers[key] = Answerer(router, backend, self.sampling_config)
+        return self._answerers[key]
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -226,9 +254,11 @@ class Avengers(LLM):
         return {"text": routing_text(messages, self.routing), **over}
 
     @staticmethod
-    def _response(text: str, delta: str | None = None, res: AnswerResult | None = None) -> ChatResponse:
-        """A chat response; the last one carries the account (``raw`` and ``additional_kwargs``,
-        of the message too, so LlamaIndex's chat-to-completion helpers keep it)."""
+    def _response(
+        text: str, delta: str | None = None, res: AnswerResult | None = None
+    ) -> ChatResponse:
+        """A chat response; the last one carries the account in ``raw`` and
+        ``additional_kwargs`` (which LlamaIndex's chat-to-completion helpers carry over)."""
         extra: dict[str, Any] = {}
         if res is not None:
             extra = {
@@ -237,21 +267,23 @@ class Avengers(LLM):
                 "prompt_tokens": res.prompt_tokens,
                 "completion_tokens": res.completion_tokens,
             }
-        message = ChatMessage(role=MessageRole.ASSISTANT, content=text, additional_kwargs=extra)
-        return ChatResponse(message=message, delta=delta, raw=extra or None, additional_kwargs=extra)
+        message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
+        return ChatResponse(
+            message=message, delta=delta, raw=extra or None, additional_kwargs=extra
+        )
 
     # ---------------------------------------------------------------------------- chat
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        res = self.answerer().answer(core_messages(messages), **self._args(messages, kwargs))
+        res = self.answerer(sync=True).answer(to_openai(messages), **self._args(messages, kwargs))
         return self._response(res.text, res=res)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        res = await self.answerer().aanswer(core_messages(messages), **self._args(messages, kwargs))
+        res = await self.answerer().aanswer(to_openai(messages), **self._args(messages, kwargs))
         return self._response(res.text, res=res)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        parts = self.answerer().stream(core_messages(messages), **self._args(messages, kwargs))
+        parts = self.answerer(sync=True).stream(to_openai(messages), **self._args(messages, kwargs))
 
         def gen() -> ChatResponseGen:
             text = ""
@@ -264,7 +296,7 @@ class Avengers(LLM):
     async def _astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
-        parts = self.answerer().astream(core_messages(messages), **self._args(messages, kwargs))
+        parts = self.answerer().astream(to_openai(messages), **self._args(messages, kwargs))
 
         async def gen() -> ChatResponseAsyncGen:
             text = ""
@@ -315,11 +347,6 @@ class Avengers(LLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
-
-
-def core_messages(messages: Iterable[ChatMessage]) -> list[dict[str, Any]]:
-    """LlamaIndex messages as plain-text candidates take them."""
-    return core.for_candidates(to_dicts(list(messages)))
 
 
 __all__ = ["Avengers", "LLMBackend", "routing_text"]

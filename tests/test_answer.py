@@ -404,7 +404,8 @@ async def test_stop_and_model_temperature_reach_the_endpoint(
     toy_router: Router, server: FakeOpenAIServer
 ) -> None:
     eps = endpoints(server, **{"chef-model": {"stop": ("\n\n",)}})
-    a = Answerer(toy_router, eps, strategy="direct", stop=["END"], temperature=None)
+    cfg = SamplingConfig(strategy="direct", stop=["END"], temperature=None)  # None: the model's
+    a = Answerer(toy_router, eps, cfg)
     res = await a.aanswer(COOK_Q)
     (req,) = server.requests
     assert req["stop"] == ["\n\n", "END"] and "temperature" not in req

@@ -18,7 +18,6 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.runnables import RunnableLambda
 from langchain_openai import ChatOpenAI
 
-from langchain_avengers import _core as lc_core
 from langchain_avengers import (
     AvengersRouteOnly,
     AvengersRouterChain,
@@ -26,6 +25,7 @@ from langchain_avengers import (
     query_text,
     routing_text,
 )
+from langchain_avengers import _core as lc_core
 
 MATH_Q = "What is 17 times 23?"
 COOK_Q = "How long should I boil an egg for a runny yolk?"
@@ -229,7 +229,7 @@ def test_settings_reach_the_models_or_are_reported(
     chain = AvengersRouterChain(router=toy_router, runnables=candidates(server), sampling=settings)
     chain.invoke(COOK_Q)
     (req,) = server.requests
-    assert (req["temperature"], req["max_tokens"], req["stop"]) == (0.3, 5, ["END"])
+    assert (req["temperature"], req["max_completion_tokens"], req["stop"]) == (0.3, 5, ["END"])
     # ...and a candidate that cannot take them runs with its own, with a warning, once
     monkeypatch.setattr(lc_core, "_warned", set())
     lambdas = {m: RunnableLambda(lambda _, m=m: m) for m in toy_router.models_}

@@ -96,7 +96,9 @@ class Answerer:
     ) -> RouteDecision:
         """The routing decision only (no model is called)."""
         question = text if text is not None else routing_text(as_messages(query))
-        return await self.router.aroute(question, alpha=alpha if alpha is not None else self.config.alpha)
+        return await self.router.aroute(
+            question, alpha=alpha if alpha is not None else self.config.alpha
+        )
 
     def route(
         self, query: Query, *, alpha: float | None = None, text: str | None = None
@@ -179,7 +181,9 @@ class Answerer:
                     if isinstance(piece, Completion):
                         run = ModelRun(model, rank, (piece,), (), 1)
                         fallback = fallback_note(failures, model, rank) if rank else None
-                        res = await self._result(plan, [run], cfg, failures, plan.notes, 1, fallback)
+                        res = await self._result(
+                            plan, [run], cfg, failures, plan.notes, 1, fallback
+                        )
                         yield AnswerChunk("", res)
                         return
                     emitted = True

@@ -167,7 +167,9 @@ def fold_settings(
     return data
 
 
-def call_settings(owner: str, kwargs: Mapping[str, Any], also: Collection[str] = ()) -> dict[str, Any]:
+def call_settings(
+    owner: str, kwargs: Mapping[str, Any], also: Collection[str] = ()
+) -> dict[str, Any]:
     """The sampling settings among an adapter call's keywords. Any other keyword, unless the
     adapter handles it itself (``also``), is reported with a warning rather than dropped."""
     ignored = sorted(set(kwargs) - set(SETTINGS) - set(also))

@@ -154,7 +154,9 @@ def group_failures(errors: Sequence[CallError]) -> list[Failure]:
     grouped: dict[tuple[str, str], Failure] = {}
     for e in errors:
         f = grouped.get((e.model, e.kind))
-        grouped[(e.model, e.kind)] = Failure(e.model, e.kind, e.message, 1 if f is None else f.count + 1)
+        grouped[(e.model, e.kind)] = Failure(
+            e.model, e.kind, e.message, 1 if f is None else f.count + 1
+        )
     return list(grouped.values())
 
 

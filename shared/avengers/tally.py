@@ -58,7 +58,9 @@ def count(
     extractor = extractor_for(cfg, question, texts)
     if extractor is None:
         return VoteResult(None, None, {}, 0, n), "medoid", atype
-    res = vote([Ballot(extractor(t), rk, i) for i, (t, rk) in enumerate(zip(texts, ranks, strict=True))])
+    res = vote(
+        [Ballot(extractor(t), rk, i) for i, (t, rk) in enumerate(zip(texts, ranks, strict=True))]
+    )
     return res, ("medoid" if res.answer is None else "majority"), atype
 
 
