@@ -137,8 +137,8 @@ class LLMBackend(ObjectBackend[LLM]):
                 yield r
             return
         gen = await asyncio.to_thread(llm.stream_chat, msgs, **kwargs)
-        while (r := await asyncio.to_thread(next, gen, None)) is not None:
-            yield r
+        while (item := await asyncio.to_thread(next, gen, None)) is not None:
+            yield item
 
 
 def _settings(**settings: Any) -> dict[str, Any]:
