@@ -1,39 +1,38 @@
-"""Glue between LangChain objects and the avengers core: message conversion, routing-text
-policies, and a :class:`~avengers.backends.Backend` over arbitrary runnables. No routing or
-voting happens here."""
+"""Glue between LangChain objects and the avengers core: message conversion, the routing-text
+policy (the core's, see :mod:`avengers.messages`), and a :class:`~avengers.backends.Backend`
+over arbitrary runnables. No routing or voting happens here."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import warnings
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from avengers import messages as core
 from avengers.backends import Completion, ObjectBackend
 from avengers.exceptions import ConfigError
-from langchain_core.messages import (
-    BaseMessage,
-    HumanMessage,
-    ToolMessage,
-)
+from avengers.messages import RoutingPolicy
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.messages import BaseMessage, ChatMessage, HumanMessage
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 
-RoutingPolicy = str | Callable[[Sequence[BaseMessage]], str]
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+__all__ = ["RoutingPolicy", "RunnableBackend", "as_messages", "routing_text", "to_openai"]
+
+
+def to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages in the core's form (``human`` -> ``user``, ``ai`` -> ``assistant``)."""
+    return [
+        {"role": m.role if isinstance(m, ChatMessage) else m.type, "content": m.text}
+        for m in messages
+    ]
 
 
 def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """LangChain messages as OpenAI-style dicts (text content only)."""
-    out = []
-    for m in messages:
-        role = _ROLES.get(m.type, "user")
-        if isinstance(m, ToolMessage):
-            role = "user"  # plain candidates know no tools: show the tool result as text
-        out.append(
-            {"role": role, "content": m.text if not isinstance(m.content, str) else m.content}
-        )
-    return out
+    """LangChain messages as plain-text candidates take them (tool results as user turns)."""
+    return core.for_candidates(to_dicts(messages))
 
 
 def as_messages(value: Any) -> list[BaseMessage]:
@@ -49,26 +48,11 @@ def as_messages(value: Any) -> list[BaseMessage]:
     raise ConfigError(f"cannot read messages from {type(value).__name__}")
 
 
-def routing_text(messages: Sequence[BaseMessage], policy: RoutingPolicy = "last_human") -> str:
-    """The text the router sees. ``last_human`` (default): the last human message;
-    ``conversation``: every message, one per line with its role; a string containing
-    ``{last_human}`` or ``{conversation}``: that template filled in; or a function of the
-    messages."""
-    if callable(policy):
-        return str(policy(messages))
-    humans = [m for m in messages if isinstance(m, HumanMessage)]
-    last = humans[-1].text if humans else (messages[-1].text if messages else "")
-    conversation = "\n".join(f"{m.type}: {m.text}" for m in messages)
-    if policy == "last_human":
-        return last
-    if policy == "conversation":
-        return conversation
-    if isinstance(policy, str) and ("{last_human}" in policy or "{conversation}" in policy):
-        return policy.replace("{last_human}", last).replace("{conversation}", conversation)
-    raise ConfigError(
-        "routing must be 'last_human', 'conversation', a template with {last_human} or "
-        f"{{conversation}}, or a function; got {policy!r}"
-    )
+def routing_text(messages: Sequence[BaseMessage], policy: RoutingPolicy = "last_user") -> str:
+    """The text the router sees, by the core's policy (:func:`avengers.messages.routing_text`):
+    ``last_user`` (default; ``last_human`` is the same), ``conversation``, ``query``, a template
+    such as ``"{last_user}"``, or a function of the LangChain messages."""
+    return core.routing_text(to_dicts(messages), policy, native=messages)
 
 
 def output_text(output: Any) -> str:
@@ -89,10 +73,43 @@ def _usage(output: Any) -> tuple[int, int]:
     return int(meta.get("input_tokens", 0) or 0), int(meta.get("output_tokens", 0) or 0)
 
 
+_warned: set[tuple[str, str, tuple[str, ...]]] = set()
+
+
+def takes_settings(runnable: Runnable[Any, Any]) -> bool:
+    """Whether a candidate takes ``temperature``, ``max_tokens`` and ``stop`` per call: a
+    LangChain chat model or LLM, possibly wrapped by ``bind`` or ``with_config``."""
+    while isinstance(runnable, RunnableBinding):
+        runnable = runnable.bound
+    return isinstance(runnable, BaseLanguageModel)
+
+
+def with_settings(model: str, runnable: Runnable[Any, Any], **settings: Any) -> Runnable[Any, Any]:
+    """``runnable`` bound to the sampling settings that are set; a candidate that cannot take
+    them (a chain, a function) runs with its own, and a warning says so once."""
+    given = {k: v for k, v in settings.items() if v is not None}
+    if not given:
+        return runnable
+    if takes_settings(runnable):
+        return runnable.bind(**given)
+    key = (model, type(runnable).__name__, tuple(sorted(given)))
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(
+            f"candidate {model!r} is a {type(runnable).__name__}, not a LangChain chat model or "
+            f"LLM: {', '.join(sorted(given))} cannot be passed to it, so it runs with its own "
+            "settings (set them on the candidate, or leave them unset in sampling)",
+            UserWarning,
+            stacklevel=2,
+        )
+    return runnable
+
+
 class RunnableBackend(ObjectBackend[Runnable[Any, Any]]):
     """Candidates that are LangChain runnables. Each call hands the runnable the chain's original
     input (so a candidate can be a whole chain expecting a dict) and keeps its original output,
-    so the router chain can return the winning candidate's own output object."""
+    so the router chain can return the winning candidate's own output object. Sampling settings
+    go to chat-model candidates through ``bind`` (see :func:`with_settings`)."""
 
     error_kind = "runnable_error"
 
@@ -119,12 +136,15 @@ class RunnableBackend(ObjectBackend[Runnable[Any, Any]]):
         model: str,
         messages: Sequence[Mapping[str, Any]],
         *,
-        temperature: float,
+        temperature: float | None,
         max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> Completion:
         t0 = time.perf_counter()
+        r = with_settings(
+            model, self.runnables[model], temperature=temperature, max_tokens=max_tokens, stop=stop
+        )
         try:
-            r = self.runnables[model]
             if self.sync:
                 out = await asyncio.to_thread(r.invoke, self.original_input, self.config)
             else:
@@ -141,14 +161,18 @@ class RunnableBackend(ObjectBackend[Runnable[Any, Any]]):
         model: str,
         messages: Sequence[Mapping[str, Any]],
         *,
-        temperature: float,
+        temperature: float | None,
         max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str | Completion]:
         t0 = time.perf_counter()
+        r = with_settings(
+            model, self.runnables[model], temperature=temperature, max_tokens=max_tokens, stop=stop
+        )
         parts: list[str] = []
         full: Any = None
         try:
-            async for chunk in self.runnables[model].astream(self.original_input, self.config):
+            async for chunk in r.astream(self.original_input, self.config):
                 full = chunk if full is None else _add(full, chunk)
                 piece = output_text(chunk)
                 if piece:

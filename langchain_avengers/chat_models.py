@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
+from avengers.answer_config import call_settings, fold_settings
 from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -14,9 +15,9 @@ from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ._core import RoutingPolicy, routing_text, to_openai
+from ._core import routing_text, to_openai
 
 
 def _usage(res: AnswerResult) -> UsageMetadata:
@@ -35,14 +36,19 @@ class ChatAvengers(BaseChatModel):
     """A chat model backed by a trained avengers router and OpenAI-compatible endpoints.
 
     Each call routes the conversation (by default its last human message) to the best candidate,
-    samples it ``n_samples`` times and returns the voted answer. ``response_metadata`` holds
-    ``model_name`` (the candidate that answered) and ``avengers`` (the full routing account:
-    cluster, ranked models, votes, samples, failures, cost).
+    samples it and returns the voted answer; ``sampling`` says how (a
+    :class:`avengers.SamplingConfig` or a dict of its settings, e.g. ``{"n_samples": 5}``).
+    ``response_metadata`` holds ``model_name`` (the candidate that answered) and ``avengers``
+    (the full routing account: cluster, ranked models, votes, samples, failures, cost).
 
     ```python
     chat = ChatAvengers.from_pretrained("my-router", endpoints="endpoints.yaml")
     chain = prompt | chat | StrOutputParser()
     ```
+
+    The sampling settings that used to be fields (``n_samples=5``, ``strategy=...``) still work
+    as keywords: they fold into ``sampling``, with a deprecation warning (``temperature`` and
+    ``max_tokens`` without one).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
@@ -54,27 +60,27 @@ class ChatAvengers(BaseChatModel):
     model_name: str = Field(default="avengers", alias="model")
     """The name this model reports (the candidate that answered is in ``response_metadata``).
     Passing ``model="<candidate>"`` to a call pins that candidate instead of routing."""
-    strategy: str = "self_consistency"
-    """``self_consistency``, ``model_switch`` or ``direct``."""
-    n_samples: int = 10
-    """Samples drawn from the chosen model (the paper: 10)."""
-    temperature: float = 0.7
-    """Sampling temperature (the paper: 0.7)."""
-    alpha: float | None = None
-    """Cost/quality trade-off for routing (None: the router's own)."""
-    answer_type: str = "auto"
-    """How answers are compared when voting: auto, choice, number, short, text or code."""
-    adaptive: bool = True
-    """Stop sampling once the leading answer cannot be overtaken."""
-    max_tokens: int | None = None
-    """Completion length cap per sample."""
+    sampling: SamplingConfig | dict[str, Any] | None = None
+    """How to sample and vote: a :class:`avengers.SamplingConfig`, a dict of its settings, or
+    None for the paper's defaults (10 samples at temperature 0.7, majority vote)."""
     stop: list[str] | None = None
-    """Accepted for compatibility; stop sequences belong in each endpoint's settings."""
-    routing: Any = "last_human"
-    """What the router reads: ``last_human``, ``conversation``, a template with ``{last_human}``
-    or ``{conversation}``, or a function of the messages."""
+    """Stop sequences sent with every sample (added to each endpoint's own); a call's ``stop``
+    replaces them."""
+    routing: Any = "last_user"
+    """What the router reads: ``last_user``, ``conversation``, ``query``, a template such as
+    ``"{last_user}"``, or a function of the messages (see :mod:`avengers.messages`)."""
 
     _answerer: Answerer | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_sampling(cls, data: Any) -> Any:
+        return fold_settings(data, cls.__name__, cls.model_fields)
+
+    @property
+    def sampling_config(self) -> SamplingConfig:
+        """The sampling settings as a :class:`avengers.SamplingConfig`."""
+        return SamplingConfig.of(self.sampling)
 
     @classmethod
     def from_pretrained(
@@ -89,23 +95,26 @@ class ChatAvengers(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
+        cfg = self.sampling_config
         return {
             "model_name": self.model_name,
-            "strategy": self.strategy,
-            "n_samples": self.n_samples,
-            "temperature": self.temperature,
-            "alpha": self.alpha,
+            "strategy": cfg.strategy,
+            "n_samples": cfg.n_samples,
+            "temperature": cfg.temperature,
+            "alpha": cfg.alpha,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        cfg = self.sampling_config
         params = LangSmithParams(
             ls_provider="avengers",
             ls_model_name=kwargs.get("model") or self.model_name,
             ls_model_type="chat",
-            ls_temperature=self.temperature,
         )
-        if self.max_tokens:
-            params["ls_max_tokens"] = self.max_tokens
+        if cfg.temperature is not None:
+            params["ls_temperature"] = cfg.temperature
+        if cfg.max_tokens:
+            params["ls_max_tokens"] = cfg.max_tokens
         if stop or self.stop:
             params["ls_stop"] = stop or self.stop
         return params
@@ -117,28 +126,24 @@ class ChatAvengers(BaseChatModel):
         if self._answerer is None:
             if self.router is None or self.endpoints is None:
                 raise ConfigError("ChatAvengers needs a router and endpoints")
-            router = resolve_router(self.router)
-            cfg = SamplingConfig(
-                strategy=self.strategy,  # type: ignore[arg-type]
-                n_samples=self.n_samples,
-                temperature=self.temperature,
-                alpha=self.alpha,
-                answer_type=self.answer_type,
-                adaptive=self.adaptive,
-                max_tokens=self.max_tokens,
+            self._answerer = Answerer(
+                resolve_router(self.router), self.endpoints, self.sampling_config
             )
-            self._answerer = Answerer(router, self.endpoints, cfg)
         return self._answerer
 
-    def _call_args(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
-        policy: RoutingPolicy = self.routing
-        overrides: dict[str, Any] = {
-            k: kwargs[k] for k in ("n_samples", "alpha", "strategy", "temperature") if k in kwargs
-        }
+    def _call_args(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The core call's keywords: routing text, per-call sampling settings, stop sequences
+        and a pinned candidate. Anything else is reported, not silently dropped."""
+        args = call_settings("ChatAvengers", kwargs, also=("stop", "model"))
+        stops = stop if stop is not None else self.stop
+        if stops:
+            args["stop"] = stops
         pinned = kwargs.get("model")
         if pinned and pinned != self.model_name:
-            overrides["prefer"] = pinned  # a per-call model= pins that candidate
-        return {"text": routing_text(messages, policy), **overrides}
+            args["prefer"] = pinned  # a per-call model= pins that candidate
+        return {"text": routing_text(messages, self.routing), **args}
 
     def _result(self, res: AnswerResult) -> ChatResult:
         msg = AIMessage(
@@ -156,7 +161,7 @@ class ChatAvengers(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        res = self.answerer().answer(to_openai(messages), **self._call_args(messages, kwargs))
+        res = self.answerer().answer(to_openai(messages), **self._call_args(messages, stop, kwargs))
         return self._result(res)
 
     async def _agenerate(
@@ -167,7 +172,7 @@ class ChatAvengers(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         res = await self.answerer().aanswer(
-            to_openai(messages), **self._call_args(messages, kwargs)
+            to_openai(messages), **self._call_args(messages, stop, kwargs)
         )
         return self._result(res)
 
@@ -179,7 +184,7 @@ class ChatAvengers(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         for part in self.answerer().stream(
-            to_openai(messages), **self._call_args(messages, kwargs)
+            to_openai(messages), **self._call_args(messages, stop, kwargs)
         ):
             chunk = self._chunk(part.text, part.result)
             if run_manager and part.text:
@@ -194,7 +199,7 @@ class ChatAvengers(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         async for part in self.answerer().astream(
-            to_openai(messages), **self._call_args(messages, kwargs)
+            to_openai(messages), **self._call_args(messages, stop, kwargs)
         ):
             chunk = self._chunk(part.text, part.result)
             if run_manager and part.text:

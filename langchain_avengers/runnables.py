@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from avengers import Answerer, Router, SamplingConfig
+from avengers.answer_config import fold_settings
 from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import patch_config
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from ._core import RunnableBackend, as_messages, routing_text, to_openai
 
@@ -25,7 +26,7 @@ def _load_router(router: Any) -> Router:
     return resolve_router(router)
 
 
-def query_text(value: Any, *, input_key: str | None = None, routing: Any = "last_human") -> str:
+def query_text(value: Any, *, input_key: str | None = None, routing: Any = "last_user") -> str:
     """The text to route on, from a chain input: a string, messages, a prompt value, or a dict
     (``input_key``, else its only or first string value)."""
     if isinstance(value, Mapping):
@@ -49,8 +50,9 @@ class _RouterFields(RunnableSerializable[Any, Any]):
     """A fitted :class:`avengers.Router`, a folder or hub id, or ``"pretrained"``."""
     input_key: str | None = None
     """For dict inputs: the key that holds the text to route on."""
-    routing: Any = "last_human"
-    """For message inputs: ``last_human``, ``conversation``, a template, or a function."""
+    routing: Any = "last_user"
+    """For message inputs: ``last_user``, ``conversation``, ``query``, a template, or a function
+    (see :mod:`avengers.messages`)."""
     alpha: float | None = None
     """Cost/quality trade-off for routing (None: the router's own)."""
 
@@ -86,25 +88,44 @@ class AvengersRouteOnly(_RouterFields):
         return await self._acall_with_config(self._aroute, input, config)
 
 
+CHAIN_SAMPLING = SamplingConfig(n_samples=1, temperature=None)
+"""The router chain's defaults: one call of the chosen candidate, at the candidate's own
+temperature."""
+
+
 class AvengersRouterChain(_RouterFields):
     """Routes each input to one of ``runnables`` (model name -> any ``Runnable``: a chat model,
-    a prompt-and-model chain, ...). With ``n_samples > 1`` the chosen candidate runs several
-    times and the outputs vote (the paper's self-consistency); a failing candidate falls back to
-    the next-ranked one. The output is the winning candidate's own output, or
-    ``{"output": ..., "account": {...}}`` with ``return_account=True``."""
+    a prompt-and-model chain, ...). With ``sampling={"n_samples": 5}`` the chosen candidate runs
+    several times and the outputs vote (the paper's self-consistency); a failing candidate falls
+    back to the next-ranked one. The output is the winning candidate's own output, or
+    ``{"output": ..., "account": {...}}`` with ``return_account=True``.
+
+    ``temperature``, ``max_tokens`` and ``stop`` set in ``sampling`` reach candidates that are
+    LangChain chat models or LLMs (through ``bind``); other candidates run with their own
+    settings, with a warning. The former fields (``n_samples=5``, ``strategy=...``,
+    ``answer_type=...``) still work as keywords and fold into ``sampling``."""
 
     runnables: dict[str, Runnable[Any, Any]] = Field(default_factory=dict)
     """Candidates by the router's model names."""
-    n_samples: int = 1
-    """Samples per candidate (1: just call the chosen one)."""
-    strategy: str = "self_consistency"
-    """``self_consistency`` or ``model_switch`` when sampling; ``direct`` for one call."""
-    answer_type: str = "auto"
-    """How outputs are compared when voting: auto, choice, number, short, text or code."""
+    sampling: SamplingConfig | dict[str, Any] | None = None
+    """How to sample and vote: a :class:`avengers.SamplingConfig`, or a dict of settings over
+    :data:`CHAIN_SAMPLING` (one sample at the candidate's own temperature). One sample means
+    the ``direct`` strategy."""
     max_concurrency: int = 4
     """Most samples of one candidate running at once."""
     return_account: bool = False
     """Return ``{"output": ..., "account": ...}`` instead of the bare output."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_sampling(cls, data: Any) -> Any:
+        return fold_settings(data, cls.__name__, cls.model_fields, CHAIN_SAMPLING)
+
+    @property
+    def sampling_config(self) -> SamplingConfig:
+        """The sampling settings as a :class:`avengers.SamplingConfig`."""
+        cfg = SamplingConfig.of(self.sampling, default=CHAIN_SAMPLING, alpha=self.alpha)
+        return cfg.updated(strategy="direct") if cfg.n_samples == 1 else cfg
 
     def _answerer(
         self, value: Any, config: RunnableConfig | None, *, sync: bool = False
@@ -118,14 +139,7 @@ class AvengersRouterChain(_RouterFields):
         backend = RunnableBackend(
             self.runnables, value, config, max_concurrency=self.max_concurrency, sync=sync
         )
-        strategy = "direct" if self.n_samples == 1 else self.strategy
-        cfg = SamplingConfig(
-            strategy=strategy,  # type: ignore[arg-type]
-            n_samples=self.n_samples,
-            answer_type=self.answer_type,
-            alpha=self.alpha,
-        )
-        return Answerer(router, backend, cfg), backend
+        return Answerer(router, backend, self.sampling_config), backend
 
     @staticmethod
     def _messages(value: Any, text: str) -> list[dict[str, Any]]:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
-from avengers.bundled import resolve_router
+from avengers import messages as core
+from avengers.answer_config import call_settings, fold_settings
 from avengers.backends import Backend, Completion, ObjectBackend
+from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
+from avengers.messages import RoutingPolicy
+from llama_index.core.base.llms.generic_utils import (
+    achat_to_completion_decorator,
+    astream_chat_to_completion_decorator,
+    chat_to_completion_decorator,
+    stream_chat_to_completion_decorator,
+)
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -24,18 +34,20 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms import LLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 DEFAULT_CONTEXT_WINDOW = 4096
 _ROLE = {"user": MessageRole.USER, "assistant": MessageRole.ASSISTANT, "system": MessageRole.SYSTEM}
 
 
-def _to_openai(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    out = []
-    for m in messages:
-        role = m.role.value if m.role.value in ("user", "assistant", "system") else "user"
-        out.append({"role": role, "content": m.content or ""})
-    return out
+def to_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """LlamaIndex messages in the core's form."""
+    return [{"role": m.role.value, "content": m.content or ""} for m in messages]
+
+
+def to_openai(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """LlamaIndex messages as plain-text candidates take them (other roles as user turns)."""
+    return core.for_candidates(to_dicts(messages))
 
 
 def _from_openai(messages: Sequence[Mapping[str, Any]]) -> list[ChatMessage]:
@@ -48,47 +60,48 @@ def _from_openai(messages: Sequence[Mapping[str, Any]]) -> list[ChatMessage]:
     ]
 
 
-def routing_text(messages: Sequence[ChatMessage], policy: Any = "last_user") -> str:
-    """The text the router reads: ``last_user`` (default), ``query`` (the part of the last user
-    message after its last ``Query:`` line -- the question inside a query engine's
-    context-stuffed prompt -- else the whole message), ``full`` (every message, one per line), or
-    a function of the messages."""
-    if callable(policy):
-        return str(policy(messages))
-    if policy == "query":
-        text = routing_text(messages, "last_user")
-        if "Query:" in text:
-            text = text.rsplit("Query:", 1)[1].split("\nAnswer:", 1)[0]
-        return text.strip()
-    if policy == "last_user":
-        users = [m for m in messages if m.role == MessageRole.USER]
-        return (users[-1] if users else messages[-1]).content or ""
-    if policy == "full":
-        return "\n".join(f"{m.role.value}: {m.content or ''}" for m in messages)
-    raise ConfigError(f"routing must be 'last_user', 'query', 'full' or a function, got {policy!r}")
+def routing_text(messages: Sequence[ChatMessage], policy: RoutingPolicy = "last_user") -> str:
+    """The text the router reads, by the core's policy (:func:`avengers.messages.routing_text`):
+    ``last_user`` (default), ``query`` (the question after the last ``Query:`` line of a query
+    engine's context-stuffed prompt), ``conversation`` (``full`` is the same), a template, or a
+    function of the LlamaIndex messages."""
+    return core.routing_text(to_dicts(messages), policy, native=messages)
 
 
 class LLMBackend(ObjectBackend[LLM]):
     """Candidates that are LlamaIndex ``LLM`` objects (e.g. ``OpenAILike`` clients you already
-    configured), called through their native async chat API."""
+    configured), called through their native async chat API, or with ``sync=True`` through their
+    sync API on worker threads. Sampling settings that are set (``temperature``, ``max_tokens``,
+    ``stop``) are passed as call keywords, which LlamaIndex LLMs hand to their API."""
 
     error_kind = "llm_error"
 
-    def __init__(self, llms: Mapping[str, LLM], *, max_concurrency: int = 4) -> None:
+    def __init__(
+        self, llms: Mapping[str, LLM], *, max_concurrency: int = 4, sync: bool = False
+    ) -> None:
         super().__init__(llms, max_concurrency=max_concurrency)
         self.llms = self.candidates
+        self.sync = sync
+        """For sync callers, whose every call runs on a fresh event loop: clients such as
+        ``OpenAILike`` keep their async HTTP client bound to the first loop they ran on."""
 
     async def complete(
         self,
         model: str,
         messages: Sequence[Mapping[str, Any]],
         *,
-        temperature: float,
+        temperature: float | None,
         max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> Completion:
         t0 = time.perf_counter()
+        llm, msgs = self.llms[model], _from_openai(messages)
+        kwargs = _settings(temperature=temperature, max_tokens=max_tokens, stop=stop)
         try:
-            resp = await self.llms[model].achat(_from_openai(messages))
+            if self.sync:
+                resp = await asyncio.to_thread(llm.chat, msgs, **kwargs)
+            else:
+                resp = await llm.achat(msgs, **kwargs)
         except Exception as e:  # a candidate failure becomes a recorded fault
             raise self.fault(model, e) from None
         text = resp.message.content or ""
@@ -99,14 +112,16 @@ class LLMBackend(ObjectBackend[LLM]):
         model: str,
         messages: Sequence[Mapping[str, Any]],
         *,
-        temperature: float,
+        temperature: float | None,
         max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str | Completion]:
         t0 = time.perf_counter()
+        llm, msgs = self.llms[model], _from_openai(messages)
+        kwargs = _settings(temperature=temperature, max_tokens=max_tokens, stop=stop)
         parts: list[str] = []
         try:
-            gen = await self.llms[model].astream_chat(_from_openai(messages))
-            async for r in gen:
+            async for r in self._responses(llm, msgs, kwargs):
                 if r.delta:
                     parts.append(r.delta)
                     yield r.delta
@@ -114,14 +129,32 @@ class LLMBackend(ObjectBackend[LLM]):
             raise self.fault(model, e) from None
         yield Completion(model, "".join(parts), latency=time.perf_counter() - t0)
 
+    async def _responses(
+        self, llm: LLM, msgs: list[ChatMessage], kwargs: dict[str, Any]
+    ) -> AsyncIterator[ChatResponse]:
+        if not self.sync:
+            async for r in await llm.astream_chat(msgs, **kwargs):
+                yield r
+            return
+        gen = await asyncio.to_thread(llm.stream_chat, msgs, **kwargs)
+        while (item := await asyncio.to_thread(next, gen, None)) is not None:
+            yield item
+
+
+def _settings(**settings: Any) -> dict[str, Any]:
+    return {k: list(v) if k == "stop" else v for k, v in settings.items() if v is not None}
+
 
 class Avengers(LLM):
     """An LLM that routes each prompt to the best candidate model, samples it and votes.
 
     Build it from a router (object, folder, hub id or ``"pretrained"``) and either endpoints
     (OpenAI-compatible servers) or ``llms``, a mapping of model name to LlamaIndex LLMs you
-    already configured. Each response's ``raw`` and ``additional_kwargs`` carry the routing
-    account (cluster, ranked models, votes, samples, failures, cost).
+    already configured; ``sampling`` says how to sample and vote. Each response's ``raw`` and
+    ``additional_kwargs`` carry the routing account (cluster, ranked models, votes, samples,
+    failures, cost). The sampling settings that used to be fields (``n_samples=3``, ...) still
+    work as keywords: they fold into ``sampling``, with a deprecation warning (``temperature``
+    and ``max_tokens`` without one).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -132,27 +165,27 @@ class Avengers(LLM):
         default=None, description="Model name -> LlamaIndex LLM, instead of endpoints."
     )
     model_name: str = Field(default="avengers", description="The name this LLM reports.")
-    strategy: str = Field(
-        default="self_consistency", description="self_consistency, model_switch or direct."
+    sampling: SamplingConfig | dict[str, Any] | None = Field(
+        default=None,
+        description="How to sample and vote: an avengers.SamplingConfig, a dict of its settings, "
+        "or None for the paper's defaults.",
     )
-    n_samples: int = Field(default=10, description="Samples from the chosen model (the paper: 10).")
-    temperature: float = Field(default=0.7, description="Sampling temperature (the paper: 0.7).")
-    alpha: float | None = Field(
-        default=None, description="Cost/quality trade-off (None: router's)."
-    )
-    answer_type: str = Field(default="auto", description="How answers are compared when voting.")
-    adaptive: bool = Field(default=True, description="Stop sampling once the vote is decided.")
-    max_tokens: int | None = Field(default=None, description="Completion length cap per sample.")
     context_window: int | None = Field(
         default=None,
         description="Context window to report (default: the smallest among candidates, else 4096).",
     )
     routing: Any = Field(
         default="last_user",
-        description="What the router reads: 'last_user', 'query', 'full', or a function.",
+        description="What the router reads: 'last_user', 'query', 'conversation', a template, "
+        "or a function of the messages.",
     )
 
-    _answerer: Answerer | None = PrivateAttr(default=None)
+    _answerers: dict[bool, Answerer] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_sampling(cls, data: Any) -> Any:
+        return fold_settings(data, cls.__name__, cls.model_fields)
 
     @classmethod
     def class_name(cls) -> str:
@@ -165,32 +198,30 @@ class Avengers(LLM):
         """From a saved router and endpoints (or ``llms=``)."""
         return cls(router=router, endpoints=endpoints, **kwargs)
 
+    @property
+    def sampling_config(self) -> SamplingConfig:
+        """The sampling settings as a :class:`avengers.SamplingConfig`."""
+        return SamplingConfig.of(self.sampling)
+
     # ------------------------------------------------------------------------- core plumbing
 
-    def answerer(self) -> Answerer:
-        """The core :class:`avengers.Answerer` (created on first use)."""
-        if self._answerer is None:
+    def answerer(self, *, sync: bool = False) -> Answerer:
+        """The core :class:`avengers.Answerer` (created on first use). With ``llms``, sync calls
+        get their own, which calls the LLMs' sync API (see :class:`LLMBackend`)."""
+        key = sync and bool(self.llms)
+        if key not in self._answerers:
             if self.router is None:
                 raise ConfigError("Avengers needs a router")
-            router = resolve_router(self.router)
             backend: Backend | Any
             if self.llms:
-                backend = LLMBackend(self.llms)
+                backend = LLMBackend(self.llms, sync=key)
             elif self.endpoints is not None:
                 backend = self.endpoints
             else:
                 raise ConfigError("Avengers needs endpoints or llms")
-            cfg = SamplingConfig(
-                strategy=self.strategy,  # type: ignore[arg-type]
-                n_samples=self.n_samples,
-                temperature=self.temperature,
-                alpha=self.alpha,
-                answer_type=self.answer_type,
-                adaptive=self.adaptive,
-                max_tokens=self.max_tokens,
-            )
-            self._answerer = Answerer(router, backend, cfg)
-        return self._answerer
+            router = resolve_router(self.router)
+            self._answerers[key] = Answerer(router, backend, self.sampling_config)
+        return self._answerers[key]
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -213,52 +244,67 @@ class Avengers(LLM):
             window = min(windows) if windows else DEFAULT_CONTEXT_WINDOW
         return LLMMetadata(
             context_window=window,
-            num_output=self.max_tokens or 256,
+            num_output=self.sampling_config.max_tokens or 256,
             is_chat_model=True,
             model_name=self.model_name,
         )
 
     def _args(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
-        over: dict[str, Any] = {
-            k: kwargs[k] for k in ("n_samples", "alpha", "strategy", "temperature") if k in kwargs
-        }
+        over = call_settings("Avengers", kwargs)
         return {"text": routing_text(messages, self.routing), **over}
 
     @staticmethod
-    def _extra(res: AnswerResult) -> dict[str, Any]:
-        return {"model": res.model, "avengers": res.account()}
-
-    def _chat_response(self, res: AnswerResult) -> ChatResponse:
-        extra = self._extra(res)
-        return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=res.text),
-            raw=extra,
-            additional_kwargs={
-                **extra,
+    def _response(
+        text: str, delta: str | None = None, res: AnswerResult | None = None
+    ) -> ChatResponse:
+        """A chat response; the last one carries the account in ``raw`` and
+        ``additional_kwargs`` (which LlamaIndex's chat-to-completion helpers carry over)."""
+        extra: dict[str, Any] = {}
+        if res is not None:
+            extra = {
+                "model": res.model,
+                "avengers": res.account(),
                 "prompt_tokens": res.prompt_tokens,
                 "completion_tokens": res.completion_tokens,
-            },
+            }
+        message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
+        return ChatResponse(
+            message=message, delta=delta, raw=extra or None, additional_kwargs=extra
         )
-
-    @staticmethod
-    def _completion(res: ChatResponse) -> CompletionResponse:
-        return CompletionResponse(
-            text=res.message.content or "", raw=res.raw, additional_kwargs=res.additional_kwargs
-        )
-
-    @staticmethod
-    def _prompt_messages(prompt: str) -> list[ChatMessage]:
-        return [ChatMessage(role=MessageRole.USER, content=prompt)]
 
     # ---------------------------------------------------------------------------- chat
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        res = self.answerer().answer(_to_openai(messages), **self._args(messages, kwargs))
-        return self._chat_response(res)
+        res = self.answerer(sync=True).answer(to_openai(messages), **self._args(messages, kwargs))
+        return self._response(res.text, res=res)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        res = await self.answerer().aanswer(_to_openai(messages), **self._args(messages, kwargs))
-        return self._chat_response(res)
+        res = await self.answerer().aanswer(to_openai(messages), **self._args(messages, kwargs))
+        return self._response(res.text, res=res)
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        parts = self.answerer(sync=True).stream(to_openai(messages), **self._args(messages, kwargs))
+
+        def gen() -> ChatResponseGen:
+            text = ""
+            for part in parts:
+                text += part.text
+                yield self._response(text, part.text, part.result)
+
+        return gen()
+
+    async def _astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        parts = self.answerer().astream(to_openai(messages), **self._args(messages, kwargs))
+
+        async def gen() -> ChatResponseAsyncGen:
+            text = ""
+            async for part in parts:
+                text += part.text
+                yield self._response(text, part.text, part.result)
+
+        return gen()
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -278,82 +324,29 @@ class Avengers(LLM):
     ) -> ChatResponseAsyncGen:
         return await self._astream_chat(messages, **kwargs)
 
-    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        parts = self.answerer().stream(_to_openai(messages), **self._args(messages, kwargs))
-
-        def gen() -> ChatResponseGen:
-            text = ""
-            for part in parts:
-                if part.result is not None:
-                    extra = self._extra(part.result)
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                                       delta="", raw=extra, additional_kwargs=extra)  # fmt: skip
-                    return
-                text += part.text
-                yield ChatResponse(
-                    message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=part.text
-                )
-
-        return gen()
-
-    async def _astream_chat(
-        self, messages: Sequence[ChatMessage], **kwargs: Any
-    ) -> ChatResponseAsyncGen:
-        parts = self.answerer().astream(_to_openai(messages), **self._args(messages, kwargs))
-
-        async def gen() -> ChatResponseAsyncGen:
-            text = ""
-            async for part in parts:
-                if part.result is not None:
-                    extra = self._extra(part.result)
-                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                                       delta="", raw=extra, additional_kwargs=extra)  # fmt: skip
-                    return
-                text += part.text
-                yield ChatResponse(
-                    message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=part.text
-                )
-
-        return gen()
-
     # ------------------------------------------------------------------------ completion
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        return self._completion(self._chat(self._prompt_messages(prompt), **kwargs))
+        return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
 
     @llm_completion_callback()
     async def acomplete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
-        res = await self._achat(self._prompt_messages(prompt), **kwargs)
-        return self._completion(res)
+        return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
 
     @llm_completion_callback()
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
-        chats = self._stream_chat(self._prompt_messages(prompt), **kwargs)
-
-        def gen() -> CompletionResponseGen:
-            for r in chats:
-                yield CompletionResponse(text=r.message.content or "", delta=r.delta, raw=r.raw,
-                                         additional_kwargs=r.additional_kwargs)  # fmt: skip
-
-        return gen()
+        return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
 
     @llm_completion_callback()
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
-        chats = await self._astream_chat(self._prompt_messages(prompt), **kwargs)
-
-        async def gen() -> CompletionResponseAsyncGen:
-            async for r in chats:
-                yield CompletionResponse(text=r.message.content or "", delta=r.delta, raw=r.raw,
-                                         additional_kwargs=r.additional_kwargs)  # fmt: skip
-
-        return gen()
+        return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
 
 
 __all__ = ["Avengers", "LLMBackend", "routing_text"]

@@ -350,3 +350,68 @@ def test_chat_template_without_system_role() -> None:
     assert msgs == [{"role": "user", "content": "Be brief.\n\nHi"}]
     with pytest.raises(ConfigError, match="api must be"):
         Endpoint("g", "http://127.0.0.1:1/v1", api="grpc")
+
+
+def test_messages_policy() -> None:
+    from avengers.messages import as_messages, content_text, for_candidates, routing_text
+
+    parts = [{"type": "text", "text": "What is"}, {"type": "text", "text": "17 times 23?"}]
+    chat = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": parts},
+        {"role": "assistant", "content": "391"},
+        {"role": "tool", "content": "42"},
+    ]
+    assert content_text(parts) == "What is\n17 times 23?" and content_text(None) == ""
+    assert as_messages("hi") == [{"role": "user", "content": "hi"}]
+    assert routing_text(chat) == "What is\n17 times 23?"  # the tool result is not a user turn
+    assert routing_text([{"role": "human", "content": "hi"}]) == "hi"  # LangChain's name
+    assert routing_text(chat, "conversation").splitlines()[0] == "system: be brief"
+    assert routing_text(chat, "[{last_user}]") == "[What is\n17 times 23?]"
+    rag = [{"role": "user", "content": "Context: eggs\nQuery: How long?\nAnswer:"}]
+    assert routing_text(rag, "query") == "How long?"
+    assert routing_text(rag, lambda ms: str(len(ms))) == "1"
+    assert for_candidates(chat)[-1] == {"role": "user", "content": "42"}
+    with pytest.raises(ConfigError, match="no user message"):
+        routing_text(chat[:1])
+    with pytest.raises(ConfigError, match="routing must be"):
+        routing_text(chat, "last")
+    with pytest.raises(ConfigError, match="empty"):
+        as_messages(" ")
+
+
+def test_sampling_config_checks_and_copies() -> None:
+    from avengers.answer_config import as_strategy, check_alpha
+
+    cfg = SamplingConfig(stop=["END"])
+    assert cfg.stop == ("END",) and cfg.call_options()["stop"] == ["END"]
+    assert "stop" not in SamplingConfig().call_options()  # older backends take no stop
+    assert SamplingConfig.of({"n_samples": 3}).n_samples == 3
+    assert SamplingConfig.of(None, default=SamplingConfig(n_samples=2)).n_samples == 2
+    assert cfg.updated(n_samples=4, alpha=None).n_samples == 4 and cfg.n_samples == 10
+    assert as_strategy("direct") == "direct"
+    with pytest.raises(ConfigError, match="unknown sampling settings"):
+        cfg.updated(samples=3)
+    with pytest.raises(ConfigError, match="alpha"):
+        check_alpha(1.5)
+    with pytest.raises(ConfigError, match="alpha"):
+        SamplingConfig(alpha=-0.1)
+    with pytest.raises(ConfigError, match="strategy"):
+        as_strategy("best_of")
+
+
+async def test_stop_and_model_temperature_reach_the_endpoint(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    eps = endpoints(server, **{"chef-model": {"stop": ("\n\n",)}})
+    cfg = SamplingConfig(strategy="direct", stop=["END"], temperature=None)  # None: the model's
+    a = Answerer(toy_router, eps, cfg)
+    res = await a.aanswer(COOK_Q)
+    (req,) = server.requests
+    assert req["stop"] == ["\n\n", "END"] and "temperature" not in req
+    chunks = [c async for c in a.astream(COOK_Q, temperature=0.2)]
+    assert server.requests[-1]["temperature"] == 0.2 and server.requests[-1]["stop"][-1] == "END"
+    final = chunks[-1].result
+    assert final is not None and final.text == res.text and final.decision is not None
+    with pytest.raises(AttributeError):
+        final.text = "patched"  # type: ignore[misc]  # results are built complete, once

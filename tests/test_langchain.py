@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from avengers import Endpoint, Router
+from avengers import Endpoint, Router, SamplingConfig
+from avengers.exceptions import ConfigError
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_openai import ChatOpenAI
 
@@ -23,6 +25,7 @@ from langchain_avengers import (
     query_text,
     routing_text,
 )
+from langchain_avengers import _core as lc_core
 
 MATH_Q = "What is 17 times 23?"
 COOK_Q = "How long should I boil an egg for a runny yolk?"
@@ -71,7 +74,9 @@ class Counter(BaseCallbackHandler):
 def test_chat_model_invoke_batch_stream_and_metadata(
     toy_router: Router, server: FakeOpenAIServer
 ) -> None:
-    chat = ChatAvengers(router=toy_router, endpoints=eps(server), n_samples=10, adaptive=False)
+    chat = ChatAvengers(
+        router=toy_router, endpoints=eps(server), sampling={"n_samples": 10, "adaptive": False}
+    )
     counter = Counter()
     msg = chat.invoke(MATH_Q, config={"callbacks": [counter]})
     assert isinstance(msg, AIMessage) and msg.content in ("391", "The answer is 391.")
@@ -82,14 +87,14 @@ def test_chat_model_invoke_batch_stream_and_metadata(
     assert (counter.starts, counter.ends) == (1, 1)  # one clean run for ten samples
     out = chat.batch([MATH_Q, COOK_Q])
     assert [m.response_metadata["model_name"] for m in out] == ["math-model", "chef-model"]
-    direct = ChatAvengers(router=toy_router, endpoints=eps(server), strategy="direct")
+    direct = ChatAvengers(router=toy_router, endpoints=eps(server), sampling={"strategy": "direct"})
     chunks = list(direct.stream(COOK_Q))
     assert "".join(str(c.content) for c in chunks) == "Boil it for six minutes." and len(chunks) > 3
     assert chunks[-1].response_metadata["model_name"] == "chef-model"
 
 
 async def test_chat_model_async(toy_router: Router, server: FakeOpenAIServer) -> None:
-    chat = ChatAvengers(router=toy_router, endpoints=eps(server), n_samples=3)
+    chat = ChatAvengers(router=toy_router, endpoints=eps(server), sampling={"n_samples": 3})
     msg = await chat.ainvoke(COOK_Q)
     assert msg.response_metadata["model_name"] == "chef-model"
     parts = [c async for c in chat.astream(MATH_Q)]
@@ -105,16 +110,24 @@ def test_routing_policies(toy_router: Router, server: FakeOpenAIServer) -> None:
         AIMessage("391"),
         HumanMessage(COOK_Q),
     ]
-    assert routing_text(history) == COOK_Q
-    assert routing_text(history, "conversation").startswith("system: be brief\nhuman: What is 17")
-    assert routing_text(history, "Q: {last_human}") == f"Q: {COOK_Q}"
+    assert routing_text(history) == COOK_Q == routing_text(history, "last_human")
+    assert routing_text(history, "conversation").startswith("system: be brief\nuser: What is 17")
+    assert routing_text(history, "Q: {last_user}") == f"Q: {COOK_Q}"
+    assert routing_text(history, "Q: {last_human}") == f"Q: {COOK_Q}"  # the former name
     assert routing_text(history, lambda ms: ms[1].text) == MATH_Q
+    # the same policy as the core's: tool results are not user messages, and no user message
+    # at all is an error rather than an empty route
+    assert routing_text([*history, ToolMessage("42", tool_call_id="t")]) == COOK_Q
+    with pytest.raises(ConfigError, match="no user message"):
+        routing_text([SystemMessage("be brief")])
+    rag = [HumanMessage("Context: eggs...\nQuery: How long?\nAnswer: ")]
+    assert routing_text(rag, "query") == "How long?"
     # routing on the conversation's first question sends the whole chat to the math model
-    chat = ChatAvengers(router=toy_router, endpoints=eps(server), n_samples=2,
+    chat = ChatAvengers(router=toy_router, endpoints=eps(server), sampling={"n_samples": 2},
                         routing=lambda ms: next(m.text for m in ms if m.type == "human"))  # fmt: skip
     assert chat.invoke(history).response_metadata["model_name"] == "math-model"
     assert (
-        ChatAvengers(router=toy_router, endpoints=eps(server), n_samples=2)
+        ChatAvengers(router=toy_router, endpoints=eps(server), sampling={"n_samples": 2})
         .invoke(history)
         .response_metadata["model_name"]
         == "chef-model"
@@ -131,7 +144,7 @@ def test_router_chain_routes_votes_and_falls_back(
     assert chain.invoke(COOK_Q).content == "Boil it for six minutes."
     assert chain.invoke(MATH_Q).content == "391" and server.calls("math") == 1
     voted = AvengersRouterChain(
-        router=toy_router, runnables=cands, n_samples=10, return_account=True
+        router=toy_router, runnables=cands, sampling={"n_samples": 10}, return_account=True
     )
     out = voted.invoke(MATH_Q)
     votes = out["account"]["votes"]  # adaptive: sampling stops once 391 cannot be overtaken
@@ -176,6 +189,57 @@ def test_route_only(toy_router: Router) -> None:
     assert route.invoke([HumanMessage(MATH_Q)]).model == "math-model"
     as_dict = AvengersRouteOnly(router=toy_router, as_dict=True).batch([MATH_Q, COOK_Q])
     assert [d["models"] for d in as_dict] == [["math-model"], ["chef-model"]]
+
+
+def test_sampling_takes_a_config_a_dict_or_the_former_keywords(toy_router: Router) -> None:
+    ep = {"math-model": {"base_url": "http://127.0.0.1:9/v1"}}
+    by_dict = ChatAvengers(router=toy_router, endpoints=ep, sampling={"n_samples": 3})
+    by_config = ChatAvengers(router=toy_router, endpoints=ep, sampling=SamplingConfig(n_samples=3))
+    assert by_dict.sampling_config == by_config.sampling_config
+    assert by_dict.sampling_config.n_samples == 3 and by_dict.sampling_config.temperature == 0.7
+    with pytest.warns(DeprecationWarning, match="n_samples"):
+        old = ChatAvengers(router=toy_router, endpoints=ep, n_samples=3, strategy="model_switch")
+    assert old.sampling_config == SamplingConfig(n_samples=3, strategy="model_switch")
+    quiet = ChatAvengers(router=toy_router, endpoints=ep, temperature=0.2, max_tokens=9)
+    assert (quiet.sampling_config.temperature, quiet.sampling_config.max_tokens) == (0.2, 9)
+    with pytest.raises(Exception, match="unknown sampling settings"):
+        ChatAvengers(router=toy_router, endpoints=ep, sampling={"samples": 3})
+    chain = AvengersRouterChain(router=toy_router)
+    assert chain.sampling_config.strategy == "direct" and chain.sampling_config.temperature is None
+    with pytest.warns(DeprecationWarning):
+        voted = AvengersRouterChain(router=toy_router, n_samples=4, answer_type="number")
+    assert voted.sampling_config.n_samples == 4 and voted.sampling_config.answer_type == "number"
+
+
+def test_settings_reach_the_models_or_are_reported(
+    toy_router: Router, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct = {"strategy": "direct", "max_tokens": 7}
+    chat = ChatAvengers(router=toy_router, endpoints=eps(server), sampling=direct, stop=["\n\n"])
+    chat.invoke(COOK_Q)
+    chat.invoke(COOK_Q, stop=["END"], temperature=0.1)
+    first, second = server.requests
+    assert (first["stop"], first["max_tokens"], first["temperature"]) == (["\n\n"], 7, 0.7)
+    assert (second["stop"], second["temperature"]) == (["END"], 0.1)  # a call's stop replaces
+    with pytest.warns(UserWarning, match=r"ignores the call keyword\(s\) \['tools'\]"):
+        chat.invoke(COOK_Q, tools=[])
+    # candidates that are chat models get the settings through bind...
+    server.requests.clear()
+    settings = {"temperature": 0.3, "max_tokens": 5, "stop": ["END"]}
+    chain = AvengersRouterChain(router=toy_router, runnables=candidates(server), sampling=settings)
+    chain.invoke(COOK_Q)
+    (req,) = server.requests
+    assert (req["temperature"], req["max_completion_tokens"], req["stop"]) == (0.3, 5, ["END"])
+    # ...and a candidate that cannot take them runs with its own, with a warning, once
+    monkeypatch.setattr(lc_core, "_warned", set())
+    lambdas = {m: RunnableLambda(lambda _, m=m: m) for m in toy_router.models_}
+    plain = AvengersRouterChain(router=toy_router, runnables=lambdas, sampling=settings)
+    with pytest.warns(UserWarning, match="max_tokens, stop, temperature cannot be passed"):
+        assert plain.invoke(COOK_Q) == "chef-model"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain.invoke(COOK_Q)  # said once
+        AvengersRouterChain(router=toy_router, runnables=lambdas).invoke(COOK_Q)  # nothing set
 
 
 def test_doc_examples_run(

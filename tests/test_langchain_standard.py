@@ -80,11 +80,11 @@ class TestChatAvengersUnit(_Common, ChatModelUnitTests):
         return {
             "router": router(),
             "endpoints": {"math-model": {"base_url": "http://127.0.0.1:9/v1"}},
-            "n_samples": 3,
+            "sampling": {"n_samples": 3},
         }
 
 
 class TestChatAvengersIntegration(_Common, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {"router": router(), "endpoints": endpoints(), "n_samples": 3}
+        return {"router": router(), "endpoints": endpoints(), "sampling": {"n_samples": 3}}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from avengers import Endpoint, Router
+from avengers import Endpoint, Router, SamplingConfig
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
@@ -78,7 +78,9 @@ def index() -> VectorStoreIndex:
 def test_query_engine_routes_questions_to_different_models(
     toy_router: Router, server: FakeOpenAIServer, index: VectorStoreIndex
 ) -> None:
-    llm = Avengers(router=toy_router, endpoints=eps(server), n_samples=3, routing="query")
+    llm = Avengers(
+        router=toy_router, endpoints=eps(server), sampling={"n_samples": 3}, routing="query"
+    )
     engine = index.as_query_engine(llm=llm, similarity_top_k=1)
     cook = engine.query(COOK_Q)
     assert str(cook) == "Boil it for six minutes."
@@ -95,13 +97,15 @@ def test_query_engine_routes_questions_to_different_models(
 
 
 def test_sync_async_streaming_and_account(toy_router: Router, server: FakeOpenAIServer) -> None:
-    llm = Avengers(router=toy_router, endpoints=eps(server), n_samples=10, adaptive=False)
+    llm = Avengers(
+        router=toy_router, endpoints=eps(server), sampling={"n_samples": 10, "adaptive": False}
+    )
     r = llm.complete(MATH_Q)
     assert r.text in ("391", "The answer is 391.") and r.additional_kwargs["model"] == "math-model"
     assert r.raw["avengers"]["votes"] == {"391": 7, "381": 3}
     c = llm.chat([ChatMessage(role=MessageRole.USER, content=COOK_Q)])
     assert c.message.content == "Boil it for six minutes." and c.raw["model"] == "chef-model"
-    direct = Avengers(router=toy_router, endpoints=eps(server), strategy="direct")
+    direct = Avengers(router=toy_router, endpoints=eps(server), sampling={"strategy": "direct"})
     parts = list(direct.stream_complete(COOK_Q))
     assert "".join(p.delta or "" for p in parts) == "Boil it for six minutes." and len(parts) > 3
     assert parts[-1].additional_kwargs["model"] == "chef-model"
@@ -123,7 +127,9 @@ def test_sync_async_streaming_and_account(toy_router: Router, server: FakeOpenAI
 
 def test_failing_candidate_falls_back(toy_router: Router, server: FakeOpenAIServer) -> None:
     server.models["math"] = FakeModel(fault="500")
-    r = Avengers(router=toy_router, endpoints=eps(server), n_samples=2).complete(MATH_Q)
+    r = Avengers(router=toy_router, endpoints=eps(server), sampling={"n_samples": 2}).complete(
+        MATH_Q
+    )
     account = r.raw["avengers"]
     assert (
         r.additional_kwargs["model"] == account["decision"]["ranking"][1]["model"] != "math-model"
@@ -143,13 +149,13 @@ def test_existing_llm_objects(toy_router: Router, server: FakeOpenAIServer) -> N
         )
         for n, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
     }
-    llm = Avengers(router=toy_router, llms=llms, n_samples=3)
+    llm = Avengers(router=toy_router, llms=llms, sampling={"n_samples": 3})
     assert llm.metadata.context_window == 2048  # the smallest candidate's
     assert llm.complete(COOK_Q).additional_kwargs["model"] == "chef-model"
     # a broken client is a failing candidate like any other
     llms["chef-model"] = OpenAILike(api_base="http://127.0.0.1:9/v1", api_key="x", model="chef",
                                     is_chat_model=True, max_retries=0)  # fmt: skip
-    r = Avengers(router=toy_router, llms=llms, n_samples=2).complete(COOK_Q)
+    r = Avengers(router=toy_router, llms=llms, sampling={"n_samples": 2}).complete(COOK_Q)
     assert r.additional_kwargs["model"] != "chef-model" and r.raw["avengers"]["failures"]
 
 
@@ -157,8 +163,8 @@ def test_callbacks_fire_once_per_call_and_metadata(
     toy_router: Router, server: FakeOpenAIServer
 ) -> None:
     handler = Counting()
-    llm = Avengers(router=toy_router, endpoints=eps(server, context_window=1024), n_samples=5,
-                   callback_manager=CallbackManager([handler]))  # fmt: skip
+    llm = Avengers(router=toy_router, endpoints=eps(server, context_window=1024),
+                   sampling={"n_samples": 5}, callback_manager=CallbackManager([handler]))  # fmt: skip
     llm.complete(MATH_Q)
     llm.chat([ChatMessage(role=MessageRole.USER, content=COOK_Q)])
     assert handler.llm_starts == 2  # five samples each, one event each
@@ -174,11 +180,37 @@ def test_callbacks_fire_once_per_call_and_metadata(
 def test_routing_policies() -> None:
     msgs = [ChatMessage(role=MessageRole.SYSTEM, content="sys"),
             ChatMessage(role=MessageRole.USER, content="Context: eggs...\nQuery: How long?\nAnswer: ")]  # fmt: skip
-    assert routing_text(msgs, "query") == "How long?"
+    assert routing_text(msgs, "query") == "How long?" == routing_text(msgs, "{query}")
     assert routing_text(msgs).startswith("Context:")
-    assert routing_text(msgs, "full").startswith("system: sys\nuser: Context")
+    assert routing_text(msgs, "conversation").startswith("system: sys\nuser: Context")
+    assert routing_text(msgs, "full") == routing_text(msgs, "conversation")  # the former name
+    assert routing_text(msgs, lambda ms: ms[0].content) == "sys"  # a function sees ChatMessages
     with pytest.raises(Exception, match="routing must be"):
         routing_text(msgs, "nope")
+    with pytest.raises(Exception, match="no user message"):  # the core's policy, as everywhere
+        routing_text(msgs[:1])
+
+
+def test_sampling_settings_fold_and_reach_the_llms(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    with pytest.warns(DeprecationWarning, match="n_samples"):
+        old = Avengers(router=toy_router, endpoints=eps(server), n_samples=2, max_tokens=6)
+    assert old.sampling_config == SamplingConfig(n_samples=2, max_tokens=6)
+    assert old.metadata.num_output == 6
+    llms = {
+        n: OpenAILike(api_base=server.base_url, api_key="unused", model=mid, is_chat_model=True,
+                      max_retries=0)
+        for n, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
+    }  # fmt: skip
+    settings = {"strategy": "direct", "temperature": 0.3, "max_tokens": 5, "stop": ["END"]}
+    llm = Avengers(router=toy_router, llms=llms, sampling=settings)
+    assert llm.complete(COOK_Q).text == "Boil it for six minutes."
+    assert "".join(p.delta or "" for p in llm.stream_complete(COOK_Q)) == "Boil it for six minutes."
+    for req in server.requests:  # the settings reached the configured clients' requests
+        assert (req["temperature"], req["max_tokens"], req["stop"]) == (0.3, 5, ["END"])
+    with pytest.warns(UserWarning, match="ignores the call keyword"):
+        llm.complete(COOK_Q, tools=[])
 
 
 def test_doc_examples_run(

@@ -1,9 +1,9 @@
 """avengers: route each query to the best of your own LLMs (embed, cluster, score, vote)."""
 
 from .answer import AnswerChunk, Answerer, AnswerError, AnswerResult, SamplingConfig
+from .backends import Backend, CallError, Completion, OpenAIBackend
 from .data import OutcomeData, load_outcomes, outcomes_from_rows
 from .decision import ModelScore, RouteDecision
-from .backends import Backend, CallError, Completion, OpenAIBackend
 from .embedders import CachedEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
 from .endpoints import Endpoint, load_endpoints
 from .evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep_k, tune

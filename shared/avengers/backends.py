@@ -19,10 +19,10 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from .endpoints import Endpoint, load_endpoints
 from .exceptions import AvengersError, ConfigError
+from .messages import Message, content_text
 
 log = logging.getLogger(__name__)
 
-Message = Mapping[str, Any]
 T = TypeVar("T")
 
 
@@ -93,10 +93,13 @@ class Backend(Protocol):
         model: str,
         messages: Sequence[Message],
         *,
-        temperature: float,
+        temperature: float | None,
         max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> Completion:
-        """One sample. Raises :class:`CallError` on any failure."""
+        """One sample. Raises :class:`CallError` on any failure. ``temperature`` None means
+        the model's own setting; ``stop`` (extra stop sequences) is passed only when set, so a
+        backend that takes no ``stop`` keeps working until someone asks for stop sequences."""
         ...
 
     def stream(
@@ -104,8 +107,9 @@ class Backend(Protocol):
         model: str,
         messages: Sequence[Message],
         *,
-        temperature: float,
+        temperature: float | None,
         max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str | Completion]:
         """Text chunks as they arrive, then one final :class:`Completion` with usage."""
         ...
@@ -141,18 +145,12 @@ def render_prompt(endpoint: Endpoint, messages: Sequence[Message]) -> str:
         parts.append("\n".join(system) + "\n\n")
     for m in messages:
         role, content = m.get("role"), m.get("content")
-        text = content if isinstance(content, str) else _join_parts(content)
+        text = content_text(content)
         if role in ("user", "human"):
             parts.append(endpoint.prompt_template.replace("{prompt}", text))
         elif role in ("assistant", "ai"):
             parts.append(f" {text}\n\n")
     return "".join(parts)
-
-
-def _join_parts(content: Any) -> str:
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return "" if content is None else str(content)
 
 
 def _classify(exc: BaseException) -> tuple[str, str]:
@@ -231,18 +229,26 @@ class OpenAIBackend:
         return st.clients[model], st.limits[model]
 
     def _request(
-        self, ep: Endpoint, messages: Sequence[Message], temperature: float, max_tokens: int | None
+        self,
+        ep: Endpoint,
+        messages: Sequence[Message],
+        temperature: float | None,
+        max_tokens: int | None,
+        stop: Sequence[str] | None,
     ) -> dict[str, Any]:
-        req: dict[str, Any] = {"model": ep.model_id, "temperature": temperature}
-        stop: tuple[str, ...] | None
+        req: dict[str, Any] = {"model": ep.model_id}
+        if temperature is not None:
+            req["temperature"] = temperature
+        own: tuple[str, ...] | None
         if ep.api == "completions":
             req["prompt"] = render_prompt(ep, messages)
-            stop = ep.stop if ep.stop is not None else ("\n\n", "Question:")
+            own = ep.stop if ep.stop is not None else ("\n\n", "Question:")
         else:
             req["messages"] = prepare_messages(ep, messages)
-            stop = ep.stop
-        if stop:
-            req["stop"] = list(stop)
+            own = ep.stop
+        stops = list(dict.fromkeys([*(own or ()), *(stop or ())]))
+        if stops:
+            req["stop"] = stops
         mt = max_tokens if max_tokens is not None else ep.max_tokens
         if mt is not None:
             req["max_tokens"] = mt
@@ -255,15 +261,16 @@ class OpenAIBackend:
         model: str,
         messages: Sequence[Message],
         *,
-        temperature: float,
+        temperature: float | None,
         max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> Completion:
         try:
             ep = self.endpoint(model)
             client, limit = self._client(model)
         except ConfigError as e:
             raise CallError(model, "config", str(e)) from None
-        req = self._request(ep, messages, temperature, max_tokens)
+        req = self._request(ep, messages, temperature, max_tokens, stop)
         async with limit:
             t0 = time.perf_counter()
             try:
@@ -283,15 +290,16 @@ class OpenAIBackend:
         model: str,
         messages: Sequence[Message],
         *,
-        temperature: float,
+        temperature: float | None,
         max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
     ) -> AsyncIterator[str | Completion]:
         try:
             ep = self.endpoint(model)
             client, limit = self._client(model)
         except ConfigError as e:
             raise CallError(model, "config", str(e)) from None
-        req = self._request(ep, messages, temperature, max_tokens)
+        req = self._request(ep, messages, temperature, max_tokens, stop)
         req["stream"] = True
         req["stream_options"] = {"include_usage": True}
         parts: list[str] = []

@@ -280,19 +280,33 @@ async def acollect(
         await asyncio.gather(*(one(*j) for j in jobs))
     finally:
         fh.close()
-    summary = build_outcomes(list(questions), names, log, out, consensus=consensus)
-    summary.new_samples = len(jobs) - not_attempted
-    summary.skipped = skipped
-    summary.unreachable = unreachable
-    summary.not_attempted = not_attempted
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    run = RunCounts(len(jobs) - not_attempted, skipped, unreachable, not_attempted, t0)
+    return build_outcomes(list(questions), names, log, out, consensus=consensus, run=run)
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """What one collection run did, for its summary."""
+
+    new_samples: int
+    skipped: int
+    unreachable: dict[str, str]
+    not_attempted: int
+    started: float
+    """``time.perf_counter()`` when the run started."""
 
 
 def build_outcomes(
-    questions: list[Question], models: list[str], log: Path, out: Path, *, consensus: bool
+    questions: list[Question],
+    models: list[str],
+    log: Path,
+    out: Path,
+    *,
+    consensus: bool,
+    run: RunCounts | None = None,
 ) -> CollectSummary:
-    """Rebuild the outcome table ``out`` from the sample log."""
+    """Rebuild the outcome table ``out`` from the sample log; the summary counts ``run`` (none:
+    a rebuild that sampled nothing)."""
     rows, _ = read_log(log)
     qids = {q.id for q in questions}
     ok = [r for r in rows if "error" not in r and r["id"] in qids and r["model"] in models]
@@ -377,10 +391,13 @@ def build_outcomes(
         questions=len(questions),
         models=summaries,
         grading="consensus" if consensus else "gold",
-        new_samples=0,
-        skipped=0,
+        new_samples=run.new_samples if run else 0,
+        skipped=run.skipped if run else 0,
         failures_by_kind=kinds,
+        unreachable=dict(run.unreachable) if run else {},
+        not_attempted=run.not_attempted if run else 0,
         consensus_gold_correlation=corr,
         outcome_path=str(out),
         log_path=str(log),
+        seconds=time.perf_counter() - run.started if run else 0.0,
     )

@@ -1,18 +1,17 @@
-"""What answering is configured with and what it returns: sampling settings, samples, failures,
-the answer with its account, stream chunks, and the all-candidates-failed error."""
+"""What answering returns: samples, failures, the answer with its account, stream chunks, and
+the all-candidates-failed error. (The settings live in :mod:`avengers.answer_config`; they are
+re-exported here for existing imports.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from .answer_config import STRATEGIES, SamplingConfig, Strategy, VoteMethod
+from .backends import CallError
 from .decision import RouteDecision
-from .exceptions import AvengersError, ConfigError
-from .voting import ANSWER_TYPES, Extractor
-
-Strategy = Literal["self_consistency", "model_switch", "direct"]
-STRATEGIES: tuple[str, ...] = ("self_consistency", "model_switch", "direct")
+from .exceptions import AvengersError
 
 
 class AnswerError(AvengersError):
@@ -22,71 +21,6 @@ class AnswerError(AvengersError):
         lines = [message] + [f"  - {f.model}: {f.kind} x{f.count} ({f.message})" for f in failures]
         super().__init__("\n".join(lines))
         self.failures = list(failures)
-
-
-@dataclass
-class SamplingConfig:
-    """How to sample and vote. Defaults are the paper's."""
-
-    strategy: Strategy = "self_consistency"
-    """``self_consistency``, ``model_switch`` or ``direct``."""
-    n_samples: int = 10
-    """Samples per model (the paper: 10)."""
-    temperature: float = 0.7
-    """Sampling temperature (the paper: 0.7)."""
-    switch_threshold: float = 0.8
-    """``model_switch``: majority share of the first model below which the second model joins."""
-    answer_type: str | Extractor = "auto"
-    """``auto``, ``choice``, ``number``, ``short``, ``text``, ``code``, or a function text -> answer."""
-    equivalence: Callable[[str, str], bool] | None = None
-    """For code (or any answers): two samples are the same answer if this returns True."""
-    adaptive: bool = True
-    """Stop drawing samples once the leading answer cannot be overtaken."""
-    stop_on_agreement: int | None = None
-    """Also stop once the first this-many answers all agree (may change the outcome)."""
-    max_tokens: int | None = None
-    """Completion length cap (None: the endpoint's default)."""
-    max_fallbacks: int | None = None
-    """How many further ranked models to try when one fails entirely (None: all)."""
-    alpha: float | None = None
-    """Cost/quality trade-off for routing (None: the router's own)."""
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(
-                f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}"
-            )
-        if (
-            not isinstance(self.n_samples, int)
-            or isinstance(self.n_samples, bool)
-            or self.n_samples < 1
-        ):
-            raise ConfigError(f"n_samples must be a whole number >= 1, got {self.n_samples!r}")
-        if not 0.0 <= float(self.temperature) <= 2.0:
-            raise ConfigError(f"temperature must be in [0, 2], got {self.temperature!r}")
-        if not 0.0 <= float(self.switch_threshold) <= 1.0:
-            raise ConfigError(f"switch_threshold must be in [0, 1], got {self.switch_threshold!r}")
-        if not callable(self.answer_type) and self.answer_type not in ANSWER_TYPES:
-            raise ConfigError(
-                f"unknown answer type {self.answer_type!r}; use one of {', '.join(ANSWER_TYPES)}"
-            )
-        if self.stop_on_agreement is not None and self.stop_on_agreement < 2:
-            raise ConfigError("stop_on_agreement must be >= 2 (or None)")
-        if self.alpha is not None and not 0.0 <= float(self.alpha) <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
-        if self.max_fallbacks is not None and self.max_fallbacks < 0:
-            raise ConfigError("max_fallbacks must be >= 0 (or None)")
-
-    def updated(self, **overrides: Any) -> SamplingConfig:
-        """A copy with some settings changed (None values are ignored)."""
-        d = {k: v for k, v in asdict(self).items()}
-        d["answer_type"], d["equivalence"] = self.answer_type, self.equivalence
-        d.update({k: v for k, v in overrides.items() if v is not None})
-        return SamplingConfig(**d)
-
-    @property
-    def samples_per_model(self) -> int:
-        return 1 if self.strategy == "direct" else self.n_samples
 
 
 @dataclass(frozen=True)
@@ -113,7 +47,7 @@ class Failure:
     count: int = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnswerResult:
     """The winning answer and the full account of how it was reached."""
 
@@ -123,9 +57,9 @@ class AnswerResult:
     """The extracted answer that won the vote (None if no vote took place)."""
     model: str
     """The model whose sample was chosen."""
-    strategy: str
+    strategy: Strategy
     answer_type: str
-    vote_method: str
+    vote_method: VoteMethod
     """``majority``, ``equivalence``, ``medoid``, ``single`` or ``first sample (...)``."""
     decision: RouteDecision | None
     models_used: list[str]
@@ -213,3 +147,27 @@ class AnswerChunk:
 
     text: str
     result: AnswerResult | None = None
+
+
+def group_failures(errors: Sequence[CallError]) -> list[Failure]:
+    """Failed calls grouped by model and kind, in the order each group first failed."""
+    grouped: dict[tuple[str, str], Failure] = {}
+    for e in errors:
+        f = grouped.get((e.model, e.kind))
+        grouped[(e.model, e.kind)] = Failure(
+            e.model, e.kind, e.message, 1 if f is None else f.count + 1
+        )
+    return list(grouped.values())
+
+
+__all__ = [
+    "STRATEGIES",
+    "AnswerChunk",
+    "AnswerError",
+    "AnswerResult",
+    "Failure",
+    "Sample",
+    "SamplingConfig",
+    "Strategy",
+    "group_failures",
+]

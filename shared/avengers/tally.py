@@ -1,0 +1,110 @@
+"""The vote step of answering: from the samples drawn to a complete :class:`Verdict` -- which
+sample wins, by what method, with what votes and notes (the rules are in :mod:`avengers.voting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .answer_config import FIRST_SAMPLE, SamplingConfig, VoteMethod
+from .voting import (
+    Ballot,
+    Extractor,
+    VoteResult,
+    get_extractor,
+    infer_answer_type,
+    medoid,
+    vote,
+    vote_equivalence,
+)
+
+Embed = Callable[[list[str]], Awaitable[np.ndarray]]
+"""Embeds sample texts, for choosing the medoid when there is nothing to vote on."""
+
+
+def resolve_type(cfg: SamplingConfig, question: str, texts: Sequence[str]) -> str:
+    """The answer type voting uses: ``custom`` for a function, inferred for ``auto``."""
+    if callable(cfg.answer_type):
+        return "custom"
+    if cfg.answer_type == "auto":
+        return infer_answer_type(question, texts)
+    return str(cfg.answer_type)
+
+
+def extractor_for(cfg: SamplingConfig, question: str, texts: Sequence[str]) -> Extractor | None:
+    """The function that extracts a comparable answer from a sample (None: nothing to extract)."""
+    if callable(cfg.answer_type):
+        return cfg.answer_type
+    return get_extractor(resolve_type(cfg, question, texts), question)
+
+
+def count(
+    texts: Sequence[str], ranks: Sequence[int], cfg: SamplingConfig, question: str
+) -> tuple[VoteResult, VoteMethod, str]:
+    """Count the votes of samples ``texts`` from models of ``ranks``: the vote, the method that
+    decides the winner, and the answer type."""
+    atype = resolve_type(cfg, question, texts)
+    n = len(texts)
+    if n == 1 and cfg.samples_per_model == 1:
+        return VoteResult(None, 0, {}, 0, 0), "single", atype
+    if cfg.equivalence is not None and atype in ("code", "text"):
+        return vote_equivalence(texts, ranks, cfg.equivalence), "equivalence", atype
+    if atype == "code":
+        best = min(range(n), key=lambda i: (ranks[i], i))
+        return VoteResult(None, best, {}, 0, n), FIRST_SAMPLE, atype
+    extractor = extractor_for(cfg, question, texts)
+    if extractor is None:
+        return VoteResult(None, None, {}, 0, n), "medoid", atype
+    res = vote(
+        [Ballot(extractor(t), rk, i) for i, (t, rk) in enumerate(zip(texts, ranks, strict=True))]
+    )
+    return res, ("medoid" if res.answer is None else "majority"), atype
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of the vote step."""
+
+    method: VoteMethod
+    answer_type: str
+    winner: int
+    """Index of the chosen sample."""
+    answer: str | None
+    """The extracted answer that won (None if no vote took place)."""
+    votes: dict[str, int]
+    extracted: list[str | None]
+    """Each sample's extracted answer (None unless a majority vote extracted them)."""
+    notes: list[str]
+
+
+async def decide(
+    texts: Sequence[str], ranks: Sequence[int], cfg: SamplingConfig, question: str, embed: Embed
+) -> Verdict:
+    """Vote over the samples; with nothing to vote on, choose the embedding medoid."""
+    res, method, atype = count(texts, ranks, cfg, question)
+    extractor = extractor_for(cfg, question, texts) if method == "majority" else None
+    winner = res.winner if res.winner is not None else 0
+    notes = [f"tie broken by {res.tie_break}"] if res.tie_break else []
+    if method == "medoid":
+        if atype != "text":
+            notes.append(f"no sample yielded a {atype} answer: the most typical sample was chosen")
+        if len(texts) < 2:
+            method = "single"
+        else:
+            winner = medoid(await embed(list(texts)))
+            notes.append(
+                "no extractable answer to vote on: chose the sample most similar to the others "
+                "(embedding medoid)"
+            )
+    return Verdict(
+        method=method,
+        answer_type=atype,
+        winner=winner,
+        answer=res.answer,
+        votes=dict(res.counts),
+        extracted=[extractor(t) if extractor else None for t in texts],
+        notes=notes,
+    )
