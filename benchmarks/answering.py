@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from avengers import Answerer, Endpoint, Router
-from avengers.bundled import load_bundled
 from avengers.backends import OpenAIBackend
+from avengers.bundled import load_bundled
 from fake_openai_server import FakeModel, FakeOpenAIServer
 
 
