@@ -65,26 +65,24 @@ def find_static(spec: str) -> Path:
     )
 
 
-def ensure_default_static(*, quiet: bool = False) -> Path:
+def ensure_default_static(*, show_progress: bool = True) -> Path:
     """The default static model's folder, distilling it from the bundled MiniLM (about 1-2 minutes
-    on 2 CPU cores, once) when it is missing."""
+    on 2 CPU cores, once) when it is missing. Says so on stderr when it distils."""
     path = default_static_path()
     if not (path / "model.safetensors").is_file():
-        if not quiet:
-            print(
-                f"avengers: distilling the default static embedder from all-MiniLM-L6-v2 into "
-                f"{path} (once; about 1-2 minutes on CPU)...",
-                file=sys.stderr,
-                flush=True,
-            )
+        print(
+            f"avengers: distilling the default static embedder from all-MiniLM-L6-v2 into "
+            f"{path} (once; about 1-2 minutes on CPU)...",
+            file=sys.stderr,
+            flush=True,
+        )
         t = time.perf_counter()
-        distill(None, path, pca_dims=256, exist_ok=True, show_progress=not quiet)
-        if not quiet:
-            print(
-                f"avengers: static embedder ready ({time.perf_counter() - t:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+        distill(None, path, pca_dims=256, exist_ok=True, show_progress=show_progress)
+        print(
+            f"avengers: static embedder ready ({time.perf_counter() - t:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     return path
 
 
@@ -162,13 +160,13 @@ class StaticEmbedder:
         return X
 
 
-_WORD = re.compile(r"[^\W\d_]{2,}")
+_WORD = re.compile(r"\b[^\W\d_]{2,24}\b")
 
 
 def query_vocabulary(
     queries: Iterable[str], *, min_count: int = 2, max_words: int = 30_000
 ) -> list[str]:
-    """Words (letters only, lower-cased, two or more characters) seen at least ``min_count`` times
+    """Words (letters only, lower-cased, 2 to 24 characters) seen at least ``min_count`` times
     in ``queries``, most frequent first, at most ``max_words``. Pass the result to :func:`distill`
     as ``vocabulary``; words the base tokenizer already has are skipped by the distillation."""
     counts: Counter[str] = Counter()
@@ -306,9 +304,9 @@ def _quiet_progress() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m avengers.static [--quiet]``: make sure the default static model exists (distil
-    it if missing) and print its folder."""
+    it if missing; ``--quiet`` hides the progress bars) and print its folder."""
     args = list(sys.argv[1:] if argv is None else argv)
-    path = ensure_default_static(quiet="--quiet" in args)
+    path = ensure_default_static(show_progress="--quiet" not in args)
     print(path)
     return 0
 
