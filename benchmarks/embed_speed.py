@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads for MiniLM")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    load = os.getloadavg()[0]
 
     import avengers
     from avengers import Router
@@ -105,7 +106,8 @@ def main() -> None:
     labels = list(results)
     print(
         f"Router.paper(64) on the bundled dcrouter train split; {len(singles)} single queries; "
-        f"CPU threads: {os.cpu_count()}\n"
+        f"CPU cores: {os.cpu_count()}; load average (1 min) at start: {load:.1f} "
+        "(other processes inflate every figure)\n"
     )
     print("| measure | " + " | ".join(labels) + " |")
     print("|---|" + "---|" * len(labels))

@@ -120,7 +120,7 @@ def main() -> None:
     log(f"default static model: {default_static_path()}")
 
     ours = Router().get_params()
-    del ours["embedder"]
+    ours.pop("embedder", None)
     rows: dict[str, dict[str, str]] = {}
     for s in splits:
         log(f"{s.name}: embedding {len(s.train)} + {len(s.test)} queries with MiniLM (cached)")
