@@ -25,7 +25,6 @@ import argparse
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +69,7 @@ def accuracy(
     return float(np.mean(accs)), float(np.std(accs))
 
 
-def static_variant(name: str, make: Callable[[], object], skip: bool) -> StaticEmbedder | None:
+def static_variant(name: str, make: Any, skip: bool) -> StaticEmbedder | None:
     path = static_dir() / name
     if not (path / "model.safetensors").is_file():
         if skip:
@@ -88,15 +87,25 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--seeds", type=int, default=3, help="k-means seeds averaged per cell")
     ap.add_argument("--skip-distill", action="store_true", help="use only variants already made")
+    ap.add_argument(
+        "--sets", default="dcrouter,routerdc", help="comma-separated: dcrouter, routerdc (ID + OOD)"
+    )
     args = ap.parse_args()
 
-    dtrain = load_dcrouter("train", args.data_dir)
-    rtrain = load_routerdc("train", args.data_dir)
-    splits = [
-        Split("dcrouter test", "dcrouter", dtrain, load_dcrouter("test", args.data_dir)),
-        Split("routerdc in-dist", "routerdc", rtrain, load_routerdc("test", args.data_dir)),
-        Split("routerdc OOD", "routerdc", rtrain, load_routerdc("ood", args.data_dir)),
-    ]
+    sets = args.sets.split(",")
+    trains: dict[str, OutcomeData] = {}
+    splits = []
+    if "dcrouter" in sets:
+        trains["dcrouter"] = dtrain = load_dcrouter("train", args.data_dir)
+        splits.append(
+            Split("dcrouter test", "dcrouter", dtrain, load_dcrouter("test", args.data_dir))
+        )
+    if "routerdc" in sets:
+        trains["routerdc"] = rtrain = load_routerdc("train", args.data_dir)
+        splits += [
+            Split("routerdc in-dist", "routerdc", rtrain, load_routerdc("test", args.data_dir)),
+            Split("routerdc OOD", "routerdc", rtrain, load_routerdc("ood", args.data_dir)),
+        ]
     minilm = resolve_embedder(None)  # cached on disk
     if hasattr(minilm, "show_progress"):
         minilm.show_progress = True
@@ -107,7 +116,7 @@ def main() -> None:
         args.skip_distill,
     )
     vocab: dict[str, StaticEmbedder | None] = {}
-    for tname, train in (("dcrouter", dtrain), ("routerdc", rtrain)):
+    for tname, train in trains.items():
         vname = f"all-MiniLM-L6-v2-pca256-vocab-{tname}"
         words = query_vocabulary(train.queries)
         vocab[tname] = static_variant(
@@ -126,6 +135,7 @@ def main() -> None:
         log(f"{s.name}: embedding {len(s.train)} + {len(s.test)} queries with MiniLM (cached)")
         T, TY = minilm.embed(s.train.queries), minilm.embed(s.test.queries)
         ref, ref_sd = accuracy(ours, s, T, TY, args.seeds)
+        log(f"  MiniLM (reference): {ref:.4f}")
         cells: list[tuple[str, float, float]] = [("MiniLM (reference)", ref, ref_sd)]
 
         def add(
