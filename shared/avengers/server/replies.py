@@ -61,7 +61,7 @@ def headers_for(res: AnswerResult) -> dict[str, str]:
     return h
 
 
-class Completion:
+class CompletionReply:
     """Identity of one completion (id, creation time, object kinds) and its response bodies."""
 
     def __init__(self, chat: bool) -> None:

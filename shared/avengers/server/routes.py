@@ -17,9 +17,9 @@ from starlette.requests import Request
 from ..exceptions import AvengersError
 from ..results import AnswerError
 from . import replies
-from .replies import Completion, error_response
+from .replies import CompletionReply, error_response
 from .state import ServerState, server_state
-from .wire import BadRequest, ChatRequest, parse_request, read_json
+from .wire import BadRequest, CompletionRequest, parse_request, read_json
 
 
 # POST /v1/chat/completions
@@ -40,9 +40,9 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
     except BadRequest as e:
         code = "model_not_found" if e.status == 404 else None
         return error_response(e.status, e.message, "invalid_request_error", code, e.param)
-    comp = Completion(chat)
+    comp = CompletionReply(chat)
     if req.stream:
-        include_usage = req.include_usage
+        include_usage = req.include_usage  # read now: a malformed stream_options is a 500
         return StreamingResponse(
             stream_answer(state, req, comp, include_usage),
             media_type="text/event-stream",
@@ -60,7 +60,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
 
 
 async def stream_answer(
-    state: ServerState, req: ChatRequest, comp: Completion, include_usage: bool
+    state: ServerState, req: CompletionRequest, comp: CompletionReply, include_usage: bool
 ) -> AsyncIterator[bytes]:
     """The answer as server-sent events: text pieces, a final chunk carrying the routing account,
     optionally a usage chunk, then ``[DONE]``. Failures end the stream with an error event."""

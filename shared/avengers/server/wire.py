@@ -1,5 +1,5 @@
 """The OpenAI wire format, requests side: reading and validating the bodies of
-``/v1/chat/completions`` and ``/v1/completions`` into one :class:`ChatRequest`.
+``/v1/chat/completions`` and ``/v1/completions`` into one :class:`CompletionRequest`.
 
 Anything wrong with a request raises :class:`BadRequest`, which the route turns into an
 OpenAI-style error body (see :mod:`.replies`).
@@ -27,7 +27,7 @@ class BadRequest(Exception):
 
 
 @dataclass
-class ChatRequest:
+class CompletionRequest:
     """A validated completion request, ready for the answerer."""
 
     chat: bool
@@ -62,7 +62,7 @@ async def read_json(request: Request, max_body_bytes: int) -> dict[str, Any]:
 
 def parse_request(
     body: dict[str, Any], profiles: dict[str, Profile], max_tokens_limit: int, *, chat: bool
-) -> ChatRequest:
+) -> CompletionRequest:
     """Validate a chat (``chat=True``) or text completion body, in the order clients see errors:
     model and sampling settings first, then the messages or prompt, then ``stream``."""
     prof, over, mt = _plan(body, profiles, max_tokens_limit)
@@ -72,7 +72,7 @@ def parse_request(
         raise BadRequest("'stream' must be true or false", "stream")
     if mt is not None:
         over["max_tokens"] = mt
-    return ChatRequest(chat, msgs, prof, over, stream, body)
+    return CompletionRequest(chat, msgs, prof, over, stream, body)
 
 
 def messages_from(body: dict[str, Any]) -> list[dict[str, Any]]:
