@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -172,3 +173,31 @@ def test_train_says_when_k_exceeds_the_data(toy_files: Path, tmp_path: Path) -> 
         "K=50 is more than the 30 distinct training queries allow; fitted 30 clusters" in r.output
     )
     assert "30 clusters" in r.output
+
+
+COMMANDS = ("train", "evaluate", "route", "info", "collect", "answer", "serve")
+
+
+def test_python_m_avengers_help_lists_every_command() -> None:
+    import typer.main
+
+    assert set(typer.main.get_command(app).commands) == set(COMMANDS)
+    out = subprocess.run(
+        [sys.executable, "-m", "avengers", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    listed = {m.group(1) for m in re.finditer(r"^\W*([a-z]+)\s{2,}\S", out, re.MULTILINE)}
+    assert listed >= set(COMMANDS), out
+
+
+def test_console_script_entry_point_loads_main() -> None:
+    from importlib.metadata import entry_points
+
+    from avengers.cli import main
+
+    (ep,) = entry_points(group="console_scripts", name="avengers")
+    assert ep.value == "avengers.cli:main"
+    assert ep.load() is main

@@ -16,7 +16,7 @@ from avengers import Answerer, Router, load_outcomes
 from avengers.backends import OpenAIBackend
 from avengers.bundled import demo_questions_path
 from avengers.collect import acollect, load_questions
-from avengers.local import LlamaCppServer, demo_endpoints, demo_servers
+from avengers.demo.local import LlamaCppServer, demo_endpoints, demo_servers
 
 pytestmark = pytest.mark.slow
 

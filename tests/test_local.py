@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from avengers.demo.local import LlamaCppServer, describe_exit, free_port
 from avengers.exceptions import ConfigError
-from avengers.local import LlamaCppServer, describe_exit, free_port
 
 # Answers GET /v1/models, and kills itself with SIGSEGV on the first POST, like a bad build.
 CRASHING_SERVER = textwrap.dedent(

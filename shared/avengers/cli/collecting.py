@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from .cli import fail, friendly
+from ._common import fail, friendly
 
 
+@friendly
 def collect(
     questions: Annotated[
         Path,
@@ -52,9 +53,9 @@ def collect(
     Resumable: samples already in OUT.samples.jsonl are skipped, failed ones retried."""
     from tqdm.auto import tqdm
 
-    from .backends import OpenAIBackend
-    from .bundled import demo_questions_path
-    from .collect import CollectSummary, acollect, load_questions
+    from ..backends import OpenAIBackend
+    from ..bundled import demo_questions_path
+    from ..collect import CollectSummary, acollect, load_questions
 
     if samples < 1:
         fail("--samples must be >= 1")
@@ -112,7 +113,3 @@ def collect(
             "rerun the same command to collect the rest.",
             code=3,
         )
-
-
-def register(app: typer.Typer) -> None:
-    app.command(name="collect")(friendly(collect))

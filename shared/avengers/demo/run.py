@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .bundled import demo_questions_path
-from .exceptions import ConfigError
+from ..bundled import demo_questions_path
+from ..exceptions import ConfigError
 from .local import LlamaCppServer, demo_endpoints, demo_servers, describe_exit, endpoints_yaml
 
 ANSWER_SAMPLES = 5
@@ -54,7 +54,11 @@ def split_questions(src: Path, out_dir: Path, test_share: float, seed: int) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m avengers.demo",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/demo"))
     ap.add_argument("--samples", type=int, default=3, help="samples per question and model")
     ap.add_argument("--k", type=int, default=8, help="clusters")

@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from .cli import _router_arg, fail, friendly
+from ._common import fail, friendly, router_arg
 
 
+@friendly
 def serve(
     endpoints: Annotated[
         Path, typer.Option("--endpoints", "-e", help="Endpoint file (YAML/TOML/JSON).")
@@ -45,14 +46,14 @@ def serve(
     """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
     import uvicorn
 
-    from .answer import Answerer, SamplingConfig
-    from .serve import create_app, load_api_keys
+    from ..answer import Answerer, SamplingConfig
+    from ..server import create_app, load_api_keys
 
     if workers < 1:
         fail("--workers must be >= 1")
     cfg = SamplingConfig(strategy=strategy, n_samples=samples, temperature=temperature)  # type: ignore[arg-type]
     keys = load_api_keys(file=api_key_file)
-    answerer = Answerer(_router_arg(router), endpoints, cfg)  # validates everything up front
+    answerer = Answerer(router_arg(router), endpoints, cfg)  # validates everything up front
     if host not in ("127.0.0.1", "localhost", "::1") and not keys:
         typer.secho(
             f"warning: binding {host} without authentication; set AVENGERS_SERVER_KEYS or --api-key-file",
@@ -73,8 +74,4 @@ def serve(
         "AVENGERS_CORS": ",".join(cors_origin or []),
         "AVENGERS_SERVER_KEY_FILE": str(api_key_file or ""),
     })  # fmt: skip
-    uvicorn.run("avengers.serve:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
-
-
-def register(app: typer.Typer) -> None:
-    app.command(name="serve")(friendly(serve))
+    uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]

@@ -22,8 +22,8 @@ from types import TracebackType
 
 import httpx
 
-from .endpoints import Endpoint
-from .exceptions import ConfigError
+from ..endpoints import Endpoint
+from ..exceptions import ConfigError
 
 
 def smollm2_path() -> Path:

@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-from .cli import _router_arg, friendly
+from ._common import friendly, router_arg
 
 
+@friendly
 def answer(
     question: Annotated[list[str], typer.Argument(help="Question text(s).")],
     endpoints: Annotated[
@@ -37,7 +38,7 @@ def answer(
     ] = False,
 ) -> None:
     """Answer question(s): route, sample, vote, and print the answer with its account."""
-    from .answer import Answerer, SamplingConfig
+    from ..answer import Answerer, SamplingConfig
 
     cfg = SamplingConfig(
         strategy=strategy,  # type: ignore[arg-type]
@@ -48,7 +49,7 @@ def answer(
         adaptive=adaptive,
         max_tokens=max_tokens,
     )
-    a = Answerer(_router_arg(router), endpoints, cfg)
+    a = Answerer(router_arg(router), endpoints, cfg)
     results = a.answer_batch(question, max_concurrency=4)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
@@ -57,7 +58,3 @@ def answer(
         typer.secho(f"question: {q}", bold=True)
         typer.echo(r.summary())
         typer.echo("")
-
-
-def register(app: typer.Typer) -> None:
-    app.command(name="answer")(friendly(answer))

@@ -1,0 +1,42 @@
+"""The ``avengers`` command line: train, evaluate, route and info, plus collect, answer and serve.
+A user mistake ends in one clear line and exit code 2, never a traceback.
+
+Each command lives in its own module; this one builds the :data:`app` from them (in the order
+``--help`` lists them) and holds :func:`main`, the console script. Helpers shared by the commands
+are in the private :mod:`._common`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from .answering import answer
+from .collecting import collect
+from .evaluating import evaluate
+from .routing import info, route
+from .serving import serve
+from .training import train
+
+app = typer.Typer(
+    name="avengers",
+    help="Route each query to the best of your own LLMs: embed, cluster, score, vote.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _command in (train, evaluate, route, info, collect, answer, serve):
+    app.command()(_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="avengers")
+
+
+__all__ = ["app", "main"]

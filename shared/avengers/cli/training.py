@@ -1,0 +1,136 @@
+"""``avengers train``: fit a router on outcome data (optionally choosing settings by
+cross-validation with ``--tune``) and save it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._common import fail, friendly, load_data
+
+
+@friendly
+def train(
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data", "-d", help="Outcome file(s): JSON, JSONL, CSV, Parquet; or bundled:train."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the router to.")],
+    k: Annotated[
+        int, typer.Option("--k", help="Number of clusters (the paper's default: 64).")
+    ] = 64,
+    alpha: Annotated[
+        float, typer.Option(help="Performance/cost trade-off in [0, 1]; 1 = quality only.")
+    ] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Models chosen per query.")] = 1,
+    n_nearest: Annotated[
+        int, typer.Option(help="Soft routing over this many nearest clusters.")
+    ] = 5,
+    shrinkage: Annotated[
+        float, typer.Option(help="Pull small-cluster scores toward the global mean.")
+    ] = 10.0,
+    scoring: Annotated[str, typer.Option(help="cluster, knn or hybrid.")] = "cluster",
+    clustering: Annotated[
+        str, typer.Option(help="kmeans, minibatch, gmm or agglomerative.")
+    ] = "kmeans",
+    embedder: Annotated[
+        str | None, typer.Option(help="Sentence-transformers model path or name.")
+    ] = None,
+    duplicates: Annotated[
+        str, typer.Option(help="Repeated queries: error, mean or first.")
+    ] = "error",
+    seed: Annotated[int, typer.Option(help="Random seed for clustering.")] = 0,
+    tune_grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tune",
+            help="Choose a setting by cross-validation on the training data, e.g. "
+            "--tune k=8,16,32 --tune shrinkage=0,10 (k, n_nearest, shrinkage, scoring, "
+            "clustering); the value given by its own option is ignored.",
+        ),
+    ] = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds for --tune.")] = 5,
+) -> None:
+    """Fit a router on outcome data and save it."""
+    from ..evaluation import cross_validate_best_single, tune
+    from ..router import Router
+
+    grid = _parse_grid(tune_grid or [])
+    outcomes = load_data(data, duplicates)
+    for note in outcomes.notes:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+    router = Router(
+        n_clusters=k,
+        alpha=alpha,
+        top_k=top_k,
+        n_nearest=n_nearest,
+        shrinkage=shrinkage,
+        scoring=scoring,  # type: ignore[arg-type]
+        clustering=clustering,
+        embedder=embedder,
+        random_state=seed,
+    )
+    if grid:
+        if folds < 2 or folds > len(outcomes):
+            fail(f"--folds must be between 2 and the number of queries ({len(outcomes)})")
+        X = router.embed(outcomes.queries, show_progress=True)
+        best, results = tune(outcomes, grid, base=router, embeddings=X, folds=folds, seed=seed)
+        baseline = cross_validate_best_single(outcomes, folds=folds, seed=seed)
+        keys = list(grid)
+        typer.echo(f"{folds}-fold cross-validation on the training data (mean held-out score):")
+        for params, score in sorted(results, key=lambda r: -r[1]):
+            mark = "*" if params == best else " "
+            shown = "  ".join(f"{_GRID[name][0]}={params[name]}" for name in keys)
+            typer.echo(f"{mark} {shown:40} {score:.4f}")
+        typer.echo(f"  {'best single model (same folds)':40} {baseline:.4f}")
+        router.set_params(**{name: best[name] for name in keys})
+        router.fit(outcomes, embeddings=X)
+    else:
+        router.fit(outcomes, show_progress=True)
+    router.save_pretrained(out)
+    fitted = len(router.cluster_centers_)
+    if fitted < router.n_clusters:
+        typer.secho(
+            f"note: K={router.n_clusters} is more than the {fitted} distinct training queries "
+            f"allow; fitted {fitted} clusters",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    typer.echo(
+        f"trained on {len(outcomes)} queries x {len(outcomes.models)} models, "
+        f"{fitted} clusters, in {router.fit_seconds_:.1f}s -> {out}"
+    )
+
+
+_GRID: dict[str, tuple[str, type]] = {  # Router setting -> (--tune name, value type)
+    "n_clusters": ("k", int),
+    "n_nearest": ("n_nearest", int),
+    "shrinkage": ("shrinkage", float),
+    "scoring": ("scoring", str),
+    "clustering": ("clustering", str),
+}
+
+
+def _parse_grid(specs: list[str]) -> dict[str, list[Any]]:
+    """``["k=8,16", "shrinkage=0,10"]`` -> ``{"n_clusters": [8, 16], "shrinkage": [0.0, 10.0]}``."""
+    by_flag = {flag: name for name, (flag, _) in _GRID.items()}
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        flag, sep, values = spec.partition("=")
+        flag = flag.strip().replace("-", "_")
+        name = by_flag.get(flag, flag if flag in _GRID else "")
+        if not sep or not name:
+            fail(f"--tune {spec!r}: expected NAME=V1,V2,... with NAME one of {', '.join(by_flag)}")
+        kind = _GRID[name][1]
+        try:
+            vals = [kind(v.strip()) for v in values.split(",") if v.strip()]
+        except ValueError:
+            fail(f"--tune {spec!r}: {flag} takes {kind.__name__} values")
+        if not vals:
+            fail(f"--tune {spec!r}: no values")
+        grid[name] = vals
+    return grid

@@ -1,0 +1,88 @@
+"""Request and routing counters, rendered in the Prometheus text format for ``/metrics``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from ..results import AnswerResult, Failure
+
+
+class Metrics:
+    """Counters in the Prometheus text format (one process)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = defaultdict(int)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+        self.buckets = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+        self.bucket_counts = [0] * len(self.buckets)
+        self.routed: dict[str, int] = defaultdict(int)
+        self.fallbacks = 0
+        self.samples_drawn = 0
+        self.samples_saved = 0
+        self.upstream_failures: dict[tuple[str, str], int] = defaultdict(int)
+        self.in_flight = 0
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        """Count one finished HTTP request and its latency."""
+        self.requests[(path, status)] += 1
+        self.latency_sum += seconds
+        self.latency_count += 1
+        for i, b in enumerate(self.buckets):
+            if seconds <= b:
+                self.bucket_counts[i] += 1
+
+    def record(self, res: AnswerResult) -> None:
+        """Count one answer: who gave it, fallbacks, samples, and upstream failures on the way."""
+        self.routed[res.model] += 1
+        self.fallbacks += res.fallback is not None
+        self.samples_drawn += res.n_drawn
+        self.samples_saved += res.samples_saved
+        self.record_failures(res.failures)
+
+    def record_failures(self, failures: Iterable[Failure]) -> None:
+        """Count failed upstream calls by model and kind."""
+        for f in failures:
+            self.upstream_failures[(f.model, f.kind)] += f.count
+
+    def render(self) -> str:
+        """Everything counted so far, in the Prometheus text exposition format."""
+
+        def esc(v: str) -> str:
+            return v.replace("\\", "\\\\").replace('"', '\\"')
+
+        lines = [
+            "# HELP avengers_requests_total HTTP requests by path and status.",
+            "# TYPE avengers_requests_total counter",
+        ]
+        for (path, status), n in sorted(self.requests.items()):
+            lines.append(f'avengers_requests_total{{path="{esc(path)}",status="{status}"}} {n}')
+        lines += [
+            "# HELP avengers_request_seconds Request latency.",
+            "# TYPE avengers_request_seconds histogram",
+        ]
+        for b, n in zip(self.buckets, self.bucket_counts, strict=True):
+            lines.append(f'avengers_request_seconds_bucket{{le="{b}"}} {n}')
+        lines += [
+            f'avengers_request_seconds_bucket{{le="+Inf"}} {self.latency_count}',
+            f"avengers_request_seconds_sum {self.latency_sum:.6f}",
+            f"avengers_request_seconds_count {self.latency_count}",
+            "# HELP avengers_routed_total Answers by the model that gave them.",
+            "# TYPE avengers_routed_total counter",
+        ]
+        for m, n in sorted(self.routed.items()):
+            lines.append(f'avengers_routed_total{{model="{esc(m)}"}} {n}')
+        lines += [
+            "# TYPE avengers_fallbacks_total counter",
+            f"avengers_fallbacks_total {self.fallbacks}",
+            "# TYPE avengers_samples_drawn_total counter",
+            f"avengers_samples_drawn_total {self.samples_drawn}",
+            "# TYPE avengers_samples_saved_total counter",
+            f"avengers_samples_saved_total {self.samples_saved}",
+            "# TYPE avengers_upstream_failures_total counter",
+        ]
+        for (m, k), n in sorted(self.upstream_failures.items()):
+            lines.append(f'avengers_upstream_failures_total{{model="{esc(m)}",kind="{k}"}} {n}')
+        lines += ["# TYPE avengers_in_flight gauge", f"avengers_in_flight {self.in_flight}"]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""The HTTP routes. Each is a small function that reads the app's :class:`ServerState` from the
+request (no closures over the factory's locals); :func:`add_routes` mounts them.
+
+The endpoint functions carry comments rather than docstrings, and return ``Any``, because FastAPI
+would publish both in ``/openapi.json``, which stays as it was before the split."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.requests import Request
+
+from ..exceptions import AvengersError
+from ..results import AnswerError
+from . import replies
+from .replies import CompletionReply, error_response
+from .state import ServerState, server_state
+from .wire import BadRequest, CompletionRequest, parse_request, read_json
+
+
+# POST /v1/chat/completions
+async def chat_completions(request: Request) -> Any:
+    return await complete(server_state(request), request, chat=True)
+
+
+# POST /v1/completions (legacy text completions).
+async def completions(request: Request) -> Any:
+    return await complete(server_state(request), request, chat=False)
+
+
+async def complete(state: ServerState, request: Request, *, chat: bool) -> Response:
+    """Validate the request, then answer it whole or as a stream of server-sent events."""
+    try:
+        body = await read_json(request, state.max_body_bytes)
+        req = parse_request(body, state.profiles, state.max_tokens_limit, chat=chat)
+    except BadRequest as e:
+        code = "model_not_found" if e.status == 404 else None
+        return error_response(e.status, e.message, "invalid_request_error", code, e.param)
+    comp = CompletionReply(chat)
+    if req.stream:
+        include_usage = req.include_usage  # read now: a malformed stream_options is a 500
+        return StreamingResponse(
+            stream_answer(state, req, comp, include_usage),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+    try:
+        res = await state.answerer.aanswer(req.messages, prefer=req.profile.prefer, **req.overrides)
+    except AnswerError as e:
+        state.metrics.record_failures(e.failures)
+        return replies.upstream_error_response(e.failures)
+    except AvengersError as e:
+        return error_response(400, str(e), "invalid_request_error")
+    state.metrics.record(res)
+    return comp.response(res)
+
+
+async def stream_answer(
+    state: ServerState, req: CompletionRequest, comp: CompletionReply, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """The answer as server-sent events: text pieces, a final chunk carrying the routing account,
+    optionally a usage chunk, then ``[DONE]``. Failures end the stream with an error event."""
+    first = True
+    try:
+        parts = state.answerer.astream(req.messages, prefer=req.profile.prefer, **req.overrides)
+        async for part in parts:
+            if part.result is None:
+                yield comp.chunk(part.text, None, req.profile.name, first=first)
+                first = False
+                continue
+            res = part.result
+            state.metrics.record(res)
+            yield comp.chunk(None, "stop", res.model, {"avengers": res.account()}, first=first)
+            if include_usage:
+                yield comp.usage_chunk(res)
+    except AnswerError as e:
+        yield replies.stream_upstream_error(e.failures)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        yield replies.stream_internal_error()
+    yield replies.STREAM_DONE
+
+
+# GET /v1/models: one entry per profile.
+async def list_models(request: Request) -> Any:
+    data = [
+        {"id": p.name, "object": "model", "created": 0, "owned_by": "avengers",
+         "description": p.description}
+        for p in server_state(request).profiles.values()
+    ]  # fmt: skip
+    return {"object": "list", "data": data}
+
+
+# GET /health: liveness (no authentication, no upstream calls).
+async def health() -> Any:
+    return {"status": "ok"}
+
+
+# GET /ready: 200 if at least one upstream endpoint answers (or there are none).
+async def ready(request: Request) -> Any:
+    import httpx
+
+    eps = getattr(server_state(request).answerer.backend, "endpoints", {})
+
+    async def probe(name: str) -> tuple[str, bool]:
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as c:
+                r = await c.get(eps[name].base_url.rstrip("/") + "/models")
+            return name, r.status_code < 500
+        except httpx.HTTPError:
+            return name, False
+
+    results = dict(await asyncio.gather(*(probe(n) for n in eps)))
+    ok = bool(results) and any(results.values()) if eps else True
+    body = {"status": "ready" if ok else "unavailable", "router": True, "endpoints": results}
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+# GET /metrics: Prometheus text format.
+async def metrics(request: Request) -> Any:
+    text = server_state(request).metrics.render()
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def add_routes(app: FastAPI) -> None:
+    """Mount every route on ``app`` (route names, hence OpenAPI operation ids, as before the split)."""
+    app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.add_api_route("/v1/completions", completions, methods=["POST"])
+    app.add_api_route("/v1/models", list_models, methods=["GET"], name="models")
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/ready", ready, methods=["GET"])
+    app.add_api_route("/metrics", metrics, methods=["GET"], name="prom")

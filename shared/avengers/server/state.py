@@ -1,0 +1,60 @@
+"""What a running server knows: the answerer, the model names it answers to (profiles), client
+keys, limits and metrics. One :class:`ServerState` lives on ``app.state.server``; the routes and
+the middleware read it from there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from ..answer import Answerer
+from .metrics import Metrics
+
+DEFAULT_MAX_BODY = 1_000_000
+DEFAULT_MAX_TOKENS = 4096
+
+
+@dataclass
+class Profile:
+    """A model name the server answers to, and the sampling settings it implies."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    prefer: str | None = None
+    description: str = ""
+
+
+def default_profiles(answerer: Answerer) -> dict[str, Profile]:
+    """``avengers``, ``avengers-fast``, and one profile pinned to each candidate the router knows
+    and the backend can call."""
+    out = {
+        "avengers": Profile("avengers", {}, None, "route, sample and vote (configured strategy)"),
+        "avengers-fast": Profile(
+            "avengers-fast", {"strategy": "direct", "alpha": 0.5}, None,
+            "one sample, cost-aware routing (alpha 0.5)",
+        ),
+    }  # fmt: skip
+    for m in answerer.router.models_:
+        if m in answerer.backend.models():
+            out[m] = Profile(m, {}, m, f"pinned to {m}")
+    return out
+
+
+@dataclass
+class ServerState:
+    """Everything the routes need, passed explicitly instead of captured in closures."""
+
+    answerer: Answerer
+    profiles: dict[str, Profile]
+    api_keys: set[str]
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_tokens_limit: int = DEFAULT_MAX_TOKENS
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+def server_state(request: Request) -> ServerState:
+    """The state of the app that received ``request``."""
+    state: ServerState = request.app.state.server
+    return state
