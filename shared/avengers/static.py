@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .embedders import Embedder, _normalize, check_texts, default_cache_dir, default_model_path
+from .embed_base import Embedder, check_texts, default_cache_dir, default_model_path, normalize_rows
 from .exceptions import ConfigError
 
 DEFAULT_STATIC = "all-MiniLM-L6-v2-pca256"
@@ -130,7 +130,7 @@ class StaticEmbedder:
                 # texts with no known token (e.g. "") get the mean token direction, so every row
                 # stays unit length
                 mean = np.asarray(model.embedding, dtype=np.float32).mean(axis=0, keepdims=True)
-                self._fallback = _normalize(mean)[0]
+                self._fallback = normalize_rows(mean)[0]
                 self._model = model
             return self._model
 
@@ -151,12 +151,12 @@ class StaticEmbedder:
         norms = np.linalg.norm(X, axis=1)
         if (norms < 1e-6).any():
             X[norms < 1e-6] = self._fallback
-        return _normalize(X)
+        return normalize_rows(X)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         X = self.embed_raw(texts)
         if self._projection is not None:
-            X = _normalize(X @ self._projection)
+            X = normalize_rows(X @ self._projection)
         return X
 
 
