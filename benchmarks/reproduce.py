@@ -500,7 +500,7 @@ def main() -> None:
         ("javascript", "javascript (OOD)"),
     ):
         t = load_routerdc(stem, d).select_models(router.models_)
-        est = router._estimate(emb.embed(t.queries))
+        est = router.estimate(emb.embed(t.queries))
         S = np.nan_to_num(t.scores)
         pa = S[np.arange(len(t)), est.order[:, 0]]
         pb = S[np.arange(len(t)), est.order[:, 1]]

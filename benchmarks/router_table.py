@@ -91,8 +91,7 @@ def main() -> None:
         print("|---|---|---|---|")
         first = None
         for label, kw in configs:
-            r = Router(**kw)
-            r._embedder = emb
+            r = Router(**kw).set_embedder(emb)
             r.fit(train, embeddings=X)
             e = evaluate(r, test, embeddings=Y)
             first = first or e
@@ -118,8 +117,7 @@ def main() -> None:
     print("|---|---|")
     for label, kw in (("paper K=64", Router.paper().get_params()), ("ours K=64 (default)", {})):
         t = time.perf_counter()
-        r = Router(**kw)
-        r._embedder = emb
+        r = Router(**kw).set_embedder(emb)
         r.fit(train, embeddings=X)
         print(f"| fit time, {label} (embeddings given) | {time.perf_counter() - t:.2f} s |")
     Y = emb.embed(test.queries)

@@ -154,3 +154,28 @@ def test_default_embedder_is_recorded_and_restored(toy_router: Router, tmp_path:
     emb = loaded.get_embedder()
     assert emb.name == "sentence-transformers/all-MiniLM-L6-v2"
     assert isinstance(getattr(emb, "inner", emb), SentenceTransformerEmbedder)
+
+
+def test_shipped_router_loads_and_saves_the_same_layout(tmp_path: Path, embedder) -> None:
+    from avengers import __version__
+    from avengers.bundled import load_pretrained, pretrained_path
+
+    shipped = load_pretrained(embedder=embedder)
+    assert shipped.route("What is 17 * 23?").model in shipped.models_
+    on_disk = json.loads((pretrained_path() / CONFIG_FILE).read_text())
+    shipped.save_pretrained(tmp_path)
+    again = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert again["library_version"] == __version__
+    # the same keys in the same order, and the same content apart from the library version
+    assert list(again) == list(on_disk)
+    assert {**again, "library_version": None} == {**on_disk, "library_version": None}
+    from safetensors.numpy import load_file
+
+    before, after = (
+        load_file(str(pretrained_path() / WEIGHTS_FILE)),
+        load_file(str(tmp_path / WEIGHTS_FILE)),
+    )
+    assert sorted(before) == sorted(after)
+    for name in before:
+        assert after[name].dtype == before[name].dtype
+        np.testing.assert_array_equal(after[name], before[name])

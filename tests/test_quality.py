@@ -21,9 +21,7 @@ def emb():
 
 
 def _fit(emb, train, X, **kw) -> Router:
-    r = Router(**kw)
-    r._embedder = emb
-    return r.fit(train, embeddings=X)
+    return Router(**kw).set_embedder(emb).fit(train, embeddings=X)
 
 
 def test_dcrouter_routing_beats_best_single_and_paper(emb) -> None:

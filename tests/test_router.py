@@ -4,7 +4,14 @@ import asyncio
 
 import numpy as np
 import pytest
-from avengers import ConfigError, NotFittedError, Router, evaluate, outcomes_from_rows
+from avengers import (
+    ArtifactError,
+    ConfigError,
+    NotFittedError,
+    Router,
+    evaluate,
+    outcomes_from_rows,
+)
 from avengers.scoring import minmax, tradeoff
 from toy import SKILL, toy_rows
 
@@ -210,3 +217,115 @@ def test_cross_validated_best_single_baseline() -> None:
     data = outcomes_from_rows(rows)
     # now "a" has no outcome on q4 and counts 0 there when q4 is held out
     assert cross_validate_best_single(data, folds=4) == pytest.approx(0.75)
+
+
+def test_clone_gives_an_unfitted_router_with_equal_settings(toy_router: Router, embedder) -> None:
+    from sklearn.base import clone
+
+    params = toy_router.get_params()
+    assert params["embedder"] is embedder
+    copy = clone(toy_router)
+    assert type(copy) is Router and not copy.is_fitted()
+    assert copy.get_params() == params
+    assert copy.get_params()["embedder"] is embedder  # shared, not deep-copied
+    copy.set_params(n_clusters=2)  # the original keeps its settings and fitted state
+    assert toy_router.n_clusters == 3 and toy_router.is_fitted()
+    # scikit-learn's repr: changed settings only, by name (wrapped when long)
+    assert " ".join(repr(copy).split()) == (
+        f"Router(embedder={embedder!r}, n_clusters=2, n_nearest=1, shrinkage=0.0)"
+    )
+    assert repr(Router(n_clusters=8)) == "Router(n_clusters=8)"
+
+
+def test_set_params_embedder_replaces_the_embedder_in_use(embedder) -> None:
+    r = Router(n_clusters=3, embedder="no/such-model").set_params(embedder=embedder)
+    assert r.get_embedder() is embedder
+    with pytest.raises(ConfigError, match="top_k must be a positive integer, got 0"):
+        r.set_params(alpha=0.5, top_k=0)
+    assert r.alpha == 1.0 and r.top_k == 1  # a refused change changes nothing
+
+
+def test_estimate_is_the_batch_form_of_route(toy_router: Router) -> None:
+    from avengers.decision import RouteEstimate
+
+    queries = ["What is 56 times 3?", "How do I bake a lemon cake?"]
+    X = toy_router.embed(queries)
+    est = toy_router.estimate(X)
+    assert isinstance(est, RouteEstimate)
+    n, m = 2, len(toy_router.models_)
+    for field in ("performance", "cost", "evidence", "score", "order"):
+        assert getattr(est, field).shape == (n, m)
+    assert est.nearest.shape == est.distance.shape == est.best.shape == (n,)
+    assert est.clusters.shape == est.weights.shape == (n, 1)
+    assert est.fallback == (None, None)
+    decisions = toy_router.route_batch(queries)
+    assert [toy_router.models_[i] for i in est.best] == [d.model for d in decisions]
+    np.testing.assert_array_equal(toy_router.predict(X), est.best)
+    cheap = toy_router.estimate(X, alpha=0.0)  # per-call override: cost only
+    assert {toy_router.models_[i] for i in cheap.best} == {"chef-model"}
+    with pytest.raises(ConfigError, match=r"alpha must be in \[0, 1\], got -0.1"):
+        toy_router.estimate(X, alpha=-0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("n_clusters", 0, "n_clusters must be a positive integer, got 0"),
+        ("n_clusters", 2.5, "n_clusters must be a positive integer"),
+        ("top_k", True, "top_k must be a positive integer, got True"),
+        ("alpha", 1.5, r"alpha must be in \[0, 1\], got 1.5"),
+        ("alpha", float("nan"), r"alpha must be in \[0, 1\]"),
+        ("n_nearest", 0, "n_nearest must be a positive integer"),
+        ("softmax_temperature", -1.0, "softmax_temperature must be a number >= 0"),
+        ("scoring", "magic", "scoring must be one of 'cluster', 'knn', 'hybrid'"),
+        ("n_neighbors", 0, "n_neighbors must be a positive integer"),
+        ("knn_weight", 2, r"knn_weight must be in \[0, 1\]"),
+        ("shrinkage", -0.5, "shrinkage must be a number >= 0"),
+        ("min_cluster_size", -1, "min_cluster_size must be an integer >= 0"),
+        ("far_quantile", 0.0, r"far_quantile must be in \(0, 1\] or None"),
+        ("clustering", "dbscan", "clustering must be one of 'kmeans', 'minibatch'"),
+        ("random_state", "seed", "random_state must be an integer or None"),
+        ("embedder", 42, "embedder must be None, a model name or an embedder object"),
+    ],
+)
+def test_every_setting_is_checked(name: str, value: object, message: str) -> None:
+    from avengers.params import ROUTER_PARAMS, check_param
+
+    assert set(ROUTER_PARAMS) == set(Router().get_params())
+    with pytest.raises(ConfigError, match=message):
+        check_param(name, value)
+    with pytest.raises(ConfigError, match=message):
+        Router().set_params(**{name: value})
+    with pytest.raises(ConfigError, match=message):
+        Router(**{name: value}).fit(toy_rows())  # type: ignore[arg-type]
+
+
+def test_state_round_trip_routes_the_same(embedder) -> None:
+    import json
+
+    r = Router(n_clusters=3, scoring="hybrid", n_neighbors=4, embedder=embedder).fit(toy_rows())
+    config, arrays = r.state()
+    json.dumps(config, allow_nan=False)  # the config is plain JSON
+    assert config["embedder"] == {"name": embedder.name, "dimension": 384}
+    assert "embedder" not in config["params"] and config["params"]["scoring"] == "hybrid"
+    assert arrays["train_embeddings"].dtype == np.float16  # stored at half precision
+    back = Router.from_state(config, arrays, embedder=embedder)
+    queries = ["What is 13 times 7?", "How do I make risotto creamy?", "Sort a list in Python"]
+    assert [d.models for d in back.route_batch(queries)] == [
+        d.models for d in r.route_batch(queries)
+    ]
+    np.testing.assert_array_equal(back.cluster_centers_, r.cluster_centers_)
+    assert back.get_params() == r.get_params()
+    del arrays["score_sums"]
+    with pytest.raises(ArtifactError, match=r"missing arrays \['score_sums'\]"):
+        Router.from_state(config, arrays)
+
+
+def test_summary_is_plain_data(toy_router: Router) -> None:
+    import json
+
+    s = toy_router.summary()
+    json.dumps(s, allow_nan=False)
+    assert s["models"] == list(SKILL) and len(s["clusters"]) == 3
+    assert sum(row["size"] for row in s["clusters"]) == 30
+    assert set(s["clusters"][0]["scores"]) == set(SKILL)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from .data import OutcomeData
 from .router import Router
@@ -37,9 +38,9 @@ def pretrained_path(name: str = PRETRAINED_NAME) -> Path:
     return Path(str(files("avengers").joinpath("pretrained", name)))
 
 
-def load_pretrained(name: str = PRETRAINED_NAME, **kwargs: object) -> Router:
+def load_pretrained(name: str = PRETRAINED_NAME, **kwargs: Any) -> Router:
     """The router shipped with the package (trained on the bundled dcrouter train split)."""
-    return Router.from_pretrained(pretrained_path(name), **kwargs)  # type: ignore[arg-type]
+    return Router.from_pretrained(pretrained_path(name), **kwargs)
 
 
 def demo_questions_path() -> Path:

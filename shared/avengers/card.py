@@ -1,20 +1,21 @@
-"""Model card (README.md) generated for a saved router."""
+"""Model card (README.md) generated for a saved router, from the plain summary dict of
+:meth:`avengers.Router.summary` (this module knows nothing else about routers)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import numpy as np
-
-if TYPE_CHECKING:
-    from .router import Router
+from collections.abc import Mapping
+from typing import Any
 
 
-def model_card(router: Router, *, max_rows: int = 64) -> str:
-    s = router.training_summary_ or {}
-    params = router.get_params()
-    scores = router.cluster_scores()
-    k = len(router.cluster_centers_)
+def model_card(summary: Mapping[str, Any], *, max_rows: int = 64) -> str:
+    """Markdown model card: usage, settings, training data and the ``max_rows`` largest
+    clusters with their best models."""
+    s = summary.get("training_summary") or {}
+    params = summary["params"]
+    models = list(summary["models"])
+    embedder = summary["embedder"]
+    clusters = summary["clusters"]
+    k = len(clusters)
     lines = [
         "---",
         "library_name: avengers-router",
@@ -35,7 +36,7 @@ def model_card(router: Router, *, max_rows: int = 64) -> str:
         "",
         "## Settings",
         "",
-        f"- embedder: `{router.embedder_name_}` ({router.n_features_in_}-d)",
+        f"- embedder: `{embedder['name']}` ({embedder['dimension']}-d)",
         f"- clusters: {k} (asked: {params['n_clusters']}, algorithm: {params['clustering']})",
         f"- scoring: {params['scoring']}, soft routing over {params['n_nearest']} nearest "
         "cluster(s), "
@@ -44,7 +45,7 @@ def model_card(router: Router, *, max_rows: int = 64) -> str:
         "## Training data",
         "",
         f"- source: `{s.get('source', 'unknown')}`",
-        f"- queries: {s.get('n_queries', '?')}, models: {s.get('n_models', len(router.models_))}",
+        f"- queries: {s.get('n_queries', '?')}, models: {s.get('n_models', len(models))}",
     ]
     if s.get("tasks"):
         lines.append("- tasks: " + ", ".join(f"{t} ({n})" for t, n in s["tasks"].items()))
@@ -56,7 +57,7 @@ def model_card(router: Router, *, max_rows: int = 64) -> str:
         lines.append(f"- note: {note}")
     lines += ["", "| model | mean score | mean cost |", "|---|---|---|"]
     costs = s.get("mean_cost", {})
-    for m in router.models_:
+    for m in models:
         ms = s.get("mean_score", {}).get(m)
         c = costs.get(m)
         lines.append(
@@ -69,13 +70,13 @@ def model_card(router: Router, *, max_rows: int = 64) -> str:
         "| cluster | size | top model | its score | runner-up |",
         "|---|---|---|---|---|",
     ]
-    order = np.argsort(-router.cluster_sizes_)[:max_rows]
-    for c in order:
-        ranked = np.argsort(-scores[c])
-        top, second = ranked[0], ranked[1] if len(ranked) > 1 else ranked[0]
+    largest = sorted(clusters, key=lambda row: -row["size"])[:max_rows]  # stable: ties by id
+    for row in largest:
+        ranked = sorted(row["scores"].items(), key=lambda ms: -ms[1])
+        (top, top_score), (second, second_score) = ranked[0], ranked[min(1, len(ranked) - 1)]
         lines.append(
-            f"| {c} | {int(router.cluster_sizes_[c])} | {router.models_[top]} | "
-            f"{scores[c, top]:.3f} | {router.models_[second]} ({scores[c, second]:.3f}) |"
+            f"| {row['cluster']} | {row['size']} | {top} | {top_score:.3f} | "
+            f"{second} ({second_score:.3f}) |"
         )
     if k > max_rows:
         lines.append(f"| … | {k - max_rows} smaller clusters not shown | | | |")

@@ -3,21 +3,21 @@ the cluster of its nearest centroid, whatever algorithm found the clusters."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from .exceptions import ConfigError
 
 ClusterAlgorithm = Literal["kmeans", "minibatch", "gmm", "agglomerative"]
-ALGORITHMS: tuple[str, ...] = ("kmeans", "minibatch", "gmm", "agglomerative")
+ALGORITHMS: tuple[str, ...] = get_args(ClusterAlgorithm)
 
 
 def fit_centroids(
     X: np.ndarray,
     n_clusters: int,
     *,
-    algorithm: str = "kmeans",
+    algorithm: ClusterAlgorithm = "kmeans",
     random_state: int | None = 0,
     n_init: int = 3,
 ) -> np.ndarray:

@@ -1,9 +1,12 @@
-"""The routing decision: everything needed to act on a route and to explain it."""
+"""Routing results: the per-query decision (everything needed to act on a route and to explain
+it) and the vectorized estimate for a batch of embedded queries it is built from."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -78,3 +81,35 @@ class RouteDecision:
                 f"  cost {cost}  evidence {m.evidence:.0f}"
             )
         return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class RouteEstimate:
+    """What :meth:`avengers.Router.estimate` works out for ``n`` embedded queries and ``m``
+    candidate models (columns in the order of ``Router.models_``), as arrays."""
+
+    performance: np.ndarray
+    """(n, m) expected score of each model on each query."""
+    cost: np.ndarray | None
+    """(n, m) expected cost of each model on each query; None if the router knows no costs."""
+    evidence: np.ndarray
+    """(n, m) how many training outcomes back each estimate (weighted by cluster membership)."""
+    nearest: np.ndarray
+    """(n,) index of each query's nearest cluster."""
+    distance: np.ndarray
+    """(n,) Euclidean distance from each query to its nearest centroid."""
+    clusters: np.ndarray
+    """(n, p) indices of the clusters each estimate draws on, nearest first."""
+    weights: np.ndarray
+    """(n, p) soft-routing weight of each of those clusters (rows sum to 1)."""
+    fallback: tuple[str | None, ...]
+    """Per query, why the global ranking was used instead (thin cluster, far query), else None."""
+    score: np.ndarray
+    """(n, m) ranking score: performance blended with cost by ``alpha``; higher is better."""
+    order: np.ndarray
+    """(n, m) model indices, best first (by score, then performance, global score, lower cost)."""
+
+    @property
+    def best(self) -> np.ndarray:
+        """(n,) index of the best model for each query."""
+        return self.order[:, 0]

@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.base import clone
 
 from .data import OutcomeData, as_outcomes
-from .exceptions import DataError
+from .exceptions import DataError, NotFittedError
 from .router import Router
 
 
@@ -57,6 +58,19 @@ class Evaluation:
         return "\n".join(out)
 
 
+def _settings(router: Router) -> dict[str, Any]:
+    """The router's settings without the embedder (an object, recorded by name elsewhere)."""
+    params = router.get_params(deep=False)
+    del params["embedder"]
+    return params
+
+
+def _refit_copy(router: Router, **params: Any) -> Router:
+    """An unfitted copy of ``router`` with some settings changed, using the same embedder
+    instance (so the model is not loaded again)."""
+    return clone(router).set_params(**params).set_embedder(router.get_embedder())
+
+
 def _scores0(data: OutcomeData) -> np.ndarray:
     return np.nan_to_num(data.scores, nan=0.0)
 
@@ -70,7 +84,10 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate a fitted router on test outcomes. The best single model is the one with the best
     mean score in the router's *training* data (``train_best`` overrides), measured on test."""
-    router._check_fitted()
+    if not router.is_fitted():
+        raise NotFittedError(
+            "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
+        )
     test = as_outcomes(test_data)
     if len(test) == 0:
         raise DataError("empty test data")
@@ -79,8 +96,8 @@ def evaluate(
         raise DataError(f"test data has no outcomes for router models: {missing}")
     test = test.select_models(router.models_)
     X = router.embed(test.queries) if embeddings is None else np.asarray(embeddings, np.float32)
-    est = router._estimate(X)
-    choice = est.order[:, 0]
+    est = router.estimate(X)
+    choice = est.best
     S = _scores0(test)
     rows = np.arange(len(test))
     acc_rows = S[rows, choice]
@@ -127,7 +144,7 @@ def evaluate(
         routed_share={m: float(v) for m, v in zip(router.models_, share, strict=True)},
         n_fallback=sum(f is not None for f in est.fallback),
         per_task=per_task,
-        settings=router.get_params(),
+        settings=_settings(router),
     )
 
 
@@ -148,8 +165,7 @@ def sweep_k(
         test_embeddings = base.embed(test.queries)
     out = []
     for k in ks:
-        r = Router(**{**base.get_params(), "n_clusters": int(k)}, embedder=base.embedder)
-        r._embedder = base._embedder
+        r = _refit_copy(base, n_clusters=int(k))
         r.fit(train, embeddings=train_embeddings)
         out.append(evaluate(r, test, embeddings=test_embeddings))
     return out
@@ -211,8 +227,7 @@ def cross_validate(
     (embeddings given, aligned with ``data.queries``)."""
     accs = []
     for train_idx, test_idx in _folds(len(data), folds, seed):
-        r = Router(**router.get_params())
-        r._embedder = router._embedder
+        r = _refit_copy(router)
         r.fit(data.subset(train_idx), embeddings=embeddings[train_idx])
         accs.append(evaluate(r, data.subset(test_idx), embeddings=embeddings[test_idx]).accuracy)
     return float(np.mean(accs))
@@ -236,9 +251,8 @@ def tune(
     keys = list(grid)
     results = []
     for values in itertools.product(*(grid[k] for k in keys)):
-        params = {**base.get_params(), **dict(zip(keys, values, strict=True))}
-        r = Router(**params)
-        r._embedder = base._embedder
+        params = {**_settings(base), **dict(zip(keys, values, strict=True))}
+        r = _refit_copy(base, **params)
         results.append((params, cross_validate(r, data, embeddings=X, folds=folds, seed=seed)))
     best = max(results, key=lambda pr: pr[1])[0]
     return best, results

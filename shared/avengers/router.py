@@ -7,45 +7,55 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from . import scoring
-from .clustering import ALGORITHMS, fit_centroids, pairwise_sq_dist
+from .artifact import push_artifact, read_artifact, write_artifact
+from .card import model_card as make_model_card
+from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
 from .data import OutcomeData, as_outcomes
-from .decision import ModelScore, RouteDecision
+from .decision import ModelScore, RouteDecision, RouteEstimate
 from .embedders import Embedder, aembed, resolve_embedder
-from .exceptions import ConfigError, DataError, NotFittedError
+from .exceptions import ArtifactError, ConfigError, DataError, EmbedderMismatchError, NotFittedError
+from .params import ROUTER_PARAMS, Scoring, check_alpha, check_params
 
-Scoring = Literal["cluster", "knn", "hybrid"]
+__all__ = ["RouteEstimate", "Router", "Scoring"]
+
+# Fitted arrays in the router's state, by name; the fitted attribute is the name plus "_".
+_STATE_ARRAYS = (
+    "cluster_centers",
+    "cluster_sizes",
+    "score_sums",
+    "score_counts",
+    "global_scores",
+    "train_distances",
+)
+_OPTIONAL_STATE_ARRAYS = (
+    "cost_sums",
+    "cost_counts",
+    "global_costs",
+    "train_embeddings",
+    "train_scores",
+)
+# Arrays kept in a smaller dtype in the state: halves the file; routing is insensitive to it.
+_STATE_DTYPES = {"train_embeddings": np.float16}
+_DISTANCE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 1.0)
 
 
-@dataclass
-class _Estimate:
-    """Vectorized routing state for a batch of embedded queries."""
-
-    perf: np.ndarray  # (n, m) expected score
-    cost: np.ndarray | None  # (n, m) expected cost
-    evidence: np.ndarray  # (n, m)
-    nearest: np.ndarray  # (n,) nearest cluster
-    distance: np.ndarray  # (n,)
-    idx: np.ndarray  # (n, p) clusters used
-    weights: np.ndarray  # (n, p)
-    fallback: list[str | None]
-    rank_score: np.ndarray  # (n, m)
-    order: np.ndarray  # (n, m) model indices best first
-
-
-class Router:
+class Router(BaseEstimator):
     """Routes a query to the candidate model(s) that did best on similar training queries.
 
-    Parameters follow scikit-learn conventions: set in ``__init__``, learned in :meth:`fit`, and
-    fitted attributes end in ``_``. Use :meth:`paper` for the plain setting of Zhang et al. (2025).
+    A scikit-learn estimator: settings are set in ``__init__`` (``get_params``, ``set_params``
+    and ``sklearn.base.clone`` work as usual, ``embedder`` included), learned in :meth:`fit`,
+    and fitted attributes end in ``_``. Use :meth:`paper` for the plain setting of Zhang et al.
+    (2025). The allowed values of every setting are declared in :data:`avengers.params.ROUTER_PARAMS`.
 
     The defaults differ from the paper in two measured ways (see ``docs/benchmarks.md``): soft
     routing over the 5 nearest clusters, and cluster estimates shrunk toward each model's global
@@ -66,7 +76,7 @@ class Router:
         shrinkage: float = 10.0,
         min_cluster_size: int = 1,
         far_quantile: float | None = None,
-        clustering: str = "kmeans",
+        clustering: ClusterAlgorithm = "kmeans",
         random_state: int | None = 0,
         embedder: Embedder | str | None = None,
     ) -> None:
@@ -84,69 +94,52 @@ class Router:
         self.clustering = clustering
         self.random_state = random_state
         self.embedder = embedder
-        self._embedder: Embedder | None = None
+        self._embedder: Embedder | None = None  # ``embedder`` resolved, on first use
 
-    # ------------------------------------------------------------------ construction helpers
+    # ------------------------------------------------------------------ settings
 
     @classmethod
     def paper(cls, n_clusters: int = 64, **kwargs: Any) -> Router:
         """The plain method of the paper: k-means, nearest cluster, plain cluster means, top-1."""
         return cls(n_clusters, n_nearest=1, shrinkage=0.0, scoring="cluster", **kwargs)
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "n_clusters": self.n_clusters,
-            "top_k": self.top_k,
-            "alpha": self.alpha,
-            "n_nearest": self.n_nearest,
-            "softmax_temperature": self.softmax_temperature,
-            "scoring": self.scoring,
-            "n_neighbors": self.n_neighbors,
-            "knn_weight": self.knn_weight,
-            "shrinkage": self.shrinkage,
-            "min_cluster_size": self.min_cluster_size,
-            "far_quantile": self.far_quantile,
-            "clustering": self.clustering,
-            "random_state": self.random_state,
-        }
-
     def set_params(self, **params: Any) -> Router:
         """Change settings. Routing-time settings (alpha, top_k, n_nearest, temperature,
-        shrinkage, knn options, fallbacks) take effect without refitting."""
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ConfigError(f"unknown router setting {k!r}; valid: {', '.join(valid)}")
-            setattr(self, k, v)
-        self._validate_params()
+        shrinkage, knn options, fallbacks) take effect without refitting. An unknown name or a
+        bad value raises :class:`~avengers.ConfigError` and leaves the router unchanged."""
+        current = self.get_params(deep=False)
+        for name in params:
+            if name not in current:
+                raise ConfigError(
+                    f"unknown router setting {name!r}; valid: {', '.join(ROUTER_PARAMS)}"
+                )
+        super().set_params(**params)
+        try:
+            self._validate_params()
+        except ConfigError:
+            super().set_params(**{name: current[name] for name in params})
+            raise
+        if "embedder" in params and params["embedder"] is not current["embedder"]:
+            self._embedder = None
         return self
 
-    def __repr__(self) -> str:
-        default = Router.__new__(Router)
-        Router.__init__(default)
-        changed = {k: v for k, v in self.get_params().items() if v != default.get_params()[k]}
-        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        return f"Router({args})"
-
     def _validate_params(self) -> None:
-        if not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 1:
-            raise ConfigError(f"n_clusters must be a positive integer, got {self.n_clusters!r}")
-        if not 0.0 <= float(self.alpha) <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
-        if self.top_k < 1:
-            raise ConfigError(f"top_k must be >= 1, got {self.top_k!r}")
-        if self.n_nearest < 1:
-            raise ConfigError(f"n_nearest must be >= 1, got {self.n_nearest!r}")
-        if self.scoring not in ("cluster", "knn", "hybrid"):
-            raise ConfigError(f"scoring must be 'cluster', 'knn' or 'hybrid', got {self.scoring!r}")
-        if self.clustering not in ALGORITHMS:
-            raise ConfigError(f"clustering must be one of {ALGORITHMS}, got {self.clustering!r}")
-        if self.shrinkage < 0:
-            raise ConfigError(f"shrinkage must be >= 0, got {self.shrinkage!r}")
-        if not 0.0 <= float(self.knn_weight) <= 1.0:
-            raise ConfigError(f"knn_weight must be in [0, 1], got {self.knn_weight!r}")
-        if self.far_quantile is not None and not 0.0 < float(self.far_quantile) <= 1.0:
-            raise ConfigError(f"far_quantile must be in (0, 1] or None, got {self.far_quantile!r}")
+        """Check every setting against :data:`avengers.params.ROUTER_PARAMS` (this overrides
+        scikit-learn's hook of the same name)."""
+        check_params(self.get_params(deep=False))
+
+    def __sklearn_clone__(self) -> Router:
+        """An unfitted router with the same settings (what ``sklearn.base.clone`` returns).
+
+        The embedder object is shared rather than deep-copied as scikit-learn would: an
+        embedder is a stateless service (a loaded model, an HTTP client, a disk cache), and
+        copying one costs time and memory or fails on its locks. Every other setting is an
+        immutable number or string."""
+        return type(self)(**self.get_params(deep=False))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Lets ``sklearn.utils.validation.check_is_fitted`` ask :meth:`is_fitted`."""
+        return self.is_fitted()
 
     # ------------------------------------------------------------------ embedding
 
@@ -234,7 +227,9 @@ class Router:
             self.cost_sums_, self.cost_counts_ = scoring.group_sums(labels, data.costs, k)
             self.global_costs_ = scoring.column_means(data.costs)
         d_own = np.sqrt(pairwise_sq_dist(X, centers)[np.arange(len(X)), labels])
-        self.train_distances_ = np.quantile(d_own, [0.5, 0.9, 0.95, 0.99, 1.0]).astype(np.float64)
+        self.train_distances_ = np.quantile(d_own, _DISTANCE_QUANTILES).astype(np.float64)
+        self.train_embeddings_: np.ndarray | None = None
+        self.train_scores_: np.ndarray | None = None
         if self.scoring in ("knn", "hybrid"):
             self.train_embeddings_ = X.astype(np.float32)
             self.train_scores_ = data.scores.astype(np.float32)
@@ -272,16 +267,15 @@ class Router:
     def _far_threshold(self) -> float | None:
         if self.far_quantile is None:
             return None
-        qs = np.array([0.5, 0.9, 0.95, 0.99, 1.0])
-        return float(np.interp(self.far_quantile, qs, self.train_distances_))
+        return float(np.interp(self.far_quantile, _DISTANCE_QUANTILES, self.train_distances_))
 
-    def _estimate(self, X: np.ndarray, alpha: float | None = None) -> _Estimate:
+    def estimate(self, X: np.ndarray, *, alpha: float | None = None) -> RouteEstimate:
+        """Expected performance, cost and ranking of every model for a batch of embedded
+        queries (rows of ``X``), as arrays: what :meth:`route_embeddings` turns into decisions.
+        ``alpha`` overrides the router's trade-off for this call only."""
         self._check_fitted()
         self._validate_params()
-        if alpha is None:
-            alpha = float(self.alpha)
-        elif not 0.0 <= float(alpha) <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ConfigError(
@@ -299,6 +293,11 @@ class Router:
         cost = None if cc is None else np.einsum("np,npm->nm", w, cc[idx])
 
         if self.scoring in ("knn", "hybrid"):
+            if self.train_embeddings_ is None or self.train_scores_ is None:
+                raise ConfigError(
+                    f"scoring {self.scoring!r} needs the training embeddings, which a router "
+                    "fitted with scoring 'cluster' does not keep: fit again"
+                )
             sims = X @ self.train_embeddings_.T
             kperf, kcount = scoring.knn_estimate(
                 sims,
@@ -333,24 +332,33 @@ class Router:
                         f"cluster {c} has {int(self.cluster_sizes_[c])} training queries "
                         f"(< {self.min_cluster_size}): global ranking used"
                     )
-        rank_score = scoring.tradeoff(perf, cost, float(alpha))
+        rank_score = scoring.tradeoff(perf, cost, alpha)
         # order: ranking score, then expected performance, then global score, then lower cost
         keys: list[np.ndarray] = []
         if cost is not None:
             keys.append(cost)
         keys += [-np.broadcast_to(self.global_scores_, perf.shape), -perf, -rank_score]
         order = np.lexsort(keys, axis=-1) if len(X) else np.zeros((0, len(self.models_)), int)
-        return _Estimate(
-            perf, cost, evidence, nearest, distance, idx, w, fallback, rank_score, order
+        return RouteEstimate(
+            performance=perf,
+            cost=cost,
+            evidence=evidence,
+            nearest=nearest,
+            distance=distance,
+            clusters=idx,
+            weights=w,
+            fallback=tuple(fallback),
+            score=rank_score,
+            order=order,
         )
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Index (into ``models_``) of the best model for each embedded query."""
-        return self._estimate(X).order[:, 0]
+        return self.estimate(X).best
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         """Expected score of every model for each embedded query, shape (n, M)."""
-        return self._estimate(X).perf
+        return self.estimate(X).performance
 
     # ------------------------------------------------------------------ routing
 
@@ -363,7 +371,7 @@ class Router:
     ) -> list[RouteDecision]:
         """Decisions for already-embedded queries. ``alpha`` overrides the router's trade-off
         for this call only."""
-        est = self._estimate(X, alpha)
+        est = self.estimate(X, alpha=alpha)
         method = (
             self.scoring if self.n_nearest == 1 or self.scoring != "cluster" else "soft-cluster"
         )
@@ -372,8 +380,8 @@ class Router:
             ranking = tuple(
                 ModelScore(
                     model=self.models_[j],
-                    score=float(est.rank_score[i, j]),
-                    performance=float(est.perf[i, j]),
+                    score=float(est.score[i, j]),
+                    performance=float(est.performance[i, j]),
                     cost=None if est.cost is None else float(est.cost[i, j]),
                     evidence=float(est.evidence[i, j]),
                 )
@@ -387,7 +395,8 @@ class Router:
                     distance=float(est.distance[i]),
                     top_k=min(self.top_k, len(self.models_)),
                     cluster_weights={
-                        int(c): float(w) for c, w in zip(est.idx[i], est.weights[i], strict=True)
+                        int(c): float(w)
+                        for c, w in zip(est.clusters[i], est.weights[i], strict=True)
                     },
                     fallback=est.fallback[i],
                     method=method if est.fallback[i] is None else "global",
@@ -425,11 +434,131 @@ class Router:
 
     # ------------------------------------------------------------------ persistence
 
+    def _config(self) -> dict[str, Any]:
+        """The JSON-able part of the state (see :meth:`state`)."""
+        self._check_fitted()
+        params = self.get_params(deep=False)
+        # in the order of ROUTER_PARAMS (that of __init__); the embedder is recorded below
+        params = {name: params[name] for name in ROUTER_PARAMS if name != "embedder"}
+        return {
+            "models": list(self.models_),
+            "n_clusters_fitted": len(self.cluster_centers_),
+            "embedder": {"name": self.embedder_name_, "dimension": int(self.n_features_in_)},
+            "params": _jsonable(params),
+            "training_summary": _jsonable(self.training_summary_),
+        }
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything a fitted router needs to route again, for saving: a JSON-able config
+        (settings, model names, embedder name and dimension, training summary) and named arrays
+        (centroids, per-cluster sums and counts, ...). :meth:`from_state` restores it."""
+        config = self._config()
+        arrays: dict[str, np.ndarray] = {}
+        for name in _STATE_ARRAYS + _OPTIONAL_STATE_ARRAYS:
+            value = getattr(self, name + "_", None)
+            if value is not None:
+                arrays[name] = np.asarray(value, dtype=_STATE_DTYPES.get(name, value.dtype))
+        return config, arrays
+
+    @classmethod
+    def from_state(
+        cls,
+        config: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        *,
+        embedder: Embedder | str | None = None,
+    ) -> Router:
+        """A fitted router from :meth:`state`'s config and arrays. ``embedder`` overrides the
+        recorded one (same dimension required, else :class:`~avengers.EmbedderMismatchError`);
+        a config or arrays that do not fit together raise :class:`~avengers.ArtifactError`."""
+        try:
+            params = dict(config["params"])
+            models = [str(m) for m in config["models"]]
+            emb_name = str(config["embedder"]["name"])
+            dim = int(config["embedder"]["dimension"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"config: missing or bad field {e}") from None
+        params.pop("embedder", None)
+        unknown = sorted(set(params) - set(ROUTER_PARAMS))
+        if unknown:
+            raise ArtifactError(f"config: unknown settings {unknown} (from a newer version?)")
+        missing = [name for name in _STATE_ARRAYS if name not in arrays]
+        if missing:
+            raise ArtifactError(f"missing arrays {missing}")
+        router = cls(**params, embedder=embedder if embedder is not None else emb_name)
+        try:
+            router._validate_params()
+        except ConfigError as e:
+            raise ArtifactError(f"config: {e}") from None
+        router.models_ = models
+        router.n_features_in_ = dim
+        router.embedder_name_ = emb_name
+        for name in _STATE_ARRAYS + _OPTIONAL_STATE_ARRAYS:
+            value = arrays.get(name)
+            if value is not None and name in _STATE_DTYPES:
+                value = value.astype(np.float32)
+            setattr(router, name + "_", value)
+        router.labels_ = np.zeros(0, dtype=np.int64)  # not kept: routing does not need them
+        router.training_summary_ = config.get("training_summary") or {}
+        router._check_state_shapes()
+        if embedder is not None:
+            emb = resolve_embedder(embedder)
+            if emb.dimension != dim:
+                raise EmbedderMismatchError(
+                    f"embedder {emb.name!r} gives {emb.dimension}-d vectors but the router was "
+                    f"trained with {emb_name!r} ({dim}-d)"
+                )
+            router._embedder = emb
+        return router
+
+    def _check_state_shapes(self) -> None:
+        k, d = self.cluster_centers_.shape
+        m = len(self.models_)
+        n = None if self.train_scores_ is None else len(self.train_scores_)
+        expect = {
+            "cluster_sizes": (k,),
+            "score_sums": (k, m),
+            "score_counts": (k, m),
+            "global_scores": (m,),
+            "train_distances": (len(_DISTANCE_QUANTILES),),
+            "cost_sums": (k, m),
+            "cost_counts": (k, m),
+            "global_costs": (m,),
+            "train_embeddings": (n, d),
+            "train_scores": (n, m),
+        }
+        for name, shape in expect.items():
+            value = getattr(self, name + "_")
+            if value is not None and value.shape != shape:
+                raise ArtifactError(
+                    f"array {name} has shape {value.shape}, expected {shape} (corrupted artifact?)"
+                )
+        if d != self.n_features_in_:
+            raise ArtifactError(f"centroids are {d}-d but config says {self.n_features_in_}")
+        if self.scoring in ("knn", "hybrid") and self.train_embeddings_ is None:
+            raise ArtifactError(f"scoring {self.scoring!r} needs the arrays train_embeddings")
+
+    def summary(self) -> dict[str, Any]:
+        """A plain, JSON-able description of the fitted router (what its model card shows): the
+        config of :meth:`state` plus one row per cluster with its size and each model's expected
+        score there."""
+        config = self._config()
+        scores = self.cluster_scores()
+        config["clusters"] = [
+            {
+                "cluster": c,
+                "size": int(size),
+                "scores": {m: float(s) for m, s in zip(self.models_, scores[c], strict=True)},
+            }
+            for c, size in enumerate(self.cluster_sizes_)
+        ]
+        return config
+
     def save_pretrained(self, path: str | Path, *, model_card: bool = True) -> Path:
         """Write ``config.json``, ``router.safetensors`` and a model card to ``path``."""
-        from .artifact import save_router
-
-        return save_router(self, Path(path), model_card=model_card)
+        config, arrays = self.state()
+        card = make_model_card(self.summary()) if model_card else None
+        return write_artifact(Path(path), config, arrays, card=card)
 
     @classmethod
     def from_pretrained(
@@ -443,16 +572,13 @@ class Router:
     ) -> Router:
         """Load a router from a local folder or a Hugging Face Hub repo id (honours
         ``HF_HUB_OFFLINE``). ``embedder`` overrides the recorded one (same dimension required)."""
-        from .artifact import load_router
-
-        return load_router(
-            cls,
-            path_or_repo_id,
-            embedder=embedder,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
+        config, arrays, folder = read_artifact(
+            path_or_repo_id, revision=revision, cache_dir=cache_dir, token=token
         )
+        try:
+            return cls.from_state(config, arrays, embedder=embedder)
+        except ArtifactError as e:  # EmbedderMismatchError included: same type, with the folder
+            raise type(e)(f"{folder}: {e}") from None
 
     def push_to_hub(
         self,
@@ -463,11 +589,29 @@ class Router:
         commit_message: str = "Upload Avengers router",
     ) -> str:
         """Upload the artifact to the Hugging Face Hub; returns the commit URL."""
-        from .artifact import push_router
-
-        return push_router(
-            self, repo_id, private=private, token=token, commit_message=commit_message
+        config, arrays = self.state()
+        return push_artifact(
+            repo_id,
+            config,
+            arrays,
+            card=make_model_card(self.summary()),
+            private=private,
+            token=token,
+            commit_message=commit_message,
         )
+
+
+def _jsonable(x: Any) -> Any:
+    """``x`` with NumPy scalars as Python numbers and NaN as None, so JSON can hold it."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return None if math.isnan(float(x)) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
 
 
 def _check_queries(queries: Sequence[Any]) -> None:
