@@ -3,7 +3,7 @@
 from .answer import AnswerChunk, Answerer, AnswerError, AnswerResult, SamplingConfig
 from .backends import Backend, CallError, Completion, OpenAIBackend
 from .data import OutcomeData, load_outcomes, outcomes_from_rows
-from .decision import ModelScore, RouteDecision
+from .decision import ModelScore, RouteDecision, RouteEstimate
 from .embedders import CachedEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
 from .endpoints import Endpoint, load_endpoints
 from .evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep_k, tune
@@ -16,8 +16,7 @@ from .exceptions import (
     NotFittedError,
 )
 from .router import Router
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "AnswerChunk",
@@ -42,6 +41,7 @@ __all__ = [
     "OpenAIEmbedder",
     "OutcomeData",
     "RouteDecision",
+    "RouteEstimate",
     "Router",
     "SamplingConfig",
     "SentenceTransformerEmbedder",

@@ -198,11 +198,12 @@ class Answerer:
 
     def stream(self, query: Query, **kwargs: Any) -> Iterator[AnswerChunk]:
         """Sync twin of :meth:`astream`."""
-        return iterate_sync(lambda: self.astream(query, **kwargs), self._aclose)
+        return iterate_sync(lambda: self.astream(query, **kwargs), self.aclose)
 
     # ----------------------------------------------------------------------------- internals
 
-    async def _aclose(self) -> None:
+    async def aclose(self) -> None:
+        """Close the backend's connections (the backend's own ``aclose``, if it has one)."""
         close = getattr(self.backend, "aclose", None)
         if close is not None:
             await close()
@@ -211,7 +212,7 @@ class Answerer:
         try:
             return await coro
         finally:
-            await self._aclose()
+            await self.aclose()
 
     async def _plan(
         self,

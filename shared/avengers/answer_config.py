@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, cast, get_args
 
+from . import params
 from .exceptions import ConfigError
 from .voting import ANSWER_TYPES, Extractor
 
@@ -31,8 +32,8 @@ FIRST_SAMPLE: VoteMethod = "first sample (code is not voted on without an equiva
 
 def check_alpha(alpha: float | None) -> None:
     """Raise :class:`ConfigError` unless ``alpha`` is None or in [0, 1]."""
-    if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
-        raise ConfigError(f"alpha must be in [0, 1], got {alpha!r}")
+    if alpha is not None:
+        params.check_alpha(alpha)
 
 
 def as_strategy(name: str) -> Strategy:

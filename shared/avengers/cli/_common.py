@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import typer
 
@@ -43,7 +43,7 @@ def load_data(paths: list[Path], duplicates: str) -> Any:
     """Outcome files, or ``bundled:train`` / ``bundled:test`` for the data shipped with the
     package (dcrouter, with model prices as costs)."""
     from ..bundled import load_bundled
-    from ..data import OutcomeData, load_outcomes
+    from ..data import Duplicates, OutcomeData, load_outcomes
 
     if duplicates not in ("error", "mean", "first"):
         fail(f"--duplicates must be error, mean or first, not {duplicates!r}")
@@ -53,7 +53,7 @@ def load_data(paths: list[Path], duplicates: str) -> Any:
         if name.startswith("bundled:"):
             parts.append(load_bundled(name.split(":", 1)[1]))
         else:
-            parts.append(load_outcomes(p, duplicates=duplicates))  # type: ignore[arg-type]
+            parts.append(load_outcomes(p, duplicates=cast(Duplicates, duplicates)))
     return parts[0] if len(parts) == 1 else OutcomeData.concat(parts)
 
 

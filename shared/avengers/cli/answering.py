@@ -39,9 +39,10 @@ def answer(
 ) -> None:
     """Answer question(s): route, sample, vote, and print the answer with its account."""
     from ..answer import Answerer, SamplingConfig
+    from ..answer_config import as_strategy
 
     cfg = SamplingConfig(
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=as_strategy(strategy),
         n_samples=samples,
         temperature=temperature,
         answer_type=answer_type,

@@ -47,11 +47,12 @@ def serve(
     import uvicorn
 
     from ..answer import Answerer, SamplingConfig
+    from ..answer_config import as_strategy
     from ..server import create_app, load_api_keys
 
     if workers < 1:
         fail("--workers must be >= 1")
-    cfg = SamplingConfig(strategy=strategy, n_samples=samples, temperature=temperature)  # type: ignore[arg-type]
+    cfg = SamplingConfig(strategy=as_strategy(strategy), n_samples=samples, temperature=temperature)
     keys = load_api_keys(file=api_key_file)
     answerer = Answerer(router_arg(router), endpoints, cfg)  # validates everything up front
     if host not in ("127.0.0.1", "localhost", "::1") and not keys:

@@ -4,7 +4,7 @@ cross-validation with ``--tune``) and save it."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -57,6 +57,7 @@ def train(
 ) -> None:
     """Fit a router on outcome data and save it."""
     from ..evaluation import cross_validate_best_single, tune
+    from ..params import ClusterAlgorithm, Scoring
     from ..router import Router
 
     grid = _parse_grid(tune_grid or [])
@@ -69,8 +70,8 @@ def train(
         top_k=top_k,
         n_nearest=n_nearest,
         shrinkage=shrinkage,
-        scoring=scoring,  # type: ignore[arg-type]
-        clustering=clustering,
+        scoring=cast(Scoring, scoring),  # checked by Router against avengers.params
+        clustering=cast(ClusterAlgorithm, clustering),
         embedder=embedder,
         random_state=seed,
     )

@@ -57,9 +57,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     answerer: Answerer = app.state.server.answerer
     await asyncio.to_thread(answerer.router.get_embedder().embed, ["warm-up"])
     yield
-    close = getattr(answerer.backend, "aclose", None)
-    if close is not None:
-        await close()
+    await answerer.aclose()
 
 
 def app_from_env() -> FastAPI:
