@@ -22,6 +22,7 @@ a circle through the ``__init__``'s re-exports, and is reported.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -332,3 +333,65 @@ def test_artifact_and_card_know_nothing_of_the_router() -> None:
     # the router calls them with plain config, arrays and summaries, never the other way round
     for name in ("artifact", "card"):
         assert f"{PACKAGE}.router" not in imported_modules(f"{PACKAGE}.{name}")
+
+
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+
+
+def layers() -> dict[str, int]:
+    """The layer of every module pattern in docs/architecture.md's table (``| 3 | `router`, ...``);
+    ``cli.*`` covers the package ``avengers.cli`` and everything under it."""
+    found: dict[str, int] = {}
+    for line in ARCHITECTURE.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].isdigit():
+            for name in re.findall(r"`([\w.*]+)`", cells[1]):
+                found[name] = int(cells[0])
+    return found
+
+
+def layer_of(module: str, table: dict[str, int]) -> int | None:
+    short = module.removeprefix(PACKAGE + ".")
+    if short in table:
+        return table[short]
+    for pattern, layer in table.items():
+        if pattern.endswith(".*") and (short == pattern[:-2] or short.startswith(pattern[:-1])):
+            return layer
+    return None
+
+
+def test_every_module_has_a_documented_layer() -> None:
+    table = layers()
+    assert table, f"no layer table found in {ARCHITECTURE}"
+    missing = [m for m in modules() if m != PACKAGE and layer_of(m, table) is None]
+    assert not missing, f"modules missing from the layer table in {ARCHITECTURE.name}: {missing}"
+
+
+def upward_imports(graph: dict[str, set[str]], table: dict[str, int]) -> list[str]:
+    """Edges of ``graph`` that go from a module to one in a higher layer."""
+    found = []
+    for name in sorted(graph):
+        if name == PACKAGE:
+            continue  # the package __init__ re-exports from every layer
+        own = layer_of(name, table)
+        for dep in sorted(graph[name]):
+            theirs = 99 if dep == PACKAGE else layer_of(dep, table)
+            if own is not None and theirs is not None and theirs > own:
+                found.append(f"{name} (layer {own}) imports {dep} (layer {theirs})")
+    return found
+
+
+def test_imports_point_down_the_layers() -> None:
+    graph = {name: imported_modules(name) for name in modules()}
+    upward = upward_imports(graph, layers())
+    assert not upward, "imports against the documented layers:\n" + "\n".join(upward)
+
+
+def test_layer_check_catches_an_upward_import() -> None:
+    table = {"router": 3, "scoring": 0, "server.*": 5}
+    assert layer_of("avengers.server.app", table) == 5
+    assert layer_of("avengers.serverless", table) is None
+    graph = {"avengers.router": {"avengers.scoring"}, "avengers.scoring": {"avengers.router"}}
+    assert upward_imports(graph, table) == [
+        "avengers.scoring (layer 0) imports avengers.router (layer 3)"
+    ]

@@ -226,7 +226,22 @@ class OpenAIEmbedder:
         return arr
 
 
-class CachedEmbedder:
+class Wrapper:
+    """Base of embedders that wrap another (caches, batching): they answer to the inner
+    embedder's ``name`` and ``dimension``, since they never change its vectors."""
+
+    inner: Embedder
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+
+class CachedEmbedder(Wrapper):
     """Caches another embedder's vectors on disk (SQLite, keyed by SHA-256 of name + text). Meant
     for training data. At most ``max_rows`` vectors are kept per embedder (the oldest written are
     evicted first); ``None`` means no bound."""
@@ -251,14 +266,6 @@ class CachedEmbedder:
 
     def __repr__(self) -> str:
         return f"CachedEmbedder({self.inner!r}, cache_dir={str(self.cache_dir)!r})"
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
 
     def _db(self) -> sqlite3.Connection:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -332,7 +339,7 @@ class CachedEmbedder:
         return np.stack([found[k] for k in keys])
 
 
-class MemoryCachedEmbedder:
+class MemoryCachedEmbedder(Wrapper):
     """Keeps the last ``max_items`` distinct texts' vectors in memory (least recently used evicted
     first). For servers: repeated queries skip the model and nothing is written to disk. Async
     calls go to the inner embedder's ``aembed`` (so it can be wrapped around a
@@ -353,14 +360,6 @@ class MemoryCachedEmbedder:
 
     def __len__(self) -> int:
         return len(self._cache)
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
 
     def _lookup(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
         found: dict[str, np.ndarray] = {}
@@ -457,7 +456,7 @@ def resolve_embedder(spec: Embedder | str | None, *, cache: bool | str | None = 
     raise ConfigError(f"cache must be 'disk', 'memory', True, False or None, got {cache!r}")
 
 
-class BatchingEmbedder:
+class BatchingEmbedder(Wrapper):
     """Coalesces concurrent async embedding calls into batches (up to ``max_batch`` texts, waiting
     at most ``max_wait`` seconds for company), run on a worker thread. A server embedding one
     query per request gets the throughput of batched inference. Texts are checked
@@ -478,14 +477,6 @@ class BatchingEmbedder:
 
     def __repr__(self) -> str:
         return f"BatchingEmbedder({self.inner!r}, max_batch={self.max_batch})"
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.inner.embed(check_texts(texts))
