@@ -2,7 +2,7 @@
 deadline passes or the client goes away.
 
 * :func:`answer` (non-streamed) runs the answer as a task, races it against the deadline and a
-  watcher of ``request.is_disconnected()``, and cancels whatever loses.
+  watcher of the client's connection, and cancels whatever loses.
 * :class:`Pump` (streamed) runs the answer stream in its own task (so cancelling it closes the
   upstream connections cleanly) and hands the chunks over through a queue, each wait bounded by
   the deadline. The route awaits the first chunk before the response starts, so a request that
@@ -31,9 +31,6 @@ from .wire import CompletionRequest
 
 T = TypeVar("T")
 
-DISCONNECT_POLL = 0.1
-"""Seconds between checks whether the client of a non-streamed request is still there."""
-
 CLIENT_CLOSED = 499
 """Status logged for a request whose client left (nobody reads the response)."""
 
@@ -57,8 +54,11 @@ def overrides(state: ServerState, req: CompletionRequest) -> dict[str, Any]:
 
 
 async def _watch_disconnect(request: Request) -> None:
-    while not await request.is_disconnected():
-        await asyncio.sleep(DISCONNECT_POLL)
+    """Return once the client has gone. (Waits on ``receive`` rather than polling
+    ``request.is_disconnected()``, which never sees the disconnect behind a
+    ``BaseHTTPMiddleware`` such as the server's guard.)"""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _race(work: asyncio.Future[T], request: Request | None, dl: Deadline) -> T:
