@@ -102,7 +102,7 @@ def app_from_env() -> FastAPI:
     ``AVENGERS_ROUTER``, ``AVENGERS_ENDPOINTS``, ``AVENGERS_CONFIG`` (JSON sampling settings),
     ``AVENGERS_SERVER_KEYS`` / ``AVENGERS_SERVER_KEY_FILE``, ``AVENGERS_MAX_BODY``,
     ``AVENGERS_MAX_TOKENS``, ``AVENGERS_CORS``, ``AVENGERS_REQUEST_TIMEOUT``,
-    ``AVENGERS_MAX_FALLBACKS`` (``all``: no cap), ``AVENGERS_EMBED_CACHE``,
+    ``AVENGERS_MAX_FALLBACKS`` (``all`` or -1: no cap), ``AVENGERS_EMBED_CACHE``,
     ``AVENGERS_EMBED_CACHE_SIZE``, ``AVENGERS_BREAKER_THRESHOLD``, ``AVENGERS_BREAKER_COOLDOWN``."""
     from ..bundled import load_pretrained
     from ..router import Router
@@ -131,7 +131,7 @@ def live_settings_from_env() -> dict[str, Any]:
     if v := env.get("AVENGERS_REQUEST_TIMEOUT"):
         out["request_timeout"] = float(v)
     if v := env.get("AVENGERS_MAX_FALLBACKS"):
-        out["max_fallbacks"] = None if v.lower() in ("all", "none") else int(v)
+        out["max_fallbacks"] = None if v.lower() in ("all", "none") or int(v) < 0 else int(v)
     if v := env.get("AVENGERS_EMBED_CACHE"):
         out["embed_cache"] = v
     if v := env.get("AVENGERS_EMBED_CACHE_SIZE"):
