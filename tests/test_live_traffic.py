@@ -368,3 +368,68 @@ def test_retry_after_is_honoured_within_the_deadline_and_not_beyond(
         assert elapsed < 1.0 and up.calls("math") == 1
         (f,) = r.json()["avengers"]["failures"]
         assert f["kind"] == "rate_limit" and "past the request deadline" in f["message"]
+
+
+# ------------------------------------------------------------------------- units (no HTTP)
+
+
+def test_breaker_state_machine() -> None:
+    clock = Clock()
+    b = CircuitBreaker(2, 10.0, clock=clock)
+    b.failure("m", "client_error")  # the request's fault, not the endpoint's
+    b.failure("m", "server_error")
+    assert b.admit("m") is None and b.state("m") == "closed"
+    b.failure("m", "timeout")
+    assert b.state("m") == "open" and "next probe in 10.0 s" in (b.admit("m") or "")
+    clock.t += 10
+    assert b.admit("m") is None and b.state("m") == "half_open"  # this caller probes
+    assert "probe request is in flight" in (b.admit("m") or "")  # others still skip
+    clock.t += 10  # the probe never reported (cancelled): another one may go
+    assert b.admit("m") is None
+    b.success("m")
+    assert b.state("m") == "closed" and b.snapshot()["m"]["opened"] == 1
+
+
+class _Fault(Exception):
+    def __init__(self, status: int, headers: dict[str, str]) -> None:
+        self.status_code = status
+        self.response = httpx.Response(status, headers=headers)
+
+
+def test_retry_after_forms_and_the_deadline() -> None:
+    import asyncio
+    from email.utils import formatdate
+
+    from avengers.deadline import Deadline, within
+    from avengers.retry import GaveUp, retry_after, retrying
+
+    assert retry_after(_Fault(429, {"retry-after": "2"})) == 2.0
+    assert retry_after(_Fault(429, {"retry-after-ms": "250", "retry-after": "9"})) == 0.25
+    when = retry_after(_Fault(429, {"retry-after": formatdate(time.time() + 30, usegmt=True)}))
+    assert when is not None and 25 < when <= 30
+    assert retry_after(_Fault(429, {})) is None
+
+    calls: list[float] = []
+
+    async def flaky(wait: str) -> str:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise _Fault(429, {"retry-after": wait})
+        return "ok"
+
+    async def run(wait: str, seconds: float) -> str:
+        with within(Deadline(seconds)):
+            return await retrying(lambda: flaky(wait), 2)
+
+    assert asyncio.run(run("0.2", 2.0)) == "ok" and calls[1] - calls[0] >= 0.2
+    calls.clear()
+    with pytest.raises(GaveUp, match="past the request deadline"):
+        asyncio.run(run("5", 1.0))
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(_Fault):  # not retryable: raised as is
+        asyncio.run(retrying(lambda: _raise(_Fault(400, {})), 3))
+
+
+async def _raise(e: Exception) -> str:
+    raise e

@@ -48,7 +48,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
         pump = live.Pump(state, req)
         try:  # the first chunk before the response starts: early failures keep their status
             first = await pump.next(request)
-        except Exception as e:
+        except BaseException as e:
             pump.close()
             failed = live.failure_response(state, e)
             if failed is not None:
