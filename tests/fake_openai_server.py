@@ -6,7 +6,9 @@ server-sent events), ``POST /v1/completions``, ``POST /v1/embeddings`` and ``GET
 
 Each model id gets a :class:`FakeModel` script: a list of answers handed out in turn per prompt
 (so n concurrent samples of one prompt always yield the same multiset of answers), an optional
-delay, and an optional fault (``500``, ``429``, ``garbage``, ``no_choices``, ``slow``, ``drop``).
+delay, and an optional fault (``500``, ``429``, ``garbage``, ``no_choices``, ``slow``, ``drop``,
+``cut``). Waits end early when the client hangs up (``aborted`` counts such requests), so tests
+can check that abandoned work upstream is really abandoned.
 
 Run it alone for manual checks or benchmarks::
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import select
 import socket
 import threading
 import time
@@ -42,9 +45,17 @@ class FakeModel:
     fault: str | None = None
     """``500``, ``429``, ``garbage`` (200 with a non-JSON body), ``no_choices`` (200 with an
     empty choices list), ``slow`` (sleeps ``delay`` before answering, to trip timeouts),
-    ``drop`` (closes the connection without a response)."""
+    ``drop`` (closes the connection without a response), ``cut`` (dies mid-response: a
+    streamed answer after ``cut_after`` pieces, with no finish reason; a plain one halfway
+    through its body)."""
     fault_every: int = 1
     """Apply the fault to every k-th request only (1: all)."""
+    retry_after: str = "0"
+    """The ``Retry-After`` header sent with the ``429`` fault."""
+    cut_after: int = 1
+    """``cut``: pieces of a streamed answer sent before the connection dies."""
+    chunk_delay: float = 0.0
+    """Seconds between the pieces of a streamed answer."""
 
     def pick(self, prompt: str, i: int) -> str:
         for word, answers in self.keywords.items():
@@ -65,6 +76,8 @@ class FakeOpenAIServer:
         self._counters: dict[tuple[str, str], int] = {}
         self._per_model: dict[str, int] = {}
         self.in_flight: dict[str, int] = {}
+        self.aborted: dict[str, int] = {}
+        """Requests per model whose client hung up before the answer was complete."""
         self.peak_in_flight: dict[str, int] = {}
         self._lock = threading.Lock()
         self._port = port
@@ -130,6 +143,10 @@ class FakeOpenAIServer:
             k = self._per_model.get(model, 0)
             self._per_model[model] = k + 1
             return i, k
+
+
+class _ClientGone(Exception):
+    """The client hung up while the fake was still working on its request."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -245,22 +262,39 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.peak_in_flight[model_id] = max(self.fake.peak_in_flight.get(model_id, 0), now)
         try:
             self._answer(body, spec, prompt, i, k, chat=path.endswith("chat/completions"))
+        except (_ClientGone, BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            with self.fake._lock:
+                self.fake.aborted[model_id] = self.fake.aborted.get(model_id, 0) + 1
         finally:
             with self.fake._lock:
                 self.fake.in_flight[model_id] -= 1
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but stop with :class:`_ClientGone` as soon as the client hangs up."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+            if ready:
+                try:
+                    peek = self.connection.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    peek = b""
+                if not peek:
+                    raise _ClientGone
 
     def _answer(
         self, body: dict[str, Any], spec: FakeModel, prompt: str, i: int, k: int, *, chat: bool
     ) -> None:
         faulty = spec.fault is not None and k % max(1, spec.fault_every) == 0
         if spec.delay and not (faulty and spec.fault == "slow"):
-            time.sleep(spec.delay)
+            self._pause(spec.delay)
         if faulty:
             if spec.fault == "500":
                 self._error(500, "internal error (fake)")
                 return
             if spec.fault == "429":
-                self._error(429, "rate limited (fake)", {"retry-after": "0"})
+                self._error(429, "rate limited (fake)", {"retry-after": spec.retry_after})
                 return
             if spec.fault == "garbage":
                 data = b"<html>definitely not json</html>"
@@ -283,7 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 return
             if spec.fault == "slow":
-                time.sleep(spec.delay or 5.0)
+                self._pause(spec.delay or 5.0)
             if spec.fault == "drop":
                 self.close_connection = True
                 self.connection.close()
@@ -296,6 +330,18 @@ class _Handler(BaseHTTPRequestHandler):
         }
         created = int(time.time())
         cid = f"fake-{k}"
+        cut = faulty and spec.fault == "cut"
+        if cut and not body.get("stream"):  # promise a whole body, send half of it, hang up
+            data = json.dumps({"id": cid, "object": "chat.completion", "choices": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if body.get("stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -305,6 +351,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             pieces = [w + " " for w in text.split(" ")[:-1]] + [text.split(" ")[-1]]
             for n, piece in enumerate(pieces):
+                if cut and n >= spec.cut_after:  # die mid-stream: no finish reason, no [DONE]
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if n and spec.chunk_delay:
+                    self._pause(spec.chunk_delay)
                 if chat:
                     delta = {"content": piece} if n else {"role": "assistant", "content": piece}
                     ch: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": None}

@@ -37,6 +37,7 @@ import numpy as np
 from ._sync import iterate_sync, run_sync
 from .answer_config import SamplingConfig
 from .backends import Backend, CallError, Completion, OpenAIBackend
+from .breaker import OPEN_KIND, skip_reason
 from .decision import RouteDecision
 from .exceptions import ConfigError, NotFittedError
 from .messages import Message, as_messages, routing_text
@@ -175,6 +176,9 @@ class Answerer:
         plan = await self._plan(msgs, text, decision, prefer, cfg)
         failures: list[CallError] = []
         for rank, model in enumerate(candidates(plan.order, cfg)):
+            if (reason := skip_reason(self.backend, model)) is not None:
+                failures.append(CallError(model, OPEN_KIND, reason))
+                continue
             emitted = False
             try:
                 async for piece in self.backend.stream(model, msgs, **cfg.call_options()):

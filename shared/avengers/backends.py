@@ -4,7 +4,8 @@ The answering layer talks to models only through :class:`Backend`, so the same r
 and voting code drives OpenAI-compatible servers (here), LangChain runnables and LlamaIndex LLMs
 (in the adapters). A backend call either returns a :class:`Completion` or raises
 :class:`CallError` with a short ``kind`` (``timeout``, ``connection``, ``rate_limit``,
-``server_error``, ``bad_response``, ``client_error``, ``config``).
+``server_error``, ``bad_response``, ``client_error``, ``config``, ``truncated``: a stream that
+ended without a finish reason).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from .endpoints import Endpoint, load_endpoints
 from .exceptions import AvengersError, ConfigError
 from .messages import Message, content_text
+from .retry import GaveUp, retrying
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,9 @@ def render_prompt(endpoint: Endpoint, messages: Sequence[Message]) -> str:
 def _classify(exc: BaseException) -> tuple[str, str]:
     import openai
 
+    if isinstance(exc, GaveUp):  # a retryable error not retried (deadline, long Retry-After)
+        kind, msg = _classify(exc.cause)
+        return kind, f"{msg}; {exc.reason}"
     if isinstance(exc, openai.APITimeoutError):
         return "timeout", "no answer within the timeout"
     if isinstance(exc, openai.APIConnectionError):
@@ -223,7 +228,7 @@ class OpenAIBackend:
                 base_url=ep.base_url,
                 api_key=ep.api_key(),
                 timeout=ep.timeout,
-                max_retries=ep.max_retries,
+                max_retries=0,  # retried in .retry.retrying, within the request's deadline
             )
             st.limits[model] = asyncio.Semaphore(ep.max_concurrency)
         return st.clients[model], st.limits[model]
@@ -275,7 +280,7 @@ class OpenAIBackend:
             t0 = time.perf_counter()
             try:
                 api = client.completions if ep.api == "completions" else client.chat.completions
-                resp = await api.create(**req)
+                resp = await retrying(lambda: api.create(**req), ep.max_retries)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -309,7 +314,7 @@ class OpenAIBackend:
             t0 = time.perf_counter()
             try:
                 api = client.completions if ep.api == "completions" else client.chat.completions
-                stream = await api.create(**req)
+                stream = await retrying(lambda: api.create(**req), ep.max_retries)
                 async for chunk in stream:
                     if getattr(chunk, "usage", None):
                         usage = chunk.usage
@@ -332,6 +337,8 @@ class OpenAIBackend:
                 kind, msg = _classify(e)
                 raise CallError(model, kind, msg) from None
             latency = time.perf_counter() - t0
+        if finish is None:  # the connection closed early: a truncated answer, not an answer
+            raise CallError(model, "truncated", "stream ended without a finish reason")
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
         yield Completion(model, "".join(parts), pt, ct, latency, ep.cost(pt, ct), finish)

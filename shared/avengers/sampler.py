@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .answer_config import Role, SamplingConfig
 from .backends import Backend, CallError, Completion
+from .breaker import OPEN_KIND, skip_reason
 from .messages import Message
 from .tally import count, extractor_for, resolve_type
 from .voting import counts_margin
@@ -58,8 +59,11 @@ def candidates(order: Sequence[str], cfg: SamplingConfig) -> list[str]:
 
 def fallback_note(failures: Sequence[CallError], model: str, rank: int) -> str:
     """Why ``model`` at ``rank`` answered instead of the better-ranked models that failed."""
-    skipped = sorted({f.model for f in failures if f.model != model})
-    return f"{', '.join(skipped)} failed; {model} (rank {rank + 1}) answered"
+    failed = sorted({f.model for f in failures if f.model != model and f.kind != OPEN_KIND})
+    opened = sorted({f.model for f in failures if f.model != model and f.kind == OPEN_KIND})
+    why = [f"{', '.join(failed)} failed"] if failed else []
+    why += [f"{', '.join(opened)} skipped (circuit open)"] if opened else []
+    return f"{'; '.join(why)}; {model} (rank {rank + 1}) answered"
 
 
 class Sampler:
@@ -85,6 +89,9 @@ class Sampler:
         async def next_model(role: Role) -> ModelRun | None:
             nonlocal fallback
             for rank, model in todo:
+                if (reason := skip_reason(self.backend, model)) is not None:
+                    failures.append(CallError(model, OPEN_KIND, reason))
+                    continue
                 run = await self.sample(model, rank, role)
                 failures.extend(run.failures)
                 if run.completions:

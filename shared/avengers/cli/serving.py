@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,36 @@ def serve(
     max_tokens: Annotated[
         int, typer.Option(help="Largest max_tokens a client may ask for.")
     ] = 4096,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="AVENGERS_REQUEST_TIMEOUT", help="Request deadline in seconds (0: none)."
+        ),
+    ] = 60.0,
+    max_fallbacks: Annotated[
+        int,
+        typer.Option(
+            envvar="AVENGERS_MAX_FALLBACKS", help="Fallback models per request (-1: all)."
+        ),
+    ] = 2,
+    embed_cache: Annotated[
+        str,
+        typer.Option(
+            envvar="AVENGERS_EMBED_CACHE",
+            help="Query embedding cache: memory (default), disk (keeps user queries on disk), none.",
+        ),
+    ] = "memory",
+    breaker_threshold: Annotated[
+        int,
+        typer.Option(
+            envvar="AVENGERS_BREAKER_THRESHOLD",
+            help="Consecutive failures that open a model's circuit (0: no breaker).",
+        ),
+    ] = 5,
+    breaker_cooldown: Annotated[
+        float,
+        typer.Option(envvar="AVENGERS_BREAKER_COOLDOWN", help="Seconds a circuit stays open."),
+    ] = 30.0,
 ) -> None:
     """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
     import uvicorn
@@ -49,6 +79,7 @@ def serve(
     from ..answer import Answerer, SamplingConfig
     from ..answer_config import as_strategy
     from ..server import create_app, load_api_keys
+    from ..server.embedding import as_embed_cache
 
     if workers < 1:
         fail("--workers must be >= 1")
@@ -63,9 +94,13 @@ def serve(
     typer.echo(f"avengers serving on http://{host}:{port}/v1 (models: avengers, avengers-fast, "
                f"{', '.join(m for m in answerer.router.models_ if m in answerer.backend.models())})")  # fmt: skip
     common = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning"}
+    as_embed_cache(embed_cache)  # fail now, not in each worker
+    live: dict[str, Any] = {"request_timeout": request_timeout, "max_fallbacks": None if max_fallbacks < 0 else max_fallbacks,
+            "embed_cache": embed_cache, "breaker_threshold": breaker_threshold,
+            "breaker_cooldown": breaker_cooldown}  # fmt: skip
     if workers == 1:
         app = create_app(answerer, api_keys=keys, max_body_bytes=max_body,
-                         max_tokens_limit=max_tokens, cors_origins=cors_origin or None)  # fmt: skip
+                         max_tokens_limit=max_tokens, cors_origins=cors_origin or None, **live)  # fmt: skip
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     os.environ.update({
@@ -74,5 +109,8 @@ def serve(
         "AVENGERS_MAX_BODY": str(max_body), "AVENGERS_MAX_TOKENS": str(max_tokens),
         "AVENGERS_CORS": ",".join(cors_origin or []),
         "AVENGERS_SERVER_KEY_FILE": str(api_key_file or ""),
+        "AVENGERS_REQUEST_TIMEOUT": str(request_timeout), "AVENGERS_MAX_FALLBACKS": str(max_fallbacks),
+        "AVENGERS_EMBED_CACHE": embed_cache, "AVENGERS_BREAKER_THRESHOLD": str(breaker_threshold),
+        "AVENGERS_BREAKER_COOLDOWN": str(breaker_cooldown),
     })  # fmt: skip
     uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]

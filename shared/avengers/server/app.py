@@ -8,17 +8,27 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from ..answer import Answerer
-from ..embedders import BatchingEmbedder
+from ..breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, BreakerBackend, CircuitBreaker, unwrap
 from ..exceptions import ConfigError
 from ..results import SamplingConfig
 from .auth import load_api_keys
+from .embedding import DEFAULT_EMBED_CACHE_SIZE, as_embed_cache, serving_embedder
 from .middleware import add_middleware
 from .routes import add_routes
-from .state import DEFAULT_MAX_BODY, DEFAULT_MAX_TOKENS, Profile, ServerState, default_profiles
+from .state import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_FALLBACKS,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_REQUEST_TIMEOUT,
+    Profile,
+    ServerState,
+    default_profiles,
+)
 
 
 def create_app(
@@ -29,17 +39,42 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     max_tokens_limit: int = DEFAULT_MAX_TOKENS,
     cors_origins: list[str] | None = None,
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    max_fallbacks: int | None = DEFAULT_MAX_FALLBACKS,
+    embed_cache: str = "memory",
+    embed_cache_size: int = DEFAULT_EMBED_CACHE_SIZE,
+    breaker_threshold: int = DEFAULT_THRESHOLD,
+    breaker_cooldown: float = DEFAULT_COOLDOWN,
+    breaker: CircuitBreaker | None = None,
 ) -> FastAPI:
-    """The FastAPI app. Run it with uvicorn (``avengers serve`` does)."""
-    emb = answerer.router.get_embedder()
-    if not isinstance(emb, BatchingEmbedder):  # one request = one query: batch them together
-        answerer.router.set_embedder(BatchingEmbedder(emb))
+    """The FastAPI app. Run it with uvicorn (``avengers serve`` does).
+
+    ``request_timeout``: seconds a request may take end to end (504 beyond; 0 or None: no
+    deadline). ``max_fallbacks``: lower-ranked models tried at most after the strategy's own
+    (None: all). ``embed_cache``: ``memory`` (a bounded LRU of ``embed_cache_size`` queries;
+    nothing written to disk), ``disk`` (the operator opts in to the on-disk cache) or ``none``.
+    ``breaker_threshold`` consecutive failures open a model's circuit for ``breaker_cooldown``
+    seconds (threshold 0: no breaker); or pass a ready ``breaker`` (e.g. with a test clock)."""
+    if request_timeout is not None and not request_timeout >= 0:
+        raise ConfigError(f"request_timeout must be >= 0 seconds, got {request_timeout!r}")
+    if max_fallbacks is not None and max_fallbacks < 0:
+        raise ConfigError(f"max_fallbacks must be >= 0 (or None), got {max_fallbacks!r}")
+    router = answerer.router
+    cache = as_embed_cache(embed_cache)
+    router.set_embedder(serving_embedder(router.get_embedder(), cache, embed_cache_size))
+    if breaker is None and breaker_threshold:
+        breaker = CircuitBreaker(breaker_threshold, breaker_cooldown)
+    backend = unwrap(answerer.backend)
+    answerer.backend = BreakerBackend(backend, breaker) if breaker is not None else backend
     state = ServerState(
         answerer=answerer,
         profiles=profiles if profiles is not None else default_profiles(answerer),
         api_keys=set(api_keys or ()),
         max_body_bytes=max_body_bytes,
         max_tokens_limit=max_tokens_limit,
+        request_timeout=request_timeout or None,
+        max_fallbacks=max_fallbacks,
+        breaker=breaker,
     )
     app = FastAPI(title="avengers router", lifespan=_lifespan, docs_url=None, redoc_url=None)
     app.state.server = state
@@ -64,7 +99,9 @@ def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (used with several workers): settings come from
     ``AVENGERS_ROUTER``, ``AVENGERS_ENDPOINTS``, ``AVENGERS_CONFIG`` (JSON sampling settings),
     ``AVENGERS_SERVER_KEYS`` / ``AVENGERS_SERVER_KEY_FILE``, ``AVENGERS_MAX_BODY``,
-    ``AVENGERS_MAX_TOKENS``, ``AVENGERS_CORS``."""
+    ``AVENGERS_MAX_TOKENS``, ``AVENGERS_CORS``, ``AVENGERS_REQUEST_TIMEOUT``,
+    ``AVENGERS_MAX_FALLBACKS`` (``all`` or -1: no cap), ``AVENGERS_EMBED_CACHE``,
+    ``AVENGERS_EMBED_CACHE_SIZE``, ``AVENGERS_BREAKER_THRESHOLD``, ``AVENGERS_BREAKER_COOLDOWN``."""
     from ..bundled import load_pretrained
     from ..router import Router
 
@@ -81,4 +118,24 @@ def app_from_env() -> FastAPI:
         max_body_bytes=int(os.environ.get("AVENGERS_MAX_BODY", DEFAULT_MAX_BODY)),
         max_tokens_limit=int(os.environ.get("AVENGERS_MAX_TOKENS", DEFAULT_MAX_TOKENS)),
         cors_origins=cors or None,
+        **live_settings_from_env(),
     )
+
+
+def live_settings_from_env() -> dict[str, Any]:
+    """The deadline, fallback, embedding-cache and breaker settings set in the environment."""
+    env = os.environ
+    out: dict[str, Any] = {}
+    if v := env.get("AVENGERS_REQUEST_TIMEOUT"):
+        out["request_timeout"] = float(v)
+    if v := env.get("AVENGERS_MAX_FALLBACKS"):
+        out["max_fallbacks"] = None if v.lower() in ("all", "none") or int(v) < 0 else int(v)
+    if v := env.get("AVENGERS_EMBED_CACHE"):
+        out["embed_cache"] = v
+    if v := env.get("AVENGERS_EMBED_CACHE_SIZE"):
+        out["embed_cache_size"] = int(v)
+    if v := env.get("AVENGERS_BREAKER_THRESHOLD"):
+        out["breaker_threshold"] = int(v)
+    if v := env.get("AVENGERS_BREAKER_COOLDOWN"):
+        out["breaker_cooldown"] = float(v)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from ..results import AnswerResult, Failure
 
@@ -23,6 +24,8 @@ class Metrics:
         self.samples_saved = 0
         self.upstream_failures: dict[tuple[str, str], int] = defaultdict(int)
         self.in_flight = 0
+        self.deadlines = 0
+        self.disconnects = 0
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request and its latency."""
@@ -46,8 +49,9 @@ class Metrics:
         for f in failures:
             self.upstream_failures[(f.model, f.kind)] += f.count
 
-    def render(self) -> str:
-        """Everything counted so far, in the Prometheus text exposition format."""
+    def render(self, circuits: dict[str, dict[str, Any]] | None = None) -> str:
+        """Everything counted so far, and the state of each model's circuit breaker, in the
+        Prometheus text exposition format."""
 
         def esc(v: str) -> str:
             return v.replace("\\", "\\\\").replace('"', '\\"')
@@ -85,4 +89,23 @@ class Metrics:
         for (m, k), n in sorted(self.upstream_failures.items()):
             lines.append(f'avengers_upstream_failures_total{{model="{esc(m)}",kind="{k}"}} {n}')
         lines += ["# TYPE avengers_in_flight gauge", f"avengers_in_flight {self.in_flight}"]
+        lines += [
+            "# HELP avengers_deadline_exceeded_total Requests cut off by the request deadline.",
+            "# TYPE avengers_deadline_exceeded_total counter",
+            f"avengers_deadline_exceeded_total {self.deadlines}",
+            "# HELP avengers_client_disconnects_total Requests abandoned by their client.",
+            "# TYPE avengers_client_disconnects_total counter",
+            f"avengers_client_disconnects_total {self.disconnects}",
+        ]
+        if circuits:
+            lines += [
+                "# HELP avengers_circuit_state Circuit breaker: 0 closed, 1 half-open, 2 open.",
+                "# TYPE avengers_circuit_state gauge",
+            ]
+            code = {"closed": 0, "half_open": 1, "open": 2}
+            for m, c in circuits.items():
+                lines.append(f'avengers_circuit_state{{model="{esc(m)}"}} {code[c["state"]]}')
+            lines.append("# TYPE avengers_circuit_opened_total counter")
+            for m, c in circuits.items():
+                lines.append(f'avengers_circuit_opened_total{{model="{esc(m)}"}} {c["opened"]}')
         return "\n".join(lines) + "\n"

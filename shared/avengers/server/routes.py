@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.requests import Request
 
 from ..exceptions import AvengersError
-from ..results import AnswerError
-from . import replies
+from ..results import AnswerChunk
+from . import live, replies
+from .checks import check_body_text
 from .replies import CompletionReply, error_response
 from .state import ServerState, server_state
 from .wire import BadRequest, CompletionRequest, parse_request, read_json
@@ -36,6 +37,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
     """Validate the request, then answer it whole or as a stream of server-sent events."""
     try:
         body = await read_json(request, state.max_body_bytes)
+        check_body_text(body)  # a lone surrogate anywhere: 400, before any work
         req = parse_request(body, state.profiles, state.max_tokens_limit, chat=chat)
     except BadRequest as e:
         code = "model_not_found" if e.status == 404 else None
@@ -43,30 +45,45 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
     comp = CompletionReply(chat)
     if req.stream:
         include_usage = req.include_usage  # read now: a malformed stream_options is a 500
+        pump = live.Pump(state, req)
+        try:  # the first chunk before the response starts: early failures keep their status
+            first = await pump.next(request)
+        except BaseException as e:
+            pump.close()
+            failed = live.failure_response(state, e)
+            if failed is not None:
+                return failed
+            if isinstance(e, AvengersError):
+                return error_response(400, str(e), "invalid_request_error")
+            raise
         return StreamingResponse(
-            stream_answer(state, req, comp, include_usage),
+            stream_answer(state, req, comp, include_usage, pump.rest(first)),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
     try:
-        res = await state.answerer.aanswer(req.messages, prefer=req.profile.prefer, **req.overrides)
-    except AnswerError as e:
-        state.metrics.record_failures(e.failures)
-        return replies.upstream_error_response(e.failures)
-    except AvengersError as e:
+        res = await live.answer(state, request, req)
+    except (AvengersError, live.ClientGone) as e:
+        failed = live.failure_response(state, e)
+        if failed is not None:
+            return failed
         return error_response(400, str(e), "invalid_request_error")
     state.metrics.record(res)
     return comp.response(res)
 
 
 async def stream_answer(
-    state: ServerState, req: CompletionRequest, comp: CompletionReply, include_usage: bool
+    state: ServerState,
+    req: CompletionRequest,
+    comp: CompletionReply,
+    include_usage: bool,
+    parts: AsyncIterator[AnswerChunk],
 ) -> AsyncIterator[bytes]:
     """The answer as server-sent events: text pieces, a final chunk carrying the routing account,
-    optionally a usage chunk, then ``[DONE]``. Failures end the stream with an error event."""
+    optionally a usage chunk, then ``[DONE]``. Failures (an upstream dying mid-answer, the
+    deadline) end the stream with an error event, never with a normal finish."""
     first = True
     try:
-        parts = state.answerer.astream(req.messages, prefer=req.profile.prefer, **req.overrides)
         async for part in parts:
             if part.result is None:
                 yield comp.chunk(part.text, None, req.profile.name, first=first)
@@ -77,12 +94,10 @@ async def stream_answer(
             yield comp.chunk(None, "stop", res.model, {"avengers": res.account()}, first=first)
             if include_usage:
                 yield comp.usage_chunk(res)
-    except AnswerError as e:
-        yield replies.stream_upstream_error(e.failures)
     except asyncio.CancelledError:
         raise
-    except Exception:
-        yield replies.stream_internal_error()
+    except Exception as e:
+        yield live.stream_failure(state, e) or replies.stream_internal_error()
     yield replies.STREAM_DONE
 
 
@@ -101,11 +116,13 @@ async def health() -> Any:
     return {"status": "ok"}
 
 
-# GET /ready: 200 if at least one upstream endpoint answers (or there are none).
+# GET /ready: 200 if at least one upstream endpoint answers and its circuit is not open (or there
+# are no endpoints); the body also shows each candidate's circuit breaker.
 async def ready(request: Request) -> Any:
     import httpx
 
-    eps = getattr(server_state(request).answerer.backend, "endpoints", {})
+    state = server_state(request)
+    eps = getattr(state.answerer.backend, "endpoints", {})
 
     async def probe(name: str) -> tuple[str, bool]:
         try:
@@ -116,14 +133,18 @@ async def ready(request: Request) -> Any:
             return name, False
 
     results = dict(await asyncio.gather(*(probe(n) for n in eps)))
-    ok = bool(results) and any(results.values()) if eps else True
-    body = {"status": "ready" if ok else "unavailable", "router": True, "endpoints": results}
+    circuits = live.circuits(state)
+    usable = [n for n, up in results.items() if up and circuits.get(n, {}).get("state") != "open"]
+    ok = bool(usable) if eps else True
+    body = {"status": "ready" if ok else "unavailable", "router": True, "endpoints": results,
+            "circuits": circuits}  # fmt: skip
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
 # GET /metrics: Prometheus text format.
 async def metrics(request: Request) -> Any:
-    text = server_state(request).metrics.render()
+    state = server_state(request)
+    text = state.metrics.render(live.circuits(state))
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 

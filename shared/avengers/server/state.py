@@ -10,10 +10,13 @@ from typing import Any
 from starlette.requests import Request
 
 from ..answer import Answerer
+from ..breaker import CircuitBreaker
 from .metrics import Metrics
 
 DEFAULT_MAX_BODY = 1_000_000
 DEFAULT_MAX_TOKENS = 4096
+DEFAULT_REQUEST_TIMEOUT = 60.0
+DEFAULT_MAX_FALLBACKS = 2
 
 
 @dataclass
@@ -52,6 +55,11 @@ class ServerState:
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_tokens_limit: int = DEFAULT_MAX_TOKENS
     metrics: Metrics = field(default_factory=Metrics)
+    request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT
+    """Seconds a request may take end to end (None: no deadline)."""
+    max_fallbacks: int | None = DEFAULT_MAX_FALLBACKS
+    """At most this many lower-ranked models are tried after the strategy's own (None: all)."""
+    breaker: CircuitBreaker | None = None
 
 
 def server_state(request: Request) -> ServerState:
