@@ -1,0 +1,171 @@
+"""Online learning: updates, new models, forgetting, exploration, feedback stores, the feedback
+route, snapshots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from avengers import ConfigError, DataError, OutcomeData, Router
+
+MODELS = ["a", "b", "c"]
+
+
+def _data(n: int = 240, seed: int = 0, d: int = 16) -> tuple[OutcomeData, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    scores = rng.random((n, len(MODELS))).round(2)
+    scores[rng.random(scores.shape) < 0.2] = np.nan  # some outcomes unknown
+    scores[np.isnan(scores).all(axis=1), 0] = 0.5  # (a row with none known breaks the summary)
+    costs = np.where(np.isnan(scores), np.nan, rng.random(scores.shape))
+    data = OutcomeData([f"q{i}" for i in range(n)], list(MODELS), scores, costs)
+    return data, X
+
+
+STATS = ("score_sums_", "score_counts_", "global_scores_", "cost_sums_", "cost_counts_",
+         "global_costs_", "cluster_sizes_")  # fmt: skip
+
+
+def _assert_same_stats(r1: Router, r2: Router) -> None:
+    assert r1.models_ == r2.models_
+    for name in STATS:
+        np.testing.assert_allclose(getattr(r1, name), getattr(r2, name), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(r1.cluster_scores(), r2.cluster_scores(), atol=1e-12)
+
+
+def test_update_equals_fit_on_the_union_for_fixed_centroids() -> None:
+    data, X = _data()
+    full = Router(8).fit(data, embeddings=X)
+    centers = full.cluster_centers_
+    a, b = np.arange(150), np.arange(150, len(data))
+    r = Router(8).fit(data.subset(a), embeddings=X[a], centroids=centers)
+    assert r.update(data.subset(b), embeddings=X[b]) is r
+    _assert_same_stats(r, full)
+    # the same outcomes one observation at a time, by nearest cluster, in the long form
+    r2 = Router(8).fit(data.subset(a), embeddings=X[a], centroids=centers)
+    rows, cols = np.nonzero(~np.isnan(data.scores[b]))
+    labels = full.labels_[b]
+    r2.update(
+        models=[MODELS[j] for j in cols],
+        scores=data.scores[b][rows, cols],
+        costs=data.costs[b][rows, cols],  # type: ignore[index]
+        clusters=labels[rows],
+    )
+    for name in ("score_sums_", "score_counts_", "global_scores_", "cost_sums_", "global_costs_"):
+        np.testing.assert_allclose(getattr(r2, name), getattr(full, name), atol=1e-12)
+
+
+def test_update_adds_models_it_has_not_seen_exactly_as_fit_would() -> None:
+    data, X = _data(seed=1)
+    a, b = np.arange(120), np.arange(120, len(data))
+    full = Router(6).fit(data, embeddings=X)
+    # model "c" is absent from the first part: fit that part on a and b only
+    first = data.subset(a).select_models(["a", "b"])
+    r = Router(6).fit(first, embeddings=X[a], centroids=full.cluster_centers_)
+    r.update(data.subset(b), embeddings=X[b])
+    # the full router saw c's outcomes on a as well: compare with a fit where they are unknown
+    masked = data.subset(np.arange(len(data)))
+    masked.scores[a, 2] = np.nan
+    masked.costs[a, 2] = np.nan  # type: ignore[index]
+    ref = Router(6).fit(masked, embeddings=X, centroids=full.cluster_centers_)
+    _assert_same_stats(r, ref)
+
+
+def test_add_model_starts_at_the_prior() -> None:
+    data, X = _data(seed=2)
+    r = Router(4).fit(data, embeddings=X)
+    r.add_model("new")
+    assert r.models_ == [*MODELS, "new"]
+    prior = r.global_scores_[:3].mean()
+    assert r.global_scores_[3] == pytest.approx(prior)
+    np.testing.assert_allclose(r.cluster_scores()[:, 3], prior)
+    assert r.score_counts_[:, 3].sum() == 0
+    assert r.global_costs_ is not None and r.global_costs_[3] == pytest.approx(
+        r.global_costs_[:3].mean()
+    )
+    with pytest.raises(ConfigError, match="already"):
+        r.add_model("new")
+    fixed = Router(4, new_model_prior=0.9).fit(data, embeddings=X).add_model("new")
+    np.testing.assert_allclose(fixed.cluster_scores()[:, 3], 0.9)
+    # a routed estimate for the newcomer carries no evidence
+    est = fixed.estimate(X[:5])
+    assert (est.evidence[:, 3] == 0).all()
+    # evidence moves it: good outcomes in cluster 0 raise its estimate there
+    fixed.update(models=["new"] * 40, scores=[0.0] * 40, clusters=[0] * 40)
+    assert fixed.cluster_scores()[0, 3] < 0.3
+    assert fixed.global_scores_[3] == pytest.approx(0.0)
+
+
+def test_forgetting_lets_a_model_that_got_worse_lose_its_cluster() -> None:
+    data, X = _data(seed=3)
+    data.scores[:, 0] = 1.0  # model a was perfect everywhere
+    results = {}
+    for half_life in (None, 10.0):
+        r = Router(4, half_life=half_life, shrinkage=0.0).fit(data, embeddings=X)
+        n_old = r.score_counts_[0, 0]
+        r.update(models=["a"] * 40, scores=[0.0] * 40, clusters=[0] * 40)
+        results[half_life] = r.cluster_scores()[0, 0]
+    assert results[None] == pytest.approx(n_old / (n_old + 40))  # old evidence still dominates
+    # 40 observations are 4 half-lives: the old outcomes weigh 1/16 of what they did
+    gamma = 2 ** (-1 / 10)
+    expected = n_old / 16 / (n_old / 16 + sum(gamma**i for i in range(40)))
+    assert results[10.0] == pytest.approx(expected)
+    assert results[10.0] < 0.3 < 0.5 < results[None]
+    with pytest.raises(ConfigError, match="half_life"):
+        Router().set_params(half_life=0)
+
+
+def test_update_rejects_bad_input() -> None:
+    data, X = _data(seed=4)
+    r = Router(4).fit(data, embeddings=X)
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        r.update(models=["a"], scores=[1.5], clusters=[0])
+    with pytest.raises(DataError, match="cluster ids"):
+        r.update(models=["a"], scores=[0.5], clusters=[9])
+    with pytest.raises(DataError, match="queries, embeddings or clusters"):
+        r.update(models=["a"], scores=[0.5])
+    with pytest.raises(DataError, match="2 scores for 1 models"):
+        r.update(models=["a"], scores=[0.5, 0.5], clusters=[0])
+
+
+def test_updated_router_round_trips(tmp_path) -> None:
+    data, X = _data(seed=5)
+    r = Router(4, half_life=50.0, explore=0.1).fit(data, embeddings=X)
+    r.add_model("z")
+    r.update(models=["z", "a"], scores=[1.0, 0.0], clusters=[1, 2])
+    back = Router.from_pretrained(r.save_pretrained(tmp_path / "r"))
+    assert back.models_ == r.models_ and back.half_life == 50.0 and back.explore == 0.1
+    _assert_same_stats(back, r)
+
+
+def test_exploration_share_is_bounded_and_flagged() -> None:
+    data, X = _data(n=400, seed=6)
+    rng = np.random.default_rng(7)
+    Q = rng.normal(size=(4000, X.shape[1])).astype(np.float32)
+    greedy = Router(4).fit(data, embeddings=X).route_embeddings(Q)
+    assert not any(d.explored for d in greedy)
+    for share in (0.05, 0.2):
+        r = Router(4, explore=share, shrinkage=0.0, random_state=0).fit(data, embeddings=X)
+        r.add_model("new")  # an unknown model: exploration has something to find out
+        ds = r.route_embeddings(Q)
+        explored = np.array([d.explored for d in ds])
+        n = len(ds)
+        # never more than the configured share (3 standard deviations of slack for the coin)
+        assert explored.mean() <= share + 3 * np.sqrt(share * (1 - share) / n)
+        assert explored.mean() > share / 4  # and it does explore
+        # an explored pick is first in its ranking; the rest is the greedy order
+        est = r.estimate(Q)
+        for i in np.flatnonzero(explored)[:20]:
+            assert ds[i].model != r.models_[est.best[i]]
+            assert ds[i].ranking[1].model == r.models_[est.best[i]]
+            assert "exploration" in ds[i].explain()
+        assert "new" in {d.model for d, e in zip(ds, explored, strict=True) if e}
+
+
+def test_exploration_respects_cost_weighting() -> None:
+    data, X = _data(n=400, seed=8)
+    Q = np.random.default_rng(9).normal(size=(2000, X.shape[1])).astype(np.float32)
+    # alpha 0 ranks by cost only: drawing performance changes nothing, so nothing is explored
+    r = Router(4, explore=0.5, alpha=0.0).fit(data, embeddings=X)
+    assert not any(d.explored for d in r.route_embeddings(Q))
+    assert any(d.explored for d in r.route_embeddings(Q, alpha=1.0))
