@@ -3,9 +3,25 @@ route, snapshots."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
 import numpy as np
 import pytest
 from avengers import ConfigError, DataError, OutcomeData, Router
+from avengers.feedback import (
+    AlreadyRatedError,
+    FeedbackError,
+    FeedbackStore,
+    RedisFeedbackStore,
+    SQLiteFeedbackStore,
+    UnknownResponseError,
+)
 
 MODELS = ["a", "b", "c"]
 
@@ -169,3 +185,114 @@ def test_exploration_respects_cost_weighting() -> None:
     r = Router(4, explore=0.5, alpha=0.0).fit(data, embeddings=X)
     assert not any(d.explored for d in r.route_embeddings(Q))
     assert any(d.explored for d in r.route_embeddings(Q, alpha=1.0))
+
+
+# --------------------------------------------------------------------------- feedback stores
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server binary not found")
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+         "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request, tmp_path) -> Callable[..., FeedbackStore]:
+    """A factory of stores sharing one database (new prefix / file per test)."""
+    if request.param == "sqlite":
+        path = tmp_path / "feedback.db"
+        return lambda **kw: SQLiteFeedbackStore(path, **kw)
+    url = request.getfixturevalue("redis_url")
+    prefix = f"t{next(_counter)}:{time.time_ns()}:"
+    return lambda **kw: RedisFeedbackStore(url, prefix=prefix, **kw)
+
+
+def test_store_accepts_one_rating_per_response(make_store) -> None:
+    store = make_store()
+    store.remember("r1", "a", 3)
+    r = store.rate("r1", 0.75, cost=0.01)
+    assert (r.response_id, r.model, r.cluster, r.score, r.cost) == ("r1", "a", 3, 0.75, 0.01)
+    with pytest.raises(AlreadyRatedError):
+        store.rate("r1", 1.0)
+    with pytest.raises(UnknownResponseError):
+        store.rate("nope", 1.0)
+    for bad in (1.5, -0.1, float("nan"), "1", True):
+        with pytest.raises(FeedbackError, match="score"):
+            store.rate("r1", bad)  # type: ignore[arg-type]
+    direct = store.add("b", 1, 0.0)
+    assert direct.response_id is None and direct.seq > r.seq
+    assert [x.seq for x in store.ratings()] == [r.seq, direct.seq]
+    assert store.ratings(after=r.seq) == [direct]
+    lenient = make_store(allow_updates=True)
+    again = lenient.rate("r1", 0.5)
+    assert again.seq > direct.seq and len(lenient.ratings()) == 3
+    store.close()
+    lenient.close()
+
+
+def _worker(factory: Callable[..., FeedbackStore], w: int, n: int, shared: int) -> None:
+    store = factory()
+    for i in range(n):
+        store.remember(f"w{w}-{i}", f"m{w}", i % 4)
+        store.rate(f"w{w}-{i}", (i % 11) / 10)
+    for i in range(shared):  # every worker races to rate the same responses: one wins each
+        with contextlib.suppress(AlreadyRatedError):
+            store.rate(f"shared-{i}", 1.0)
+    store.close()
+
+
+def test_concurrent_feedback_from_several_processes_loses_nothing(make_store) -> None:
+    store = make_store()
+    shared = 30
+    for i in range(shared):
+        store.remember(f"shared-{i}", "s", 0)
+    ctx = multiprocessing.get_context("fork")
+    n_workers, n = 4, 60
+    procs = [ctx.Process(target=_worker, args=(make_store, w, n, shared)) for w in range(n_workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    ratings = store.ratings()
+    assert len(ratings) == n_workers * n + shared
+    assert len({r.seq for r in ratings}) == len(ratings)
+    assert sorted(r.response_id for r in ratings if r.model == "s") == sorted(
+        f"shared-{i}" for i in range(shared)
+    )
+    for w in range(n_workers):
+        mine = [r for r in ratings if r.model == f"m{w}"]
+        assert sorted(r.score for r in mine) == sorted((i % 11) / 10 for i in range(n))
+    store.close()
