@@ -4,12 +4,14 @@ route, snapshots."""
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -296,3 +298,86 @@ def test_concurrent_feedback_from_several_processes_loses_nothing(make_store) ->
         mine = [r for r in ratings if r.model == f"m{w}"]
         assert sorted(r.score for r in mine) == sorted((i % 11) / 10 for i in range(n))
     store.close()
+
+
+# --------------------------------------------------------------------------- the feedback route
+
+
+@pytest.fixture
+def feedback_app(toy_router: Router, tmp_path):
+    from avengers import Answerer, Endpoint
+    from avengers.serve import create_app
+    from fake_openai_server import FakeModel, FakeOpenAIServer
+    from fastapi.testclient import TestClient
+
+    up = FakeOpenAIServer(
+        {"math": FakeModel(answers=["391"]), "chef": FakeModel(answers=["6 minutes"])}
+    ).start()
+    eps = {
+        "math-model": Endpoint("math-model", up.base_url, model="math", max_retries=0),
+        "chef-model": Endpoint("chef-model", up.base_url, model="chef", max_retries=0),
+        "code-model": Endpoint("code-model", up.base_url, model="math", max_retries=0),
+    }
+    router = Router.from_state(*toy_router.state(), embedder=toy_router.get_embedder())
+    store = SQLiteFeedbackStore(tmp_path / "fb.db")
+    app = create_app(
+        Answerer(router, eps, adaptive=False), api_keys={"sk-test"}, feedback_store=store
+    )
+    with TestClient(app) as c:
+        c.headers["authorization"] = "Bearer sk-test"
+        yield c, router, store
+    up.stop()
+
+
+def test_feedback_route_rates_responses_and_updates_the_router(feedback_app) -> None:
+    c, router, store = feedback_app
+    r = c.post("/v1/chat/completions", json={"model": "avengers", "messages": [
+        {"role": "user", "content": "What is 17 times 23?"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    rid, model = r.json()["id"], r.json()["model"]
+    cluster = r.json()["avengers"]["decision"]["cluster"]
+    j = router.models_.index(model)
+    before = router.score_counts_[cluster, j]
+    ok = c.post("/v1/feedback", json={"id": rid, "score": 1.0})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["model"] == model and ok.json()["cluster"] == cluster
+    assert router.score_counts_[cluster, j] == before + 1
+    assert [x.response_id for x in store.ratings()] == [rid]
+
+    def error(resp: Any) -> tuple[int, str | None, str | None]:
+        e = resp.json()["error"]
+        return resp.status_code, e["code"], e["param"]
+
+    assert error(c.post("/v1/feedback", json={"id": rid, "score": 0.0})) == (
+        409, "already_rated", "id")  # fmt: skip
+    assert error(c.post("/v1/feedback", json={"id": "chatcmpl-nope", "score": 1})) == (
+        404, "response_not_found", "id")  # fmt: skip
+    assert error(c.post("/v1/feedback", json={"id": rid, "score": 1.5})) == (400, None, "score")
+    assert error(c.post("/v1/feedback", json={"id": rid})) == (400, None, "score")
+    assert error(c.post("/v1/feedback", json={"id": rid, "score": 1, "cost": -1}))[0] == 400
+    assert error(c.post("/v1/feedback", json={"id": 3, "score": 1})) == (400, None, "id")
+    assert c.post("/v1/feedback", content=b"{oops").status_code == 400
+    unauth = c.post("/v1/feedback", json={"id": rid, "score": 1.0}, headers={"authorization": ""})
+    assert unauth.status_code == 401
+    # the query form
+    q = {"query": "How do I bake a lemon cake?", "model": "chef-model", "score": 0.0}
+    assert c.post("/v1/feedback", json=q).status_code == 200
+    assert error(c.post("/v1/feedback", json={**q, "model": "nope"})) == (400, None, "model")
+    assert len(store.ratings()) == 2
+    # streamed answers are remembered too
+    with c.stream("POST", "/v1/chat/completions", json={"model": "avengers", "stream": True,
+                  "messages": [{"role": "user", "content": "What is 2 + 2?"}]}) as s:  # fmt: skip
+        first = next(line for line in s.iter_lines() if line.startswith("data: {"))
+    sid = json.loads(first[6:])["id"]
+    assert c.post("/v1/feedback", json={"id": sid, "score": 0.5}).status_code == 200
+
+
+def test_feedback_is_off_by_default(toy_router: Router) -> None:
+    from avengers import Answerer, Endpoint
+    from avengers.serve import create_app
+    from fastapi.testclient import TestClient
+
+    router = Router.from_state(*toy_router.state(), embedder=toy_router.get_embedder())
+    eps = {"math-model": Endpoint("math-model", "http://127.0.0.1:9/v1", model="math")}
+    with TestClient(create_app(Answerer(router, eps, adaptive=False))) as c:
+        assert c.post("/v1/feedback", json={"id": "x", "score": 1}).status_code == 404

@@ -42,6 +42,10 @@ def serve(
     max_tokens: Annotated[
         int, typer.Option(help="Largest max_tokens a client may ask for.")
     ] = 4096,
+    feedback_store: Annotated[
+        str | None,
+        typer.Option(help="Accept POST /v1/feedback, kept in this SQLite file or redis:// URL."),
+    ] = None,
 ) -> None:
     """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
     import uvicorn
@@ -64,8 +68,12 @@ def serve(
                f"{', '.join(m for m in answerer.router.models_ if m in answerer.backend.models())})")  # fmt: skip
     common = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning"}
     if workers == 1:
+        from ..feedback import open_store
+
+        store = open_store(feedback_store) if feedback_store else None
         app = create_app(answerer, api_keys=keys, max_body_bytes=max_body,
-                         max_tokens_limit=max_tokens, cors_origins=cors_origin or None)  # fmt: skip
+                         max_tokens_limit=max_tokens, cors_origins=cors_origin or None,
+                         feedback_store=store)  # fmt: skip
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     os.environ.update({
@@ -74,5 +82,6 @@ def serve(
         "AVENGERS_MAX_BODY": str(max_body), "AVENGERS_MAX_TOKENS": str(max_tokens),
         "AVENGERS_CORS": ",".join(cors_origin or []),
         "AVENGERS_SERVER_KEY_FILE": str(api_key_file or ""),
+        "AVENGERS_FEEDBACK_STORE": feedback_store or "",
     })  # fmt: skip
     uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]

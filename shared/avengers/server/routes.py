@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from ..exceptions import AvengersError
 from ..results import AnswerError
-from . import replies
+from . import feedback, replies
 from .replies import CompletionReply, error_response
 from .state import ServerState, server_state
 from .wire import BadRequest, CompletionRequest, parse_request, read_json
@@ -56,6 +56,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
     except AvengersError as e:
         return error_response(400, str(e), "invalid_request_error")
     state.metrics.record(res)
+    await feedback.remember(state, comp.id, res)
     return comp.response(res)
 
 
@@ -74,6 +75,7 @@ async def stream_answer(
                 continue
             res = part.result
             state.metrics.record(res)
+            await feedback.remember(state, comp.id, res)
             yield comp.chunk(None, "stop", res.model, {"avengers": res.account()}, first=first)
             if include_usage:
                 yield comp.usage_chunk(res)

@@ -52,6 +52,8 @@ class ServerState:
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_tokens_limit: int = DEFAULT_MAX_TOKENS
     metrics: Metrics = field(default_factory=Metrics)
+    feedback: Any = None
+    """The feedback settings (:class:`~avengers.server.feedback.FeedbackState`), None if off."""
 
 
 def server_state(request: Request) -> ServerState:
