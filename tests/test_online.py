@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -381,3 +382,92 @@ def test_feedback_is_off_by_default(toy_router: Router) -> None:
     eps = {"math-model": Endpoint("math-model", "http://127.0.0.1:9/v1", model="math")}
     with TestClient(create_app(Answerer(router, eps, adaptive=False))) as c:
         assert c.post("/v1/feedback", json={"id": "x", "score": 1}).status_code == 404
+
+
+# --------------------------------------------------------------------------- CLI and snapshots
+
+
+def _static_router(tmp_path) -> Path:
+    from toy import toy_rows
+
+    return Router(3, embedder="static").fit(toy_rows()).save_pretrained(tmp_path / "r1")
+
+
+def test_cli_update_and_snapshot(tmp_path) -> None:
+    from avengers.cli import app
+    from avengers.snapshot import SEQ_KEY
+    from typer.testing import CliRunner
+
+    r1 = _static_router(tmp_path)
+    base = Router.from_pretrained(r1)
+    rows = [
+        {"query": "What is 12 times 12?", "scores": {"math-model": 1.0, "new-model": 1.0}},
+        {"query": "How do I roast garlic?", "scores": {"chef-model": 1.0, "new-model": 0.0}},
+    ]
+    (tmp_path / "new.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["update", "-r", str(r1), "-d", str(tmp_path / "new.jsonl"),
+                              "-o", str(tmp_path / "r2")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "added 4 outcomes on 2 queries" in res.output
+    r2 = Router.from_pretrained(tmp_path / "r2")
+    assert r2.models_ == [*base.models_, "new-model"]
+    assert r2.score_counts_.sum() == base.score_counts_.sum() + 4
+    assert Router.from_pretrained(r1).models_ == base.models_  # the old version is untouched
+
+    store = SQLiteFeedbackStore(tmp_path / "fb.db")
+    store.remember("id1", "math-model", 0)
+    store.rate("id1", 0.0)
+    store.add("chef-model", 1, 1.0)
+    store.close()
+    args = ["snapshot", "-r", str(tmp_path / "r2"), "-s", str(tmp_path / "fb.db")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "applied 2 ratings" in res.output
+    r3 = Router.from_pretrained(tmp_path / "r2")
+    assert r3.score_counts_.sum() == r2.score_counts_.sum() + 2
+    assert r3.training_summary_[SEQ_KEY] == 2
+    again = runner.invoke(app, args)  # nothing new: nothing applied twice
+    assert "applied 0 ratings" in again.output
+    assert Router.from_pretrained(tmp_path / "r2").score_counts_.sum() == r3.score_counts_.sum()
+    bad = runner.invoke(app, ["snapshot", "-r", "pretrained", "-s", str(tmp_path / "fb.db")])
+    assert bad.exit_code == 2 and "--out is required" in bad.output
+    missing = runner.invoke(app, [*args[:3], "-s", str(tmp_path / "nope.db")])
+    assert missing.exit_code == 2 and "no such feedback store" in missing.output
+
+
+_SAVER = """
+import sys
+from avengers import Router
+from avengers.snapshot import save_atomically
+path = sys.argv[1]
+r = Router.from_pretrained(path)
+print("ready", flush=True)
+while True:
+    r.update(models=["math-model"], scores=[1.0], clusters=[0])
+    save_atomically(r, path)
+"""
+
+
+def test_kill_during_snapshot_leaves_a_loadable_router(tmp_path) -> None:
+    import os
+    import signal
+    import sys
+
+    path = _static_router(tmp_path)
+    n0 = Router.from_pretrained(path).score_counts_.sum()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    rng = np.random.default_rng(0)
+    last = n0
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(path)], env=env,
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(float(rng.uniform(0.05, 0.4)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        r = Router.from_pretrained(path)  # loads: the old version or a new one, never a mix
+        n = r.score_counts_.sum()
+        assert n >= last
+        last = n
+    assert last > n0
