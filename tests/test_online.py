@@ -471,3 +471,15 @@ def test_kill_during_snapshot_leaves_a_loadable_router(tmp_path) -> None:
         assert n >= last
         last = n
     assert last > n0
+
+
+def test_online_doc_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "online.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {}
+    exec(compile(code, "docs/online.md", "exec"), ns)
+    assert "applied 1 rating(s)" in capsys.readouterr().out
+    assert Router.from_pretrained(tmp_path / "my-router").models_[-1] == "new-model"
