@@ -41,6 +41,9 @@ class RouteDecision:
     fallback: str | None = None
     """Why the global ranking was blended in or used (thin cluster, far query), else None."""
     method: str = "cluster"
+    explored: bool = False
+    """Whether the first model was picked by exploration (``Router(explore=...)``) rather than
+    being the best estimate; the ranking after it is the greedy one."""
 
     @property
     def models(self) -> list[str]:
@@ -68,7 +71,8 @@ class RouteDecision:
         """A short human-readable account of the decision."""
         lines = [
             f"cluster {self.cluster} (distance {self.distance:.3f}, method {self.method})"
-            + (f"; fallback: {self.fallback}" if self.fallback else ""),
+            + (f"; fallback: {self.fallback}" if self.fallback else "")
+            + ("; first pick is exploration" if self.explored else ""),
         ]
         if len(self.cluster_weights) > 1:
             ws = ", ".join(f"{c}:{w:.2f}" for c, w in self.cluster_weights.items())

@@ -107,6 +107,9 @@ ROUTER_PARAMS: dict[str, Constraint] = {
     "far_quantile": Interval(0.0, 1.0, low_open=True, none_ok=True),
     "clustering": OneOf(get_args(ClusterAlgorithm)),
     "random_state": Interval(integer=True, none_ok=True),
+    "explore": UNIT,
+    "half_life": Interval(0.0, low_open=True, none_ok=True),
+    "new_model_prior": Interval(0.0, 1.0, none_ok=True),
     "embedder": EmbedderSpec(),
 }
 """Every :class:`~avengers.Router` setting and the values it allows."""

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from . import scoring
+from . import online, scoring
 from .artifact import push_artifact, read_artifact, write_artifact
 from .card import model_card as make_model_card
 from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
@@ -79,6 +79,9 @@ class Router(BaseEstimator):
         clustering: ClusterAlgorithm = "kmeans",
         random_state: int | None = 0,
         embedder: Embedder | str | None = None,
+        explore: float = 0.0,
+        half_life: float | None = None,
+        new_model_prior: float | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.top_k = top_k
@@ -94,7 +97,11 @@ class Router(BaseEstimator):
         self.clustering = clustering
         self.random_state = random_state
         self.embedder = embedder
+        self.explore = explore
+        self.half_life = half_life
+        self.new_model_prior = new_model_prior
         self._embedder: Embedder | None = None  # ``embedder`` resolved, on first use
+        self._rng: np.random.Generator | None = None  # exploration draws, on first use
 
     # ------------------------------------------------------------------ settings
 
@@ -180,9 +187,11 @@ class Router(BaseEstimator):
         *,
         embeddings: np.ndarray | None = None,
         show_progress: bool = False,
+        centroids: np.ndarray | None = None,
     ) -> Router:
         """Learn clusters and per-cluster model scores from outcome data. ``embeddings`` may be
-        given to skip embedding (rows aligned with ``data.queries``)."""
+        given to skip embedding (rows aligned with ``data.queries``); ``centroids`` (k, d) to
+        skip clustering and count outcomes in these clusters."""
         self._validate_params()
         t0 = time.perf_counter()
         data = as_outcomes(data)
@@ -198,8 +207,12 @@ class Router(BaseEstimator):
             X = np.asarray(embeddings, dtype=np.float32)
             if X.shape[0] != len(data):
                 raise DataError(f"{len(X)} embeddings for {len(data)} queries")
-        centers = fit_centroids(
-            X, self.n_clusters, algorithm=self.clustering, random_state=self.random_state
+        centers = (
+            fit_centroids(
+                X, self.n_clusters, algorithm=self.clustering, random_state=self.random_state
+            )
+            if centroids is None
+            else np.asarray(centroids, dtype=np.float32)
         )
         labels = pairwise_sq_dist(X, centers).argmin(axis=1)
         k = len(centers)
@@ -235,6 +248,59 @@ class Router(BaseEstimator):
             self.train_scores_ = data.scores.astype(np.float32)
         self.training_summary_ = data.summary()
         self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def update(
+        self,
+        data: OutcomeData | str | Path | Sequence[Any] | None = None,
+        *,
+        queries: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        scores: Sequence[float] | np.ndarray | None = None,
+        costs: Sequence[float] | np.ndarray | None = None,
+        embeddings: np.ndarray | None = None,
+        clusters: Sequence[int] | np.ndarray | None = None,
+    ) -> Router:
+        """Add new outcomes to the per-cluster statistics without re-clustering, exactly as
+        :meth:`fit` counts them (see :mod:`avengers.online`; ``half_life`` forgets old ones).
+
+        Give outcome ``data`` (anything :meth:`fit` takes), or parallel observations: ``models``,
+        ``scores`` (and ``costs``), one per query in ``queries``. ``embeddings`` skip embedding,
+        ``clusters`` (each row's nearest cluster) skip it and the cluster search. Models the router
+        does not know are added first (:meth:`add_model`). The far-query threshold keeps its
+        fitted value."""
+        self._check_fitted()
+        self._validate_params()
+        batch = online.as_batch(data, queries=queries, models=models, scores=scores, costs=costs)
+        X = None if embeddings is None else np.asarray(embeddings, dtype=np.float32)
+        if clusters is not None:
+            labels = np.asarray(clusters, dtype=np.int64).reshape(-1)
+            if labels.size and (labels.min() < 0 or labels.max() >= len(self.cluster_centers_)):
+                raise DataError(f"cluster ids must be in [0, {len(self.cluster_centers_)})")
+        else:
+            if X is None:
+                if batch.queries is None:
+                    raise DataError("update needs queries, embeddings or clusters")
+                _check_queries(batch.queries)
+                X = self.embed(batch.queries)
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+                raise DataError(f"expected embeddings of shape (n, {self.n_features_in_})")
+            labels = pairwise_sq_dist(X, self.cluster_centers_).argmin(axis=1)
+        if len(labels) != len(batch):
+            raise DataError(f"{len(labels)} clusters or embeddings for {len(batch)} outcomes")
+        for name in batch.models:
+            if name not in self.models_:
+                self.add_model(name)
+        online.apply_batch(self, batch, labels, X)
+        return self
+
+    def add_model(self, name: str) -> Router:
+        """Add a candidate model with no evidence yet. Until outcomes arrive its estimate is the
+        prior: ``new_model_prior`` if set, else the mean of the known models' global means."""
+        self._check_fitted()
+        if name in self.models_:
+            raise ConfigError(f"model {name!r} is already a candidate")
+        online.add_model_columns(self, str(name))
         return self
 
     def is_fitted(self) -> bool:
@@ -372,6 +438,7 @@ class Router(BaseEstimator):
         """Decisions for already-embedded queries. ``alpha`` overrides the router's trade-off
         for this call only."""
         est = self.estimate(X, alpha=alpha)
+        picks = self._exploration_picks(est, alpha)
         method = (
             self.scoring if self.n_nearest == 1 or self.scoring != "cluster" else "soft-cluster"
         )
@@ -385,7 +452,7 @@ class Router(BaseEstimator):
                     cost=None if est.cost is None else float(est.cost[i, j]),
                     evidence=float(est.evidence[i, j]),
                 )
-                for j in est.order[i]
+                for j in online.pick_first(est.order[i], int(picks[i]))
             )
             out.append(
                 RouteDecision(
@@ -400,9 +467,28 @@ class Router(BaseEstimator):
                     },
                     fallback=est.fallback[i],
                     method=method if est.fallback[i] is None else "global",
+                    explored=bool(picks[i] >= 0),
                 )
             )
         return out
+
+    def _exploration_picks(self, est: RouteEstimate, alpha: float | None) -> np.ndarray:
+        """Per query, the model index exploration picks, or -1 (see :func:`online.explore_picks`)."""
+        if self.explore <= 0.0:
+            return np.full(len(est.order), -1, dtype=np.int64)
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.random_state)
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
+        return online.explore_picks(
+            est.performance,
+            est.evidence,
+            est.cost,
+            alpha,
+            est.best,
+            share=self.explore,
+            pseudo_count=self.shrinkage,
+            rng=self._rng,
+        )
 
     def route_batch(
         self, queries: Sequence[str], *, alpha: float | None = None
@@ -440,6 +526,9 @@ class Router(BaseEstimator):
         params = self.get_params(deep=False)
         # in the order of ROUTER_PARAMS (that of __init__); the embedder is recorded below
         params = {name: params[name] for name in ROUTER_PARAMS if name != "embedder"}
+        for name, default in online.PARAM_DEFAULTS.items():  # recorded only when set, so that
+            if params[name] == default:  # older versions still read the artifact
+                del params[name]
         return {
             "models": list(self.models_),
             "n_clusters_fitted": len(self.cluster_centers_),

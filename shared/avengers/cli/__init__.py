@@ -16,6 +16,7 @@ import typer
 from .answering import answer
 from .collecting import collect
 from .evaluating import evaluate
+from .online import snapshot, update
 from .routing import info, route
 from .serving import serve
 from .training import train
@@ -28,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _command in (train, evaluate, route, info, collect, answer, serve):
+for _command in (train, evaluate, route, info, collect, answer, serve, update, snapshot):
     app.command()(_command)
 
 

@@ -72,6 +72,10 @@ def serve(
         float,
         typer.Option(envvar="AVENGERS_BREAKER_COOLDOWN", help="Seconds a circuit stays open."),
     ] = 30.0,
+    feedback_store: Annotated[
+        str | None,
+        typer.Option(help="Accept POST /v1/feedback, kept in this SQLite file or redis:// URL."),
+    ] = None,
 ) -> None:
     """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
     import uvicorn
@@ -99,8 +103,12 @@ def serve(
             "embed_cache": embed_cache, "breaker_threshold": breaker_threshold,
             "breaker_cooldown": breaker_cooldown}  # fmt: skip
     if workers == 1:
+        from ..feedback import open_store
+
+        store = open_store(feedback_store) if feedback_store else None
         app = create_app(answerer, api_keys=keys, max_body_bytes=max_body,
-                         max_tokens_limit=max_tokens, cors_origins=cors_origin or None, **live)  # fmt: skip
+                         max_tokens_limit=max_tokens, cors_origins=cors_origin or None,
+                         feedback_store=store, **live)  # fmt: skip
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     os.environ.update({
@@ -112,5 +120,6 @@ def serve(
         "AVENGERS_REQUEST_TIMEOUT": str(request_timeout), "AVENGERS_MAX_FALLBACKS": str(max_fallbacks),
         "AVENGERS_EMBED_CACHE": embed_cache, "AVENGERS_BREAKER_THRESHOLD": str(breaker_threshold),
         "AVENGERS_BREAKER_COOLDOWN": str(breaker_cooldown),
+        "AVENGERS_FEEDBACK_STORE": feedback_store or "",
     })  # fmt: skip
     uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]

@@ -15,9 +15,11 @@ from fastapi import FastAPI
 from ..answer import Answerer
 from ..breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, BreakerBackend, CircuitBreaker, unwrap
 from ..exceptions import ConfigError
+from ..feedback import FeedbackStore
 from ..results import SamplingConfig
 from .auth import load_api_keys
 from .embedding import DEFAULT_EMBED_CACHE_SIZE, as_embed_cache, serving_embedder
+from .feedback import enable_feedback
 from .middleware import add_middleware
 from .routes import add_routes
 from .state import (
@@ -46,6 +48,7 @@ def create_app(
     breaker_threshold: int = DEFAULT_THRESHOLD,
     breaker_cooldown: float = DEFAULT_COOLDOWN,
     breaker: CircuitBreaker | None = None,
+    feedback_store: FeedbackStore | None = None,
 ) -> FastAPI:
     """The FastAPI app. Run it with uvicorn (``avengers serve`` does).
 
@@ -54,7 +57,9 @@ def create_app(
     (None: all). ``embed_cache``: ``memory`` (a bounded LRU of ``embed_cache_size`` queries;
     nothing written to disk), ``disk`` (the operator opts in to the on-disk cache) or ``none``.
     ``breaker_threshold`` consecutive failures open a model's circuit for ``breaker_cooldown``
-    seconds (threshold 0: no breaker); or pass a ready ``breaker`` (e.g. with a test clock)."""
+    seconds (threshold 0: no breaker); or pass a ready ``breaker`` (e.g. with a test clock).
+    ``feedback_store`` turns on ``POST /v1/feedback`` (see :mod:`avengers.server.feedback`);
+    without it nothing is kept."""
     if request_timeout is not None and not request_timeout >= 0:
         raise ConfigError(f"request_timeout must be >= 0 seconds, got {request_timeout!r}")
     if max_fallbacks is not None and max_fallbacks < 0:
@@ -82,6 +87,8 @@ def create_app(
     app.state.answerer = answerer
     add_middleware(app, cors_origins)
     add_routes(app)
+    if feedback_store is not None:
+        enable_feedback(app, state, feedback_store)
     return app
 
 
@@ -101,8 +108,10 @@ def app_from_env() -> FastAPI:
     ``AVENGERS_SERVER_KEYS`` / ``AVENGERS_SERVER_KEY_FILE``, ``AVENGERS_MAX_BODY``,
     ``AVENGERS_MAX_TOKENS``, ``AVENGERS_CORS``, ``AVENGERS_REQUEST_TIMEOUT``,
     ``AVENGERS_MAX_FALLBACKS`` (``all`` or -1: no cap), ``AVENGERS_EMBED_CACHE``,
-    ``AVENGERS_EMBED_CACHE_SIZE``, ``AVENGERS_BREAKER_THRESHOLD``, ``AVENGERS_BREAKER_COOLDOWN``."""
+    ``AVENGERS_EMBED_CACHE_SIZE``, ``AVENGERS_BREAKER_THRESHOLD``, ``AVENGERS_BREAKER_COOLDOWN``,
+    ``AVENGERS_FEEDBACK_STORE`` (feedback on)."""
     from ..bundled import load_pretrained
+    from ..feedback import open_store
     from ..router import Router
 
     rpath = os.environ.get("AVENGERS_ROUTER", "pretrained")
@@ -112,6 +121,7 @@ def app_from_env() -> FastAPI:
         raise ConfigError("AVENGERS_ENDPOINTS is not set")
     cfg = SamplingConfig(**json.loads(os.environ.get("AVENGERS_CONFIG", "{}")))
     cors = [o for o in os.environ.get("AVENGERS_CORS", "").split(",") if o]
+    store = os.environ.get("AVENGERS_FEEDBACK_STORE")
     return create_app(
         Answerer(router, eps, cfg),
         api_keys=load_api_keys(file=os.environ.get("AVENGERS_SERVER_KEY_FILE") or None),
@@ -119,6 +129,7 @@ def app_from_env() -> FastAPI:
         max_tokens_limit=int(os.environ.get("AVENGERS_MAX_TOKENS", DEFAULT_MAX_TOKENS)),
         cors_origins=cors or None,
         **live_settings_from_env(),
+        feedback_store=open_store(store) if store else None,
     )
 
 

@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from ..exceptions import AvengersError
 from ..results import AnswerChunk
-from . import live, replies
+from . import feedback, live, replies
 from .checks import check_body_text
 from .replies import CompletionReply, error_response
 from .state import ServerState, server_state
@@ -69,6 +69,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
             return failed
         return error_response(400, str(e), "invalid_request_error")
     state.metrics.record(res)
+    await feedback.remember(state, comp.id, res)
     return comp.response(res)
 
 
@@ -91,6 +92,7 @@ async def stream_answer(
                 continue
             res = part.result
             state.metrics.record(res)
+            await feedback.remember(state, comp.id, res)
             yield comp.chunk(None, "stop", res.model, {"avengers": res.account()}, first=first)
             if include_usage:
                 yield comp.usage_chunk(res)

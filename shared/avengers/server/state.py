@@ -60,6 +60,8 @@ class ServerState:
     max_fallbacks: int | None = DEFAULT_MAX_FALLBACKS
     """At most this many lower-ranked models are tried after the strategy's own (None: all)."""
     breaker: CircuitBreaker | None = None
+    feedback: Any = None
+    """The feedback settings (:class:`~avengers.server.feedback.FeedbackState`), None if off."""
 
 
 def server_state(request: Request) -> ServerState:

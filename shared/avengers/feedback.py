@@ -1,0 +1,390 @@
+"""Feedback stores: where a server remembers which model answered which response, and the
+ratings clients send back for them, so that a router can learn from them
+(:meth:`avengers.Router.update`, ``avengers snapshot``).
+
+Two stores share one interface (:class:`FeedbackStore`):
+
+* :class:`SQLiteFeedbackStore`: one file, embedded, the default. WAL mode, ``synchronous=FULL``
+  and a busy timeout, so several worker processes can write at once; a rating is committed before
+  the call returns, so an acknowledged rating survives a crash or a kill of the process.
+* :class:`RedisFeedbackStore`: for several hosts. A rating is checked and recorded by one Lua
+  script (atomic). Durability is the Redis server's (run it with ``appendonly yes`` and
+  ``appendfsync always`` to keep every acknowledged rating across a Redis crash).
+
+What is stored, and only when the operator turns feedback on: per response id, the model that
+answered and the query's nearest cluster (never the query text, nor its embedding); per rating,
+the score in [0, 1] and optional cost. Every accepted rating is one observation: it is appended to
+a log with an increasing sequence number, which is how a snapshot knows what it has applied. A
+response can be rated once unless the store allows updates (then each new rating is one more
+observation).
+
+:func:`send_feedback` is the client side: one HTTP call to a server's ``/v1/feedback``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from .exceptions import AvengersError
+
+__all__ = [
+    "AlreadyRatedError",
+    "FeedbackError",
+    "FeedbackStore",
+    "Rating",
+    "RedisFeedbackStore",
+    "SQLiteFeedbackStore",
+    "UnknownResponseError",
+    "check_rating",
+    "open_store",
+    "send_feedback",
+]
+
+
+class FeedbackError(AvengersError, ValueError):
+    """A rating the store refuses: out of range, unknown response, or already rated."""
+
+
+class UnknownResponseError(FeedbackError):
+    """No response with this id was recorded (or it expired)."""
+
+
+class AlreadyRatedError(FeedbackError):
+    """This response was rated already and the store does not allow updates."""
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One accepted rating, as the log holds it: the ``seq``-th observation."""
+
+    seq: int
+    response_id: str | None
+    """None for feedback given as query, model and score rather than for a response."""
+    model: str
+    cluster: int
+    score: float
+    cost: float | None = None
+
+
+def check_rating(score: Any, cost: Any = None) -> tuple[float, float | None]:
+    """``score`` (a number in [0, 1]) and ``cost`` (None or a finite number >= 0) as floats, or
+    :class:`FeedbackError` saying what is wrong."""
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score):
+        raise FeedbackError(f"score must be a number in [0, 1], got {score!r}")
+    if not 0.0 <= score <= 1.0:
+        raise FeedbackError(f"score must be in [0, 1], got {score}")
+    if cost is not None and (
+        isinstance(cost, bool)
+        or not isinstance(cost, (int, float))
+        or not math.isfinite(cost)
+        or cost < 0
+    ):
+        raise FeedbackError(f"cost must be a finite number >= 0, got {cost!r}")
+    return float(score), None if cost is None else float(cost)
+
+
+class FeedbackStore(Protocol):
+    """What the server and ``avengers snapshot`` need from a store."""
+
+    allow_updates: bool
+
+    def remember(self, response_id: str, model: str, cluster: int) -> None:
+        """Record that ``model`` answered response ``response_id`` for a query in ``cluster``."""
+        ...
+
+    def rate(self, response_id: str, score: float, cost: float | None = None) -> Rating:
+        """Accept a rating for a remembered response (committed before returning), or raise
+        :class:`UnknownResponseError` / :class:`AlreadyRatedError` / :class:`FeedbackError`."""
+        ...
+
+    def add(self, model: str, cluster: int, score: float, cost: float | None = None) -> Rating:
+        """Accept a rating that refers to no response (query, model and score given directly)."""
+        ...
+
+    def ratings(self, after: int = 0) -> list[Rating]:
+        """Every accepted rating with a sequence number above ``after``, in order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- SQLite
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    cluster INTEGER NOT NULL,
+    created REAL NOT NULL,
+    n_ratings INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ratings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    response_id TEXT,
+    model TEXT NOT NULL,
+    cluster INTEGER NOT NULL,
+    score REAL NOT NULL,
+    cost REAL,
+    created REAL NOT NULL
+);
+"""
+
+
+class SQLiteFeedbackStore:
+    """A feedback store in one SQLite file (created if missing). Safe to share between threads
+    and between processes (each opens its own)."""
+
+    def __init__(
+        self, path: str | Path, *, allow_updates: bool = False, timeout: float = 30.0
+    ) -> None:
+        self.path = Path(path)
+        self.allow_updates = allow_updates
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        with self._transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def __repr__(self) -> str:
+        return f"SQLiteFeedbackStore({str(self.path)!r}, allow_updates={self.allow_updates})"
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken before reading, so check-then-write is atomic across
+        processes), committed before the block's result is returned."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def remember(self, response_id: str, model: str, cluster: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO responses (id, model, cluster, created) VALUES (?, ?, ?, ?)",
+                (response_id, model, int(cluster), time.time()),
+            )
+
+    def rate(self, response_id: str, score: float, cost: float | None = None) -> Rating:
+        score, cost = check_rating(score, cost)
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT model, cluster, n_ratings FROM responses WHERE id = ?", (response_id,)
+            ).fetchone()
+            if row is None:
+                raise UnknownResponseError(f"no response with id {response_id!r}")
+            model, cluster, n = row
+            if n > 0 and not self.allow_updates:
+                raise AlreadyRatedError(f"response {response_id!r} was rated already")
+            db.execute(
+                "UPDATE responses SET n_ratings = n_ratings + 1 WHERE id = ?", (response_id,)
+            )
+            seq = self._log(db, response_id, model, cluster, score, cost)
+        return Rating(seq, response_id, model, int(cluster), score, cost)
+
+    def add(self, model: str, cluster: int, score: float, cost: float | None = None) -> Rating:
+        score, cost = check_rating(score, cost)
+        with self._transaction() as db:
+            seq = self._log(db, None, model, cluster, score, cost)
+        return Rating(seq, None, model, int(cluster), score, cost)
+
+    @staticmethod
+    def _log(
+        db: sqlite3.Connection,
+        response_id: str | None,
+        model: str,
+        cluster: int,
+        score: float,
+        cost: float | None,
+    ) -> int:
+        cur = db.execute(
+            "INSERT INTO ratings (response_id, model, cluster, score, cost, created) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (response_id, model, int(cluster), score, cost, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def ratings(self, after: int = 0) -> list[Rating]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, response_id, model, cluster, score, cost FROM ratings "
+                "WHERE seq > ? ORDER BY seq",
+                (int(after),),
+            ).fetchall()
+        return [Rating(int(s), r, m, int(c), float(x), y) for s, r, m, c, x, y in rows]
+
+    def prune(self, older_than: float) -> int:
+        """Forget responses remembered more than ``older_than`` seconds ago (ratings stay);
+        returns how many were removed."""
+        with self._transaction() as db:
+            cur = db.execute("DELETE FROM responses WHERE created < ?", (time.time() - older_than,))
+        return int(cur.rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+# --------------------------------------------------------------------------- Redis
+
+_RATE_SCRIPT = """
+local key, seqkey, logkey = KEYS[1], KEYS[2], KEYS[3]
+local rid, score, cost, allow = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local model = redis.call('HGET', key, 'model')
+local ts = ARGV[5]
+if not model then
+    if rid ~= '' then return {-1} end
+    model = ARGV[6]
+end
+local cluster
+if rid ~= '' then
+    local n = tonumber(redis.call('HGET', key, 'n_ratings') or '0')
+    if n > 0 and allow == '0' then return {-2} end
+    redis.call('HINCRBY', key, 'n_ratings', 1)
+    cluster = redis.call('HGET', key, 'cluster')
+else
+    cluster = ARGV[7]
+end
+local seq = redis.call('INCR', seqkey)
+local entry = cjson.encode({seq = seq, id = rid, model = model, cluster = tonumber(cluster),
+                            score = tonumber(score), cost = cost, t = ts})
+redis.call('ZADD', logkey, seq, entry)
+return {seq, model, cluster}
+"""
+
+
+class RedisFeedbackStore:
+    """A feedback store in Redis (``url`` like ``redis://host:6379/0``), under keys starting with
+    ``prefix``. Remembered responses expire after ``ttl`` seconds if given; ratings do not."""
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str = "avengers:feedback:",
+        allow_updates: bool = False,
+        ttl: int | None = None,
+        client: Any = None,
+    ) -> None:
+        import redis
+
+        self.url = url
+        self.prefix = prefix
+        self.allow_updates = allow_updates
+        self.ttl = ttl
+        self._redis = client if client is not None else redis.Redis.from_url(url)
+        self._rate = self._redis.register_script(_RATE_SCRIPT)
+
+    def __repr__(self) -> str:
+        return f"RedisFeedbackStore({self.url!r}, prefix={self.prefix!r})"
+
+    def _key(self, response_id: str) -> str:
+        return f"{self.prefix}response:{response_id}"
+
+    def remember(self, response_id: str, model: str, cluster: int) -> None:
+        key = self._key(response_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping={"model": model, "cluster": int(cluster), "n_ratings": 0})
+        if self.ttl:
+            pipe.expire(key, int(self.ttl))
+        pipe.execute()
+
+    def _run(
+        self, response_id: str, score: float, cost: float | None, model: str, cluster: int
+    ) -> Rating:
+        key = self._key(response_id) if response_id else self.prefix + "none"
+        out = self._rate(
+            keys=[key, self.prefix + "seq", self.prefix + "log"],
+            args=[response_id, repr(score), "" if cost is None else repr(cost),
+                  "1" if self.allow_updates else "0", repr(time.time()), model, int(cluster)],
+        )  # fmt: skip
+        seq = int(out[0])
+        if seq == -1:
+            raise UnknownResponseError(f"no response with id {response_id!r}")
+        if seq == -2:
+            raise AlreadyRatedError(f"response {response_id!r} was rated already")
+        m = out[1].decode() if isinstance(out[1], bytes) else str(out[1])
+        return Rating(seq, response_id or None, m, int(out[2]), score, cost)
+
+    def rate(self, response_id: str, score: float, cost: float | None = None) -> Rating:
+        score, cost = check_rating(score, cost)
+        if not response_id:
+            raise UnknownResponseError("empty response id")
+        return self._run(response_id, score, cost, "", 0)
+
+    def add(self, model: str, cluster: int, score: float, cost: float | None = None) -> Rating:
+        score, cost = check_rating(score, cost)
+        return self._run("", score, cost, model, cluster)
+
+    def ratings(self, after: int = 0) -> list[Rating]:
+        out = []
+        entries: list[Any] = self._redis.zrangebyscore(
+            self.prefix + "log", f"({int(after)}", "+inf"
+        )
+        for raw in entries:
+            e = json.loads(raw)
+            cost = float(e["cost"]) if e.get("cost") not in (None, "") else None
+            rid = e.get("id") or None
+            out.append(
+                Rating(int(e["seq"]), rid, e["model"], int(e["cluster"]), float(e["score"]), cost)
+            )
+        return out
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def open_store(spec: str, *, allow_updates: bool = False) -> FeedbackStore:
+    """A store from a string: ``redis://...`` (or ``rediss://``) for Redis, anything else is the
+    path of a SQLite file (``sqlite:///path`` also works)."""
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return RedisFeedbackStore(spec, allow_updates=allow_updates)
+    if spec.startswith("sqlite:///"):
+        spec = spec[len("sqlite:///") - 1 :]
+    return SQLiteFeedbackStore(spec, allow_updates=allow_updates)
+
+
+def send_feedback(
+    base_url: str,
+    response_id: str,
+    score: float,
+    *,
+    cost: float | None = None,
+    api_key: str | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Rate a response of an avengers server (``base_url`` like ``http://host:8000/v1``, as given
+    to an OpenAI client): POST its id and a score in [0, 1] to ``/v1/feedback``. Returns the
+    server's JSON reply; raises ``httpx.HTTPStatusError`` on a 4xx or 5xx."""
+    import httpx
+
+    url = base_url.rstrip("/")
+    url = url + ("/feedback" if url.endswith("/v1") else "/v1/feedback")
+    body: dict[str, Any] = {"id": response_id, "score": score}
+    if cost is not None:
+        body["cost"] = cost
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    r = httpx.post(url, json=body, headers=headers, timeout=timeout)
+    r.raise_for_status()
+    out: dict[str, Any] = r.json()
+    return out

@@ -1,0 +1,283 @@
+"""Online learning for a fitted router: the arithmetic behind :meth:`avengers.Router.update`,
+:meth:`avengers.Router.add_model` and exploration (``Router(explore=...)``).
+
+Everything here is pure NumPy over the router's per-cluster statistics, shaped (clusters,
+models): ``sums`` (sum of observed scores) and ``counts`` (how many were observed). The router
+keeps its methods thin and calls these functions.
+
+**Exactness.** Without forgetting, :func:`accumulate` adds each observed outcome to the cell
+(nearest cluster, model) exactly as ``fit`` counts it, so ``fit(A)`` then ``update(B)`` holds the
+same statistics as ``fit(A + B)`` with the same centroids. Each model's global mean (the shrinkage
+prior) is the total of its cells divided by their count, which is the column mean ``fit`` computes.
+
+**Forgetting.** With a half-life ``h`` (in observations), each new observation of a model in a
+cluster first multiplies that cell's sum and count by ``2 ** (-1 / h)``: after ``h`` further
+observations of the same model in the same cluster, an old outcome weighs half. A cell nobody
+observes keeps its evidence (a model that is no longer routed somewhere is not forgotten there).
+The global means follow, since they are computed from the (decayed) cells.
+
+**Unknown models.** A model added with no evidence has zero counts everywhere, so every estimate
+of it is its global prior: ``new_model_prior`` if given, else the mean of the global means of the
+models that have evidence (a new model is assumed to be typical until shown otherwise).
+
+**Exploration.** :func:`explore_picks` draws, for a random share of queries, one sample from each
+model's Beta posterior around its estimate (evidence plus shrinkage pseudo-observations as the
+sample size: Thompson sampling), ranks the samples with the same cost trade-off as routing, and
+picks the winner. Only a pick that differs from the greedy one counts as exploration, so the share
+of exploration picks never exceeds the configured share (in expectation, and with high
+probability over many queries).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import scoring
+from .data import OutcomeData, as_outcomes
+from .exceptions import DataError
+
+__all__ = [
+    "PARAM_DEFAULTS",
+    "OutcomeBatch",
+    "accumulate",
+    "add_columns",
+    "add_model_columns",
+    "apply_batch",
+    "as_batch",
+    "decay_factor",
+    "explore_picks",
+    "global_means",
+    "observed_cells",
+    "pick_first",
+    "unknown_model_prior",
+]
+
+
+@dataclass
+class OutcomeBatch:
+    """New outcomes as a table: ``scores[i, j]`` is model ``models[j]``'s score on row ``i`` (NaN:
+    not observed); ``queries`` may be None when the rows' clusters or embeddings are known."""
+
+    queries: list[str] | None
+    models: list[str]
+    scores: np.ndarray
+    costs: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def as_batch(
+    data: OutcomeData | str | Path | Sequence[Any] | None,
+    *,
+    queries: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    scores: Sequence[float] | np.ndarray | None = None,
+    costs: Sequence[float] | np.ndarray | None = None,
+) -> OutcomeBatch:
+    """Outcome data (anything ``fit`` takes), or parallel observations (``models[i]`` scored
+    ``scores[i]`` on ``queries[i]``, at cost ``costs[i]``; one row each, repeats included), as
+    one :class:`OutcomeBatch`."""
+    if data is not None:
+        if models is not None or scores is not None or costs is not None:
+            raise DataError("give either data or models and scores, not both")
+        d = as_outcomes(data)
+        return OutcomeBatch(list(d.queries), list(d.models), d.scores, d.costs)
+    if models is None or scores is None:
+        raise DataError("update needs data, or models and scores (and queries or clusters)")
+    names = [str(m) for m in models]
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(s) != len(names):
+        raise DataError(f"{len(s)} scores for {len(names)} models")
+    if not np.all(np.isfinite(s)) or s.min(initial=0.0) < 0 or s.max(initial=0.0) > 1:
+        raise DataError("scores must be finite numbers in [0, 1]")
+    c = None
+    if costs is not None:
+        c = np.asarray(costs, dtype=np.float64).reshape(-1)
+        if len(c) != len(names) or not np.all(np.isfinite(c)) or c.min(initial=0.0) < 0:
+            raise DataError("costs must be one finite number >= 0 per score")
+    if queries is not None and len(queries) != len(names):
+        raise DataError(f"{len(queries)} queries for {len(names)} scores")
+    uniq = list(dict.fromkeys(names))
+    col = np.array([uniq.index(m) for m in names], dtype=np.int64)
+    rows = np.arange(len(names))
+    table = np.full((len(names), len(uniq)), np.nan)
+    table[rows, col] = s
+    ctable = None
+    if c is not None:
+        ctable = np.full_like(table, np.nan)
+        ctable[rows, col] = c
+    return OutcomeBatch(None if queries is None else list(queries), uniq, table, ctable)
+
+
+PARAM_DEFAULTS: dict[str, Any] = {"explore": 0.0, "half_life": None, "new_model_prior": None}
+"""The router settings for online learning, and their defaults (a saved router records them only
+when they differ, so routers that do not use them stay readable by older versions)."""
+
+
+def decay_factor(half_life: float | None) -> float:
+    """The factor an old observation is multiplied by at each new one (1.0: no forgetting)."""
+    if half_life is None or math.isinf(half_life):
+        return 1.0
+    return float(2.0 ** (-1.0 / half_life))
+
+
+def observed_cells(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The known cells of a (queries, models) table, row by row: (rows, columns, values)."""
+    rows, cols = np.nonzero(~np.isnan(values))
+    return rows, cols, values[rows, cols].astype(np.float64)
+
+
+def accumulate(
+    sums: np.ndarray,
+    counts: np.ndarray,
+    clusters: np.ndarray,
+    models: np.ndarray,
+    values: np.ndarray,
+    *,
+    decay: float = 1.0,
+) -> None:
+    """Add observations ``values[i]`` of model ``models[i]`` in cluster ``clusters[i]`` to
+    ``sums`` and ``counts`` in place, in order. With ``decay`` < 1 each observation first decays
+    its own cell (see the module docstring)."""
+    clusters = np.asarray(clusters, dtype=np.int64)
+    models = np.asarray(models, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    if decay >= 1.0:
+        np.add.at(sums, (clusters, models), values)
+        np.add.at(counts, (clusters, models), 1.0)
+        return
+    for c, m, v in zip(clusters.tolist(), models.tolist(), values.tolist(), strict=True):
+        sums[c, m] = decay * sums[c, m] + v
+        counts[c, m] = decay * counts[c, m] + 1.0
+
+
+def global_means(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Each model's mean over all its cells; a model with no evidence keeps ``previous``."""
+    total = counts.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums.sum(axis=0) / total
+    return np.where(total > 0, means, previous)
+
+
+def unknown_model_prior(
+    global_values: np.ndarray, counts: np.ndarray, fixed: float | None = None
+) -> float:
+    """The prior of a model with no evidence: ``fixed`` if given, else the mean of the global
+    values of the models that have evidence (0.5 if none has)."""
+    if fixed is not None:
+        return float(fixed)
+    known = counts.sum(axis=0) > 0
+    return float(global_values[known].mean()) if known.any() else 0.5
+
+
+def add_columns(a: np.ndarray | None, n: int, fill: float = 0.0) -> np.ndarray | None:
+    """``a`` with ``n`` more columns (last axis) set to ``fill``."""
+    if a is None or n == 0:
+        return a
+    pad = np.full((*a.shape[:-1], n), fill, dtype=a.dtype)
+    return np.concatenate([a, pad], axis=-1)
+
+
+def explore_picks(
+    performance: np.ndarray,
+    evidence: np.ndarray,
+    cost: np.ndarray | None,
+    alpha: float,
+    greedy: np.ndarray,
+    *,
+    share: float,
+    pseudo_count: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Per query, the index of a model picked by exploration, or -1 to keep the greedy pick.
+
+    Each query is a candidate with probability ``share``; for a candidate, every model's score is
+    drawn from ``Beta(1 + p * n, 1 + (1 - p) * n)`` where ``p`` is its estimate and ``n`` its
+    evidence plus ``pseudo_count``, the draws are ranked by the routing trade-off (``alpha``,
+    ``cost``), and the winner is returned when it differs from ``greedy``."""
+    n_queries = len(performance)
+    out = np.full(n_queries, -1, dtype=np.int64)
+    if share <= 0.0 or n_queries == 0:
+        return out
+    candidate = rng.random(n_queries) < share
+    if not candidate.any():
+        return out
+    p = np.clip(performance[candidate], 0.0, 1.0)
+    n = np.maximum(evidence[candidate], 0.0) + pseudo_count
+    draws = rng.beta(1.0 + p * n, 1.0 + (1.0 - p) * n)
+    c = None if cost is None else cost[candidate]
+    pick = scoring.tradeoff(draws, c, alpha).argmax(axis=1)
+    idx = np.flatnonzero(candidate)
+    changed = pick != greedy[idx]
+    out[idx[changed]] = pick[changed]
+    return out
+
+
+def pick_first(order: np.ndarray, pick: int) -> list[int]:
+    """A ranking (model indices, best first) with ``pick`` moved to the front (-1: unchanged)."""
+    row = [int(j) for j in order]
+    if pick < 0:
+        return row
+    return [pick] + [j for j in row if j != pick]
+
+
+# --------------------------------------------------------------------------- router state
+# The two functions below change a fitted router's arrays in place. They take the router as
+# ``Any`` because this module sits below :mod:`avengers.router` (which imports it).
+
+
+def add_model_columns(router: Any, name: str) -> None:
+    """Give a fitted router one more candidate ``name`` with no evidence (zero counts, a prior
+    global mean, NaN training scores)."""
+    prior = unknown_model_prior(router.global_scores_, router.score_counts_, router.new_model_prior)
+    router.models_ = [*router.models_, name]
+    router.score_sums_ = add_columns(router.score_sums_, 1)
+    router.score_counts_ = add_columns(router.score_counts_, 1)
+    router.global_scores_ = np.append(router.global_scores_, prior)
+    if router.cost_sums_ is not None and router.cost_counts_ is not None:
+        cost_prior = unknown_model_prior(router.global_costs_, router.cost_counts_)
+        router.cost_sums_ = add_columns(router.cost_sums_, 1)
+        router.cost_counts_ = add_columns(router.cost_counts_, 1)
+        router.global_costs_ = np.append(router.global_costs_, cost_prior)
+    router.train_scores_ = add_columns(router.train_scores_, 1, np.nan)
+
+
+def apply_batch(router: Any, batch: OutcomeBatch, labels: np.ndarray, X: np.ndarray | None) -> None:
+    """Count ``batch`` (rows in clusters ``labels``) into a fitted router that knows all its
+    models: cluster statistics, global means, cluster sizes, costs (if both have them) and, for
+    kNN scoring, the training rows (when embeddings ``X`` are known)."""
+    cols = np.array([router.models_.index(m) for m in batch.models], dtype=np.int64)
+    decay = decay_factor(router.half_life)
+    rows, j, v = observed_cells(batch.scores)
+    accumulate(router.score_sums_, router.score_counts_, labels[rows], cols[j], v, decay=decay)
+    router.global_scores_ = global_means(
+        router.score_sums_, router.score_counts_, router.global_scores_
+    )
+    if batch.costs is not None and router.cost_sums_ is not None:
+        rows, j, v = observed_cells(batch.costs)
+        accumulate(router.cost_sums_, router.cost_counts_, labels[rows], cols[j], v, decay=decay)
+        router.global_costs_ = global_means(
+            router.cost_sums_, router.cost_counts_, router.global_costs_
+        )
+    k = len(router.cluster_centers_)
+    router.cluster_sizes_ = router.cluster_sizes_ + np.bincount(labels, minlength=k)
+    if router.train_embeddings_ is not None and X is not None:
+        full = np.full((len(batch), len(router.models_)), np.nan, dtype=np.float32)
+        full[:, cols] = batch.scores
+        router.train_embeddings_ = np.vstack([router.train_embeddings_, X.astype(np.float32)])
+        router.train_scores_ = np.vstack([router.train_scores_, full])
+    if getattr(router, "labels_", None) is not None and len(router.labels_):
+        router.labels_ = np.concatenate([router.labels_, labels])
+    summary = dict(router.training_summary_)
+    summary["online_updates"] = int(summary.get("online_updates", 0)) + 1
+    summary["online_outcomes"] = int(summary.get("online_outcomes", 0)) + int(
+        (~np.isnan(batch.scores)).sum()
+    )
+    router.training_summary_ = summary
