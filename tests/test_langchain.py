@@ -221,8 +221,8 @@ def test_settings_reach_the_models_or_are_reported(
     first, second = server.requests
     assert (first["stop"], first["max_tokens"], first["temperature"]) == (["\n\n"], 7, 0.7)
     assert (second["stop"], second["temperature"]) == (["END"], 0.1)  # a call's stop replaces
-    with pytest.warns(UserWarning, match=r"ignores the call keyword\(s\) \['tools'\]"):
-        chat.invoke(COOK_Q, tools=[])
+    with pytest.warns(UserWarning, match=r"ignores the call keyword\(s\) \['logprobs'\]"):
+        chat.invoke(COOK_Q, logprobs=True)
     # candidates that are chat models get the settings through bind...
     server.requests.clear()
     settings = {"temperature": 0.3, "max_tokens": 5, "stop": ["END"]}
