@@ -274,9 +274,8 @@ def test_function_calling_llm_chat_with_tools(toy_router: Router, server: FakeOp
     resp = llm.chat_with_tools(tools, user_msg="Use multiply: what is 17 times 23?")
     (sel,) = llm.get_tool_calls_from_response(resp)
     assert (sel.tool_name, sel.tool_kwargs) == ("multiply", {"a": 17, "b": 23})
-    assert resp.raw is not None and resp.raw["avengers"]["votes"] == {
-        'multiply({"a":17,"b":23})': 3
-    }
+    assert resp.raw is not None
+    assert list(resp.raw["avengers"]["votes"]) == ['multiply({"a":17,"b":23})']
     out = llm.predict_and_call(tools, user_msg="Use add: what is 2 plus 3?")
     assert out.response == "5"
     with pytest.raises(ValueError, match="Expected at least one tool call"):
