@@ -388,3 +388,120 @@ async def test_tool_turns_reach_tool_models_natively_and_others_as_text(
     sent = server.requests[-1]["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert "multiply" in sent[1]["content"] and "391" in sent[2]["content"]
+
+
+# ------------------------------------------------------------------------ the server
+
+
+@pytest.fixture
+def running(toy_router: Router, server: FakeOpenAIServer) -> Iterator[Any]:
+    from avengers.serve import create_app
+    from test_serve import Running
+
+    eps = endpoints(server, **{"math-model": TOOLS_ON, "chef-model": TOOLS_ON})
+    r = Running(create_app(Answerer(toy_router, eps, n_samples=3)))
+    yield r
+    r.stop()
+
+
+def _multiply(a: float, b: float) -> float:
+    return a * b
+
+
+def test_openai_client_runs_a_tool_loop_through_the_server(
+    running: Any, server: FakeOpenAIServer
+) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{running.url}/v1", api_key="x")
+    messages: list[Any] = [{"role": "user", "content": "Use multiply: what is 17 times 23?"}]
+    first = client.chat.completions.create(model="avengers", messages=messages, tools=[CALC])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls or []
+    args = json.loads(call.function.arguments)
+    assert call.function.name == "multiply" and args == {"a": 17, "b": 23}
+    assert server.requests[-1]["tools"] == [CALC]
+    messages += [
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": str(_multiply(**args))},
+    ]
+    final = client.chat.completions.create(model="avengers", messages=messages, tools=[CALC])
+    assert final.choices[0].message.content == "The tool said: 391"
+    sent = server.requests[-1]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == call.id and sent[2]["tool_call_id"] == call.id
+
+    # streamed: the tool calls arrive as OpenAI delta chunks
+    stream = client.chat.completions.create(
+        model="avengers", messages=messages[:1], tools=[CALC], stream=True
+    )
+    parts: dict[int, dict[str, str]] = {}
+    finish = None
+    for chunk in stream:
+        for ch in chunk.choices:
+            for d in ch.delta.tool_calls or []:
+                p = parts.setdefault(d.index, {"name": "", "arguments": ""})
+                p["name"] += (d.function and d.function.name) or ""
+                p["arguments"] += (d.function and d.function.arguments) or ""
+            finish = ch.finish_reason or finish
+    assert finish == "tool_calls"
+    assert parts[0]["name"] == "multiply" and json.loads(parts[0]["arguments"]) == args
+
+    # structured output
+    resp = client.chat.completions.create(
+        model="avengers",
+        messages=[{"role": "user", "content": "Name 'Ada' aged 36"}],
+        response_format=SCHEMA_FORMAT,  # type: ignore[arg-type]
+    )
+    assert json.loads(resp.choices[0].message.content or "") == {"name": "Ada", "age": 36}
+
+
+def test_server_rejects_what_no_candidate_can_serve(running: Any, server: FakeOpenAIServer) -> None:
+    import httpx
+
+    body = {
+        "model": "avengers",
+        "messages": [{"role": "user", "content": MATH_Q}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
+    }
+    r = httpx.post(f"{running.url}/v1/chat/completions", json=body)
+    assert r.status_code == 200  # math-model and chef-model declare json_schema
+    no_tools = dict(body, response_format=None, tools=[CALC], tool_choice="required")
+    for stream in (False, True):
+        body_ = dict(no_tools, stream=stream)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Capabilities, "has", lambda self, name: name != "tool_choice")
+            r = httpx.post(f"{running.url}/v1/chat/completions", json=body_)
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert err["code"] == "unsupported_capability" and "a forced tool choice" in err["message"]
+    r = httpx.post(
+        f"{running.url}/v1/chat/completions", json=dict(no_tools, tool_choice="sometimes")
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice"
+
+
+def test_chat_openai_runs_a_tool_loop_through_the_server(running: Any) -> None:
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    @tool
+    def multiply(a: int, b: int) -> int:
+        """Multiply two whole numbers."""
+        return a * b
+
+    llm = ChatOpenAI(model="avengers", base_url=f"{running.url}/v1", api_key="x")  # type: ignore[arg-type]
+    bound = llm.bind_tools([multiply])
+    messages: list[Any] = [HumanMessage("Use multiply: what is 17 times 23?")]
+    ai = bound.invoke(messages)
+    (call,) = ai.tool_calls
+    assert call["name"] == "multiply" and call["args"] == {"a": 17, "b": 23}
+    result = multiply.invoke(call)
+    assert isinstance(result, ToolMessage)
+    final = bound.invoke([*messages, ai, result])
+    assert final.content == "The tool said: 391"
+    streamed = None
+    for chunk in bound.stream(messages):
+        streamed = chunk if streamed is None else streamed + chunk
+    assert streamed is not None and streamed.tool_calls[0]["args"] == {"a": 17, "b": 23}
