@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
-from .capabilities import Capabilities
+from .capabilities import Capabilities, wire_options
 from .endpoints import Endpoint, load_endpoints
 from .exceptions import AvengersError, ConfigError
 from .messages import Message, content_text
@@ -246,7 +246,7 @@ class OpenAIBackend:
         stop: Sequence[str] | None,
         options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        req: dict[str, Any] = {"model": ep.model_id, **(options or {})}
+        req: dict[str, Any] = {"model": ep.model_id, **wire_options(ep.capabilities, options or {})}
         if not ep.capabilities.tools:
             messages = flatten_tool_turns(messages)
         if temperature is not None:

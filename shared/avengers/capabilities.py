@@ -80,11 +80,20 @@ class Capabilities:
     """Honours ``response_format: {"type": "json_schema", ...}`` (llama.cpp does, by grammar)."""
     vision: bool = True
     """Accepts image content parts (on by default: they were always forwarded)."""
+    json_schema_style: str = "openai"
+    """How a JSON schema is asked for: ``openai`` (``{"type": "json_schema", "json_schema":
+    {...}}``, as OpenAI, vLLM and llama.cpp's ``llama-server`` take it) or ``json_object``
+    (``{"type": "json_object", "schema": {...}}``, as llama-cpp-python's server takes it)."""
 
     def __post_init__(self) -> None:
+        if self.json_schema_style not in ("openai", "json_object"):
+            raise ConfigError(
+                "capability json_schema_style must be 'openai' or 'json_object', "
+                f"got {self.json_schema_style!r}"
+            )
         for f in fields(self):
             v = getattr(self, f.name)
-            if v is not None and not isinstance(v, bool):
+            if f.name != "json_schema_style" and v is not None and not isinstance(v, bool):
                 raise ConfigError(f"capability {f.name} must be true or false, got {v!r}")
 
     def has(self, name: str) -> bool:
@@ -96,9 +105,12 @@ class Capabilities:
             return self.json_schema if self.json_mode is None else self.json_mode
         return bool(getattr(self, name))
 
-    def to_dict(self) -> dict[str, bool]:
+    def to_dict(self) -> dict[str, Any]:
         """Every flag, resolved."""
-        return {n: self.has(n) for n in CAPABILITIES}
+        d: dict[str, Any] = {n: self.has(n) for n in CAPABILITIES}
+        if self.json_schema_style != "openai":
+            d["json_schema_style"] = self.json_schema_style
+        return d
 
     @classmethod
     def of(cls, value: Any, where: str = "endpoint") -> Capabilities:
@@ -114,7 +126,7 @@ class Capabilities:
                 f"{where}: capabilities must be a mapping of flags or a list of names, "
                 f"got {value!r}"
             )
-        unknown = sorted(set(map(str, value)) - set(CAPABILITIES))
+        unknown = sorted(set(map(str, value)) - {*CAPABILITIES, "json_schema_style"})
         if unknown:
             raise ConfigError(
                 f"{where}: unknown capabilities {unknown} (known: {', '.join(CAPABILITIES)})"
@@ -123,6 +135,17 @@ class Capabilities:
             return cls(**{str(k): v for k, v in value.items()})
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
+
+
+def wire_options(caps: Capabilities, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The request options as this endpoint takes them (the JSON-schema request style)."""
+    out = dict(options)
+    fmt = out.get("response_format")
+    styled = caps.json_schema_style == "json_object"
+    if styled and isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        out["response_format"] = {"type": "json_object", "schema": schema}
+    return out
 
 
 def _has_images(messages: Sequence[Mapping[str, Any]]) -> bool:
