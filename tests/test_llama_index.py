@@ -316,3 +316,25 @@ def test_structured_predict_and_structured_llm(
     sllm = llm.as_structured_llm(Product)
     resp = sllm.chat([ChatMessage(role="user", content="What is 4 times 5?")])
     assert resp.raw == Product(a=4, b=5)
+
+
+def test_tools_doc_examples_run(
+    toy_router: Router,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/llamaindex.md's tools section: a FunctionAgent with two tools, a structured LLM."""
+    text = DOC.read_text()
+    (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
+    (tmp_path / "endpoints-tools.yaml").write_text(
+        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
+    )
+    toy_router.save_pretrained(tmp_path / "my-router")
+    monkeypatch.chdir(tmp_path)
+    (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
+    exec(compile(block, "<docs/llamaindex.md tools>", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "The tool said: 391"
+    assert out[1] == "a=17 b=23"
