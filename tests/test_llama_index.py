@@ -210,7 +210,7 @@ def test_sampling_settings_fold_and_reach_the_llms(
     for req in server.requests:  # the settings reached the configured clients' requests
         assert (req["temperature"], req["max_tokens"], req["stop"]) == (0.3, 5, ["END"])
     with pytest.warns(UserWarning, match="ignores the call keyword"):
-        llm.complete(COOK_Q, tools=[])
+        llm.complete(COOK_Q, logprobs=True)
 
 
 def test_doc_examples_run(
