@@ -31,7 +31,15 @@ def to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
 
 def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """LangChain messages as plain-text candidates take them (tool results as user turns)."""
+    """LangChain messages as candidates take them: plain text, or, when the conversation holds
+    tool calls or tool results, the OpenAI form with them (candidates without tool calling see
+    those turns as text; see :func:`avengers.toolcalls.flatten_tool_turns`)."""
+    from ._tools import has_tool_turns
+
+    if has_tool_turns(messages):
+        from langchain_core.messages import convert_to_openai_messages
+
+        return list(convert_to_openai_messages(list(messages)))
     return core.for_candidates(to_dicts(messages))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +10,19 @@ from avengers import Answerer, AnswerResult, Router, SamplingConfig
 from avengers.answer_config import call_settings, fold_settings
 from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
+from avengers.toolcalls import OPTION_NAMES
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from ._core import routing_text, to_openai
+from ._tools import StructuredMethod, ai_message, last_chunk, openai_tool_choice, openai_tools
+from ._tools import structured as _structured
 
 
 def _usage(res: AnswerResult) -> UsageMetadata:
@@ -136,7 +141,8 @@ class ChatAvengers(BaseChatModel):
     ) -> dict[str, Any]:
         """The core call's keywords: routing text, per-call sampling settings, stop sequences
         and a pinned candidate. Anything else is reported, not silently dropped."""
-        args = call_settings("ChatAvengers", kwargs, also=("stop", "model"))
+        args = call_settings("ChatAvengers", kwargs, also=("stop", "model", *OPTION_NAMES))
+        args.update({k: kwargs[k] for k in OPTION_NAMES if kwargs.get(k) is not None})
         stops = stop if stop is not None else self.stop
         if stops:
             args["stop"] = stops
@@ -145,9 +151,51 @@ class ChatAvengers(BaseChatModel):
             args["prefer"] = pinned  # a per-call model= pins that candidate
         return {"text": routing_text(messages, self.routing), **args}
 
+    # ------------------------------------------------------------------ tools and structure
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: dict[str, Any] | str | bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer ``tools`` to the candidates that support tool calling (``capabilities: {tools:
+        true}`` in the endpoints file; the others are left out of the routing for these calls).
+        ``tool_choice``: ``auto``, ``none``, ``any``/``required``/``True`` (some tool must be
+        called) or a tool's name. Samples vote on their calls (tool name and canonical
+        arguments; see :mod:`avengers.toolcalls`)."""
+        formatted = openai_tools(tools, strict=strict)
+        choice = openai_tool_choice(tool_choice, formatted)
+        if choice is not None:
+            kwargs["tool_choice"] = choice
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
+        return super().bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: StructuredMethod = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Answers parsed into ``schema`` (a pydantic model, a TypedDict or a JSON schema).
+        ``method``: ``function_calling`` (a forced tool call; needs tool-calling candidates),
+        ``json_schema`` (``response_format`` with the schema; candidates with ``json_schema``)
+        or ``json_mode`` (``response_format`` ``json_object``; say the keys in the prompt).
+        Samples vote on their canonical JSON; one that does not parse or match does not vote."""
+        if kwargs:
+            raise ConfigError(f"with_structured_output got unknown keywords {sorted(kwargs)}")
+        return _structured(self, schema, method=method, include_raw=include_raw, strict=strict)
+
     def _result(self, res: AnswerResult) -> ChatResult:
-        msg = AIMessage(
-            content=res.text, response_metadata=_metadata(res), usage_metadata=_usage(res)
+        msg = ai_message(
+            res.text, res.tool_calls, response_metadata=_metadata(res), usage_metadata=_usage(res)
         )
         return ChatResult(
             generations=[ChatGeneration(message=msg)],
@@ -211,8 +259,8 @@ class ChatAvengers(BaseChatModel):
         if res is None:
             return ChatGenerationChunk(message=AIMessageChunk(content=text))
         return ChatGenerationChunk(
-            message=AIMessageChunk(
-                content="",
+            message=last_chunk(
+                res.tool_calls,
                 response_metadata=_metadata(res),
                 usage_metadata=_usage(res),
                 chunk_position="last",

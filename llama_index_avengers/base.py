@@ -15,6 +15,7 @@ from avengers.backends import Backend, Completion, ObjectBackend
 from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
 from avengers.messages import RoutingPolicy
+from avengers.toolcalls import OPTION_NAMES
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
     astream_chat_to_completion_decorator,
@@ -34,7 +35,18 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms import LLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from ._tools import (
+    has_tool_turns,
+    openai_tool_choice,
+    openai_tools,
+    response_message,
+    to_openai_with_tools,
+    tool_selections,
+)
 
 DEFAULT_CONTEXT_WINDOW = 4096
 _ROLE = {"user": MessageRole.USER, "assistant": MessageRole.ASSISTANT, "system": MessageRole.SYSTEM}
@@ -46,7 +58,10 @@ def to_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
 
 
 def to_openai(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """LlamaIndex messages as plain-text candidates take them (other roles as user turns)."""
+    """LlamaIndex messages as candidates take them: plain text (other roles as user turns), or,
+    when the conversation holds tool calls or tool results, the OpenAI form with them."""
+    if has_tool_turns(messages):
+        return to_openai_with_tools(messages)
     return core.for_candidates(to_dicts(messages))
 
 
@@ -145,8 +160,13 @@ def _settings(**settings: Any) -> dict[str, Any]:
     return {k: list(v) if k == "stop" else v for k, v in settings.items() if v is not None}
 
 
-class Avengers(LLM):
+class Avengers(FunctionCallingLLM):
     """An LLM that routes each prompt to the best candidate model, samples it and votes.
+
+    It is a ``FunctionCallingLLM``: ``chat_with_tools``, ``predict_and_call``, function-calling
+    agents, ``structured_predict`` and ``as_structured_llm`` work when some endpoint declares
+    ``capabilities: {tools: true}`` (only those candidates are routed to for tool calls; samples
+    vote on their calls, see :mod:`avengers.toolcalls`).
 
     Build it from a router (object, folder, hub id or ``"pretrained"``) and either endpoints
     (OpenAI-compatible servers) or ``llms``, a mapping of model name to LlamaIndex LLMs you
@@ -246,11 +266,79 @@ class Avengers(LLM):
             context_window=window,
             num_output=self.sampling_config.max_tokens or 256,
             is_chat_model=True,
+            is_function_calling_model=self._tool_capable(),
             model_name=self.model_name,
         )
 
+    def _tool_capable(self) -> bool:
+        """Whether some endpoint declares tool calling (then structured output and agents use
+        tool calls; otherwise LlamaIndex falls back to prompting for text, as before)."""
+        if self.llms or self.endpoints is None:
+            return False
+        try:
+            from avengers.endpoints import load_endpoints
+
+            return any(e.capabilities.tools for e in load_endpoints(self.endpoints).values())
+        except ConfigError:
+            return False
+
+    # ------------------------------------------------------------------------- tools
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The chat keywords for a call with tools: messages, OpenAI tool definitions and the
+        tool choice (``tool_required`` -> ``required``; a tool's name -> that tool)."""
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+        if user_msg is not None:
+            messages.append(user_msg)
+        specs = openai_tools(tools)
+        out: dict[str, Any] = {"messages": messages, **kwargs}
+        if specs:
+            out["tools"] = specs
+            choice = openai_tool_choice(tool_choice, tool_required)
+            if choice is not None:
+                out["tool_choice"] = choice
+        return out
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[Any],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Keep only the first tool call unless parallel calls are allowed."""
+        calls = response.message.additional_kwargs.get("tool_calls") or []
+        if not allow_parallel_tool_calls and len(calls) > 1:
+            message = response_message(response.message.content or "", calls[:1])
+            return ChatResponse(
+                message=message,
+                raw=response.raw,
+                delta=response.delta,
+                additional_kwargs=response.additional_kwargs,
+            )
+        return response
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The tool calls of a response (the voted sample's)."""
+        return tool_selections(response, error_on_no_tool_call)
+
     def _args(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
-        over = call_settings("Avengers", kwargs)
+        over = call_settings("Avengers", kwargs, also=OPTION_NAMES)
+        over.update({k: kwargs[k] for k in OPTION_NAMES if kwargs.get(k) is not None})
         return {"text": routing_text(messages, self.routing), **over}
 
     @staticmethod
@@ -267,7 +355,7 @@ class Avengers(LLM):
                 "prompt_tokens": res.prompt_tokens,
                 "completion_tokens": res.completion_tokens,
             }
-        message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
+        message = response_message(text, res.tool_calls if res is not None else ())
         return ChatResponse(
             message=message, delta=delta, raw=extra or None, additional_kwargs=extra
         )

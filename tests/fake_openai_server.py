@@ -4,6 +4,14 @@ Real HTTP on 127.0.0.1 (threaded, so concurrent requests really overlap), speaki
 OpenAI wire format for the official client: ``POST /v1/chat/completions`` (plain and streamed as
 server-sent events), ``POST /v1/completions``, ``POST /v1/embeddings`` and ``GET /v1/models``.
 
+Tool-bearing chat requests (``tools``) are answered with tool calls: scripted per prompt by
+``tool_answers``, or else a call to the tool that ``tool_choice`` names, or whose name the prompt
+mentions, or the first tool, with arguments made from its schema (numbers and quoted strings
+from the prompt, in order). A request whose last message is a tool result, or with
+``tool_choice: "none"``, gets a text reply quoting that result. ``response_format`` requests get
+JSON: scripted by ``json_answers``, else an instance of the schema (``json_schema``) or a joke
+with ``setup`` and ``punchline`` (``json_object``).
+
 Each model id gets a :class:`FakeModel` script: a list of answers handed out in turn per prompt
 (so n concurrent samples of one prompt always yield the same multiset of answers), an optional
 delay, and an optional fault (``500``, ``429``, ``garbage``, ``no_choices``, ``slow``, ``drop``,
@@ -56,6 +64,11 @@ class FakeModel:
     """``cut``: pieces of a streamed answer sent before the connection dies."""
     chunk_delay: float = 0.0
     """Seconds between the pieces of a streamed answer."""
+    tool_answers: list[Any] | None = None
+    """For tool-bearing requests, cycled per prompt: a string (a text reply) or a list of
+    ``(name, arguments)`` calls, ``arguments`` a dict or a raw (possibly malformed) string."""
+    json_answers: list[str] | None = None
+    """For ``response_format`` requests, cycled per prompt: the raw content to return."""
 
     def pick(self, prompt: str, i: int) -> str:
         for word, answers in self.keywords.items():
@@ -322,7 +335,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.close()
                 return
+        calls: list[dict[str, Any]] = []
         text = spec.pick(prompt, i)
+        if chat and (body.get("tools") or body.get("response_format")):
+            text, calls = _structured_reply(body, spec, prompt, i, text)
         usage = {
             "prompt_tokens": len(prompt.split()),
             "completion_tokens": len(text.split()),
@@ -350,6 +366,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.close_connection = True
             pieces = [w + " " for w in text.split(" ")[:-1]] + [text.split(" ")[-1]]
+            if calls:
+                pieces = []
+                for n, c in enumerate(calls):  # each call in two pieces, as real servers split
+                    args = c["function"]["arguments"]
+                    half = len(args) // 2
+                    first_part = {"index": n, "id": c["id"], "type": "function",
+                                  "function": {"name": c["function"]["name"], "arguments": args[:half]}}  # fmt: skip
+                    rest = {"index": n, "function": {"arguments": args[half:]}}
+                    for part in (first_part, rest):
+                        delta = {"tool_calls": [part]}
+                        if n == 0 and part is first_part:
+                            delta.update(role="assistant", content=None)
+                        tc = {"id": cid, "object": "chat.completion.chunk", "created": created,
+                              "model": body.get("model"),
+                              "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}  # fmt: skip
+                        self.wfile.write(f"data: {json.dumps(tc)}\n\n".encode())
+                        self.wfile.flush()
             for n, piece in enumerate(pieces):
                 if cut and n >= spec.cut_after:  # die mid-stream: no finish reason, no [DONE]
                     self.wfile.flush()
@@ -373,7 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
-            last: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            last: dict[str, Any] = {"index": 0, "finish_reason": "tool_calls" if calls else "stop"}
             last.update({"delta": {}} if chat else {"text": ""})
             end = {
                 "id": cid,
@@ -398,10 +431,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             return
         if chat:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if calls:
+                message = {"role": "assistant", "content": None, "tool_calls": calls}
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": "tool_calls" if calls else "stop",
             }
             obj = "chat.completion"
         else:
@@ -418,6 +454,108 @@ class _Handler(BaseHTTPRequestHandler):
                 "usage": usage,
             },
         )
+
+
+JOKE = {
+    "setup": "Why did the cat sit on the computer?",
+    "punchline": "To keep an eye on the mouse.",
+}
+
+
+def _structured_reply(
+    body: dict[str, Any], spec: FakeModel, prompt: str, i: int, text: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """The reply to a tool-bearing or ``response_format`` request: (text, tool calls)."""
+    msgs = body.get("messages") or []
+    last = msgs[-1] if msgs and isinstance(msgs[-1], dict) else {}
+    tools = [t.get("function", {}) for t in body.get("tools") or [] if isinstance(t, dict)]
+    choice = body.get("tool_choice")
+    if tools and last.get("role") != "tool" and choice != "none":
+        if spec.tool_answers is not None:
+            scripted = spec.tool_answers[i % len(spec.tool_answers)]
+            if isinstance(scripted, str):
+                return scripted, []
+            return "", [_call(n, a, k) for k, (n, a) in enumerate(scripted)]
+        fn = _choose_tool(tools, choice, prompt)
+        return "", [_call(fn["name"], _instance(fn.get("parameters") or {}, prompt), 0)]
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") in ("json_object", "json_schema") and last.get("role") != "tool":
+        if spec.json_answers is not None:
+            return spec.json_answers[i % len(spec.json_answers)], []
+        if fmt["type"] == "json_schema":
+            schema = (fmt.get("json_schema") or {}).get("schema") or {}
+            return json.dumps(_instance(schema, prompt)), []
+        return json.dumps(JOKE), []
+    if last.get("role") == "tool":
+        c = last.get("content")
+        result = (
+            " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+            if isinstance(c, list)
+            else c
+        )
+        return f"The tool said: {result}", []
+    return text, []
+
+
+def _call(name: str, args: Any, k: int) -> dict[str, Any]:
+    raw = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+    return {"id": f"call_{k}_{name}", "type": "function",
+            "function": {"name": name, "arguments": raw}}  # fmt: skip
+
+
+def _choose_tool(tools: list[dict[str, Any]], choice: Any, prompt: str) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        for t in tools:
+            if t.get("name") == name:
+                return t
+    for t in sorted(tools, key=lambda t: -len(str(t.get("name")))):
+        if str(t.get("name")).lower() in prompt.lower():
+            return t
+    return tools[0]
+
+
+def _instance(schema: dict[str, Any], prompt: str) -> Any:
+    """A value matching ``schema``, with numbers and quoted strings taken from the prompt."""
+    import re
+
+    numbers = iter(re.findall(r"-?\d+(?:\.\d+)?", prompt))
+    quoted = iter(re.findall(r"'([^']+)'|\"([^\"]+)\"", prompt))
+    root = schema
+
+    def make(s: dict[str, Any]) -> Any:
+        if "$ref" in s:
+            node: Any = root
+            for part in s["$ref"][2:].split("/"):
+                node = node[part]
+            return make(node)
+        for key in ("anyOf", "oneOf"):
+            if key in s:
+                opts = [o for o in s[key] if o.get("type") != "null"] or s[key]
+                return make(opts[0])
+        if "allOf" in s:
+            return make(s["allOf"][0])
+        if "enum" in s:
+            return s["enum"][0]
+        if "const" in s:
+            return s["const"]
+        t = s.get("type", "object" if "properties" in s else "string")
+        t = next((x for x in t if x != "null"), "null") if isinstance(t, list) else t
+        if t == "object":
+            return {k: make(v) for k, v in (s.get("properties") or {}).items()}
+        if t == "array":
+            return [make(s.get("items") or {})]
+        if t in ("integer", "number"):
+            n = next(numbers, "1")
+            return int(float(n)) if t == "integer" else float(n) if "." in n else int(n)
+        if t == "boolean":
+            return True
+        if t == "null":
+            return None
+        q = next(quoted, None)
+        return (q[0] or q[1]) if q else "example"
+
+    return make(schema)
 
 
 @contextmanager

@@ -96,3 +96,30 @@ def test_router_doc_examples_run_and_print_what_the_doc_shows(
         want = [line.rstrip() for line in expected.splitlines() if line.strip() != "..."]
         missing = [line for line in want if line not in printed]
         assert not missing, f"doc shows lines the code did not print: {missing}\n{printed}"
+
+
+def test_serve_doc_tool_examples_run(
+    toy_router: Router, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/serve.md's tools section: an openai-client tool loop and a ChatOpenAI
+    structured-output chain through the server."""
+    from avengers import Answerer, Endpoint
+    from avengers.serve import create_app
+    from test_serve import Running
+
+    caps = {"tools": True, "json_schema": True}
+    eps = {
+        name: Endpoint(name, server.base_url, model=mid, capabilities=caps)
+        for name, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
+    }
+    running = Running(create_app(Answerer(toy_router, eps, n_samples=3)))
+    try:
+        code = re.findall(r"```python tools\n(.*?)```", (DOCS / "serve.md").read_text(), re.S)
+        assert len(code) == 2
+        for block in code:
+            block = block.replace("http://127.0.0.1:8000/v1", f"{running.url}/v1")
+            exec(compile(block, "docs/serve.md", "exec"), {})
+        out = capsys.readouterr().out.splitlines()
+        assert out == ["The tool said: 391", "a=17 b=23"]
+    finally:
+        running.stop()

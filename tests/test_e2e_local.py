@@ -101,3 +101,41 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     eps = (out / "endpoints.yaml").read_text()
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", eps)]
     assert ports and not any(_port_open(p) for p in ports)  # the servers it started are gone
+
+
+async def test_json_schema_output_through_the_router_with_voting(
+    servers: list[LlamaCppServer], embedder: object
+) -> None:
+    """A real model asked for JSON-schema output (llama-cpp-python enforces it by grammar):
+    the voted answer parses and matches the schema; the endpoint without the capability is
+    left out of the routing."""
+    from dataclasses import replace
+
+    from avengers.toolcalls import matches_schema
+
+    eps = demo_endpoints(servers)
+    caps = {"json_schema": True, "json_schema_style": "json_object"}
+    eps["smollm2-135m"] = replace(eps["smollm2-135m"], capabilities=caps)
+    rows = [
+        {"query": q, "scores": {"smollm2-135m": 0.4, "gemma3-270m": 0.6}}
+        for q in ("What is 2 plus 3?", "Name a fruit.", "What is the capital of France?")
+    ]
+    router = Router(n_clusters=1, embedder=embedder).fit(rows)
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "integer"}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "sum", "schema": schema}}
+    answerer = Answerer(router, OpenAIBackend(eps), n_samples=3, adaptive=False, max_tokens=24)
+    res = await answerer.aanswer(
+        'What is 2 plus 3? Reply with JSON like {"answer": 0}.', response_format=fmt
+    )
+    assert res.model == "smollm2-135m" and res.excluded == {
+        "gemma3-270m": "no JSON-schema output (response_format json_schema)"
+    }
+    assert res.answer_type == "json" and res.vote_method == "majority" and res.n_drawn == 3
+    assert matches_schema(json.loads(res.text), schema)
+    assert sum(res.votes.values()) >= 2  # the samples parsed and voted
+    await answerer.backend.aclose()  # type: ignore[attr-defined]

@@ -221,8 +221,8 @@ def test_settings_reach_the_models_or_are_reported(
     first, second = server.requests
     assert (first["stop"], first["max_tokens"], first["temperature"]) == (["\n\n"], 7, 0.7)
     assert (second["stop"], second["temperature"]) == (["END"], 0.1)  # a call's stop replaces
-    with pytest.warns(UserWarning, match=r"ignores the call keyword\(s\) \['tools'\]"):
-        chat.invoke(COOK_Q, tools=[])
+    with pytest.warns(UserWarning, match=r"ignores the call keyword\(s\) \['logprobs'\]"):
+        chat.invoke(COOK_Q, logprobs=True)
     # candidates that are chat models get the settings through bind...
     server.requests.clear()
     settings = {"temperature": 0.3, "max_tokens": 5, "stop": ["END"]}
@@ -277,3 +277,27 @@ def test_doc_examples_run(
     assert out[5].split(" {")[0] in math and "'391': " in out[5]  # router chain, voted
     assert out[6].startswith("code-model ")  # route only
     assert out[7] in math  # branching on the decision
+
+
+def test_tools_doc_examples_run(
+    toy_router: Router,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/langchain.md's tools section: an agent loop and a structured-output chain."""
+    text = DOC.read_text()
+    (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
+    (tmp_path / "endpoints-tools.yaml").write_text(
+        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
+    )
+    toy_router.save_pretrained(tmp_path / "my-router")
+    monkeypatch.chdir(tmp_path)
+    (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
+    exec(compile(block, "<docs/langchain.md tools>", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "The tool said: 391"
+    assert out[1] == """{'multiply({"a":17,"b":23})': 3}""" or out[1].startswith("{'multiply(")
+    assert out[2] == "{'code-model': 'no tool calling'}"
+    assert out[3] == "a=17 b=23"

@@ -1,10 +1,12 @@
 """LangChain's standard test suites for ChatAvengers. The integration suite runs against the
 local deterministic OpenAI-compatible server (real HTTP).
 
-Capabilities declared absent (their standard tests are skipped by the suite itself, not here):
-tool calling, tool choice, structured output, JSON mode and image/PDF/audio/video inputs.
-ChatAvengers votes over plain-text answers of interchangeable candidates; tool calls and
-multimodal inputs are not routed by the Avengers recipe. Also skipped by the suite: serdes
+Tool calling, tool choice, structured output (function calling, the default method) and JSON
+mode are on: the endpoints declare those capabilities and the fake server answers tool-bearing
+requests with tool calls (arguments from the tool's schema and the prompt) and response_format
+requests with JSON. Capabilities declared absent (their standard tests are skipped by the suite
+itself, not here): image, PDF, audio and video inputs and Anthropic-style inputs -- the fake
+server and the routing recipe read text only. Also skipped by the suite: serdes
 (the model holds a live Router, not a serializable config), init-from-env (no settings come
 from the environment; endpoint keys are read by name at call time) and the VCR timing test.
 A per-call `model=` pins that candidate instead of routing.
@@ -24,6 +26,7 @@ from toy import toy_rows
 
 from langchain_avengers import ChatAvengers
 
+CAPABILITIES = {"tools": True, "json_schema": True, "json_mode": True}
 REPLY = "Hello there! Silent pond at dawn, a frog leaps in, ripples fade away."
 
 
@@ -42,7 +45,7 @@ def server() -> FakeOpenAIServer:
 def endpoints() -> dict[str, Endpoint]:
     s = server()
     return {
-        n: Endpoint(n, s.base_url, model=mid, max_retries=0, timeout=10)
+        n: Endpoint(n, s.base_url, model=mid, max_retries=0, timeout=10, capabilities=CAPABILITIES)
         for n, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
     }
 
@@ -54,15 +57,19 @@ class _Common:
 
     @property
     def has_tool_calling(self) -> bool:
-        return False
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
 
     @property
     def has_structured_output(self) -> bool:
-        return False
+        return True
 
     @property
     def supports_json_mode(self) -> bool:
-        return False
+        return True
 
     @property
     def supports_model_override(self) -> bool:

@@ -210,7 +210,7 @@ def test_sampling_settings_fold_and_reach_the_llms(
     for req in server.requests:  # the settings reached the configured clients' requests
         assert (req["temperature"], req["max_tokens"], req["stop"]) == (0.3, 5, ["END"])
     with pytest.warns(UserWarning, match="ignores the call keyword"):
-        llm.complete(COOK_Q, tools=[])
+        llm.complete(COOK_Q, logprobs=True)
 
 
 def test_doc_examples_run(
@@ -247,3 +247,94 @@ def test_doc_examples_run(
     assert out[3] in math and out[4] == "math-model" and "'391': " in out[5]  # plain calls
     assert out[6] == "Boil it for six minutes."  # streamed
     assert out[7] == "chef-model"  # existing OpenAILike clients
+
+
+# ------------------------------------------------------------------------ tools and structure
+
+TOOL_CAPS = {"capabilities": {"tools": True, "json_schema": True}}
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two whole numbers."""
+    return a * b
+
+
+def add(a: int, b: int) -> int:
+    """Add two whole numbers."""
+    return a + b
+
+
+def test_function_calling_llm_chat_with_tools(toy_router: Router, server: FakeOpenAIServer) -> None:
+    from llama_index.core.tools import FunctionTool
+
+    llm = Avengers(router=toy_router, endpoints=eps(server, **TOOL_CAPS), sampling={"n_samples": 3})
+    assert llm.metadata.is_function_calling_model
+    assert not Avengers(router=toy_router, endpoints=eps(server)).metadata.is_function_calling_model
+    tools = [FunctionTool.from_defaults(multiply), FunctionTool.from_defaults(add)]
+    resp = llm.chat_with_tools(tools, user_msg="Use multiply: what is 17 times 23?")
+    (sel,) = llm.get_tool_calls_from_response(resp)
+    assert (sel.tool_name, sel.tool_kwargs) == ("multiply", {"a": 17, "b": 23})
+    assert resp.raw is not None
+    assert list(resp.raw["avengers"]["votes"]) == ['multiply({"a":17,"b":23})']
+    out = llm.predict_and_call(tools, user_msg="Use add: what is 2 plus 3?")
+    assert out.response == "5"
+    with pytest.raises(ValueError, match="Expected at least one tool call"):
+        llm.get_tool_calls_from_response(llm.chat([ChatMessage(role="user", content=MATH_Q)]))
+
+
+async def test_function_agent_with_two_tools_end_to_end(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    from llama_index.core.agent.workflow import FunctionAgent
+
+    llm = Avengers(router=toy_router, endpoints=eps(server, **TOOL_CAPS), sampling={"n_samples": 3})
+    agent = FunctionAgent(tools=[multiply, add], llm=llm, system_prompt="Use the tools.")
+    result = await agent.run("Use multiply to compute 17 times 23.")
+    assert "391" in str(result)
+    calls = [r for r in server.requests if r.get("tools")]
+    assert {t["function"]["name"] for t in calls[0]["tools"]} == {"multiply", "add"}
+    last = calls[-1]["messages"]
+    assert last[-1]["role"] == "tool" and last[-1]["content"] == "391"
+    assert last[-2]["tool_calls"][0]["function"]["name"] == "multiply"
+
+
+def test_structured_predict_and_structured_llm(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    from llama_index.core.prompts import PromptTemplate
+    from pydantic import BaseModel
+
+    class Product(BaseModel):
+        a: int
+        b: int
+
+    llm = Avengers(router=toy_router, endpoints=eps(server, **TOOL_CAPS), sampling={"n_samples": 3})
+    got = llm.structured_predict(
+        Product, PromptTemplate("Numbers in: {q}"), q="What is 17 times 23?"
+    )
+    assert got == Product(a=17, b=23)
+    sllm = llm.as_structured_llm(Product)
+    resp = sllm.chat([ChatMessage(role="user", content="What is 4 times 5?")])
+    assert resp.raw == Product(a=4, b=5)
+
+
+def test_tools_doc_examples_run(
+    toy_router: Router,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/llamaindex.md's tools section: a FunctionAgent with two tools, a structured LLM."""
+    text = DOC.read_text()
+    (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
+    (tmp_path / "endpoints-tools.yaml").write_text(
+        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
+    )
+    toy_router.save_pretrained(tmp_path / "my-router")
+    monkeypatch.chdir(tmp_path)
+    (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
+    exec(compile(block, "<docs/llamaindex.md tools>", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "The tool said: 391"
+    assert out[1] == "a=17 b=23"

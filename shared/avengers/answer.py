@@ -38,6 +38,7 @@ from ._sync import iterate_sync, run_sync
 from .answer_config import SamplingConfig
 from .backends import Backend, CallError, Completion, OpenAIBackend
 from .breaker import OPEN_KIND, skip_reason
+from .capabilities import CapabilityError, capabilities_of, request_needs, split_capable
 from .decision import RouteDecision
 from .exceptions import ConfigError, NotFittedError
 from .messages import Message, as_messages, routing_text
@@ -45,6 +46,7 @@ from .results import AnswerChunk, AnswerError, AnswerResult, Failure, Sample, gr
 from .router import Router
 from .sampler import ModelRun, Sampler, candidates, fallback_note
 from .tally import decide
+from .toolcalls import ballot, split_options
 
 Query = str | Sequence[Message]
 
@@ -59,6 +61,8 @@ class _Plan:
     notes: list[str]
     started: float
     routing_latency: float
+    excluded: dict[str, str] | None = None
+    """Candidates left out because they lack a capability the request needs, with why."""
 
 
 class Answerer:
@@ -118,12 +122,14 @@ class Answerer:
     ) -> AnswerResult:
         """Route ``query`` (a string or chat messages), sample, vote. ``text`` overrides the
         routing text (default: the last user message); ``decision`` skips routing; ``prefer``
-        pins a candidate to the front of the ranking; other keywords override
+        pins a candidate to the front of the ranking; ``tools``, ``tool_choice``,
+        ``parallel_tool_calls`` and ``response_format`` (OpenAI's) go to the candidates that
+        support them (see :mod:`avengers.toolcalls`); other keywords override
         :class:`SamplingConfig` settings for this call."""
-        cfg = self.config.updated(**overrides)
+        cfg, opts = split_options(self.config, dict(overrides))
         msgs = as_messages(query)
-        plan = await self._plan(msgs, text, decision, prefer, cfg)
-        draw = await Sampler(self.backend, msgs, plan.question, cfg).draw(plan.order)
+        plan = await self._plan(msgs, text, decision, prefer, cfg, opts)
+        draw = await Sampler(self.backend, msgs, plan.question, cfg, opts).draw(plan.order)
         if not draw.runs:
             raise AnswerError("every candidate model failed", group_failures(draw.failures))
         notes = [*plan.notes, *draw.notes]
@@ -164,7 +170,7 @@ class Answerer:
         the chosen model as they arrive (falling back to the next model if it fails before its
         first token); with voting, the winning answer is sent in one piece once decided. The last
         chunk has empty text and carries the :class:`AnswerResult`."""
-        cfg = self.config.updated(**overrides)
+        cfg, opts = split_options(self.config, dict(overrides))
         if cfg.samples_per_model > 1:
             res = await self.aanswer(
                 query, text=text, decision=decision, prefer=prefer, **overrides
@@ -173,7 +179,7 @@ class Answerer:
             yield AnswerChunk("", res)
             return
         msgs = as_messages(query)
-        plan = await self._plan(msgs, text, decision, prefer, cfg)
+        plan = await self._plan(msgs, text, decision, prefer, cfg, opts)
         failures: list[CallError] = []
         for rank, model in enumerate(candidates(plan.order, cfg)):
             if (reason := skip_reason(self.backend, model)) is not None:
@@ -181,7 +187,7 @@ class Answerer:
                 continue
             emitted = False
             try:
-                async for piece in self.backend.stream(model, msgs, **cfg.call_options()):
+                async for piece in self.backend.stream(model, msgs, **cfg.call_options(), **opts):
                     if isinstance(piece, Completion):
                         run = ModelRun(model, rank, (piece,), (), 1)
                         fallback = fallback_note(failures, model, rank) if rank else None
@@ -225,8 +231,10 @@ class Answerer:
         decision: RouteDecision | None,
         prefer: str | None,
         cfg: SamplingConfig,
+        opts: dict[str, Any] | None = None,
     ) -> _Plan:
-        """Route (unless a decision is given), then order the candidates that have a backend."""
+        """Route (unless a decision is given), then order the candidates that have a backend
+        and every capability the request needs."""
         started = time.perf_counter()
         question = text if text is not None else routing_text(msgs)
         if decision is None:
@@ -245,7 +253,15 @@ class Answerer:
                 f"ranked models without one: {skipped}"
             )
         order = [m for m in ranked if m in available]
-        return _Plan(question, decision, order, notes, started, time.perf_counter() - started)
+        needs = request_needs(msgs, opts)
+        order, excluded = split_capable(order, needs, capabilities_of(self.backend))
+        if excluded:
+            if not order:
+                raise CapabilityError(needs, excluded)
+            notes.append(f"excluded for lack of capabilities: {', '.join(excluded)}")
+        return _Plan(
+            question, decision, order, notes, started, time.perf_counter() - started, excluded
+        )
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
         from .embedders import aembed
@@ -264,11 +280,11 @@ class Answerer:
     ) -> AnswerResult:
         """Vote over the runs' samples and build the complete result with its account."""
         comps = [(r, c) for r in runs for c in r.completions]
-        texts = [c.text for _, c in comps]
+        texts = [ballot(c) for _, c in comps]
         verdict = await decide(texts, [r.rank for r, _ in comps], cfg, plan.question, self._embed)
         samples = [
             Sample(c.model, r.rank, c.text, answer, c.prompt_tokens, c.completion_tokens,
-                   c.latency, c.cost)
+                   c.latency, c.cost, list(c.tool_calls))
             for (r, c), answer in zip(comps, verdict.extracted, strict=True)
         ]  # fmt: skip
         chosen = samples[verdict.winner]
@@ -295,6 +311,8 @@ class Answerer:
             completion_tokens=sum(s.completion_tokens for s in samples),
             cost=sum(s.cost for s in samples),
             notes=[*notes, *verdict.notes],
+            tool_calls=list(comps[verdict.winner][1].tool_calls),
+            excluded=dict(plan.excluded or {}),
         )
 
 

@@ -25,9 +25,11 @@ VoteMethod = Literal[
     "medoid",
     "single",
     "first sample (code is not voted on without an equivalence check)",
+    "first sample (no valid tool call or JSON to vote on)",
 ]
 """How the winning sample was chosen (``AnswerResult.vote_method``)."""
 FIRST_SAMPLE: VoteMethod = "first sample (code is not voted on without an equivalence check)"
+NO_VALID_SAMPLE: VoteMethod = "first sample (no valid tool call or JSON to vote on)"
 
 
 def check_alpha(alpha: float | None) -> None:

@@ -18,10 +18,12 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
+from .capabilities import Capabilities, wire_options
 from .endpoints import Endpoint, load_endpoints
 from .exceptions import AvengersError, ConfigError
 from .messages import Message, content_text
 from .retry import GaveUp, retrying
+from .toolcalls import ToolCallAccumulator, flatten_tool_turns, tool_calls_from
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class Completion:
     latency: float = 0.0
     cost: float = 0.0
     finish_reason: str | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    """Tool calls in the OpenAI wire form (see :mod:`avengers.toolcalls`), if the model made any."""
 
 
 class CallError(AvengersError):
@@ -205,6 +209,11 @@ class OpenAIBackend:
     def concurrency(self, model: str) -> int:
         return self.endpoints[model].max_concurrency
 
+    def capabilities(self, model: str) -> Capabilities | None:
+        """What ``model``'s endpoint declares it supports (see :mod:`avengers.capabilities`)."""
+        ep = self.endpoints.get(model)
+        return ep.capabilities if ep is not None else None
+
     def endpoint(self, model: str) -> Endpoint:
         try:
             return self.endpoints[model]
@@ -240,8 +249,11 @@ class OpenAIBackend:
         temperature: float | None,
         max_tokens: int | None,
         stop: Sequence[str] | None,
+        options: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        req: dict[str, Any] = {"model": ep.model_id}
+        req: dict[str, Any] = {"model": ep.model_id, **wire_options(ep.capabilities, options or {})}
+        if not ep.capabilities.tools:
+            messages = flatten_tool_turns(messages)
         if temperature is not None:
             req["temperature"] = temperature
         own: tuple[str, ...] | None
@@ -269,13 +281,15 @@ class OpenAIBackend:
         temperature: float | None,
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
+        **options: Any,
     ) -> Completion:
+        """``options``: tool and response-format options (:func:`avengers.toolcalls.request_options`)."""
         try:
             ep = self.endpoint(model)
             client, limit = self._client(model)
         except ConfigError as e:
             raise CallError(model, "config", str(e)) from None
-        req = self._request(ep, messages, temperature, max_tokens, stop)
+        req = self._request(ep, messages, temperature, max_tokens, stop, options)
         async with limit:
             t0 = time.perf_counter()
             try:
@@ -298,13 +312,15 @@ class OpenAIBackend:
         temperature: float | None,
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
+        **options: Any,
     ) -> AsyncIterator[str | Completion]:
         try:
             ep = self.endpoint(model)
             client, limit = self._client(model)
         except ConfigError as e:
             raise CallError(model, "config", str(e)) from None
-        req = self._request(ep, messages, temperature, max_tokens, stop)
+        req = self._request(ep, messages, temperature, max_tokens, stop, options)
+        calls = ToolCallAccumulator()
         req["stream"] = True
         req["stream_options"] = {"include_usage": True}
         parts: list[str] = []
@@ -324,6 +340,7 @@ class OpenAIBackend:
                         else:
                             delta = getattr(ch, "delta", None)
                             piece = getattr(delta, "content", None) if delta else None
+                            calls.add(getattr(delta, "tool_calls", None) if delta else None)
                         if piece:
                             parts.append(piece)
                             yield piece
@@ -341,7 +358,9 @@ class OpenAIBackend:
             raise CallError(model, "truncated", "stream ended without a finish reason")
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
-        yield Completion(model, "".join(parts), pt, ct, latency, ep.cost(pt, ct), finish)
+        yield Completion(
+            model, "".join(parts), pt, ct, latency, ep.cost(pt, ct), finish, calls.calls()
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP clients made on the running loop."""
@@ -354,15 +373,27 @@ def _completion_from(model: str, ep: Endpoint, resp: Any, latency: float) -> Com
     choices = getattr(resp, "choices", None)
     if not choices:
         raise CallError(model, "bad_response", "response holds no choices")
+    calls: tuple[dict[str, Any], ...] = ()
     if ep.api == "completions":
         text = getattr(choices[0], "text", None)
     else:
-        text = getattr(getattr(choices[0], "message", None), "content", None)
+        message = getattr(choices[0], "message", None)
+        text = getattr(message, "content", None)
+        calls = tool_calls_from(message)
+        if calls and text is None:
+            text = ""
     if not isinstance(text, str):
         raise CallError(model, "bad_response", "response holds no message text")
     usage = getattr(resp, "usage", None)
     pt = int(getattr(usage, "prompt_tokens", 0) or 0)
     ct = int(getattr(usage, "completion_tokens", 0) or 0)
     return Completion(
-        model, text, pt, ct, latency, ep.cost(pt, ct), getattr(choices[0], "finish_reason", None)
+        model,
+        text,
+        pt,
+        ct,
+        latency,
+        ep.cost(pt, ct),
+        getattr(choices[0], "finish_reason", None),
+        calls,
     )

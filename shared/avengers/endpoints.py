@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .capabilities import Capabilities
 from .exceptions import ConfigError
 
 _KEY_LIKE = re.compile(r"^(sk-|hf_|gsk_|xai-|AIza)|^[A-Za-z0-9_\-]{32,}$")
@@ -81,6 +82,9 @@ class Endpoint:
     stop: tuple[str, ...] | None = None
     """Stop sequences sent with every request (defaults to a blank line and "Question:" for
     ``api: completions``)."""
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    """What the model supports beyond plain text (tool calling, JSON mode, JSON schema, ...):
+    a mapping of flags or a list of names (see :mod:`avengers.capabilities`; safe defaults)."""
 
     def __post_init__(self) -> None:
         where = f"endpoint {self.name!r}"
@@ -136,6 +140,10 @@ class Endpoint:
             if isinstance(self.stop, str) or not all(isinstance(x, str) for x in self.stop):
                 raise ConfigError(f"{where}: stop must be a list of strings")
             object.__setattr__(self, "stop", tuple(self.stop))
+        caps = Capabilities.of(self.capabilities, where)
+        if self.api == "completions" and caps.tools:
+            raise ConfigError(f"{where}: tool calling needs api 'chat' (completions have no tools)")
+        object.__setattr__(self, "capabilities", caps)
 
     @property
     def model_id(self) -> str:
@@ -159,7 +167,9 @@ class Endpoint:
 
     def to_dict(self) -> dict[str, Any]:
         """Settings as plain data (holds the key's variable name, never the key)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["capabilities"] = self.capabilities.to_dict()
+        return d
 
 
 _FIELDS = {f.name for f in fields(Endpoint)}

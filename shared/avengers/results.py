@@ -35,6 +35,8 @@ class Sample:
     completion_tokens: int
     latency: float
     cost: float
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """The sample's tool calls in the OpenAI wire form (empty for a text answer)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class AnswerResult:
     completion_tokens: int
     cost: float
     notes: list[str] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    """The winning sample's tool calls in the OpenAI wire form (empty for a text answer)."""
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Candidates left out because they lack a capability the request needs, with why."""
 
     @property
     def share(self) -> float:

@@ -10,14 +10,16 @@ with ``stop_on_agreement=k`` sampling also stops once the first ``k`` answers ag
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .answer_config import Role, SamplingConfig
 from .backends import Backend, CallError, Completion
 from .breaker import OPEN_KIND, skip_reason
 from .messages import Message
 from .tally import count, extractor_for, resolve_type
+from .toolcalls import ballot
 from .voting import counts_margin
 
 
@@ -70,8 +72,15 @@ class Sampler:
     """Samples one query's messages from a backend under one config."""
 
     def __init__(
-        self, backend: Backend, msgs: list[Message], question: str, cfg: SamplingConfig
+        self,
+        backend: Backend,
+        msgs: list[Message],
+        question: str,
+        cfg: SamplingConfig,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        self.options = dict(options or {})
+        """Tool and response-format options sent with every call (only when set)."""
         self.backend = backend
         self.msgs = msgs
         self.question = question
@@ -106,10 +115,10 @@ class Sampler:
         runs.append(first)
         requested = n
         if cfg.answer_type == "auto":  # settle the type on the first model's answers
-            texts = [c.text for c in first.completions]
+            texts = [ballot(c) for c in first.completions]
             self.cfg = cfg = cfg.updated(answer_type=resolve_type(cfg, self.question, texts))
         if cfg.strategy == "model_switch":
-            texts = [c.text for c in first.completions]
+            texts = [ballot(c) for c in first.completions]
             vote = count(texts, [first.rank] * len(texts), cfg, self.question)[0]
             verdict = f"{first.model}'s majority share {vote.share:.2f}"
             if vote.answer is not None and vote.share >= cfg.switch_threshold:
@@ -136,10 +145,10 @@ class Sampler:
         failures: list[CallError] = []
         pending: set[asyncio.Task[Completion]] = set()
         started = cancelled = 0
-        options = self.cfg.call_options()
+        options = {**self.cfg.call_options(), **self.options}
 
         def decided() -> bool:
-            return self.decided([c.text for c in completions], n - started + len(pending), role)
+            return self.decided([ballot(c) for c in completions], n - started + len(pending), role)
 
         try:
             while True:

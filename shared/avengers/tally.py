@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .answer_config import FIRST_SAMPLE, SamplingConfig, VoteMethod
+from .answer_config import FIRST_SAMPLE, NO_VALID_SAMPLE, SamplingConfig, VoteMethod
+from .toolcalls import TEXT_REPLY, VoteKey, is_tool_ballot
 from .voting import (
     Ballot,
     Extractor,
@@ -27,6 +28,8 @@ Embed = Callable[[list[str]], Awaitable[np.ndarray]]
 
 def resolve_type(cfg: SamplingConfig, question: str, texts: Sequence[str]) -> str:
     """The answer type voting uses: ``custom`` for a function, inferred for ``auto``."""
+    if isinstance(cfg.answer_type, VoteKey):
+        return cfg.answer_type.answer_type
     if callable(cfg.answer_type):
         return "custom"
     if cfg.answer_type == "auto":
@@ -83,8 +86,11 @@ class Verdict:
 async def decide(
     texts: Sequence[str], ranks: Sequence[int], cfg: SamplingConfig, question: str, embed: Embed
 ) -> Verdict:
-    """Vote over the samples; with nothing to vote on, choose the embedding medoid."""
+    """Vote over the samples; with nothing to vote on, choose the embedding medoid. Tool calls
+    and JSON outputs vote by their canonical keys (:mod:`avengers.toolcalls`)."""
     res, method, atype = count(texts, ranks, cfg, question)
+    if isinstance(cfg.answer_type, VoteKey):
+        return await _decide_keys(cfg.answer_type, res, method, texts, ranks, cfg, question, embed)
     extractor = extractor_for(cfg, question, texts) if method == "majority" else None
     winner = res.winner if res.winner is not None else 0
     notes = [f"tie broken by {res.tie_break}"] if res.tie_break else []
@@ -108,3 +114,52 @@ async def decide(
         extracted=[extractor(t) if extractor else None for t in texts],
         notes=notes,
     )
+
+
+async def _decide_keys(
+    key: VoteKey,
+    res: VoteResult,
+    method: VoteMethod,
+    texts: Sequence[str],
+    ranks: Sequence[int],
+    cfg: SamplingConfig,
+    question: str,
+    embed: Embed,
+) -> Verdict:
+    """The vote over tool calls or JSON outputs: no valid sample means the best-ranked first
+    sample; "a text reply" winning means the text samples are voted on again as text."""
+    extracted = [key(t) for t in texts]
+    notes = [f"tie broken by {res.tie_break}"] if res.tie_break else []
+    if method == "single":
+        return Verdict(method, key.answer_type, 0, None, {}, extracted, notes)
+    if res.answer is None:
+        first = min(range(len(texts)), key=lambda i: (ranks[i], i))
+        what = "tool call" if key.tools else "JSON output"
+        notes.append(f"no sample gave a valid {what}: the best-ranked first sample was returned")
+        return Verdict(NO_VALID_SAMPLE, key.answer_type, first, None, {}, extracted, notes)
+    winner = res.winner if res.winner is not None else 0
+    if res.answer == TEXT_REPLY and key.text_type is not None:
+        idx = [i for i, t in enumerate(texts) if not is_tool_ballot(t)]
+        sub = await decide(
+            [texts[i] for i in idx],
+            [ranks[i] for i in idx],
+            cfg.updated(answer_type=key.text_type),
+            question,
+            embed,
+        )
+        for j, i in enumerate(idx):
+            extracted[i] = sub.extracted[j]
+        notes.append(
+            f"{len(idx)} of {len(texts)} samples replied in text rather than calling a tool, "
+            f"the most of any answer (votes {dict(res.counts)}): the text replies were voted on"
+        )
+        return Verdict(
+            sub.method,
+            sub.answer_type,
+            idx[sub.winner],
+            sub.answer,
+            sub.votes,
+            extracted,
+            [*notes, *sub.notes],
+        )
+    return Verdict(method, key.answer_type, winner, res.answer, dict(res.counts), extracted, notes)

@@ -226,6 +226,6 @@ def endpoints_yaml(endpoints: dict[str, Endpoint]) -> str:
         out[name] = {
             k: (list(v) if isinstance(v, tuple) else v)
             for k, v in d.items()
-            if k != "name" and v != getattr(default, k)
+            if k != "name" and v != default.to_dict()[k]
         }
     return str(yaml.safe_dump({"endpoints": out}, sort_keys=False))

@@ -75,8 +75,10 @@ class CompletionReply:
         if self.chat:
             choice = {
                 "index": 0, "message": {"role": "assistant", "content": res.text},
-                "finish_reason": "stop", "logprobs": None,
+                "finish_reason": finish_reason(res), "logprobs": None,
             }  # fmt: skip
+            if res.tool_calls:
+                choice["message"].update(content=res.text or None, tool_calls=res.tool_calls)
             obj = "chat.completion"
         else:
             choice = {"index": 0, "text": res.text, "finish_reason": "stop", "logprobs": None}
@@ -116,10 +118,24 @@ class CompletionReply:
             d.update(extra)
         return sse(d)
 
+    def tool_calls_chunk(self, res: AnswerResult, model: str, first: bool = False) -> bytes:
+        """The streamed tool calls of the answer, whole, in one chunk (indexed as OpenAI's)."""
+        calls = [{"index": i, **c} for i, c in enumerate(res.tool_calls)]
+        delta: dict[str, Any] = {"tool_calls": calls}
+        if first:
+            delta = {"role": "assistant", "content": None, **delta}
+        return sse({"id": self.id, "object": self.chunk_object, "created": self.created,
+                    "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})  # fmt: skip
+
     def usage_chunk(self, res: AnswerResult) -> bytes:
         """The extra last chunk a client asked for with ``stream_options.include_usage``."""
         return sse({"id": self.id, "object": self.chunk_object, "created": self.created,
                     "model": res.model, "choices": [], "usage": usage(res)})  # fmt: skip
+
+
+def finish_reason(res: AnswerResult) -> str:
+    """``tool_calls`` when the answer calls tools, else ``stop``."""
+    return "tool_calls" if res.tool_calls else "stop"
 
 
 def sse(data: dict[str, Any]) -> bytes:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.requests import Request
 
+from ..capabilities import CapabilityError, capabilities_of, request_needs, split_capable
 from ..exceptions import AvengersError
 from ..results import AnswerChunk
 from . import feedback, live, replies
@@ -42,6 +43,10 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
     except BadRequest as e:
         code = "model_not_found" if e.status == 404 else None
         return error_response(e.status, e.message, "invalid_request_error", code, e.param)
+    try:
+        check_capable(state, req)
+    except CapabilityError as e:
+        return error_response(400, str(e), "invalid_request_error", "unsupported_capability")
     comp = CompletionReply(chat)
     if req.stream:
         include_usage = req.include_usage  # read now: a malformed stream_options is a 500
@@ -93,7 +98,11 @@ async def stream_answer(
             res = part.result
             state.metrics.record(res)
             await feedback.remember(state, comp.id, res)
-            yield comp.chunk(None, "stop", res.model, {"avengers": res.account()}, first=first)
+            if res.tool_calls:
+                yield comp.tool_calls_chunk(res, req.profile.name, first=first)
+                first = False
+            finish = replies.finish_reason(res)
+            yield comp.chunk(None, finish, res.model, {"avengers": res.account()}, first=first)
             if include_usage:
                 yield comp.usage_chunk(res)
     except asyncio.CancelledError:
@@ -101,6 +110,17 @@ async def stream_answer(
     except Exception as e:
         yield live.stream_failure(state, e) or replies.stream_internal_error()
     yield replies.STREAM_DONE
+
+
+def check_capable(state: ServerState, req: CompletionRequest) -> None:
+    """Raise :class:`CapabilityError` (a 400, before any stream starts) when no endpoint at all
+    has what the request needs (tools, JSON output, images)."""
+    backend = state.answerer.backend
+    needs = request_needs(req.messages, req.overrides)
+    if needs:
+        capable, excluded = split_capable(list(backend.models()), needs, capabilities_of(backend))
+        if not capable:
+            raise CapabilityError(needs, excluded)
 
 
 # GET /v1/models: one entry per profile.

@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from ..exceptions import ConfigError
 from ..results import STRATEGIES, SamplingConfig
+from ..toolcalls import OPTION_NAMES, request_options
 from .state import Profile
 
 
@@ -72,7 +73,19 @@ def parse_request(
         raise BadRequest("'stream' must be true or false", "stream")
     if mt is not None:
         over["max_tokens"] = mt
+    if chat:
+        over.update(tool_options(body))
     return CompletionRequest(chat, msgs, prof, over, stream, body)
+
+
+def tool_options(body: dict[str, Any]) -> dict[str, Any]:
+    """``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``, checked
+    (see :func:`avengers.toolcalls.request_options`), for the answerer to pass on."""
+    try:
+        return request_options(**{k: body[k] for k in OPTION_NAMES if body.get(k) is not None})
+    except ConfigError as e:
+        param = next((k for k in OPTION_NAMES if k in str(e)), None)
+        raise BadRequest(str(e), param) from None
 
 
 def messages_from(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,6 +104,7 @@ def messages_from(body: dict[str, Any]) -> list[dict[str, Any]]:
                 f"messages[{i}].content",
             )
         out.append({"role": m["role"], "content": c})
+        out[-1].update({k: m[k] for k in ("tool_calls", "tool_call_id", "name") if m.get(k)})
     if not any(m["role"] == "user" for m in out):
         raise BadRequest("at least one user message is needed to route on", "messages")
     return out
