@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,13 @@ class Router(BaseEstimator):
         )
         labels = pairwise_sq_dist(X, centers).argmin(axis=1)
         k = len(centers)
+        if k < self.n_clusters:
+            warnings.warn(
+                f"n_clusters={self.n_clusters} but the training data has only {k} distinct "
+                f"queries: fitted {k} clusters (pass n_clusters<={k}, or more data)",
+                UserWarning,
+                stacklevel=2,
+            )
 
         self.models_ = list(data.models)
         self.n_features_in_ = int(X.shape[1])

@@ -37,9 +37,11 @@ def evaluate(
     result = run_eval(r, test, embeddings=X)
     written: list[str] = []
     if plots is not None:
-        from ..plots import write_evaluation_plots
+        from ..plots import skipped_plots, write_evaluation_plots
 
         train = load_data(train_data, duplicates) if train_data else None
+        for why in skipped_plots(r, train):
+            typer.secho(f"note: {why}", fg=typer.colors.YELLOW, err=True)
         written = [
             str(p) for p in write_evaluation_plots(r, test, plots, test_embeddings=X, train=train)
         ]
