@@ -175,7 +175,7 @@ def test_train_says_when_k_exceeds_the_data(toy_files: Path, tmp_path: Path) -> 
     assert "30 clusters" in r.output
 
 
-COMMANDS = ("train", "evaluate", "route", "info", "collect", "answer", "serve")
+COMMANDS = ("train", "evaluate", "route", "info", "collect", "answer", "serve", "local")
 
 
 def test_python_m_avengers_help_lists_every_command() -> None:

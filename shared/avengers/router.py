@@ -24,7 +24,14 @@ from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
 from .data import OutcomeData, as_outcomes
 from .decision import ModelScore, RouteDecision, RouteEstimate
 from .embedders import Embedder, aembed, resolve_embedder
-from .exceptions import ArtifactError, ConfigError, DataError, EmbedderMismatchError, NotFittedError
+from .exceptions import (
+    ArtifactError,
+    ClusterCountWarning,
+    ConfigError,
+    DataError,
+    EmbedderMismatchError,
+    NotFittedError,
+)
 from .params import ROUTER_PARAMS, Scoring, check_alpha, check_params
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
@@ -208,7 +215,7 @@ class Router(BaseEstimator):
             warnings.warn(
                 f"n_clusters={self.n_clusters} but the training data has only {k} distinct "
                 f"queries: fitted {k} clusters (pass n_clusters<={k}, or more data)",
-                UserWarning,
+                ClusterCountWarning,
                 stacklevel=2,
             )
 
