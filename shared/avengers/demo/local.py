@@ -331,7 +331,7 @@ def local_models() -> list[LocalModel]:
     return out
 
 
-def _port_taken(port: int) -> bool:
+def port_taken(port: int) -> bool:
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -355,7 +355,7 @@ def start_local(n_threads: int = 1, echo: Callable[[str], None] = print) -> list
         if server.alias in running:
             echo(f"{server.alias}: already running at {server.base_url}")
             continue
-        if _port_taken(server.port):
+        if port_taken(server.port):
             raise ConfigError(
                 f"port {server.port} (for {server.alias}) is taken by another program; "
                 f"stop it (e.g. `lsof -i :{server.port}`) and rerun"
