@@ -3,6 +3,8 @@ against K, and the accuracy-cost curve over alpha."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,19 +140,32 @@ def write_evaluation_plots(
     test_embeddings: np.ndarray | None = None,
     train: OutcomeData | None = None,
     ks: tuple[int, ...] = (4, 8, 16, 32, 64, 128),
+    progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write the heatmap, the alpha curve (when costs are known) and, given training data, the
-    accuracy-against-K curve. Returns the files written."""
+    accuracy-against-K curve. Returns the files written. ``progress`` (e.g. ``print``) hears
+    about each step, since the K sweep refits the router once per K."""
+    say = progress or (lambda _: None)
     folder.mkdir(parents=True, exist_ok=True)
     X = router.embed(test.queries) if test_embeddings is None else test_embeddings
     out = [plot_cluster_heatmap(router, folder / "cluster_heatmap.png")]
+    say(f"plot: {out[-1]}")
     if router.global_costs_ is not None:
         out.append(
             plot_alpha_curve(
                 sweep_alpha(router, test, test_embeddings=X), folder / "alpha_curve.png"
             )
         )
+        say(f"plot: {out[-1]}")
     if train is not None:
-        res = sweep_k(train, test, ks, base=router, test_embeddings=X)
+        X_train = router.embed(train.queries, show_progress=progress is not None)
+        res = []
+        for i, k in enumerate(ks, 1):
+            t0 = time.perf_counter()
+            res += sweep_k(
+                train, test, (k,), base=router, train_embeddings=X_train, test_embeddings=X
+            )
+            say(f"K sweep {i}/{len(ks)}: K={k} refitted in {time.perf_counter() - t0:.1f}s")
         out.append(plot_accuracy_vs_k(res, folder / "accuracy_vs_k.png"))
+        say(f"plot: {out[-1]}")
     return out
