@@ -162,3 +162,16 @@ def test_local_start_status_stop(state: Path, tmp_path: Path) -> None:
         r = runner.invoke(app, ["local", "stop"])
     assert r.exit_code == 0 and r.output.count("stopped (pid") == 2, r.output
     assert not any(m.answers() for m in local_models())
+
+
+def test_skipped_tests_show_their_reason() -> None:
+    """Tests that need the research data skip with a reason that pytest prints (-rs)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    opts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "-rs" in opts["addopts"].split()
+    assert (
+        'pytest.skip(f"research data folder not found at {DATA_DIR}")'
+        in (root / "tests" / "conftest.py").read_text()
+    )
