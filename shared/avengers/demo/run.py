@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"\ndemo stopped: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ndemo interrupted; what was collected is kept in {out}; rerun to resume.",
+              file=sys.stderr)  # fmt: skip
+        return 130
     finally:
         for s in servers:
             s.stop()
