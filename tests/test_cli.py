@@ -185,6 +185,7 @@ COMMANDS = (
     "serve",
     "update",
     "snapshot",
+    "local",
 )
 
 

@@ -112,13 +112,34 @@ def push_artifact(
 ) -> str:
     """Upload an artifact to the Hugging Face Hub (creating the repo if needed); returns the
     commit URL."""
+    import httpx
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_artifact(Path(tmp), config, arrays, card=card)
-        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_artifact(Path(tmp), config, arrays, card=card)
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, commit_message=commit_message
+            )
+    except OfflineModeIsEnabled:
+        raise ArtifactError(
+            f"{repo_id}: cannot push, HF_HUB_OFFLINE is set (unset it to upload, or use "
+            "save_pretrained(folder) to keep the router locally)"
+        ) from None
+    except HfHubHTTPError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ArtifactError(
+            f"{repo_id}: the hub refused the upload ({first}); check the repo id and your "
+            "token (huggingface-cli login or token=...)"
+        ) from None
+    except (httpx.TransportError, OSError) as e:
+        raise ArtifactError(
+            f"{repo_id}: cannot reach the Hugging Face Hub ({type(e).__name__}); check the "
+            "network, or use save_pretrained(folder) to keep the router locally"
+        ) from None
     return str(getattr(info, "commit_url", info))
 
 

@@ -6,6 +6,7 @@ Accuracy is the mean test score of the model the router picks first (scores may 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 from sklearn.base import clone
 
 from .data import OutcomeData, as_outcomes
-from .exceptions import DataError, NotFittedError
+from .exceptions import ClusterCountWarning, DataError, NotFittedError
 from .router import Router
 
 
@@ -166,7 +167,9 @@ def sweep_k(
     out = []
     for k in ks:
         r = _refit_copy(base, n_clusters=int(k))
-        r.fit(train, embeddings=train_embeddings)
+        with warnings.catch_warnings():  # a K above the data is the sweep's own business
+            warnings.simplefilter("ignore", ClusterCountWarning)
+            r.fit(train, embeddings=train_embeddings)
         out.append(evaluate(r, test, embeddings=test_embeddings))
     return out
 
@@ -228,7 +231,9 @@ def cross_validate(
     accs = []
     for train_idx, test_idx in _folds(len(data), folds, seed):
         r = _refit_copy(router)
-        r.fit(data.subset(train_idx), embeddings=embeddings[train_idx])
+        with warnings.catch_warnings():  # folds are smaller than the data K was chosen for
+            warnings.simplefilter("ignore", ClusterCountWarning)
+            r.fit(data.subset(train_idx), embeddings=embeddings[train_idx])
         accs.append(evaluate(r, data.subset(test_idx), embeddings=embeddings[test_idx]).accuracy)
     return float(np.mean(accs))
 

@@ -26,5 +26,10 @@ class ConfigError(AvengersError, ValueError):
     """A bad setting: an endpoint file, an argument out of range, an unknown option."""
 
 
+class ClusterCountWarning(UserWarning):
+    """``Router.fit`` fitted fewer clusters than ``n_clusters`` asked for (fewer distinct
+    training queries than K)."""
+
+
 class NotFittedError(_SklearnNotFittedError, AvengersError):
     """The router was used before ``fit`` (or ``from_pretrained``)."""

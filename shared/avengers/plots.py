@@ -3,6 +3,8 @@ against K, and the accuracy-cost curve over alpha."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ def plot_cluster_heatmap(router: Router, path: Path, *, max_clusters: int = 64) 
     plt = _plt()
     scores = router.cluster_scores()
     order = np.argsort(-router.cluster_sizes_)[:max_clusters]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(router.models_), 1.5 + 0.18 * len(order)))
+    width = max(5.5, 1.2 + 0.9 * len(router.models_))  # room for the title with few models
+    fig, ax = plt.subplots(figsize=(width, 1.8 + 0.18 * len(order)))
     im = ax.imshow(scores[order], aspect="auto", cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(len(router.models_)))
     ax.set_xticklabels(
@@ -36,7 +39,7 @@ def plot_cluster_heatmap(router: Router, path: Path, *, max_clusters: int = 64) 
     ax.set_yticklabels([f"{c} (n={router.cluster_sizes_[c]})" for c in order], fontsize=6)
     best = scores[order].argmax(axis=1)
     ax.scatter(best, range(len(order)), marker="*", color="white", s=20, label="top model")
-    ax.set_title("Expected score per cluster and model (largest clusters first)")
+    ax.set_title("Expected score per cluster and model\n(largest clusters first)", fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -62,19 +65,36 @@ def plot_accuracy_vs_k(results: list[Evaluation], path: Path) -> Path:
     return path
 
 
+def _alpha_labels(
+    results: list[Evaluation], costs: list[float]
+) -> list[tuple[str, tuple[float, float]]]:
+    """One label per distinct point of the alpha curve: neighbouring alphas that land on the
+    same (cost, accuracy) share a label such as ``0.0-0.4`` instead of printing over each
+    other."""
+    groups: list[tuple[list[float], tuple[float, float]]] = []
+    x_span = (max(costs) - min(costs)) or 1.0
+    y_span = (max(r.accuracy for r in results) - min(r.accuracy for r in results)) or 1.0
+    for r, c in zip(results, costs, strict=True):
+        a = float(r.settings["alpha"])
+        if groups:
+            _, (c0, y0) = groups[-1]
+            if abs(c - c0) < 0.03 * x_span and abs(r.accuracy - y0) < 0.03 * y_span:
+                groups[-1][0].append(a)
+                continue
+        groups.append(([a], (c, r.accuracy)))
+    return [
+        (f"{al[0]:.1f}" if len(al) == 1 else f"{al[0]:.1f}-{al[-1]:.1f}", point)
+        for al, point in groups
+    ]
+
+
 def plot_alpha_curve(results: list[Evaluation], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     costs = [r.cost or 0.0 for r in results]
     ax.plot(costs, [r.accuracy for r in results], "o-", label="routed, alpha 0..1")
-    for r, c in zip(results, costs, strict=True):
-        ax.annotate(
-            f"{r.settings['alpha']:.1f}",
-            (c, r.accuracy),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
+    for label, (c, acc) in _alpha_labels(results, costs):
+        ax.annotate(label, (c, acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
     b = results[0]
     if b.best_single_cost is not None:
         ax.scatter(
@@ -96,6 +116,22 @@ def plot_alpha_curve(results: list[Evaluation], path: Path) -> Path:
     return path
 
 
+def skipped_plots(router: Router, train: OutcomeData | None) -> list[str]:
+    """Why :func:`write_evaluation_plots` leaves a plot out, one line per missing plot."""
+    why = []
+    if router.global_costs_ is None:
+        why.append(
+            "alpha_curve.png skipped: the training data had no costs, so there is no "
+            "accuracy-cost trade-off to draw"
+        )
+    if train is None:
+        why.append(
+            "accuracy_vs_k.png skipped: the K sweep refits the router, so it needs the "
+            "training outcomes (pass --train-data)"
+        )
+    return why
+
+
 def write_evaluation_plots(
     router: Router,
     test: OutcomeData,
@@ -104,19 +140,32 @@ def write_evaluation_plots(
     test_embeddings: np.ndarray | None = None,
     train: OutcomeData | None = None,
     ks: tuple[int, ...] = (4, 8, 16, 32, 64, 128),
+    progress: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Write the heatmap, the alpha curve (when costs are known) and, given training data, the
-    accuracy-against-K curve. Returns the files written."""
+    accuracy-against-K curve. Returns the files written. ``progress`` (e.g. ``print``) hears
+    about each step, since the K sweep refits the router once per K."""
+    say = progress or (lambda _: None)
     folder.mkdir(parents=True, exist_ok=True)
     X = router.embed(test.queries) if test_embeddings is None else test_embeddings
     out = [plot_cluster_heatmap(router, folder / "cluster_heatmap.png")]
+    say(f"plot: {out[-1]}")
     if router.global_costs_ is not None:
         out.append(
             plot_alpha_curve(
                 sweep_alpha(router, test, test_embeddings=X), folder / "alpha_curve.png"
             )
         )
+        say(f"plot: {out[-1]}")
     if train is not None:
-        res = sweep_k(train, test, ks, base=router, test_embeddings=X)
+        X_train = router.embed(train.queries, show_progress=progress is not None)
+        res = []
+        for i, k in enumerate(ks, 1):
+            t0 = time.perf_counter()
+            res += sweep_k(
+                train, test, (k,), base=router, train_embeddings=X_train, test_embeddings=X
+            )
+            say(f"K sweep {i}/{len(ks)}: K={k} refitted in {time.perf_counter() - t0:.1f}s")
         out.append(plot_accuracy_vs_k(res, folder / "accuracy_vs_k.png"))
+        say(f"plot: {out[-1]}")
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,14 @@ from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
 from .data import OutcomeData, as_outcomes
 from .decision import ModelScore, RouteDecision, RouteEstimate
 from .embedders import Embedder, aembed, resolve_embedder
-from .exceptions import ArtifactError, ConfigError, DataError, EmbedderMismatchError, NotFittedError
+from .exceptions import (
+    ArtifactError,
+    ClusterCountWarning,
+    ConfigError,
+    DataError,
+    EmbedderMismatchError,
+    NotFittedError,
+)
 from .params import ROUTER_PARAMS, Scoring, check_alpha, check_params
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
@@ -216,6 +224,13 @@ class Router(BaseEstimator):
         )
         labels = pairwise_sq_dist(X, centers).argmin(axis=1)
         k = len(centers)
+        if k < self.n_clusters:
+            warnings.warn(
+                f"n_clusters={self.n_clusters} but the training data has only {k} distinct "
+                f"queries: fitted {k} clusters (pass n_clusters<={k}, or more data)",
+                ClusterCountWarning,
+                stacklevel=2,
+            )
 
         self.models_ = list(data.models)
         self.n_features_in_ = int(X.shape[1])

@@ -1,4 +1,5 @@
-"""The ``avengers`` command line: train, evaluate, route and info, plus collect, answer and serve.
+"""The ``avengers`` command line: train, evaluate, route and info, plus collect, answer and serve,
+and ``local start|status|stop`` for the two small local models.
 A user mistake ends in one clear line and exit code 2, never a traceback.
 
 Each command lives in its own module; this one builds the :data:`app` from them (in the order
@@ -16,6 +17,7 @@ import typer
 from .answering import answer
 from .collecting import collect
 from .evaluating import evaluate
+from .local import local
 from .online import snapshot, update
 from .routing import info, route
 from .serving import serve
@@ -31,6 +33,7 @@ app = typer.Typer(
 
 for _command in (train, evaluate, route, info, collect, answer, serve, update, snapshot):
     app.command()(_command)
+app.add_typer(local)
 
 
 def main(argv: list[str] | None = None) -> None:

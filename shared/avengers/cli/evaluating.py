@@ -37,11 +37,17 @@ def evaluate(
     result = run_eval(r, test, embeddings=X)
     written: list[str] = []
     if plots is not None:
-        from ..plots import write_evaluation_plots
+        from ..plots import skipped_plots, write_evaluation_plots
 
         train = load_data(train_data, duplicates) if train_data else None
+        for why in skipped_plots(r, train):
+            typer.secho(f"note: {why}", fg=typer.colors.YELLOW, err=True)
+        say = None if as_json else (lambda line: typer.secho(line, err=True))
         written = [
-            str(p) for p in write_evaluation_plots(r, test, plots, test_embeddings=X, train=train)
+            str(p)
+            for p in write_evaluation_plots(
+                r, test, plots, test_embeddings=X, train=train, progress=say
+            )
         ]
     if as_json:
         payload = result.to_dict()
@@ -52,5 +58,3 @@ def evaluate(
     typer.echo("\nper model (test):")
     for m, v in sorted(result.per_model.items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {m:44} {v:.4f}   routed {result.routed_share[m]:6.1%}")
-    for p in written:
-        typer.echo(f"plot: {p}")

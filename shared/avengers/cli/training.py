@@ -3,6 +3,7 @@ cross-validation with ``--tune``) and save it."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -57,6 +58,7 @@ def train(
 ) -> None:
     """Fit a router on outcome data and save it."""
     from ..evaluation import cross_validate_best_single, tune
+    from ..exceptions import ClusterCountWarning
     from ..params import ClusterAlgorithm, Scoring
     from ..router import Router
 
@@ -89,9 +91,12 @@ def train(
             typer.echo(f"{mark} {shown:40} {score:.4f}")
         typer.echo(f"  {'best single model (same folds)':40} {baseline:.4f}")
         router.set_params(**{name: best[name] for name in keys})
-        router.fit(outcomes, embeddings=X)
-    else:
-        router.fit(outcomes, show_progress=True)
+    with warnings.catch_warnings():  # said below as a note, in the command's own words
+        warnings.simplefilter("ignore", ClusterCountWarning)
+        if grid:
+            router.fit(outcomes, embeddings=X)
+        else:
+            router.fit(outcomes, show_progress=True)
     router.save_pretrained(out)
     fitted = len(router.cluster_centers_)
     if fitted < router.n_clusters:

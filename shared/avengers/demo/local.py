@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -82,6 +83,8 @@ class LlamaCppServer:
     chat_format: str | None = None
     log_path: Path | None = None
     startup_timeout: float = 180.0
+    detach: bool = False
+    """Run the server in its own session, so it outlives this process (``avengers local``)."""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -108,7 +111,9 @@ class LlamaCppServer:
             cmd += ["--chat_format", self.chat_format]
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=self.detach
+        )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             status = self.exit_status()
@@ -184,33 +189,54 @@ class LlamaCppServer:
         self.stop()
 
 
-def demo_servers(log_dir: Path | None = None, n_threads: int = 1) -> list[LlamaCppServer]:
-    """The two demo model servers (not started)."""
+LOCAL_PORTS = {"smollm2-135m": 8081, "gemma3-270m": 8082}
+"""The fixed ports of the two local models (``avengers local start``, the demo, the docs)."""
+
+
+def demo_servers(
+    log_dir: Path | None = None, n_threads: int = 1, ports: dict[str, int] | None = None
+) -> list[LlamaCppServer]:
+    """The two demo model servers (not started), on ``ports`` (alias -> port; 0 or missing
+    picks a free port)."""
     logs = (lambda n: log_dir / f"{n}.log") if log_dir else (lambda n: None)
+    ports = ports or {}
     return [
         LlamaCppServer(
-            smollm2_path(), "smollm2-135m", n_threads=n_threads, log_path=logs("smollm2")
+            smollm2_path(),
+            "smollm2-135m",
+            port=ports.get("smollm2-135m", 0),
+            n_threads=n_threads,
+            log_path=logs("smollm2-135m"),
         ),
-        LlamaCppServer(gemma3_path(), "gemma3-270m", n_threads=n_threads, log_path=logs("gemma3")),
+        LlamaCppServer(
+            gemma3_path(),
+            "gemma3-270m",
+            port=ports.get("gemma3-270m", 0),
+            n_threads=n_threads,
+            log_path=logs("gemma3-270m"),
+        ),
     ]
 
 
-def demo_endpoints(servers: list[LlamaCppServer]) -> dict[str, Endpoint]:
-    """Endpoint settings for the running demo servers. Prices are illustrative (USD per million
-    tokens, larger model dearer) so that cost reports have something to show."""
-    by_alias = {s.alias: s for s in servers}
-    sm, gm = by_alias["smollm2-135m"], by_alias["gemma3-270m"]
+def demo_endpoints(servers: list[LlamaCppServer] | None = None) -> dict[str, Endpoint]:
+    """Endpoint settings for the demo servers (by default on :data:`LOCAL_PORTS`). Prices are
+    illustrative (USD per million tokens, larger model dearer) so that cost reports have
+    something to show."""
+    urls = {a: f"http://127.0.0.1:{p}/v1" for a, p in LOCAL_PORTS.items()}
+    n_ctx = dict.fromkeys(LOCAL_PORTS, 2048)
+    for s in servers or []:
+        urls[s.alias], n_ctx[s.alias] = s.base_url, s.n_ctx
     return {
         "smollm2-135m": Endpoint(
-            "smollm2-135m", sm.base_url, model=sm.alias, max_concurrency=1, timeout=120,
-            max_tokens=32, input_price=0.05, output_price=0.05,
-            context_window=sm.n_ctx,
+            "smollm2-135m", urls["smollm2-135m"], model="smollm2-135m", max_concurrency=1,
+            timeout=120, max_tokens=32, input_price=0.05, output_price=0.05,
+            context_window=n_ctx["smollm2-135m"],
         ),
         "gemma3-270m": Endpoint(
-            "gemma3-270m", gm.base_url, model=gm.alias, max_concurrency=1, timeout=120,
-            max_tokens=24, input_price=0.10, output_price=0.10, api="completions",
+            "gemma3-270m", urls["gemma3-270m"], model="gemma3-270m", max_concurrency=1,
+            timeout=120, max_tokens=24, input_price=0.10, output_price=0.10, api="completions",
             stop=("\n", "Question:"),
-            context_window=gm.n_ctx,
+            context_window=n_ctx["gemma3-270m"],
         ),
     }  # fmt: skip
 
@@ -229,3 +255,150 @@ def endpoints_yaml(endpoints: dict[str, Endpoint]) -> str:
             if k != "name" and v != default.to_dict()[k]
         }
     return str(yaml.safe_dump({"endpoints": out}, sort_keys=False))
+
+
+# ------------------------------------------------------------------ long-running local models
+
+ENDPOINTS_HEADER = "# written by `avengers local start`: the two local models on fixed ports\n"
+
+
+def state_dir() -> Path:
+    """Where ``avengers local`` keeps its PID file and server logs: ``$AVENGERS_STATE`` or
+    ``~/.local/state/avengers``."""
+    env = os.environ.get("AVENGERS_STATE")
+    return Path(env) if env else Path.home() / ".local" / "state" / "avengers"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """One local model server as ``avengers local`` recorded it."""
+
+    alias: str
+    port: int
+    pid: int | None
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def pid_alive(self) -> bool:
+        """The recorded process still runs (and, where /proc exists, is a llama.cpp server)."""
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        cmdline = Path(f"/proc/{self.pid}/cmdline")
+        if cmdline.exists():
+            with contextlib.suppress(OSError):
+                return b"llama_cpp.server" in cmdline.read_bytes()
+        return True
+
+    def answers(self) -> bool:
+        """Something answers ``GET /v1/models`` on this port with this model alias."""
+        try:
+            r = httpx.get(f"{self.base_url}/models", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200 and self.alias in r.text
+
+
+def _pid_file() -> Path:
+    return state_dir() / "local-models.json"
+
+
+def local_models() -> list[LocalModel]:
+    """The local models at their fixed ports, with the PIDs recorded by the last start."""
+    import json
+
+    recorded: dict[str, dict[str, object]] = {}
+    with contextlib.suppress(OSError, ValueError):
+        recorded = json.loads(_pid_file().read_text())
+    out = []
+    for alias, port in LOCAL_PORTS.items():
+        rec = recorded.get(alias, {})
+        pid = rec.get("pid")
+        out.append(
+            LocalModel(
+                alias,
+                int(str(rec.get("port", port))),
+                int(str(pid)) if pid is not None else None,
+                state_dir() / f"{alias}.log",
+            )
+        )
+    return out
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def start_local(n_threads: int = 1, echo: Callable[[str], None] = print) -> list[LocalModel]:
+    """Start the two local models on :data:`LOCAL_PORTS` as background processes (models
+    already running there are kept) and record their PIDs under :func:`state_dir`."""
+    import json
+
+    folder = state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    running = {m.alias: m for m in local_models() if m.answers()}
+    record: dict[str, dict[str, object]] = {
+        a: {"pid": m.pid, "port": m.port} for a, m in running.items()
+    }
+    for server in demo_servers(folder, n_threads=n_threads, ports=LOCAL_PORTS):
+        if server.alias in running:
+            echo(f"{server.alias}: already running at {server.base_url}")
+            continue
+        if port_taken(server.port):
+            raise ConfigError(
+                f"port {server.port} (for {server.alias}) is taken by another program; "
+                f"stop it (e.g. `lsof -i :{server.port}`) and rerun"
+            )
+        server.detach = True
+        echo(f"{server.alias}: starting llama.cpp on port {server.port} ...")
+        t0 = time.monotonic()
+        server.start()
+        assert server.process is not None
+        record[server.alias] = {"pid": server.process.pid, "port": server.port}
+        _pid_file().write_text(json.dumps(record, indent=2))
+        echo(
+            f"{server.alias}: ready at {server.base_url} in {time.monotonic() - t0:.0f}s "
+            f"(pid {server.process.pid}, log {server.log_path})"
+        )
+    _pid_file().write_text(json.dumps(record, indent=2))
+    return local_models()
+
+
+def stop_local(echo: Callable[[str], None] = print) -> int:
+    """Stop the local models started by :func:`start_local`; returns how many were stopped."""
+    stopped = 0
+    for m in local_models():
+        if not m.pid_alive():
+            continue
+        assert m.pid is not None
+        os.kill(m.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while m.pid_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if m.pid_alive():
+            os.kill(m.pid, signal.SIGKILL)
+        echo(f"{m.alias}: stopped (pid {m.pid})")
+        stopped += 1
+    with contextlib.suppress(FileNotFoundError):
+        _pid_file().unlink()
+    return stopped
+
+
+def write_local_endpoints(path: Path, *, force: bool = False) -> bool:
+    """Write the endpoint file for the local models to ``path``. A file there that this
+    function did not write is kept unless ``force``; returns whether it was written."""
+    if path.exists() and not force and not path.read_text().startswith(ENDPOINTS_HEADER):
+        return False
+    path.write_text(ENDPOINTS_HEADER + endpoints_yaml(demo_endpoints()))
+    return True

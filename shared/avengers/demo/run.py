@@ -2,10 +2,13 @@
 
     python -m avengers.demo --out runs/demo
 
-Starts SmolLM2-135M and Gemma-3-270M with llama.cpp on 127.0.0.1, splits the shipped question set
-into train and test, runs ``avengers collect`` on both (gold-graded), regrades the training samples
-by consensus (no new calls) to compare, ``avengers train``, ``avengers evaluate`` against each
-single model with plots, ``avengers answer`` on a few test questions with voting, writes
+Starts SmolLM2-135M and Gemma-3-270M with llama.cpp on 127.0.0.1 (ports 8081 and 8082, as
+``avengers local start`` does; models already running there are used and left running), splits the
+shipped question set into train and test, runs ``avengers collect`` on both (gold-graded), regrades
+the training samples by consensus (no new calls) to compare, ``avengers train``, ``avengers
+evaluate`` against each single model with plots, ``avengers answer`` on a few test questions with
+voting, then compares routing with the best single model by repeated cross-validation over all
+questions (with a 95% interval: two tiny models on 130 questions give a noisy comparison), writes
 ``summary.json``, and stops the servers it started.
 """
 
@@ -21,12 +24,72 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..bundled import demo_questions_path
 from ..exceptions import ConfigError
-from .local import LlamaCppServer, demo_endpoints, demo_servers, describe_exit, endpoints_yaml
+from .local import (
+    LOCAL_PORTS,
+    LlamaCppServer,
+    demo_endpoints,
+    demo_servers,
+    describe_exit,
+    endpoints_yaml,
+    local_models,
+    port_taken,
+)
 
 ANSWER_SAMPLES = 5
 """Samples per answered question in the voting step."""
+
+MEANING = (
+    "accuracy = mean score of the chosen model's answers on questions the router was not "
+    "trained on (1 = all right); best single = always the model best on the training "
+    "questions; oracle = the right model for every question, in hindsight"
+)
+
+
+def cross_validated_comparison(
+    outcome_files: list[Path], k: int, *, repeats: int = 5, folds: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Routed against best single model on *all* collected questions: ``repeats`` times
+    ``folds``-fold cross-validation, each question scored when held out; the 95% interval of the
+    difference is a bootstrap over questions. More honest than one small test split."""
+    import warnings
+
+    from ..data import OutcomeData, load_outcomes
+    from ..exceptions import ClusterCountWarning
+    from ..router import Router
+
+    data = OutcomeData.concat([load_outcomes(p) for p in outcome_files])
+    S = np.nan_to_num(data.scores, nan=0.0)
+    X = Router().get_embedder().embed(list(data.queries))
+    n = len(data)
+    routed, single = np.zeros(n), np.zeros(n)
+    rng = np.random.default_rng(seed)
+    for _ in range(repeats):
+        order = rng.permutation(n)
+        for f in range(folds):
+            test = order[f::folds]
+            train = np.setdiff1d(order, test)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ClusterCountWarning)
+                r = Router(n_clusters=k).fit(data.subset(train), embeddings=X[train])
+            best = int(np.argmax(np.nanmean(data.scores[train], axis=0)))
+            routed[test] += S[test, r.estimate(X[test]).best] / repeats
+            single[test] += S[test, best] / repeats
+    diff = routed - single
+    boot = [diff[rng.integers(0, n, n)].mean() for _ in range(2000)]
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {
+        "n_questions": n,
+        "repeats": repeats,
+        "folds": folds,
+        "routed": round(float(routed.mean()), 3),
+        "best_single": round(float(single.mean()), 3),
+        "difference": round(float(diff.mean()), 3),
+        "ci95": [round(float(low), 3), round(float(high), 3)],
+    }
 
 
 def _run(args: list[str], *, capture: bool = False) -> str:
@@ -77,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         src.write_text("\n".join(lines) + "\n")
     q_train, q_test = split_questions(src, out, 1 / 3, args.seed)
 
-    servers = demo_servers(out / "logs")
+    running = {m.alias for m in local_models() if m.answers()}
+    ports = {a: p if a in running or not port_taken(p) else 0 for a, p in LOCAL_PORTS.items()}
+    servers = [s for s in demo_servers(out / "logs", ports=ports) if s.alias not in running]
+    if running:
+        print(f"using the local models already running: {', '.join(sorted(running))}")
     try:
-        summary = _demo(args, out, servers, q_train, q_test)
+        summary = _demo(args, out, servers, ports, q_train, q_test)
     except subprocess.CalledProcessError as e:
         step = e.cmd[3]  # [python, -m, avengers, <command>, ...]
         print(f"\ndemo stopped: `avengers {step}` failed ({describe_exit(e.returncode)}).",
@@ -94,16 +161,39 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"\ndemo stopped: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\ndemo interrupted; what was collected is kept in {out}; rerun to resume.",
+              file=sys.stderr)  # fmt: skip
+        return 130
     finally:
         for s in servers:
             s.stop()
-        print("stopped the llama.cpp servers", flush=True)
+        if servers:
+            print(
+                "stopped the llama.cpp servers this demo started; `avengers local start` brings "
+                f"them back on the same ports (endpoints: {out / 'endpoints.yaml'})",
+                flush=True,
+            )
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    ev = summary["evaluation"]
-    print(f"\nrouted accuracy {ev['accuracy']:.3f} vs best single ({ev['best_single_model']}) "
-          f"{ev['best_single']:.3f}; oracle {ev['oracle']:.3f}")  # fmt: skip
-    print(f"per model: {json.dumps(ev['per_model'])}")
+    ev, cv = summary["evaluation"], summary["cross_validated"]
+    print(f"\n{MEANING}.")
+    print(f"held-out split ({ev['n_queries']} questions): routed {ev['accuracy']:.3f} vs best "
+          f"single ({ev['best_single_model']}) {ev['best_single']:.3f}; oracle "
+          f"{ev['oracle']:.3f}")  # fmt: skip
+    low, high = cv["ci95"]
+    verdict = (
+        "within noise: these two tiny models are too alike, and 130 questions too few, to tell"
+        if low <= 0 <= high
+        else "routing is better"
+        if low > 0
+        else "routing is worse"
+    )
+    print(f"cross-validated over all {cv['n_questions']} questions ({cv['repeats']} x "
+          f"{cv['folds']}-fold): routed {cv['routed']:.3f} vs best single "
+          f"{cv['best_single']:.3f}, difference {cv['difference']:+.3f} (95% interval "
+          f"{low:+.3f} to {high:+.3f}): {verdict}")  # fmt: skip
+    print(f"per model (held-out split): {json.dumps(ev['per_model'])}")
     print(f"plots: {out / 'plots'}   summary: {out / 'summary.json'}   ({summary['seconds']}s)")
     return 0
 
@@ -112,14 +202,16 @@ def _demo(
     args: argparse.Namespace,
     out: Path,
     servers: list[LlamaCppServer],
+    ports: dict[str, int],
     q_train: Path,
     q_test: Path,
 ) -> dict[str, Any]:
     """Start the servers and run every step; the caller stops the servers."""
     for s in servers:
         print(f"starting llama.cpp server for {s.alias} ({s.model_path.name})", flush=True)
+        t0 = time.perf_counter()
         s.start()
-        print(f"  {s.alias} ready at {s.base_url}", flush=True)
+        print(f"  {s.alias} ready at {s.base_url} ({time.perf_counter() - t0:.0f}s)", flush=True)
     eps = out / "endpoints.yaml"
     eps.write_text(endpoints_yaml(demo_endpoints(servers)))
     n = str(args.samples)
@@ -135,7 +227,7 @@ def _demo(
     )  # fmt: skip
     print(
         "consensus grading of the training samples (no new calls): correlation with gold "
-        f"grades {consensus['consensus_gold_correlation']}",
+        f"grades r = {_fmt(consensus['consensus_gold_correlation'])}",
         flush=True,
     )
     router = out / "router"
@@ -148,6 +240,8 @@ def _demo(
             capture=True,
         )
     )
+    print("\ncross-validating routed vs best single on all collected questions ...", flush=True)
+    cv = cross_validated_comparison([out / "train.jsonl", out / "test.jsonl"], args.k)
     test_qs = [json.loads(x) for x in q_test.read_text().splitlines() if x.strip()]
     picks = [q["question"] for q in test_qs[:3]]
     answers = json.loads(
@@ -166,7 +260,8 @@ def _demo(
         "samples": args.samples,
         "answer_samples": ANSWER_SAMPLES,
         "evaluation": evaluation,
-        "consensus_gold_correlation": consensus["consensus_gold_correlation"],
+        "cross_validated": cv,
+        "consensus_gold_correlation": _round(consensus["consensus_gold_correlation"]),
         "answers": [
             {"question": q["question"], "gold": q["answer"], "answer": a["answer"],
              "model": a["model"], "votes": a["votes"]}
@@ -174,6 +269,14 @@ def _demo(
         ],
         "plots": sorted(str(p) for p in (out / "plots").glob("*.png")),
     }  # fmt: skip
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 3)
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 if __name__ == "__main__":
