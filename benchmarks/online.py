@@ -83,8 +83,10 @@ def bandit_pass(
     return curve
 
 
-def warm_and_cold(name: str, train: OutcomeData, test: OutcomeData, X, Xt, explore: float):
-    rng = np.random.default_rng(0)
+def warm_and_cold(
+    name: str, train: OutcomeData, test: OutcomeData, X, Xt, explore: float, seed: int = 0
+):
+    rng = np.random.default_rng(seed)
     perm = rng.permutation(len(train))
     n10 = len(train) // 10
     first, rest = perm[:n10], perm[n10:]
@@ -160,6 +162,8 @@ def main() -> None:
     ap.add_argument("--half-life", type=float, default=50.0)
     ap.add_argument("--plot", default="docs/img/online.png")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--seed", type=int, default=0, help="split of the 10 %% and stream order")
+    ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
     args = ap.parse_args()
     emb = resolve_embedder(None)
     loaders = {"dcrouter": lambda s: load_dcrouter(s), "routerdc": lambda s: load_routerdc(s)}
@@ -168,12 +172,12 @@ def main() -> None:
         train, test = loaders[name]("train"), loaders[name]("test")
         test = test.select_models(train.models)
         X, Xt = emb.embed(train.queries), emb.embed(test.queries)
-        warm, cold = warm_and_cold(name, train, test, X, Xt, args.explore)
+        warm, cold = warm_and_cold(name, train, test, X, Xt, args.explore, args.seed)
         results["warm"].append(warm)
         results["cold"].append(cold)
         print(json.dumps({k: v for k, v in warm.items() if k != "curve"}))
         print(json.dumps({k: v for k, v in cold.items() if k != "curve"}))
-        if train.tasks is not None:
+        if train.tasks is not None and not args.no_drift:
             for hl in (args.half_life, None):
                 task, model, share0, moved, last, n_after = drift(train, X, args.explore, hl)
                 row = {"dataset": name, "half_life": hl, "task": task, "model": model,

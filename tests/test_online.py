@@ -45,11 +45,16 @@ STATS = ("score_sums_", "score_counts_", "global_scores_", "cost_sums_", "cost_c
          "global_costs_", "cluster_sizes_")  # fmt: skip
 
 
-def _assert_same_stats(r1: Router, r2: Router) -> None:
+def _assert_same_stats(r1: Router, r2: Router, *, skip_prior: tuple[int, ...] = ()) -> None:
+    """Same statistics; same estimates except in the columns ``skip_prior`` (models added after
+    fit, whose shrinkage prior is the cold-start one by design)."""
     assert r1.models_ == r2.models_
     for name in STATS:
         np.testing.assert_allclose(getattr(r1, name), getattr(r2, name), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(r1.cluster_scores(), r2.cluster_scores(), atol=1e-12)
+    keep = [j for j in range(len(r1.models_)) if j not in skip_prior]
+    np.testing.assert_allclose(
+        r1.cluster_scores()[:, keep], r2.cluster_scores()[:, keep], atol=1e-12
+    )
 
 
 def test_update_equals_fit_on_the_union_for_fixed_centroids() -> None:
@@ -87,17 +92,31 @@ def test_update_adds_models_it_has_not_seen_exactly_as_fit_would() -> None:
     masked.scores[a, 2] = np.nan
     masked.costs[a, 2] = np.nan  # type: ignore[index]
     ref = Router(6).fit(masked, embeddings=X, centroids=full.cluster_centers_)
-    _assert_same_stats(r, ref)
+    # c was added by the update: same counts, but its prior is the cold-start one
+    _assert_same_stats(r, ref, skip_prior=(2,))
+    assert r.training_summary_["added_models"] == ["c"]
+
+
+def _known_cluster_mean(r: Router, known: int) -> np.ndarray:
+    from avengers import scoring
+
+    return scoring.shrunk_means(
+        r.score_sums_[:, :known], r.score_counts_[:, :known], r.global_scores_[:known], r.shrinkage
+    ).mean(axis=1)
 
 
 def test_add_model_starts_at_the_prior() -> None:
     data, X = _data(seed=2)
     r = Router(4).fit(data, embeddings=X)
+    before = r.cluster_scores()
     r.add_model("new")
     assert r.models_ == [*MODELS, "new"]
     prior = r.global_scores_[:3].mean()
     assert r.global_scores_[3] == pytest.approx(prior)
-    np.testing.assert_allclose(r.cluster_scores()[:, 3], prior)
+    # in each cluster: the known models' mean estimate there (cold-start prior), and the known
+    # models' estimates do not change
+    np.testing.assert_allclose(r.cluster_scores()[:, 3], _known_cluster_mean(r, 3), atol=1e-9)
+    np.testing.assert_allclose(r.cluster_scores()[:, :3], before, atol=1e-12)
     assert r.score_counts_[:, 3].sum() == 0
     assert r.global_costs_ is not None and r.global_costs_[3] == pytest.approx(
         r.global_costs_[:3].mean()
@@ -105,14 +124,79 @@ def test_add_model_starts_at_the_prior() -> None:
     with pytest.raises(ConfigError, match="already"):
         r.add_model("new")
     fixed = Router(4, new_model_prior=0.9).fit(data, embeddings=X).add_model("new")
-    np.testing.assert_allclose(fixed.cluster_scores()[:, 3], 0.9)
+    # new_model_prior shifts the known cluster means (on the logit scale) to an average of ~0.9
+    new = fixed.cluster_scores()[:, 3]
+    assert (new > _known_cluster_mean(fixed, 3)).all()
+    assert new.mean() == pytest.approx(0.9, abs=0.03)
     # a routed estimate for the newcomer carries no evidence
     est = fixed.estimate(X[:5])
     assert (est.evidence[:, 3] == 0).all()
-    # evidence moves it: good outcomes in cluster 0 raise its estimate there
+    # evidence moves it: bad outcomes in cluster 0 lower its estimate there
     fixed.update(models=["new"] * 40, scores=[0.0] * 40, clusters=[0] * 40)
     assert fixed.cluster_scores()[0, 3] < 0.3
     assert fixed.global_scores_[3] == pytest.approx(0.0)
+
+
+def _two_level_data(seed: int = 0) -> tuple[OutcomeData, np.ndarray]:
+    """Two well separated groups of queries: an easy one (known models score ~0.8) and a hard
+    one (~0.1)."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    centers = np.zeros((2, 8), dtype=np.float32)
+    centers[0, 0] = centers[1, 1] = 1.0
+    group = np.arange(n) % 2
+    X = centers[group] + 0.01 * rng.normal(size=(n, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    p = np.where(group == 0, 0.8, 0.1)[:, None] * np.ones((1, 2))
+    scores = (rng.random((n, 2)) < p).astype(np.float64)
+    return OutcomeData([f"q{i}" for i in range(n)], ["a", "b"], scores), X
+
+
+def test_cold_start_prior_is_not_dragged_down_by_hard_queries() -> None:
+    """A new model observed only on hard queries, where it does as well as the known models,
+    must not look weak on the easy ones (the selection bias of exploration)."""
+    data, X = _two_level_data()
+    r = Router(2, n_nearest=1).fit(data, embeddings=X)
+    easy = int(r.cluster_scores().mean(axis=1).argmax())
+    hard = 1 - easy
+    r.add_model("new")
+    # 60 outcomes, all in the hard cluster, as good as the known models there (10 %)
+    r.update(models=["new"] * 60, scores=[1.0] * 6 + [0.0] * 54, clusters=[hard] * 60)
+    cs = r.cluster_scores()
+    assert r.global_scores_[2] == pytest.approx(0.1)  # its plain mean: from hard queries only
+    # its estimate on the easy cluster stays close to the known models there (~0.8), not 0.1
+    assert cs[easy, 2] == pytest.approx(cs[easy, :2].mean(), abs=0.1)
+    assert cs[easy, 2] > 0.6
+    assert cs[hard, 2] == pytest.approx(0.1, abs=0.03)
+
+
+def test_cold_start_prior_learns_a_better_model_everywhere() -> None:
+    """Outcomes of a new model that beats the known models where it was tried raise its
+    estimate in the clusters where it was not tried as well."""
+    data, X = _two_level_data(seed=1)
+    r = Router(2, n_nearest=1).fit(data, embeddings=X)
+    easy = int(r.cluster_scores().mean(axis=1).argmax())
+    hard = 1 - easy
+    before = r.cluster_scores()
+    r.add_model("new")
+    r.update(models=["new"] * 60, scores=[1.0] * 24 + [0.0] * 36, clusters=[hard] * 60)  # 40 %
+    cs = r.cluster_scores()
+    assert cs[easy, 2] > before[easy].max() + 0.05  # better than the known models on easy too
+    assert cs[hard, 2] > before[hard].max()
+    np.testing.assert_allclose(cs[:, :2], before, atol=1e-12)  # the known models are unchanged
+
+
+def test_cold_start_prior_survives_a_save(tmp_path) -> None:
+    data, X = _two_level_data()
+    r = Router(2, n_nearest=1).fit(data, embeddings=X)
+    r.add_model("new")
+    r.update(models=["new"] * 10, scores=[1.0] * 10, clusters=[0] * 10)
+    r.save_pretrained(tmp_path / "r", model_card=False)
+    back = Router.from_pretrained(tmp_path / "r")
+    np.testing.assert_allclose(back.cluster_scores(), r.cluster_scores(), atol=1e-6)
+    # a refit knows every model from its data: the plain global-mean prior again
+    again = Router(2, n_nearest=1).fit(data, embeddings=X)
+    assert "added_models" not in again.training_summary_
 
 
 def test_forgetting_lets_a_model_that_got_worse_lose_its_cluster() -> None:

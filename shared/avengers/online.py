@@ -16,9 +16,18 @@ observations of the same model in the same cluster, an old outcome weighs half. 
 observes keeps its evidence (a model that is no longer routed somewhere is not forgotten there).
 The global means follow, since they are computed from the (decayed) cells.
 
-**Unknown models.** A model added with no evidence has zero counts everywhere, so every estimate
-of it is its global prior: ``new_model_prior`` if given, else the mean of the global means of the
-models that have evidence (a new model is assumed to be typical until shown otherwise).
+**Added models (cold start).** A model added with :meth:`~avengers.Router.add_model` (or by an
+update that names it) is not shrunk toward its own global mean, because that mean is learned from
+the queries exploration happened to send it, which are mostly queries where the known models do
+badly (selection bias). Its prior in cluster ``c`` is instead ``base[c] + offset``
+(:func:`cluster_prior`): ``base[c]`` is the mean estimate of the models that were in the training
+data in that cluster (how hard the cluster is), and ``offset`` is the new model's average
+advantage over ``base`` on the cells where it was observed, ``sum(counts * (mean - base)) /
+(n + shrinkage)`` with ``shrinkage`` pseudo-observations of ``new_model_prior - mean(known
+global means)`` (0 when ``new_model_prior`` is unset: a typical model until shown otherwise).
+Because each outcome is compared with its own cluster's difficulty, hard-query sampling no longer
+drags the estimate down everywhere. The statistics (sums, counts, global means) are counted
+exactly as for any other model; only the prior differs.
 
 **Exploration.** :func:`explore_picks` draws, for a random share of queries, one sample from each
 model's Beta posterior around its estimate (evidence plus shrinkage pseudo-observations as the
@@ -43,13 +52,17 @@ from .data import OutcomeData, as_outcomes
 from .exceptions import DataError
 
 __all__ = [
+    "ADDED_KEY",
+    "EXPLORE_PSEUDO_COUNT",
     "PARAM_DEFAULTS",
     "OutcomeBatch",
     "accumulate",
     "add_columns",
     "add_model_columns",
+    "added_mask",
     "apply_batch",
     "as_batch",
+    "cluster_prior",
     "decay_factor",
     "explore_picks",
     "global_means",
@@ -177,6 +190,92 @@ def unknown_model_prior(
     return float(global_values[known].mean()) if known.any() else 0.5
 
 
+def cluster_prior(
+    sums: np.ndarray,
+    counts: np.ndarray,
+    global_values: np.ndarray,
+    added: np.ndarray,
+    strength: float,
+    fixed: float | None = None,
+) -> np.ndarray:
+    """The (clusters, models) shrinkage prior: each model's global value, except for the
+    ``added`` models (a boolean mask), which get the known models' mean estimate in the cluster
+    plus their own offset learned against it (see the module docstring, "Added models")."""
+    prior = np.array(np.broadcast_to(global_values[None, :], sums.shape), dtype=np.float64)
+    added = np.asarray(added, dtype=bool)
+    known = ~added
+    if not added.any() or not known.any():
+        return prior
+    base = scoring.shrunk_means(
+        sums[:, known], counts[:, known], global_values[None, known], strength
+    ).mean(axis=1)
+    base_logit = _logit(base)
+    mean_logit = _logit(float(global_values[known].mean()))
+    offset0 = 0.0 if fixed is None else _logit(float(fixed)) - mean_logit
+    for m in np.flatnonzero(added):
+        offset = _solve_offset(
+            base_logit, counts[:, m], float(sums[:, m].sum()), strength, mean_logit, offset0
+        )
+        prior[:, m] = _sigmoid(base_logit + offset)
+    return prior
+
+
+_EPS = 1e-3
+
+
+def _logit(p: Any) -> Any:
+    p = np.clip(p, _EPS, 1.0 - _EPS)
+    return np.log(p / (1.0 - p))
+
+
+def _sigmoid(z: Any) -> Any:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _solve_offset(
+    base_logit: np.ndarray,
+    counts: np.ndarray,
+    total: float,
+    strength: float,
+    mean_logit: float,
+    offset0: float,
+) -> float:
+    """The logit offset ``d`` at which the expected total ``sum(counts * sigmoid(base + d))``
+    matches the observed ``total``, with ``strength`` pseudo-observations that expect
+    ``sigmoid(mean + offset0)`` on an average cluster (bisection; the left side grows with d)."""
+    if counts.sum() + strength <= 0:
+        return offset0
+    target = total + strength * float(_sigmoid(mean_logit + offset0))
+    lo, hi = -12.0, 12.0
+    for _ in range(50):
+        d = 0.5 * (lo + hi)
+        fitted = float((counts * _sigmoid(base_logit + d)).sum()) + strength * float(
+            _sigmoid(mean_logit + d)
+        )
+        if fitted < target:
+            lo = d
+        else:
+            hi = d
+    return 0.5 * (lo + hi)
+
+
+def added_mask(router: Any) -> np.ndarray:
+    """Which of a router's models were added after ``fit`` (see :func:`cluster_prior`)."""
+    added = set((getattr(router, "training_summary_", None) or {}).get(ADDED_KEY, []))
+    return np.array([m in added for m in router.models_], dtype=bool)
+
+
+EXPLORE_PSEUDO_COUNT = 1.0
+"""Pseudo-observations added to an added model's evidence in the exploration posterior (models
+from the training data use the router's ``shrinkage``). Small on purpose: a new model's cells get
+a wide posterior and so a real chance; with ``shrinkage`` (10) its posterior was so narrow that
+it was almost never tried. Using 1 for every model made the warm-start pass worse (40 % of the gap
+closed instead of 60 % on dcrouter: docs/benchmarks.md, "Online learning")."""
+
+ADDED_KEY = "added_models"
+"""The training-summary entry naming the models added after ``fit`` (saved with the router)."""
+
+
 def add_columns(a: np.ndarray | None, n: int, fill: float = 0.0) -> np.ndarray | None:
     """``a`` with ``n`` more columns (last axis) set to ``fill``."""
     if a is None or n == 0:
@@ -193,7 +292,7 @@ def explore_picks(
     greedy: np.ndarray,
     *,
     share: float,
-    pseudo_count: float,
+    pseudo_count: float | np.ndarray,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Per query, the index of a model picked by exploration, or -1 to keep the greedy pick.
@@ -201,7 +300,8 @@ def explore_picks(
     Each query is a candidate with probability ``share``; for a candidate, every model's score is
     drawn from ``Beta(1 + p * n, 1 + (1 - p) * n)`` where ``p`` is its estimate and ``n`` its
     evidence plus ``pseudo_count``, the draws are ranked by the routing trade-off (``alpha``,
-    ``cost``), and the winner is returned when it differs from ``greedy``."""
+    ``cost``), and the winner is returned when it differs from ``greedy``. ``pseudo_count`` may be
+    one number per model."""
     n_queries = len(performance)
     out = np.full(n_queries, -1, dtype=np.int64)
     if share <= 0.0 or n_queries == 0:
@@ -247,6 +347,9 @@ def add_model_columns(router: Any, name: str) -> None:
         router.cost_counts_ = add_columns(router.cost_counts_, 1)
         router.global_costs_ = np.append(router.global_costs_, cost_prior)
     router.train_scores_ = add_columns(router.train_scores_, 1, np.nan)
+    summary = dict(router.training_summary_)
+    summary[ADDED_KEY] = [*summary.get(ADDED_KEY, []), name]
+    router.training_summary_ = summary
 
 
 def apply_batch(router: Any, batch: OutcomeBatch, labels: np.ndarray, X: np.ndarray | None) -> None:

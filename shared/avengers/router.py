@@ -310,8 +310,9 @@ class Router(BaseEstimator):
         return self
 
     def add_model(self, name: str) -> Router:
-        """Add a candidate model with no evidence yet. Until outcomes arrive its estimate is the
-        prior: ``new_model_prior`` if set, else the mean of the known models' global means."""
+        """Add a candidate model with no evidence yet. In each cluster its estimate shrinks toward
+        the known models' mean estimate there plus an offset it learns from its outcomes
+        (``new_model_prior`` sets the offset's starting point; see :mod:`avengers.online`)."""
         self._check_fitted()
         if name in self.models_:
             raise ConfigError(f"model {name!r} is already a candidate")
@@ -333,9 +334,15 @@ class Router(BaseEstimator):
     def cluster_scores(self) -> np.ndarray:
         """Per-cluster expected score of each model (K, M), after shrinkage."""
         self._check_fitted()
-        return scoring.shrunk_means(
-            self.score_sums_, self.score_counts_, self.global_scores_[None, :], self.shrinkage
+        prior = online.cluster_prior(
+            self.score_sums_,
+            self.score_counts_,
+            self.global_scores_,
+            online.added_mask(self),
+            self.shrinkage,
+            self.new_model_prior,
         )
+        return scoring.shrunk_means(self.score_sums_, self.score_counts_, prior, self.shrinkage)
 
     def cluster_costs(self) -> np.ndarray | None:
         self._check_fitted()
@@ -501,7 +508,9 @@ class Router(BaseEstimator):
             alpha,
             est.best,
             share=self.explore,
-            pseudo_count=self.shrinkage,
+            pseudo_count=np.where(
+                online.added_mask(self), online.EXPLORE_PSEUDO_COUNT, self.shrinkage
+            ),
             rng=self._rng,
         )
 
