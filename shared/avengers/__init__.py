@@ -2,6 +2,7 @@
 
 from .answer import AnswerChunk, Answerer, AnswerError, AnswerResult, SamplingConfig
 from .backends import Backend, CallError, Completion, OpenAIBackend
+from .calibration import CalibrationResult
 from .data import OutcomeData, load_outcomes, outcomes_from_rows
 from .decision import ModelScore, RouteDecision, RouteEstimate
 from .embedders import CachedEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
@@ -27,6 +28,7 @@ __all__ = [
     "AvengersError",
     "Backend",
     "CachedEmbedder",
+    "CalibrationResult",
     "CallError",
     "Completion",
     "ConfigError",

@@ -1,0 +1,102 @@
+"""Budgets: calibrating alpha to a cost or traffic-share target, and per-request cost caps."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from avengers import OutcomeData, Router
+from avengers.calibration import calibrate, fold_indices
+
+
+def two_topic_data(n: int = 80, dim: int = 384) -> tuple[OutcomeData, np.ndarray]:
+    """Two well-separated topics. On topic A only the pricey model is right; on topic B both are.
+    So routing by quality costs 0.5 * 10 + 0.5 * 1 = 5.5 per query at accuracy 1, and the cheap
+    model alone costs 1 at accuracy 0.5."""
+    rng = np.random.default_rng(0)
+    centres = np.zeros((2, dim), np.float32)
+    centres[0, 0] = centres[1, 1] = 1.0
+    topic = np.arange(n) % 2
+    X = centres[topic] + 0.01 * rng.standard_normal((n, dim)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    scores = np.where(topic[:, None] == 0, [[0.0, 1.0]], [[1.0, 1.0]])
+    costs = np.tile([[1.0, 10.0]], (n, 1))
+    data = OutcomeData([f"q{i}" for i in range(n)], ["cheap", "pricey"], scores, costs)
+    return data, X
+
+
+@pytest.fixture()
+def router(embedder) -> Router:
+    return Router(n_clusters=2, n_nearest=1, shrinkage=0.0, embedder=embedder)
+
+
+def test_folds_cover_every_query_once() -> None:
+    held = np.concatenate([t for _, t in fold_indices(23, 5)])
+    assert sorted(held.tolist()) == list(range(23))
+
+
+def test_generous_target_keeps_quality(router: Router) -> None:
+    data, X = two_topic_data()
+    res = router.calibrate(data, target_cost=6.0, embeddings=X)
+    assert res.feasible
+    assert res.expected_cost == pytest.approx(5.5)
+    assert res.expected_accuracy == pytest.approx(1.0)
+    assert router.alpha == res.alpha
+    assert router.is_fitted()
+
+
+def test_tight_target_sends_everything_to_the_cheap_model(router: Router) -> None:
+    data, X = two_topic_data()
+    res = router.calibrate(data, target_cost=2.0, embeddings=X)
+    assert res.feasible
+    assert res.expected_cost == pytest.approx(1.0)
+    assert res.expected_accuracy == pytest.approx(0.5)
+    assert res.accuracy_se > 0
+    # the chosen alpha really routes everything to the cheap model
+    assert {router.models_[i] for i in router.estimate(X).best} == {"cheap"}
+    assert "*" in res.table()
+
+
+def test_share_target(router: Router) -> None:
+    data, X = two_topic_data()
+    res = calibrate(router, data, target_share=(["pricey"], 0.6), embeddings=X)
+    assert res.feasible and res.expected_share == pytest.approx(0.5)
+    assert res.expected_accuracy == pytest.approx(1.0)
+    res = calibrate(router, data, target_share=(["pricey"], 0.1), embeddings=X)
+    assert res.expected_share == pytest.approx(0.0)
+
+
+def test_unreachable_target_warns_and_picks_the_cheapest(router: Router) -> None:
+    data, X = two_topic_data()
+    with pytest.warns(UserWarning, match="no alpha .* meets cost <= 0.5"):
+        res = router.calibrate(data, target_cost=0.5, embeddings=X)
+    assert not res.feasible
+    assert res.expected_cost == pytest.approx(1.0)
+
+
+def test_reachable_target_does_not_warn(router: Router) -> None:
+    data, X = two_topic_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        router.calibrate(data, target_cost=100.0, embeddings=X)
+
+
+def test_calibrated_alpha_is_saved(router: Router, tmp_path) -> None:
+    data, X = two_topic_data()
+    res = router.calibrate(data, target_cost=2.0, embeddings=X)
+    router.save_pretrained(tmp_path / "r")
+    again = Router.from_pretrained(tmp_path / "r", embedder=router.get_embedder())
+    assert again.alpha == res.alpha
+
+
+def test_bad_targets(router: Router) -> None:
+    from avengers import ConfigError
+
+    data, X = two_topic_data()
+    with pytest.raises(ConfigError):
+        router.calibrate(data, embeddings=X)
+    with pytest.raises(ConfigError):
+        router.calibrate(data, target_cost=1.0, target_share=(["cheap"], 0.5), embeddings=X)
+    with pytest.raises(ConfigError, match="unknown models"):
+        router.calibrate(data, target_share=(["nope"], 0.5), embeddings=X)
