@@ -100,3 +100,33 @@ def test_bad_targets(router: Router) -> None:
         router.calibrate(data, target_cost=1.0, target_share=(["cheap"], 0.5), embeddings=X)
     with pytest.raises(ConfigError, match="unknown models"):
         router.calibrate(data, target_share=(["nope"], 0.5), embeddings=X)
+
+
+def test_cli_calibrate(tmp_path, embedder) -> None:
+    import json
+
+    from avengers.cli import app
+    from toy import toy_rows
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in toy_rows()) + "\n")
+    r = runner.invoke(
+        app, ["train", "-d", str(tmp_path / "train.jsonl"), "--k", "3", "-o", str(tmp_path / "r")]
+    )
+    assert r.exit_code == 0, r.output
+    args = ["calibrate", "-r", str(tmp_path / "r"), "-d", str(tmp_path / "train.jsonl")]
+    r = runner.invoke(app, [*args, "--target-cost", "0.6", "--out", str(tmp_path / "r2"), "--json"])
+    assert r.exit_code == 0, r.output
+    payload = json.loads(r.stdout)
+    assert payload["feasible"] and payload["expected_cost"] <= 0.6
+    saved = json.loads((tmp_path / "r2" / "config.json").read_text())
+    assert json.dumps(payload["alpha"]) in json.dumps(saved)
+    assert Router.from_pretrained(tmp_path / "r2").alpha == payload["alpha"]
+
+    r = runner.invoke(app, [*args, "--target-cost", "0.1", "--out", str(tmp_path / "r3")])
+    assert r.exit_code == 0, r.output
+    assert "no alpha" in r.output and "NOT met" in r.output
+
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "exactly one" in r.output

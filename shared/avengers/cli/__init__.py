@@ -1,4 +1,4 @@
-"""The ``avengers`` command line: train, evaluate, route and info, plus collect, answer and serve.
+"""The ``avengers`` command line: train, evaluate, calibrate, route and info, plus collect, answer and serve.
 A user mistake ends in one clear line and exit code 2, never a traceback.
 
 Each command lives in its own module; this one builds the :data:`app` from them (in the order
@@ -14,6 +14,7 @@ import sys
 import typer
 
 from .answering import answer
+from .budget import calibrate
 from .collecting import collect
 from .evaluating import evaluate
 from .online import snapshot, update
@@ -29,7 +30,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _command in (train, evaluate, route, info, collect, answer, serve, update, snapshot):
+for _command in (
+    train,
+    evaluate,
+    calibrate,
+    route,
+    info,
+    collect,
+    answer,
+    serve,
+    update,
+    snapshot,
+):
     app.command()(_command)
 
 
