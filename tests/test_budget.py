@@ -130,3 +130,87 @@ def test_cli_calibrate(tmp_path, embedder) -> None:
 
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and "exactly one" in r.output
+
+
+# ------------------------------------------------------------------ per-request cost cap
+# The toy router's expected cost per call: math-model 1.0, chef-model 0.5, code-model 2.0.
+
+MATH_Q = "What is 17 times 23?"
+
+
+def test_fit_budget_filters_reduces_and_fails() -> None:
+    from avengers.answer import fit_budget
+    from avengers.answer_config import SamplingConfig
+    from avengers.exceptions import BudgetError, ConfigError
+
+    costs: dict[str, float | None] = {"a": 1.0, "b": 2.0, "c": 0.5}
+    cfg = SamplingConfig(n_samples=10, max_cost=5.0)
+    order, out, notes = fit_budget(["a", "b", "c"], costs, cfg)
+    assert order == ["c"] and out is cfg and "left out a, b" in notes[0]
+    order, out, notes = fit_budget(["a", "b", "c"], costs, cfg.updated(max_cost=4.0))
+    assert order == ["a", "c"] and out.n_samples == 4 and "'a' samples 4" in notes[0]
+    assert fit_budget(["a"], costs, SamplingConfig())[2] == []  # no cap, no change
+    with pytest.raises(BudgetError, match="cheapest, 'c'") as e:
+        fit_budget(["a", "b", "c"], costs, cfg.updated(max_cost=0.1))
+    assert isinstance(e.value, ConfigError)
+    with pytest.raises(BudgetError, match="knows none"):
+        fit_budget(["a"], {"a": None}, cfg)
+    with pytest.raises(ConfigError, match="max_cost"):
+        SamplingConfig(max_cost=-1)
+
+
+@pytest.fixture
+def upstreams():
+    from fake_openai_server import FakeModel, FakeOpenAIServer
+
+    a = FakeOpenAIServer({"math": FakeModel(answers=["391", "The answer is 391.", "381"])}).start()
+    b = FakeOpenAIServer(
+        {"chef": FakeModel(answers=["Boil it."]), "coder": FakeModel(answers=["391"])}
+    ).start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+async def test_answerer_respects_max_cost(toy_router: Router, upstreams) -> None:
+    from avengers.answer import Answerer
+    from avengers.exceptions import BudgetError
+    from test_serve import make_endpoints
+
+    a = Answerer(toy_router, make_endpoints(*upstreams), adaptive=False)
+    res = await a.aanswer(MATH_Q, max_cost=20.0)  # math-model x 10 = 10 fits
+    assert res.model == "math-model" and res.n_requested == 10
+    res = await a.aanswer(MATH_Q, max_cost=5.0)  # only chef-model x 10 = 5 fits
+    assert res.model == "chef-model" and res.n_drawn == 10
+    assert any("left out" in n for n in res.notes)
+    res = await a.aanswer(MATH_Q, max_cost=4.99)  # nothing fits x 10: math-model x 4
+    assert res.model == "math-model" and res.n_requested == 4
+    assert any("'math-model' samples 4" in n for n in res.notes)
+    with pytest.raises(BudgetError, match="no candidate model fits max_cost"):
+        await a.aanswer(MATH_Q, max_cost=0.1)
+
+
+def test_server_max_cost(toy_router: Router, upstreams) -> None:
+    import openai
+    from avengers.answer import Answerer
+    from avengers.serve import create_app
+    from test_serve import Running, client, make_endpoints
+
+    r = Running(create_app(Answerer(toy_router, make_endpoints(*upstreams), adaptive=False)))
+    try:
+        msgs = [{"role": "user", "content": MATH_Q}]
+        resp = client(r).chat.completions.create(
+            model="avengers", messages=msgs, extra_body={"max_cost": 4.99}
+        )
+        account = (resp.model_extra or {})["avengers"]
+        assert resp.model == "math-model" and account["n_requested"] == 4
+        with pytest.raises(openai.BadRequestError, match="no candidate model fits"):
+            client(r).chat.completions.create(
+                model="avengers", messages=msgs, extra_body={"max_cost": 0.1}
+            )
+        with pytest.raises(openai.BadRequestError, match="max_cost"):
+            client(r).chat.completions.create(
+                model="avengers", messages=msgs, extra_body={"max_cost": -1}
+            )
+    finally:
+        r.stop()

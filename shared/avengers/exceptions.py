@@ -26,5 +26,9 @@ class ConfigError(AvengersError, ValueError):
     """A bad setting: an endpoint file, an argument out of range, an unknown option."""
 
 
+class BudgetError(ConfigError):
+    """No candidate model fits a request's cost cap (``max_cost``), even with one sample."""
+
+
 class NotFittedError(_SklearnNotFittedError, AvengersError):
     """The router was used before ``fit`` (or ``from_pretrained``)."""
