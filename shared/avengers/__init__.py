@@ -11,6 +11,7 @@ from .evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep
 from .exceptions import (
     ArtifactError,
     AvengersError,
+    BudgetError,
     ConfigError,
     DataError,
     EmbedderMismatchError,
@@ -27,6 +28,7 @@ __all__ = [
     "ArtifactError",
     "AvengersError",
     "Backend",
+    "BudgetError",
     "CachedEmbedder",
     "CalibrationResult",
     "CallError",
