@@ -178,6 +178,7 @@ def test_train_says_when_k_exceeds_the_data(toy_files: Path, tmp_path: Path) -> 
 COMMANDS = (
     "train",
     "evaluate",
+    "calibrate",
     "route",
     "info",
     "collect",

@@ -88,7 +88,7 @@ def test_router_doc_examples_run_and_print_what_the_doc_shows(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, shown = blocks("router.md", "python"), blocks("router.md", "text")
-    assert len(code) == len(shown) == 4
+    assert len(code) == len(shown) == 5
     ns: dict[str, Any] = {}
     for block, expected in zip(code, shown, strict=True):
         exec(compile(block, "docs/router.md", "exec"), ns)

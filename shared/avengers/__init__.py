@@ -2,6 +2,7 @@
 
 from .answer import AnswerChunk, Answerer, AnswerError, AnswerResult, SamplingConfig
 from .backends import Backend, CallError, Completion, OpenAIBackend
+from .calibration import CalibrationResult
 from .data import OutcomeData, load_outcomes, outcomes_from_rows
 from .decision import ModelScore, RouteDecision, RouteEstimate
 from .embedders import CachedEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
@@ -10,6 +11,7 @@ from .evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep
 from .exceptions import (
     ArtifactError,
     AvengersError,
+    BudgetError,
     ConfigError,
     DataError,
     EmbedderMismatchError,
@@ -26,7 +28,9 @@ __all__ = [
     "ArtifactError",
     "AvengersError",
     "Backend",
+    "BudgetError",
     "CachedEmbedder",
+    "CalibrationResult",
     "CallError",
     "Completion",
     "ConfigError",

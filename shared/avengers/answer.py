@@ -40,7 +40,7 @@ from .backends import Backend, CallError, Completion, OpenAIBackend
 from .breaker import OPEN_KIND, skip_reason
 from .capabilities import CapabilityError, capabilities_of, request_needs, split_capable
 from .decision import RouteDecision
-from .exceptions import ConfigError, NotFittedError
+from .exceptions import BudgetError, ConfigError, NotFittedError
 from .messages import Message, as_messages, routing_text
 from .results import AnswerChunk, AnswerError, AnswerResult, Failure, Sample, group_failures
 from .router import Router
@@ -63,6 +63,56 @@ class _Plan:
     routing_latency: float
     excluded: dict[str, str] | None = None
     """Candidates left out because they lack a capability the request needs, with why."""
+    cfg: SamplingConfig | None = None
+    """The sampling settings after the cost cap (fewer samples), when it changed them."""
+
+
+def fit_budget(
+    order: list[str], costs: dict[str, float | None], cfg: SamplingConfig
+) -> tuple[list[str], SamplingConfig, list[str]]:
+    """Apply ``cfg.max_cost`` to the ranked candidates ``order``, given each model's expected
+    cost per call: keep the models whose cost times the samples drawn from each fits. If none
+    fits with full sampling, the best-ranked model that fits with at least one sample is kept
+    with as many samples as fit (and the others that fit with that many). Returns the order, the
+    (possibly reduced) settings and notes; raises :class:`BudgetError` when nothing fits.
+    With ``model_switch`` each model is checked on its own samples."""
+    cap = cfg.max_cost
+    if cap is None or not order:
+        return order, cfg, []
+    unknown = [m for m in order if costs.get(m) is None]
+    if unknown:
+        raise BudgetError(
+            f"max_cost needs expected costs, but the router knows none for {unknown}: "
+            "train it on outcome data with costs"
+        )
+    price = {m: float(costs[m] or 0.0) for m in order}
+    n = cfg.samples_per_model
+    eps = 1e-12 * max(1.0, cap)
+    fits = [m for m in order if price[m] * n <= cap + eps]
+    notes = []
+    if fits:
+        dropped = [m for m in order if m not in fits]
+        if dropped:
+            notes.append(
+                f"max_cost {cap:g}: left out {', '.join(dropped)} (expected cost of {n} "
+                f"sample(s) above the cap)"
+            )
+        return fits, cfg, notes
+    best = next((m for m in order if price[m] <= cap + eps), None)
+    if best is None:
+        cheapest = min(order, key=lambda m: price[m])
+        raise BudgetError(
+            f"no candidate model fits max_cost {cap:g}, even with one sample: the cheapest, "
+            f"{cheapest!r}, is expected to cost {price[cheapest]:.4g} per call"
+        )
+    k = max(1, min(n, int((cap + eps) // price[best]))) if price[best] > 0 else n
+    reduced = cfg.updated(n_samples=k)
+    keep = [m for m in order if price[m] * k <= cap + eps]
+    notes.append(
+        f"max_cost {cap:g}: no model fits with {n} samples; {best!r} samples {k} time(s) "
+        f"(expected cost {price[best] * k:.4g})"
+    )
+    return keep, reduced, notes
 
 
 class Answerer:
@@ -129,6 +179,7 @@ class Answerer:
         cfg, opts = split_options(self.config, dict(overrides))
         msgs = as_messages(query)
         plan = await self._plan(msgs, text, decision, prefer, cfg, opts)
+        cfg = plan.cfg or cfg
         draw = await Sampler(self.backend, msgs, plan.question, cfg, opts).draw(plan.order)
         if not draw.runs:
             raise AnswerError("every candidate model failed", group_failures(draw.failures))
@@ -259,8 +310,18 @@ class Answerer:
             if not order:
                 raise CapabilityError(needs, excluded)
             notes.append(f"excluded for lack of capabilities: {', '.join(excluded)}")
+        costs = {m.model: m.cost for m in decision.ranking}
+        order, budget_cfg, budget_notes = fit_budget(order, costs, cfg)
+        notes += budget_notes
         return _Plan(
-            question, decision, order, notes, started, time.perf_counter() - started, excluded
+            question,
+            decision,
+            order,
+            notes,
+            started,
+            time.perf_counter() - started,
+            excluded,
+            budget_cfg if budget_cfg is not cfg else None,
         )
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
@@ -321,8 +382,10 @@ __all__ = [
     "AnswerError",
     "AnswerResult",
     "Answerer",
+    "BudgetError",
     "Failure",
     "Sample",
     "SamplingConfig",
+    "fit_budget",
     "routing_text",
 ]

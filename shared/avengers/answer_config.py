@@ -73,6 +73,10 @@ class SamplingConfig:
     """How many further ranked models to try when one fails entirely (None: all)."""
     alpha: float | None = None
     """Cost/quality trade-off for routing (None: the router's own)."""
+    max_cost: float | None = None
+    """Per-request cost cap in the outcome data's cost unit, counting every sample (a model's
+    expected cost per call times the samples drawn from it); None: no cap. See
+    :func:`avengers.answer.fit_budget`."""
 
     def __post_init__(self) -> None:
         as_strategy(self.strategy)
@@ -90,6 +94,12 @@ class SamplingConfig:
         if self.stop_on_agreement is not None and self.stop_on_agreement < 2:
             raise ConfigError("stop_on_agreement must be >= 2 (or None)")
         check_alpha(self.alpha)
+        if self.max_cost is not None and not (
+            isinstance(self.max_cost, (int, float))
+            and not isinstance(self.max_cost, bool)
+            and 0.0 <= float(self.max_cost) < float("inf")
+        ):
+            raise ConfigError(f"max_cost must be a number >= 0 (or None), got {self.max_cost!r}")
         if self.max_fallbacks is not None and self.max_fallbacks < 0:
             raise ConfigError("max_fallbacks must be >= 0 (or None)")
         if self.stop is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from .calibration import fold_indices
 from .data import OutcomeData, as_outcomes
 from .exceptions import ClusterCountWarning, DataError, NotFittedError
 from .router import Router
@@ -197,12 +198,7 @@ def sweep_alpha(
 
 def _folds(n: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``folds`` random (train, held-out) index splits of ``n`` queries."""
-    if folds < 2 or folds > n:
-        raise DataError(f"folds must be between 2 and the number of queries, got {folds}")
-    parts = np.array_split(np.random.default_rng(seed).permutation(n), folds)
-    return [
-        (np.concatenate([p for j, p in enumerate(parts) if j != i]), parts[i]) for i in range(folds)
-    ]
+    return fold_indices(n, folds, seed)
 
 
 def cross_validate_best_single(data: OutcomeData, *, folds: int = 5, seed: int = 0) -> float:

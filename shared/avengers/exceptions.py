@@ -31,5 +31,9 @@ class ClusterCountWarning(UserWarning):
     training queries than K)."""
 
 
+class BudgetError(ConfigError):
+    """No candidate model fits a request's cost cap (``max_cost``), even with one sample."""
+
+
 class NotFittedError(_SklearnNotFittedError, AvengersError):
     """The router was used before ``fit`` (or ``from_pretrained``)."""

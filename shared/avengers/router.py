@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator
 
 from . import online, scoring
 from .artifact import push_artifact, read_artifact, write_artifact
+from .calibration import CalibrationResult, calibrate
 from .card import model_card as make_model_card
 from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
 from .data import OutcomeData, as_outcomes
@@ -318,6 +319,29 @@ class Router(BaseEstimator):
             raise ConfigError(f"model {name!r} is already a candidate")
         online.add_model_columns(self, str(name))
         return self
+
+    def calibrate(
+        self,
+        data: OutcomeData | str | Path | Sequence[Any],
+        *,
+        target_cost: float | None = None,
+        target_share: tuple[Sequence[str], float] | None = None,
+        folds: int = 5,
+        embeddings: np.ndarray | None = None,
+    ) -> CalibrationResult:
+        """Choose ``alpha`` by cross-validation on training ``data`` so the expected average cost
+        per query stays within ``target_cost`` (or at most ``share`` of queries go to the named
+        ``models`` with ``target_share=(models, share)``), set it, and return the expected cost
+        and accuracy with their standard errors. Warns and picks the closest setting when the
+        target cannot be met. See :mod:`avengers.calibration`."""
+        return calibrate(
+            self,
+            data,
+            target_cost=target_cost,
+            target_share=target_share,
+            folds=folds,
+            embeddings=embeddings,
+        )
 
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` (or :meth:`from_pretrained`) has given this router its state."""

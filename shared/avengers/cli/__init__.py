@@ -1,5 +1,6 @@
-"""The ``avengers`` command line: train, evaluate, route and info, plus collect, answer and serve,
-and ``local start|status|stop`` for the two small local models.
+"""The ``avengers`` command line: train, evaluate, calibrate, route and info, plus collect,
+answer and serve, update and snapshot, and ``local start|status|stop`` for the two small local
+models.
 A user mistake ends in one clear line and exit code 2, never a traceback.
 
 Each command lives in its own module; this one builds the :data:`app` from them (in the order
@@ -15,6 +16,7 @@ import sys
 import typer
 
 from .answering import answer
+from .budget import calibrate
 from .collecting import collect
 from .evaluating import evaluate
 from .local import local
@@ -31,7 +33,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _command in (train, evaluate, route, info, collect, answer, serve, update, snapshot):
+for _command in (
+    train,
+    evaluate,
+    calibrate,
+    route,
+    info,
+    collect,
+    answer,
+    serve,
+    update,
+    snapshot,
+):
     app.command()(_command)
 app.add_typer(local)
 

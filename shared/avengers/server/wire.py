@@ -162,6 +162,9 @@ def _plan(
     a = parse_alpha(body)
     if a is not None:
         over["alpha"] = a
+    mc = number(body, "max_cost", 0.0, float("inf"))
+    if mc is not None:
+        over["max_cost"] = float(mc)
     s = body.get("strategy")
     if s is not None:
         if s not in STRATEGIES:
