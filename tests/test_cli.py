@@ -186,6 +186,7 @@ COMMANDS = (
     "serve",
     "update",
     "snapshot",
+    "distill",
     "local",
 )
 
@@ -213,3 +214,40 @@ def test_console_script_entry_point_loads_main() -> None:
     (ep,) = entry_points(group="console_scripts", name="avengers")
     assert ep.value == "avengers.cli:main"
     assert ep.load() is main
+
+
+def test_distill_rejects_bad_settings(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["distill", "--out", str(tmp_path / "s"), "--pca-dims", "-1"])
+    assert r.exit_code == 2 and "--pca-dims must be >= 0" in r.output
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_distill_makes_a_static_embedder_that_trains_a_router(
+    toy_files: Path, tmp_path: Path
+) -> None:
+    """Run as a user would: separate processes sharing one AVENGERS_CACHE."""
+    import os
+
+    env = {**os.environ, "AVENGERS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "avengers", *args], env=env, capture_output=True, text=True
+        )
+
+    r = cli("distill", "--name", "static-toy", "--pca-dims", "32", "--vocabulary-from",
+            str(toy_files / "train.jsonl"), "--min-count", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "--embedder static:static-toy" in r.stdout
+    assert f"wrote {tmp_path / 'cache' / 'static' / 'static-toy'}" in r.stdout
+    router_dir = tmp_path / "router"
+    r = cli("train", "--data", str(toy_files / "train.jsonl"), "--k", "3", "--embedder",
+            "static:static-toy", "--out", str(router_dir))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg = json.loads((router_dir / "config.json").read_text())
+    assert cfg["embedder"]["dimension"] == 32
+    assert cfg["embedder"]["name"] == "static:static-toy"
+    r = cli("route", "What is 12 times 7?", "--router", str(router_dir))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cluster" in r.stdout

@@ -1,5 +1,5 @@
 """The ``avengers`` command line: train, evaluate, calibrate, route and info, plus collect,
-answer and serve, update and snapshot, and ``local start|status|stop`` for the two small local
+answer and serve, update and snapshot, distill, and ``local start|status|stop`` for the two small local
 models.
 A user mistake ends in one clear line and exit code 2, never a traceback.
 
@@ -18,6 +18,7 @@ import typer
 from .answering import answer
 from .budget import calibrate
 from .collecting import collect
+from .distilling import distill
 from .evaluating import evaluate
 from .local import local
 from .online import snapshot, update
@@ -44,6 +45,7 @@ for _command in (
     serve,
     update,
     snapshot,
+    distill,
 ):
     app.command()(_command)
 app.add_typer(local)
