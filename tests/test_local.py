@@ -5,6 +5,7 @@ as hundreds of connection errors."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from avengers.demo.local import LlamaCppServer, describe_exit, free_port
+from avengers.demo.local import LlamaCppServer, describe_exit, free_port, port_taken
 from avengers.exceptions import ConfigError
 
 # Answers GET /v1/models, and kills itself with SIGSEGV on the first POST, like a bad build.
@@ -45,6 +46,21 @@ def test_describe_exit() -> None:
     assert describe_exit(1) == "exit code 1"
     assert describe_exit(-signal.SIGSEGV) == "killed by SIGSEGV"
     assert describe_exit(-200) == "killed by signal 200"
+
+
+def test_a_port_is_taken_only_while_something_listens_on_it() -> None:
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+    try:
+        assert port_taken(port)
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = listener.accept()
+        conn.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+        client.close()
+    finally:
+        listener.close()
+    # A server that just stopped leaves TIME_WAIT connections behind; a new server can bind there.
+    assert not port_taken(port)
 
 
 def test_a_server_that_dies_on_its_first_request_is_reported(tmp_path: Path) -> None:

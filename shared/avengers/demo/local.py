@@ -332,7 +332,10 @@ def local_models() -> list[LocalModel]:
 
 
 def port_taken(port: int) -> bool:
+    """Something listens on ``127.0.0.1:port``. Connections of a server that has just stopped
+    (TIME_WAIT) do not count: llama.cpp binds with ``SO_REUSEADDR`` and starts fine there."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
