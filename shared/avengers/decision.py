@@ -41,6 +41,11 @@ class RouteDecision:
     fallback: str | None = None
     """Why the global ranking was blended in or used (thin cluster, far query), else None."""
     method: str = "cluster"
+    signal: str | None = None
+    """Which estimate carried the choice when the hybrid is on: ``"both"`` (cluster and
+    classifier agree), ``"cluster"``, ``"classifier"`` or ``"blend"`` (neither alone); else None."""
+    classifier_share: float | None = None
+    """Weight of the success classifiers in the hybrid estimate (None: hybrid off)."""
 
     @property
     def models(self) -> list[str]:
@@ -70,6 +75,12 @@ class RouteDecision:
             f"cluster {self.cluster} (distance {self.distance:.3f}, method {self.method})"
             + (f"; fallback: {self.fallback}" if self.fallback else ""),
         ]
+        if self.signal is not None:
+            share = self.classifier_share or 0.0
+            lines.append(
+                f"signal: {self.signal} (cluster estimate weight {1 - share:.2f}, "
+                f"success classifier weight {share:.2f})"
+            )
         if len(self.cluster_weights) > 1:
             ws = ", ".join(f"{c}:{w:.2f}" for c, w in self.cluster_weights.items())
             lines.append(f"soft weights: {ws}")
@@ -108,6 +119,10 @@ class RouteEstimate:
     """(n, m) ranking score: performance blended with cost by ``alpha``; higher is better."""
     order: np.ndarray
     """(n, m) model indices, best first (by score, then performance, global score, lower cost)."""
+    classifier_share: np.ndarray | None = None
+    """(n,) weight of the success classifiers in the hybrid estimate; None if it is off."""
+    signal: tuple[str | None, ...] = ()
+    """Per query, which estimate carried the choice (see :attr:`RouteDecision.signal`)."""
 
     @property
     def best(self) -> np.ndarray:

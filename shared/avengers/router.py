@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import scoring
+from .classifier import fit_success_classifiers, success_probabilities
 from .artifact import push_artifact, read_artifact, write_artifact
 from .card import model_card as make_model_card
 from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
@@ -24,7 +25,7 @@ from .data import OutcomeData, as_outcomes
 from .decision import ModelScore, RouteDecision, RouteEstimate
 from .embedders import Embedder, aembed, resolve_embedder
 from .exceptions import ArtifactError, ConfigError, DataError, EmbedderMismatchError, NotFittedError
-from .params import ROUTER_PARAMS, Scoring, check_alpha, check_params
+from .params import ROUTER_PARAMS, Scoring, TemperatureMode, check_alpha, check_params
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
 
@@ -43,6 +44,8 @@ _OPTIONAL_STATE_ARRAYS = (
     "global_costs",
     "train_embeddings",
     "train_scores",
+    "classifier_coef",
+    "classifier_intercept",
 )
 # Arrays kept in a smaller dtype in the state: halves the file; routing is insensitive to it.
 _STATE_DTYPES = {"train_embeddings": np.float16}
@@ -70,12 +73,15 @@ class Router(BaseEstimator):
         alpha: float = 1.0,
         n_nearest: int = 5,
         softmax_temperature: float = 0.05,
+        temperature_mode: TemperatureMode = "absolute",
         scoring: Scoring = "cluster",
         n_neighbors: int = 32,
         knn_weight: float = 0.5,
         shrinkage: float = 10.0,
         min_cluster_size: int = 1,
         far_quantile: float | None = None,
+        classifier_weight: float = 0.0,
+        classifier_evidence: float | None = None,
         clustering: ClusterAlgorithm = "kmeans",
         random_state: int | None = 0,
         embedder: Embedder | str | None = None,
@@ -85,12 +91,15 @@ class Router(BaseEstimator):
         self.alpha = alpha
         self.n_nearest = n_nearest
         self.softmax_temperature = softmax_temperature
+        self.temperature_mode = temperature_mode
         self.scoring = scoring
         self.n_neighbors = n_neighbors
         self.knn_weight = knn_weight
         self.shrinkage = shrinkage
         self.min_cluster_size = min_cluster_size
         self.far_quantile = far_quantile
+        self.classifier_weight = classifier_weight
+        self.classifier_evidence = classifier_evidence
         self.clustering = clustering
         self.random_state = random_state
         self.embedder = embedder
@@ -233,6 +242,12 @@ class Router(BaseEstimator):
         if self.scoring in ("knn", "hybrid"):
             self.train_embeddings_ = X.astype(np.float32)
             self.train_scores_ = data.scores.astype(np.float32)
+        self.classifier_coef_: np.ndarray | None = None
+        self.classifier_intercept_: np.ndarray | None = None
+        if self.classifier_weight > 0:
+            self.classifier_coef_, self.classifier_intercept_ = fit_success_classifiers(
+                X, data.scores
+            )
         self.training_summary_ = data.summary()
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -282,7 +297,12 @@ class Router(BaseEstimator):
                 f"expected embeddings of shape (n, {self.n_features_in_}), got {X.shape}"
             )
         sq = pairwise_sq_dist(X, self.cluster_centers_)
-        idx, w = scoring.softmax_weights(sq, self.n_nearest, self.softmax_temperature)
+        idx, w = scoring.softmax_weights(
+            sq,
+            self.n_nearest,
+            self.softmax_temperature,
+            relative=self.temperature_mode == "relative",
+        )
         nearest = idx[:, 0]
         distance = np.sqrt(sq[np.arange(len(X)), nearest])
 
@@ -310,6 +330,7 @@ class Router(BaseEstimator):
                 perf, evidence = kperf, kcount
             else:
                 perf = self.knn_weight * kperf + (1 - self.knn_weight) * perf
+        perf, share, signal = self._blend_classifier(X, perf, evidence)
 
         fallback: list[str | None] = [None] * len(X)
         thin = self.cluster_sizes_[nearest] < self.min_cluster_size
@@ -350,7 +371,29 @@ class Router(BaseEstimator):
             fallback=tuple(fallback),
             score=rank_score,
             order=order,
+            classifier_share=share,
+            signal=tuple(None if f else g for f, g in zip(fallback, signal, strict=True)),
         )
+
+    def _blend_classifier(
+        self, X: np.ndarray, perf: np.ndarray, evidence: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
+        """The hybrid estimate: ``perf`` blended with the per-model success classifiers, which
+        weigh more where the local evidence is thin (see :func:`scoring.evidence_share`).
+        Returns the blend, each query's classifier share (None: no classifier) and which signal
+        carried each choice."""
+        if self.classifier_weight <= 0:
+            return perf, None, [None] * len(X)
+        if self.classifier_coef_ is None or self.classifier_intercept_ is None:
+            raise ConfigError(
+                "classifier_weight > 0 needs the success classifiers, which a router fitted "
+                "with classifier_weight 0 does not have: fit again"
+            )
+        probs = success_probabilities(X, self.classifier_coef_, self.classifier_intercept_)
+        share = scoring.evidence_share(evidence, self.classifier_weight, self.classifier_evidence)
+        blended = (1 - share[:, None]) * perf + share[:, None] * probs
+        signal: list[str | None] = list(scoring.carried_by(perf, probs, blended))
+        return blended, share, signal
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Index (into ``models_``) of the best model for each embedded query."""
@@ -400,6 +443,10 @@ class Router(BaseEstimator):
                     },
                     fallback=est.fallback[i],
                     method=method if est.fallback[i] is None else "global",
+                    signal=est.signal[i],
+                    classifier_share=(
+                        None if est.classifier_share is None else float(est.classifier_share[i])
+                    ),
                 )
             )
         return out
@@ -526,6 +573,8 @@ class Router(BaseEstimator):
             "global_costs": (m,),
             "train_embeddings": (n, d),
             "train_scores": (n, m),
+            "classifier_coef": (m, d),
+            "classifier_intercept": (m,),
         }
         for name, shape in expect.items():
             value = getattr(self, name + "_")
@@ -537,6 +586,8 @@ class Router(BaseEstimator):
             raise ArtifactError(f"centroids are {d}-d but config says {self.n_features_in_}")
         if self.scoring in ("knn", "hybrid") and self.train_embeddings_ is None:
             raise ArtifactError(f"scoring {self.scoring!r} needs the arrays train_embeddings")
+        if self.classifier_weight > 0 and self.classifier_coef_ is None:
+            raise ArtifactError("classifier_weight > 0 needs the arrays classifier_coef")
 
     def summary(self) -> dict[str, Any]:
         """A plain, JSON-able description of the fitted router (what its model card shows): the
