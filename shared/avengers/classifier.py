@@ -25,7 +25,7 @@ def fit_success_classifiers(
     from sklearn.linear_model import LogisticRegression
 
     X = np.asarray(X, dtype=np.float64)
-    n, d = X.shape
+    d = X.shape[1]
     m = scores.shape[1]
     coef = np.zeros((m, d))
     intercept = np.zeros(m)

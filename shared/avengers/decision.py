@@ -46,6 +46,8 @@ class RouteDecision:
     classifier agree), ``"cluster"``, ``"classifier"`` or ``"blend"`` (neither alone); else None."""
     classifier_share: float | None = None
     """Weight of the success classifiers in the hybrid estimate (None: hybrid off)."""
+    task: str | None = None
+    """The task hint the estimate used (evidence restricted to that task), else None."""
 
     @property
     def models(self) -> list[str]:
@@ -75,6 +77,8 @@ class RouteDecision:
             f"cluster {self.cluster} (distance {self.distance:.3f}, method {self.method})"
             + (f"; fallback: {self.fallback}" if self.fallback else ""),
         ]
+        if self.task is not None:
+            lines.append(f"task hint: {self.task} (only that task's training outcomes used)")
         if self.signal is not None:
             share = self.classifier_share or 0.0
             lines.append(

@@ -17,9 +17,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import scoring
-from .classifier import fit_success_classifiers, success_probabilities
 from .artifact import push_artifact, read_artifact, write_artifact
 from .card import model_card as make_model_card
+from .classifier import fit_success_classifiers, success_probabilities
 from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
 from .data import OutcomeData, as_outcomes
 from .decision import ModelScore, RouteDecision, RouteEstimate
@@ -46,6 +46,8 @@ _OPTIONAL_STATE_ARRAYS = (
     "train_scores",
     "classifier_coef",
     "classifier_intercept",
+    "task_score_sums",
+    "task_score_counts",
 )
 # Arrays kept in a smaller dtype in the state: halves the file; routing is insensitive to it.
 _STATE_DTYPES = {"train_embeddings": np.float16}
@@ -242,6 +244,13 @@ class Router(BaseEstimator):
         if self.scoring in ("knn", "hybrid"):
             self.train_embeddings_ = X.astype(np.float32)
             self.train_scores_ = data.scores.astype(np.float32)
+        self.tasks_: list[str] | None = None
+        self.task_score_sums_: np.ndarray | None = None
+        self.task_score_counts_: np.ndarray | None = None
+        if data.tasks is not None and any(data.tasks):
+            self.tasks_, self.task_score_sums_, self.task_score_counts_ = scoring.task_group_sums(
+                data.tasks, labels, data.scores, k
+            )
         self.classifier_coef_: np.ndarray | None = None
         self.classifier_intercept_: np.ndarray | None = None
         if self.classifier_weight > 0:
@@ -284,10 +293,19 @@ class Router(BaseEstimator):
             return None
         return float(np.interp(self.far_quantile, _DISTANCE_QUANTILES, self.train_distances_))
 
-    def estimate(self, X: np.ndarray, *, alpha: float | None = None) -> RouteEstimate:
+    def estimate(
+        self,
+        X: np.ndarray,
+        *,
+        alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
+    ) -> RouteEstimate:
         """Expected performance, cost and ranking of every model for a batch of embedded
         queries (rows of ``X``), as arrays: what :meth:`route_embeddings` turns into decisions.
-        ``alpha`` overrides the router's trade-off for this call only."""
+        ``alpha`` overrides the router's trade-off for this call only. ``tasks`` are optional
+        task hints, one per row: a row whose task was labelled in the training data is scored
+        on that task's outcomes only (per cluster, shrunk toward the task's mean); a None or
+        unknown hint changes nothing."""
         self._check_fitted()
         self._validate_params()
         alpha = check_alpha(self.alpha if alpha is None else alpha)
@@ -311,6 +329,18 @@ class Router(BaseEstimator):
         evidence = np.einsum("np,npm->nm", w, self.score_counts_[idx])
         cc = self.cluster_costs()
         cost = None if cc is None else np.einsum("np,npm->nm", w, cc[idx])
+        hinted = self._task_rows(tasks, len(X))
+        if hinted is not None:
+            assert self.task_score_sums_ is not None and self.task_score_counts_ is not None
+            ts = scoring.task_cluster_scores(
+                self.task_score_sums_, self.task_score_counts_, self.global_scores_, self.shrinkage
+            )
+            rows = np.flatnonzero(hinted >= 0)
+            t = hinted[rows]
+            perf[rows] = np.einsum("np,npm->nm", w[rows], ts[t[:, None], idx[rows]])
+            evidence[rows] = np.einsum(
+                "np,npm->nm", w[rows], self.task_score_counts_[t[:, None], idx[rows]]
+            )
 
         if self.scoring in ("knn", "hybrid"):
             if self.train_embeddings_ is None or self.train_scores_ is None:
@@ -375,6 +405,20 @@ class Router(BaseEstimator):
             signal=tuple(None if f else g for f, g in zip(fallback, signal, strict=True)),
         )
 
+    def _task_rows(self, tasks: Sequence[str | None] | None, n: int) -> np.ndarray | None:
+        """Per row, the index of its task hint in ``tasks_`` (-1: none or unknown); None when
+        no row has a usable hint."""
+        if tasks is None:
+            return None
+        if len(tasks) != n:
+            raise ConfigError(f"{len(tasks)} task hints for {n} queries")
+        known = getattr(self, "tasks_", None)
+        if not known:
+            return None
+        pos = {t: i for i, t in enumerate(known)}
+        out = np.array([pos.get(t, -1) if t is not None else -1 for t in tasks], dtype=np.int64)
+        return out if (out >= 0).any() else None
+
     def _blend_classifier(
         self, X: np.ndarray, perf: np.ndarray, evidence: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
@@ -411,10 +455,12 @@ class Router(BaseEstimator):
         queries: Sequence[str | None] | None = None,
         *,
         alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> list[RouteDecision]:
         """Decisions for already-embedded queries. ``alpha`` overrides the router's trade-off
-        for this call only."""
-        est = self.estimate(X, alpha=alpha)
+        for this call only; ``tasks`` are optional task hints (see :meth:`estimate`)."""
+        est = self.estimate(X, alpha=alpha, tasks=tasks)
+        hinted = self._task_rows(tasks, len(est.order))
         method = (
             self.scoring if self.n_nearest == 1 or self.scoring != "cluster" else "soft-cluster"
         )
@@ -444,6 +490,11 @@ class Router(BaseEstimator):
                     fallback=est.fallback[i],
                     method=method if est.fallback[i] is None else "global",
                     signal=est.signal[i],
+                    task=(
+                        None
+                        if hinted is None or hinted[i] < 0 or self.tasks_ is None
+                        else self.tasks_[int(hinted[i])]
+                    ),
                     classifier_share=(
                         None if est.classifier_share is None else float(est.classifier_share[i])
                     ),
@@ -452,20 +503,31 @@ class Router(BaseEstimator):
         return out
 
     def route_batch(
-        self, queries: Sequence[str], *, alpha: float | None = None
+        self,
+        queries: Sequence[str],
+        *,
+        alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> list[RouteDecision]:
-        """Route many queries (embedded in one batch)."""
+        """Route many queries (embedded in one batch); ``tasks``: optional task hints."""
         self._check_fitted()
         queries = list(queries)
         _check_queries(queries)
-        return self.route_embeddings(self.embed(queries), queries, alpha=alpha)
+        return self.route_embeddings(self.embed(queries), queries, alpha=alpha, tasks=tasks)
 
-    def route(self, query: str, *, alpha: float | None = None) -> RouteDecision:
-        """Route one query: ranked models with their cluster scores, cluster, distance, cost."""
-        return self.route_batch([query], alpha=alpha)[0]
+    def route(
+        self, query: str, *, alpha: float | None = None, task: str | None = None
+    ) -> RouteDecision:
+        """Route one query: ranked models with their cluster scores, cluster, distance, cost.
+        ``task``: an optional task hint (see :meth:`estimate`)."""
+        return self.route_batch([query], alpha=alpha, tasks=None if task is None else [task])[0]
 
     async def aroute_batch(
-        self, queries: Sequence[str], *, alpha: float | None = None
+        self,
+        queries: Sequence[str],
+        *,
+        alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> list[RouteDecision]:
         """Async twin of :meth:`route_batch` (the embedder's async path, if it has one)."""
         self._check_fitted()
@@ -473,11 +535,14 @@ class Router(BaseEstimator):
         _check_queries(queries)
         X = await aembed(self.get_embedder(), queries)
         self._check_dim(X)
-        return self.route_embeddings(X, queries, alpha=alpha)
+        return self.route_embeddings(X, queries, alpha=alpha, tasks=tasks)
 
-    async def aroute(self, query: str, *, alpha: float | None = None) -> RouteDecision:
+    async def aroute(
+        self, query: str, *, alpha: float | None = None, task: str | None = None
+    ) -> RouteDecision:
         """Async twin of :meth:`route`."""
-        return (await self.aroute_batch([query], alpha=alpha))[0]
+        tasks = None if task is None else [task]
+        return (await self.aroute_batch([query], alpha=alpha, tasks=tasks))[0]
 
     # ------------------------------------------------------------------ persistence
 
@@ -487,12 +552,14 @@ class Router(BaseEstimator):
         params = self.get_params(deep=False)
         # in the order of ROUTER_PARAMS (that of __init__); the embedder is recorded below
         params = {name: params[name] for name in ROUTER_PARAMS if name != "embedder"}
+        tasks: list[str] | None = getattr(self, "tasks_", None)
         return {
             "models": list(self.models_),
             "n_clusters_fitted": len(self.cluster_centers_),
             "embedder": {"name": self.embedder_name_, "dimension": int(self.n_features_in_)},
             "params": _jsonable(params),
             "training_summary": _jsonable(self.training_summary_),
+            **({"tasks": list(tasks)} if tasks else {}),
         }
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -547,6 +614,7 @@ class Router(BaseEstimator):
             setattr(router, name + "_", value)
         router.labels_ = np.zeros(0, dtype=np.int64)  # not kept: routing does not need them
         router.training_summary_ = config.get("training_summary") or {}
+        router.tasks_ = [str(t) for t in config["tasks"]] if config.get("tasks") else None
         router._check_state_shapes()
         if embedder is not None:
             emb = resolve_embedder(embedder)
@@ -575,6 +643,8 @@ class Router(BaseEstimator):
             "train_scores": (n, m),
             "classifier_coef": (m, d),
             "classifier_intercept": (m,),
+            "task_score_sums": (len(self.tasks_ or ()), k, m),
+            "task_score_counts": (len(self.tasks_ or ()), k, m),
         }
         for name, shape in expect.items():
             value = getattr(self, name + "_")

@@ -122,3 +122,28 @@ def carried_by(primary: np.ndarray, secondary: np.ndarray, blended: np.ndarray) 
     s = secondary.argmax(axis=1) == b
     names = np.where(p & s, "both", np.where(p, "cluster", np.where(s, "classifier", "blend")))
     return [str(x) for x in names]
+
+
+def task_group_sums(
+    tasks: list[str], labels: np.ndarray, values: np.ndarray, n_groups: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per task label (empty labels skipped), :func:`group_sums` of the rows with that label.
+    Returns the task names (sorted) and sums and counts shaped (tasks, groups, columns)."""
+    names = sorted({t for t in tasks if t})
+    task_arr = np.array(tasks, dtype=object)
+    sums = np.zeros((len(names), n_groups, values.shape[1]))
+    counts = np.zeros_like(sums)
+    for i, name in enumerate(names):
+        rows = task_arr == name
+        sums[i], counts[i] = group_sums(labels[rows], values[rows], n_groups)
+    return names, sums, counts
+
+
+def task_cluster_scores(
+    sums: np.ndarray, counts: np.ndarray, global_scores: np.ndarray, strength: float
+) -> np.ndarray:
+    """(tasks, groups, columns) estimates from :func:`task_group_sums`: each cell shrunk toward
+    its task's mean score with ``strength`` (a task without outcomes for a column: the global
+    mean). With strength 0 an empty cell takes the task's mean."""
+    task_means = shrunk_means(sums.sum(axis=1), counts.sum(axis=1), global_scores[None, :], 0.0)
+    return shrunk_means(sums, counts, task_means[:, None, :], strength)
