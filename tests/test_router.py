@@ -232,7 +232,8 @@ def test_clone_gives_an_unfitted_router_with_equal_settings(toy_router: Router, 
     assert toy_router.n_clusters == 3 and toy_router.is_fitted()
     # scikit-learn's repr: changed settings only, by name (wrapped when long)
     assert " ".join(repr(copy).split()) == (
-        f"Router(embedder={embedder!r}, n_clusters=2, n_nearest=1, shrinkage=0.0)"
+        f"Router(classifier_weight=0.0, embedder={embedder!r}, n_clusters=2, n_nearest=1, "
+        "shrinkage=0.0)"
     )
     assert repr(Router(n_clusters=8)) == "Router(n_clusters=8)"
 
@@ -361,8 +362,8 @@ def test_hybrid_classifier_estimate_names_its_signal(embedder) -> None:
     config, arrays = r.state()
     again = Router.from_state(config, arrays, embedder=embedder)
     assert again.route("How do I fry an egg?").ranking == d.ranking
-    # off by default: no signal, no classifier arrays
-    plain = Router(n_clusters=3, embedder=embedder).fit(toy_rows())
+    # off: no signal, no classifier arrays
+    plain = Router(n_clusters=3, classifier_weight=0.0, embedder=embedder).fit(toy_rows())
     assert plain.classifier_coef_ is None and plain.route("How do I fry an egg?").signal is None
     with pytest.raises(ConfigError, match="fit again"):
         plain.set_params(classifier_weight=0.2).route("How do I fry an egg?")
