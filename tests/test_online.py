@@ -239,6 +239,21 @@ def test_updated_router_round_trips(tmp_path) -> None:
     back = Router.from_pretrained(r.save_pretrained(tmp_path / "r"))
     assert back.models_ == r.models_ and back.half_life == 50.0 and back.explore == 0.1
     _assert_same_stats(back, r)
+    np.testing.assert_allclose(back.estimate(X).score, r.estimate(X).score, atol=1e-5)
+
+
+def test_a_model_added_online_is_scored_by_the_cluster_estimate_in_the_hybrid() -> None:
+    data, X = _data(seed=7)
+    data.tasks = ["t1" if i % 2 else "t2" for i in range(len(data))]
+    r = Router(4, classifier_weight=0.5).fit(data, embeddings=X)
+    r.add_model("z")
+    est = r.estimate(X)
+    assert np.isfinite(est.score).all()
+    # no success classifier for "z": its estimate is the cluster one, whatever the blend weight
+    cluster_only = Router(4, classifier_weight=0.0).fit(data, embeddings=X).add_model("z")
+    np.testing.assert_allclose(est.performance[:, 3], cluster_only.estimate(X).performance[:, 3])
+    hinted = r.estimate(X, tasks=["t1"] * len(X))
+    assert np.isfinite(hinted.score).all()
 
 
 def test_exploration_share_is_bounded_and_flagged() -> None:

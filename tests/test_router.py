@@ -232,7 +232,8 @@ def test_clone_gives_an_unfitted_router_with_equal_settings(toy_router: Router, 
     assert toy_router.n_clusters == 3 and toy_router.is_fitted()
     # scikit-learn's repr: changed settings only, by name (wrapped when long)
     assert " ".join(repr(copy).split()) == (
-        f"Router(embedder={embedder!r}, n_clusters=2, n_nearest=1, shrinkage=0.0)"
+        f"Router(classifier_weight=0.0, embedder={embedder!r}, n_clusters=2, n_nearest=1, "
+        "shrinkage=0.0)"
     )
     assert repr(Router(n_clusters=8)) == "Router(n_clusters=8)"
 
@@ -329,3 +330,64 @@ def test_summary_is_plain_data(toy_router: Router) -> None:
     assert s["models"] == list(SKILL) and len(s["clusters"]) == 3
     assert sum(row["size"] for row in s["clusters"]) == 30
     assert set(s["clusters"][0]["scores"]) == set(SKILL)
+
+
+def test_relative_temperature_reads_distance_ratios() -> None:
+    from avengers.scoring import softmax_weights
+
+    sq = np.array([[0.25, 0.36, 0.64], [0.0, 0.01, 0.04]])
+    idx, w = softmax_weights(sq, 3, 0.1, relative=True)
+    idx2, w2 = softmax_weights(sq * 9.0, 3, 0.1, relative=True)  # distances tripled
+    assert np.array_equal(idx, idx2)
+    np.testing.assert_allclose(w[0], w2[0])  # the same ratios give the same weights
+    assert np.isfinite(w).all() and w[1, 0] == w.max(axis=1)[1]  # a query on a centroid
+    _, wa = softmax_weights(sq * 9.0, 3, 0.1)
+    assert wa[0, 0] > w2[0, 0]  # absolute mode: farther apart means sharper
+
+
+def test_hybrid_classifier_estimate_names_its_signal(embedder) -> None:
+    from avengers.scoring import evidence_share
+
+    r = Router(n_clusters=3, classifier_weight=0.3, embedder=embedder).fit(toy_rows())
+    assert r.classifier_coef_.shape == (3, 384)
+    d = r.route("How do I fry an egg?")
+    assert d.model == "chef-model"
+    assert d.signal in ("both", "cluster", "classifier", "blend")
+    assert d.classifier_share == pytest.approx(0.3)
+    assert "signal:" in d.explain() and "success classifier weight 0.30" in d.explain()
+    # more local evidence, less weight on the classifier
+    share = evidence_share(np.array([[0.0, 0.0], [30.0, 30.0], [300.0, 300.0]]), 0.5, 30.0)
+    np.testing.assert_allclose(share, [0.5, 0.25, 0.5 * 30 / 330])
+    # the classifiers are part of the saved state
+    config, arrays = r.state()
+    again = Router.from_state(config, arrays, embedder=embedder)
+    assert again.route("How do I fry an egg?").ranking == d.ranking
+    # off: no signal, no classifier arrays
+    plain = Router(n_clusters=3, classifier_weight=0.0, embedder=embedder).fit(toy_rows())
+    assert plain.classifier_coef_ is None and plain.route("How do I fry an egg?").signal is None
+    with pytest.raises(ConfigError, match="fit again"):
+        plain.set_params(classifier_weight=0.2).route("How do I fry an egg?")
+
+
+def test_task_hints_restrict_evidence_to_that_task(embedder) -> None:
+    r = Router(n_clusters=3, embedder=embedder).fit(toy_rows(with_cost=False))
+    assert r.tasks_ == ["arithmetic", "code", "cooking"]
+    q = "What is 12 times 12?"
+    plain = r.route(q)
+    assert plain.model == "math-model" and plain.task is None
+    # with a hint the cluster's arithmetic rows do not count: cooking evidence only
+    hinted = r.route(q, task="cooking")
+    assert hinted.model == "chef-model" and hinted.task == "cooking"
+    assert "task hint: cooking" in hinted.explain()
+    # an unknown or missing hint changes nothing
+    assert r.route(q, task="astronomy").ranking == plain.ranking
+    batch = r.route_batch([q, q], tasks=[None, "code"])[0]
+    assert [m.model for m in batch.ranking] == [m.model for m in plain.ranking]
+    assert batch.ranking[0].performance == pytest.approx(plain.ranking[0].performance)
+    X = r.embed([q])
+    np.testing.assert_allclose(r.estimate(X, tasks=[None]).performance, r.estimate(X).performance)
+    with pytest.raises(ConfigError, match="task hints"):
+        r.estimate(X, tasks=["code", "code"])
+    config, arrays = r.state()
+    again = Router.from_state(config, arrays, embedder=embedder)
+    assert again.route(q, task="cooking").ranking == hinted.ranking

@@ -44,6 +44,13 @@ class RouteDecision:
     explored: bool = False
     """Whether the first model was picked by exploration (``Router(explore=...)``) rather than
     being the best estimate; the ranking after it is the greedy one."""
+    signal: str | None = None
+    """Which estimate carried the choice when the hybrid is on: ``"both"`` (cluster and
+    classifier agree), ``"cluster"``, ``"classifier"`` or ``"blend"`` (neither alone); else None."""
+    classifier_share: float | None = None
+    """Weight of the success classifiers in the hybrid estimate (None: hybrid off)."""
+    task: str | None = None
+    """The task hint the estimate used (evidence restricted to that task), else None."""
 
     @property
     def models(self) -> list[str]:
@@ -74,6 +81,14 @@ class RouteDecision:
             + (f"; fallback: {self.fallback}" if self.fallback else "")
             + ("; first pick is exploration" if self.explored else ""),
         ]
+        if self.task is not None:
+            lines.append(f"task hint: {self.task} (only that task's training outcomes used)")
+        if self.signal is not None:
+            share = self.classifier_share or 0.0
+            lines.append(
+                f"signal: {self.signal} (cluster estimate weight {1 - share:.2f}, "
+                f"success classifier weight {share:.2f})"
+            )
         if len(self.cluster_weights) > 1:
             ws = ", ".join(f"{c}:{w:.2f}" for c, w in self.cluster_weights.items())
             lines.append(f"soft weights: {ws}")
@@ -112,6 +127,10 @@ class RouteEstimate:
     """(n, m) ranking score: performance blended with cost by ``alpha``; higher is better."""
     order: np.ndarray
     """(n, m) model indices, best first (by score, then performance, global score, lower cost)."""
+    classifier_share: np.ndarray | None = None
+    """(n,) weight of the success classifiers in the hybrid estimate; None if it is off."""
+    signal: tuple[str | None, ...] = ()
+    """Per query, which estimate carried the choice (see :attr:`RouteDecision.signal`)."""
 
     @property
     def best(self) -> np.ndarray:

@@ -347,6 +347,14 @@ def add_model_columns(router: Any, name: str) -> None:
         router.cost_counts_ = add_columns(router.cost_counts_, 1)
         router.global_costs_ = np.append(router.global_costs_, cost_prior)
     router.train_scores_ = add_columns(router.train_scores_, 1, np.nan)
+    # Per-task statistics (task hints) start empty; a success classifier (hybrid estimate) is
+    # only fitted offline, so the new model has none (NaN row: the estimate uses the cluster's).
+    router.task_score_sums_ = add_columns(getattr(router, "task_score_sums_", None), 1)
+    router.task_score_counts_ = add_columns(getattr(router, "task_score_counts_", None), 1)
+    coef = getattr(router, "classifier_coef_", None)
+    if coef is not None:
+        router.classifier_coef_ = np.vstack([coef, np.full((1, coef.shape[1]), np.nan, coef.dtype)])
+        router.classifier_intercept_ = np.append(router.classifier_intercept_, np.nan)
     summary = dict(router.training_summary_)
     summary[ADDED_KEY] = [*summary.get(ADDED_KEY, []), name]
     router.training_summary_ = summary

@@ -26,6 +26,9 @@ from .exceptions import ConfigError
 Scoring = Literal["cluster", "knn", "hybrid"]
 """How per-model scores are estimated: cluster means, nearest training queries, or a blend."""
 
+TemperatureMode = Literal["absolute", "relative"]
+"""How ``softmax_temperature`` is read: as a distance, or as a share of the nearest distance."""
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -99,12 +102,15 @@ ROUTER_PARAMS: dict[str, Constraint] = {
     "alpha": UNIT,
     "n_nearest": Interval(1, integer=True),
     "softmax_temperature": Interval(0.0),
+    "temperature_mode": OneOf(get_args(TemperatureMode)),
     "scoring": OneOf(get_args(Scoring)),
     "n_neighbors": Interval(1, integer=True),
     "knn_weight": UNIT,
     "shrinkage": Interval(0.0),
     "min_cluster_size": Interval(0, integer=True),
     "far_quantile": Interval(0.0, 1.0, low_open=True, none_ok=True),
+    "classifier_weight": UNIT,
+    "classifier_evidence": Interval(0.0, low_open=True, none_ok=True),
     "clustering": OneOf(get_args(ClusterAlgorithm)),
     "random_state": Interval(integer=True, none_ok=True),
     "explore": UNIT,

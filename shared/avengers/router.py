@@ -21,6 +21,7 @@ from . import online, scoring
 from .artifact import push_artifact, read_artifact, write_artifact
 from .calibration import CalibrationResult, calibrate
 from .card import model_card as make_model_card
+from .classifier import fit_success_classifiers, success_probabilities
 from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
 from .data import OutcomeData, as_outcomes
 from .decision import ModelScore, RouteDecision, RouteEstimate
@@ -33,7 +34,7 @@ from .exceptions import (
     EmbedderMismatchError,
     NotFittedError,
 )
-from .params import ROUTER_PARAMS, Scoring, check_alpha, check_params
+from .params import ROUTER_PARAMS, Scoring, TemperatureMode, check_alpha, check_params
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
 
@@ -52,6 +53,10 @@ _OPTIONAL_STATE_ARRAYS = (
     "global_costs",
     "train_embeddings",
     "train_scores",
+    "classifier_coef",
+    "classifier_intercept",
+    "task_score_sums",
+    "task_score_counts",
 )
 # Arrays kept in a smaller dtype in the state: halves the file; routing is insensitive to it.
 _STATE_DTYPES = {"train_embeddings": np.float16}
@@ -66,9 +71,12 @@ class Router(BaseEstimator):
     and fitted attributes end in ``_``. Use :meth:`paper` for the plain setting of Zhang et al.
     (2025). The allowed values of every setting are declared in :data:`avengers.params.ROUTER_PARAMS`.
 
-    The defaults differ from the paper in two measured ways (see ``docs/benchmarks.md``): soft
-    routing over the 5 nearest clusters, and cluster estimates shrunk toward each model's global
-    mean with 10 pseudo-observations, so thin or distant evidence leans on the global ranking.
+    The defaults differ from the paper in three measured ways (see ``docs/benchmarks.md``): soft
+    routing over the 5 nearest clusters, cluster estimates shrunk toward each model's global
+    mean with 10 pseudo-observations, so thin or distant evidence leans on the global ranking,
+    and a hybrid estimate that gives per-model success classifiers on the same embeddings a
+    weight of 0.2 (chosen by cross-validation on training data), which carries queries of tasks
+    the training data lacks. ``Router.paper`` turns all three off.
     """
 
     def __init__(
@@ -79,12 +87,15 @@ class Router(BaseEstimator):
         alpha: float = 1.0,
         n_nearest: int = 5,
         softmax_temperature: float = 0.05,
+        temperature_mode: TemperatureMode = "absolute",
         scoring: Scoring = "cluster",
         n_neighbors: int = 32,
         knn_weight: float = 0.5,
         shrinkage: float = 10.0,
         min_cluster_size: int = 1,
         far_quantile: float | None = None,
+        classifier_weight: float = 0.2,
+        classifier_evidence: float | None = None,
         clustering: ClusterAlgorithm = "kmeans",
         random_state: int | None = 0,
         embedder: Embedder | str | None = None,
@@ -97,12 +108,15 @@ class Router(BaseEstimator):
         self.alpha = alpha
         self.n_nearest = n_nearest
         self.softmax_temperature = softmax_temperature
+        self.temperature_mode = temperature_mode
         self.scoring = scoring
         self.n_neighbors = n_neighbors
         self.knn_weight = knn_weight
         self.shrinkage = shrinkage
         self.min_cluster_size = min_cluster_size
         self.far_quantile = far_quantile
+        self.classifier_weight = classifier_weight
+        self.classifier_evidence = classifier_evidence
         self.clustering = clustering
         self.random_state = random_state
         self.embedder = embedder
@@ -117,6 +131,7 @@ class Router(BaseEstimator):
     @classmethod
     def paper(cls, n_clusters: int = 64, **kwargs: Any) -> Router:
         """The plain method of the paper: k-means, nearest cluster, plain cluster means, top-1."""
+        kwargs.setdefault("classifier_weight", 0.0)
         return cls(n_clusters, n_nearest=1, shrinkage=0.0, scoring="cluster", **kwargs)
 
     def set_params(self, **params: Any) -> Router:
@@ -262,6 +277,19 @@ class Router(BaseEstimator):
         if self.scoring in ("knn", "hybrid"):
             self.train_embeddings_ = X.astype(np.float32)
             self.train_scores_ = data.scores.astype(np.float32)
+        self.tasks_: list[str] | None = None
+        self.task_score_sums_: np.ndarray | None = None
+        self.task_score_counts_: np.ndarray | None = None
+        if data.tasks is not None and any(data.tasks):
+            self.tasks_, self.task_score_sums_, self.task_score_counts_ = scoring.task_group_sums(
+                data.tasks, labels, data.scores, k
+            )
+        self.classifier_coef_: np.ndarray | None = None
+        self.classifier_intercept_: np.ndarray | None = None
+        if self.classifier_weight > 0:
+            self.classifier_coef_, self.classifier_intercept_ = fit_success_classifiers(
+                X, data.scores
+            )
         self.training_summary_ = data.summary()
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -381,10 +409,19 @@ class Router(BaseEstimator):
             return None
         return float(np.interp(self.far_quantile, _DISTANCE_QUANTILES, self.train_distances_))
 
-    def estimate(self, X: np.ndarray, *, alpha: float | None = None) -> RouteEstimate:
+    def estimate(
+        self,
+        X: np.ndarray,
+        *,
+        alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
+    ) -> RouteEstimate:
         """Expected performance, cost and ranking of every model for a batch of embedded
         queries (rows of ``X``), as arrays: what :meth:`route_embeddings` turns into decisions.
-        ``alpha`` overrides the router's trade-off for this call only."""
+        ``alpha`` overrides the router's trade-off for this call only. ``tasks`` are optional
+        task hints, one per row: a row whose task was labelled in the training data is scored
+        on that task's outcomes only (per cluster, shrunk toward the task's mean); a None or
+        unknown hint changes nothing."""
         self._check_fitted()
         self._validate_params()
         alpha = check_alpha(self.alpha if alpha is None else alpha)
@@ -394,7 +431,12 @@ class Router(BaseEstimator):
                 f"expected embeddings of shape (n, {self.n_features_in_}), got {X.shape}"
             )
         sq = pairwise_sq_dist(X, self.cluster_centers_)
-        idx, w = scoring.softmax_weights(sq, self.n_nearest, self.softmax_temperature)
+        idx, w = scoring.softmax_weights(
+            sq,
+            self.n_nearest,
+            self.softmax_temperature,
+            relative=self.temperature_mode == "relative",
+        )
         nearest = idx[:, 0]
         distance = np.sqrt(sq[np.arange(len(X)), nearest])
 
@@ -403,6 +445,18 @@ class Router(BaseEstimator):
         evidence = np.einsum("np,npm->nm", w, self.score_counts_[idx])
         cc = self.cluster_costs()
         cost = None if cc is None else np.einsum("np,npm->nm", w, cc[idx])
+        hinted = self._task_rows(tasks, len(X))
+        if hinted is not None:
+            assert self.task_score_sums_ is not None and self.task_score_counts_ is not None
+            ts = scoring.task_cluster_scores(
+                self.task_score_sums_, self.task_score_counts_, self.global_scores_, self.shrinkage
+            )
+            rows = np.flatnonzero(hinted >= 0)
+            t = hinted[rows]
+            perf[rows] = np.einsum("np,npm->nm", w[rows], ts[t[:, None], idx[rows]])
+            evidence[rows] = np.einsum(
+                "np,npm->nm", w[rows], self.task_score_counts_[t[:, None], idx[rows]]
+            )
 
         if self.scoring in ("knn", "hybrid"):
             if self.train_embeddings_ is None or self.train_scores_ is None:
@@ -422,6 +476,7 @@ class Router(BaseEstimator):
                 perf, evidence = kperf, kcount
             else:
                 perf = self.knn_weight * kperf + (1 - self.knn_weight) * perf
+        perf, share, signal = self._blend_classifier(X, perf, evidence)
 
         fallback: list[str | None] = [None] * len(X)
         thin = self.cluster_sizes_[nearest] < self.min_cluster_size
@@ -462,7 +517,44 @@ class Router(BaseEstimator):
             fallback=tuple(fallback),
             score=rank_score,
             order=order,
+            classifier_share=share,
+            signal=tuple(None if f else g for f, g in zip(fallback, signal, strict=True)),
         )
+
+    def _task_rows(self, tasks: Sequence[str | None] | None, n: int) -> np.ndarray | None:
+        """Per row, the index of its task hint in ``tasks_`` (-1: none or unknown); None when
+        no row has a usable hint."""
+        if tasks is None:
+            return None
+        if len(tasks) != n:
+            raise ConfigError(f"{len(tasks)} task hints for {n} queries")
+        known = getattr(self, "tasks_", None)
+        if not known:
+            return None
+        pos = {t: i for i, t in enumerate(known)}
+        out = np.array([pos.get(t, -1) if t is not None else -1 for t in tasks], dtype=np.int64)
+        return out if (out >= 0).any() else None
+
+    def _blend_classifier(
+        self, X: np.ndarray, perf: np.ndarray, evidence: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
+        """The hybrid estimate: ``perf`` blended with the per-model success classifiers, which
+        weigh more where the local evidence is thin (see :func:`scoring.evidence_share`).
+        Returns the blend, each query's classifier share (None: no classifier) and which signal
+        carried each choice."""
+        if self.classifier_weight <= 0:
+            return perf, None, [None] * len(X)
+        if self.classifier_coef_ is None or self.classifier_intercept_ is None:
+            raise ConfigError(
+                "classifier_weight > 0 needs the success classifiers, which a router fitted "
+                "with classifier_weight 0 does not have: fit again"
+            )
+        probs = success_probabilities(X, self.classifier_coef_, self.classifier_intercept_)
+        probs = np.where(np.isnan(probs), perf, probs)  # a model added online has no classifier
+        share = scoring.evidence_share(evidence, self.classifier_weight, self.classifier_evidence)
+        blended = (1 - share[:, None]) * perf + share[:, None] * probs
+        signal: list[str | None] = list(scoring.carried_by(perf, probs, blended))
+        return blended, share, signal
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Index (into ``models_``) of the best model for each embedded query."""
@@ -480,11 +572,13 @@ class Router(BaseEstimator):
         queries: Sequence[str | None] | None = None,
         *,
         alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> list[RouteDecision]:
         """Decisions for already-embedded queries. ``alpha`` overrides the router's trade-off
-        for this call only."""
-        est = self.estimate(X, alpha=alpha)
+        for this call only; ``tasks`` are optional task hints (see :meth:`estimate`)."""
+        est = self.estimate(X, alpha=alpha, tasks=tasks)
         picks = self._exploration_picks(est, alpha)
+        hinted = self._task_rows(tasks, len(est.order))
         method = (
             self.scoring if self.n_nearest == 1 or self.scoring != "cluster" else "soft-cluster"
         )
@@ -514,6 +608,15 @@ class Router(BaseEstimator):
                     fallback=est.fallback[i],
                     method=method if est.fallback[i] is None else "global",
                     explored=bool(picks[i] >= 0),
+                    signal=est.signal[i],
+                    task=(
+                        None
+                        if hinted is None or hinted[i] < 0 or self.tasks_ is None
+                        else self.tasks_[int(hinted[i])]
+                    ),
+                    classifier_share=(
+                        None if est.classifier_share is None else float(est.classifier_share[i])
+                    ),
                 )
             )
         return out
@@ -539,20 +642,31 @@ class Router(BaseEstimator):
         )
 
     def route_batch(
-        self, queries: Sequence[str], *, alpha: float | None = None
+        self,
+        queries: Sequence[str],
+        *,
+        alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> list[RouteDecision]:
-        """Route many queries (embedded in one batch)."""
+        """Route many queries (embedded in one batch); ``tasks``: optional task hints."""
         self._check_fitted()
         queries = list(queries)
         _check_queries(queries)
-        return self.route_embeddings(self.embed(queries), queries, alpha=alpha)
+        return self.route_embeddings(self.embed(queries), queries, alpha=alpha, tasks=tasks)
 
-    def route(self, query: str, *, alpha: float | None = None) -> RouteDecision:
-        """Route one query: ranked models with their cluster scores, cluster, distance, cost."""
-        return self.route_batch([query], alpha=alpha)[0]
+    def route(
+        self, query: str, *, alpha: float | None = None, task: str | None = None
+    ) -> RouteDecision:
+        """Route one query: ranked models with their cluster scores, cluster, distance, cost.
+        ``task``: an optional task hint (see :meth:`estimate`)."""
+        return self.route_batch([query], alpha=alpha, tasks=None if task is None else [task])[0]
 
     async def aroute_batch(
-        self, queries: Sequence[str], *, alpha: float | None = None
+        self,
+        queries: Sequence[str],
+        *,
+        alpha: float | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> list[RouteDecision]:
         """Async twin of :meth:`route_batch` (the embedder's async path, if it has one)."""
         self._check_fitted()
@@ -560,11 +674,14 @@ class Router(BaseEstimator):
         _check_queries(queries)
         X = await aembed(self.get_embedder(), queries)
         self._check_dim(X)
-        return self.route_embeddings(X, queries, alpha=alpha)
+        return self.route_embeddings(X, queries, alpha=alpha, tasks=tasks)
 
-    async def aroute(self, query: str, *, alpha: float | None = None) -> RouteDecision:
+    async def aroute(
+        self, query: str, *, alpha: float | None = None, task: str | None = None
+    ) -> RouteDecision:
         """Async twin of :meth:`route`."""
-        return (await self.aroute_batch([query], alpha=alpha))[0]
+        tasks = None if task is None else [task]
+        return (await self.aroute_batch([query], alpha=alpha, tasks=tasks))[0]
 
     # ------------------------------------------------------------------ persistence
 
@@ -577,12 +694,14 @@ class Router(BaseEstimator):
         for name, default in online.PARAM_DEFAULTS.items():  # recorded only when set, so that
             if params[name] == default:  # older versions still read the artifact
                 del params[name]
+        tasks: list[str] | None = getattr(self, "tasks_", None)
         return {
             "models": list(self.models_),
             "n_clusters_fitted": len(self.cluster_centers_),
             "embedder": {"name": self.embedder_name_, "dimension": int(self.n_features_in_)},
             "params": _jsonable(params),
             "training_summary": _jsonable(self.training_summary_),
+            **({"tasks": list(tasks)} if tasks else {}),
         }
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -616,6 +735,8 @@ class Router(BaseEstimator):
         except (KeyError, TypeError, ValueError) as e:
             raise ArtifactError(f"config: missing or bad field {e}") from None
         params.pop("embedder", None)
+        # a state saved before the hybrid estimate existed routes as it did then
+        params.setdefault("classifier_weight", 0.0)
         unknown = sorted(set(params) - set(ROUTER_PARAMS))
         if unknown:
             raise ArtifactError(f"config: unknown settings {unknown} (from a newer version?)")
@@ -637,6 +758,7 @@ class Router(BaseEstimator):
             setattr(router, name + "_", value)
         router.labels_ = np.zeros(0, dtype=np.int64)  # not kept: routing does not need them
         router.training_summary_ = config.get("training_summary") or {}
+        router.tasks_ = [str(t) for t in config["tasks"]] if config.get("tasks") else None
         router._check_state_shapes()
         if embedder is not None:
             emb = resolve_embedder(embedder)
@@ -663,6 +785,10 @@ class Router(BaseEstimator):
             "global_costs": (m,),
             "train_embeddings": (n, d),
             "train_scores": (n, m),
+            "classifier_coef": (m, d),
+            "classifier_intercept": (m,),
+            "task_score_sums": (len(self.tasks_ or ()), k, m),
+            "task_score_counts": (len(self.tasks_ or ()), k, m),
         }
         for name, shape in expect.items():
             value = getattr(self, name + "_")
@@ -674,6 +800,8 @@ class Router(BaseEstimator):
             raise ArtifactError(f"centroids are {d}-d but config says {self.n_features_in_}")
         if self.scoring in ("knn", "hybrid") and self.train_embeddings_ is None:
             raise ArtifactError(f"scoring {self.scoring!r} needs the arrays train_embeddings")
+        if self.classifier_weight > 0 and self.classifier_coef_ is None:
+            raise ArtifactError("classifier_weight > 0 needs the arrays classifier_coef")
 
     def summary(self) -> dict[str, Any]:
         """A plain, JSON-able description of the fitted router (what its model card shows): the

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# nearest distance below which a relative temperature is read against this floor instead (a
+# query that coincides with a centroid would otherwise get a zero temperature)
+_MIN_RELATIVE_DISTANCE = 0.05
+
 
 def group_sums(
     labels: np.ndarray, values: np.ndarray, n_groups: int
@@ -65,14 +69,18 @@ def tradeoff(perf: np.ndarray, cost: np.ndarray | None, alpha: float) -> np.ndar
 
 
 def softmax_weights(
-    sq_dist: np.ndarray, p: int, temperature: float
+    sq_dist: np.ndarray, p: int, temperature: float, *, relative: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the ``p`` nearest centroids and their weights, a softmax of negative distance
-    divided by ``temperature``. Returns (idx (n, p), weights (n, p))."""
+    divided by ``temperature``. With ``relative``, the temperature is a share of each query's
+    nearest distance (the softmax then reads distance ratios, ``d / d_nearest``), so the weights
+    do not depend on the scale of the embedding space. Returns (idx (n, p), weights (n, p))."""
     p = min(p, sq_dist.shape[1])
     idx = np.argsort(sq_dist, axis=1)[:, :p]
     d = np.sqrt(np.take_along_axis(sq_dist, idx, axis=1).astype(np.float64))
-    z = -(d - d[:, :1]) / max(temperature, 1e-9)
+    t = max(temperature, 1e-9)
+    scale = np.maximum(d[:, :1], _MIN_RELATIVE_DISTANCE) * t if relative else t
+    z = -(d - d[:, :1]) / scale
     w = np.exp(z)
     return idx, w / w.sum(axis=1, keepdims=True)
 
@@ -89,3 +97,53 @@ def knn_estimate(
     sums = np.where(known, vals, 0.0).sum(axis=1)
     counts = known.sum(axis=1).astype(np.float64)
     return shrunk_means(sums, counts, prior[None, :], strength), counts
+
+
+def evidence_share(evidence: np.ndarray, weight: float, pseudo_count: float | None) -> np.ndarray:
+    """Per query, the weight a second estimate gets beside the cluster estimate: ``weight`` times
+    ``pseudo_count / (pseudo_count + evidence)``, so it carries more where the cluster has few
+    training outcomes for the query; with ``pseudo_count`` None it is ``weight`` everywhere.
+    ``evidence`` is (n, m) outcome counts; their row mean is the local evidence. Returns (n,)."""
+    n = len(evidence)
+    if weight <= 0.0:
+        return np.zeros(n)
+    if pseudo_count is None:
+        return np.full(n, float(weight))
+    local = evidence.mean(axis=1) if evidence.size else np.zeros(n)
+    return float(weight) * pseudo_count / (pseudo_count + local)
+
+
+def carried_by(primary: np.ndarray, secondary: np.ndarray, blended: np.ndarray) -> list[str]:
+    """For each row, which estimate the blended choice agrees with: ``"both"`` (the two estimates
+    pick the same model), ``"cluster"`` or ``"classifier"`` (only that one picks it), or
+    ``"blend"`` (neither alone would)."""
+    b = blended.argmax(axis=1)
+    p = primary.argmax(axis=1) == b
+    s = secondary.argmax(axis=1) == b
+    names = np.where(p & s, "both", np.where(p, "cluster", np.where(s, "classifier", "blend")))
+    return [str(x) for x in names]
+
+
+def task_group_sums(
+    tasks: list[str], labels: np.ndarray, values: np.ndarray, n_groups: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Per task label (empty labels skipped), :func:`group_sums` of the rows with that label.
+    Returns the task names (sorted) and sums and counts shaped (tasks, groups, columns)."""
+    names = sorted({t for t in tasks if t})
+    task_arr = np.array(tasks, dtype=object)
+    sums = np.zeros((len(names), n_groups, values.shape[1]))
+    counts = np.zeros_like(sums)
+    for i, name in enumerate(names):
+        rows = task_arr == name
+        sums[i], counts[i] = group_sums(labels[rows], values[rows], n_groups)
+    return names, sums, counts
+
+
+def task_cluster_scores(
+    sums: np.ndarray, counts: np.ndarray, global_scores: np.ndarray, strength: float
+) -> np.ndarray:
+    """(tasks, groups, columns) estimates from :func:`task_group_sums`: each cell shrunk toward
+    its task's mean score with ``strength`` (a task without outcomes for a column: the global
+    mean). With strength 0 an empty cell takes the task's mean."""
+    task_means = shrunk_means(sums.sum(axis=1), counts.sum(axis=1), global_scores[None, :], 0.0)
+    return shrunk_means(sums, counts, task_means[:, None, :], strength)
