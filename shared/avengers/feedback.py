@@ -23,6 +23,7 @@ observation).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -40,10 +41,12 @@ __all__ = [
     "AlreadyRatedError",
     "FeedbackError",
     "FeedbackStore",
+    "MemoryFeedbackStore",
     "Rating",
     "RedisFeedbackStore",
     "SQLiteFeedbackStore",
     "UnknownResponseError",
+    "apply_rating",
     "check_rating",
     "open_store",
     "send_feedback",
@@ -115,6 +118,83 @@ class FeedbackStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- memory
+
+
+class MemoryFeedbackStore:
+    """Feedback in this process's memory: the last ``max_responses`` answered responses and the
+    last ``max_ratings`` ratings (the :class:`~avengers.Answerer`'s default, so that in-process
+    answers can be rated; nothing is written anywhere). Thread-safe."""
+
+    def __init__(
+        self, *, allow_updates: bool = False, max_responses: int = 10_000, max_ratings: int = 10_000
+    ) -> None:
+        self.allow_updates = allow_updates
+        self.max_responses, self.max_ratings = max_responses, max_ratings
+        self._responses: dict[str, tuple[str, int, int]] = {}
+        self._log: list[Rating] = []
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryFeedbackStore(max_responses={self.max_responses})"
+
+    def remember(self, response_id: str, model: str, cluster: int) -> None:
+        with self._lock:
+            self._responses.pop(response_id, None)
+            self._responses[response_id] = (model, int(cluster), 0)
+            while len(self._responses) > self.max_responses:
+                del self._responses[next(iter(self._responses))]
+
+    def _append(self, rid: str | None, model: str, cluster: int, score: float, c: Any) -> Rating:
+        self._seq += 1
+        rating = Rating(self._seq, rid, model, int(cluster), score, c)
+        self._log.append(rating)
+        del self._log[: max(0, len(self._log) - self.max_ratings)]
+        return rating
+
+    def rate(self, response_id: str, score: float, cost: float | None = None) -> Rating:
+        score, cost = check_rating(score, cost)
+        with self._lock:
+            row = self._responses.get(response_id)
+            if row is None:
+                raise UnknownResponseError(f"no response with id {response_id!r}")
+            model, cluster, n = row
+            if n > 0 and not self.allow_updates:
+                raise AlreadyRatedError(f"response {response_id!r} was rated already")
+            self._responses[response_id] = (model, cluster, n + 1)
+            return self._append(response_id, model, cluster, score, cost)
+
+    def add(self, model: str, cluster: int, score: float, cost: float | None = None) -> Rating:
+        score, cost = check_rating(score, cost)
+        with self._lock:
+            return self._append(None, model, cluster, score, cost)
+
+    def ratings(self, after: int = 0) -> list[Rating]:
+        with self._lock:
+            return [r for r in self._log if r.seq > after]
+
+    def close(self) -> None:
+        pass
+
+
+def apply_rating(router: Any, rating: Rating, lock: threading.Lock | None = None) -> bool:
+    """Count an accepted rating into an in-memory :class:`~avengers.Router` (its cost too when
+    the router keeps costs). Returns False, changing nothing, for a model the router does not
+    know (any more): the store keeps the rating for a later snapshot."""
+    with lock if lock is not None else contextlib.nullcontext():
+        if rating.model not in router.models_:
+            return False
+        cost = rating.cost if router.cost_sums_ is not None else None
+        router.update(
+            models=[rating.model],
+            scores=[rating.score],
+            costs=None if cost is None else [cost],
+            clusters=[rating.cluster],
+        )
+    return True
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -296,6 +376,12 @@ class RedisFeedbackStore:
 
     def __repr__(self) -> str:
         return f"RedisFeedbackStore({self.url!r}, prefix={self.prefix!r})"
+
+    @property
+    def client(self) -> Any:
+        """The Redis connection (shared with the conversation store, see
+        :func:`avengers.conversations.conversations_for`)."""
+        return self._redis
 
     def _key(self, response_id: str) -> str:
         return f"{self.prefix}response:{response_id}"
