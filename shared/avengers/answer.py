@@ -164,7 +164,7 @@ class Answerer:
         config: SamplingConfig | None = None,
         *,
         conversations: ConversationStore | None = None,
-        feedback_store: FeedbackStore | None | str = "memory",
+        feedback_store: FeedbackStore | str | None = "memory",
         **settings: Any,
     ) -> None:
         if not router.is_fitted():
@@ -505,8 +505,7 @@ class Answerer:
                 await self._store(self.conversations.set, plan.conversation, answered)
                 if plan.stuck is not None:
                     notes.append(
-                        f"conversation moved from {plan.stuck} to {answered} "
-                        f"({plan.stuck} failed)"
+                        f"conversation moved from {plan.stuck} to {answered} ({plan.stuck} failed)"
                     )
         expected = {m.model: m.cost for m in plan.decision.ranking}
         result = AnswerResult(

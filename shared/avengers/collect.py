@@ -113,7 +113,8 @@ def _mean_cost(rows: list[dict[str, Any]]) -> float | None:
     """The mean cost of a cell's samples; None (no cost in the outcome row) when any sample's
     cost is unknown (its endpoint has no prices)."""
     costs = [r.get("cost") for r in rows]
-    return None if any(c is None for c in costs) else float(np.mean(costs))
+    known = [float(c) for c in costs if c is not None]
+    return float(np.mean(known)) if known and len(known) == len(costs) else None
 
 
 @dataclass

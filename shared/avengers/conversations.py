@@ -73,7 +73,9 @@ def _check_bounds(ttl: float, max_entries: int) -> None:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
         raise ConfigError(f"conversation ttl must be a number of seconds > 0, got {ttl!r}")
     if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-        raise ConfigError(f"conversation max_entries must be a whole number >= 1, got {max_entries!r}")
+        raise ConfigError(
+            f"conversation max_entries must be a whole number >= 1, got {max_entries!r}"
+        )
 
 
 class ConversationStore(Protocol):
@@ -326,7 +328,13 @@ class RedisConversations:
         return out.decode() if isinstance(out, bytes) else str(out)
 
     def set(self, key: str, model: str) -> None:
-        args = [_digest(key), model, repr(self.clock()), repr(self.ttl), self.max_entries]
+        args: list[str | int] = [
+            _digest(key),
+            model,
+            repr(self.clock()),
+            repr(self.ttl),
+            self.max_entries,
+        ]
         self._set(keys=self._keys, args=args)
 
     def __len__(self) -> int:

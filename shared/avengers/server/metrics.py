@@ -112,8 +112,8 @@ class Metrics:
             "prices, USD), by profile.",
             "# TYPE avengers_cost_total counter",
         ]
-        for p, c in sorted(self.cost.items()):
-            lines.append(f'avengers_cost_total{{profile="{esc(p)}"}} {c:.10g}')
+        for p, total in sorted(self.cost.items()):
+            lines.append(f'avengers_cost_total{{profile="{esc(p)}"}} {total:.10g}')
         lines += [
             "# HELP avengers_costed_answers_total Answers whose cost is known, by profile.",
             "# TYPE avengers_costed_answers_total counter",
@@ -132,8 +132,8 @@ class Metrics:
             "drawn (outcome-data unit), by profile.",
             "# TYPE avengers_expected_cost_total counter",
         ]
-        for p, c in sorted(self.expected_cost.items()):
-            lines.append(f'avengers_expected_cost_total{{profile="{esc(p)}"}} {c:.10g}')
+        for p, total in sorted(self.expected_cost.items()):
+            lines.append(f'avengers_expected_cost_total{{profile="{esc(p)}"}} {total:.10g}')
         lines += [
             "# HELP avengers_sticky_total Answers that kept their conversation's model.",
             "# TYPE avengers_sticky_total counter",
