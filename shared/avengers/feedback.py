@@ -47,8 +47,11 @@ __all__ = [
     "SQLiteFeedbackStore",
     "UnknownResponseError",
     "apply_rating",
+    "asend_feedback",
     "check_rating",
     "open_store",
+    "rating_reply",
+    "refused",
     "send_feedback",
 ]
 
@@ -450,6 +453,18 @@ def open_store(spec: str, *, allow_updates: bool = False) -> FeedbackStore:
     return SQLiteFeedbackStore(spec, allow_updates=allow_updates)
 
 
+def _feedback_request(
+    base_url: str, response_id: str, score: float, cost: float | None, api_key: str | None
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    url = base_url.rstrip("/")
+    url = url + ("/feedback" if url.endswith("/v1") else "/v1/feedback")
+    body: dict[str, Any] = {"id": response_id, "score": score}
+    if cost is not None:
+        body["cost"] = cost
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    return url, body, headers
+
+
 def send_feedback(
     base_url: str,
     response_id: str,
@@ -464,13 +479,53 @@ def send_feedback(
     server's JSON reply; raises ``httpx.HTTPStatusError`` on a 4xx or 5xx."""
     import httpx
 
-    url = base_url.rstrip("/")
-    url = url + ("/feedback" if url.endswith("/v1") else "/v1/feedback")
-    body: dict[str, Any] = {"id": response_id, "score": score}
-    if cost is not None:
-        body["cost"] = cost
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    url, body, headers = _feedback_request(base_url, response_id, score, cost, api_key)
     r = httpx.post(url, json=body, headers=headers, timeout=timeout)
     r.raise_for_status()
     out: dict[str, Any] = r.json()
     return out
+
+
+async def asend_feedback(
+    base_url: str,
+    response_id: str,
+    score: float,
+    *,
+    cost: float | None = None,
+    api_key: str | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Async twin of :func:`send_feedback`."""
+    import httpx
+
+    url, body, headers = _feedback_request(base_url, response_id, score, cost, api_key)
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        r = await client.post(url, json=body, headers=headers)
+    r.raise_for_status()
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def rating_reply(rating: Rating) -> dict[str, Any]:
+    """An accepted rating in the form of the server's ``/v1/feedback`` reply."""
+    return {
+        "object": "feedback",
+        "id": rating.response_id,
+        "seq": rating.seq,
+        "model": rating.model,
+        "cluster": rating.cluster,
+        "score": rating.score,
+        "applied": True,
+    }
+
+
+def refused(error: Exception) -> FeedbackError:
+    """A :class:`FeedbackError` for a server's refusal (an ``httpx.HTTPStatusError``), carrying
+    the server's own message and status."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    try:
+        message = response.json()["error"]["message"] if response is not None else str(error)
+    except Exception:
+        message = str(error)
+    return FeedbackError(f"the server refused the rating ({status}): {message}")

@@ -35,6 +35,7 @@ from ..feedback import (
     UnknownResponseError,
     apply_rating,
     check_rating,
+    rating_reply,
 )
 from ..router import Router
 from .replies import error_response
@@ -111,12 +112,4 @@ async def post_feedback(request: Request) -> Any:
         return error_response(409, str(e), "invalid_request_error", "already_rated", "id")
     except FeedbackError as e:
         return error_response(400, str(e), "invalid_request_error", None, "score")
-    return {
-        "object": "feedback",
-        "id": rating.response_id,
-        "seq": rating.seq,
-        "model": rating.model,
-        "cluster": rating.cluster,
-        "score": rating.score,
-        "applied": True,
-    }
+    return rating_reply(rating)
