@@ -325,7 +325,7 @@ def test_max_cost_per_instance_and_per_call(toy_router: Router, server: FakeOpen
     roomy = chat.invoke(MATH_Q, max_cost=20.0)  # per call
     assert roomy.response_metadata["model_name"] == "math-model"
     assert chat.bind(max_cost=20.0).invoke(MATH_Q).response_metadata["model_name"] == "math-model"
-    with pytest.raises(BudgetError, match="no candidate model fits max_cost 0.1"):
+    with pytest.raises(BudgetError, match=r"no candidate model fits max_cost 0\.1"):
         chat.invoke(MATH_Q, max_cost=0.1)
     with pytest.raises(BudgetError, match="no candidate model fits"):
         asyncio.run(chat.ainvoke(MATH_Q, max_cost=0.1))
@@ -350,6 +350,7 @@ def test_conversation_per_instance_and_per_call(
 
 def test_response_id_and_feedback_in_process(toy_router: Router, server: FakeOpenAIServer) -> None:
     from avengers.feedback import FeedbackError
+
     from langchain_avengers import asend_feedback, send_feedback
 
     router = _own(toy_router)

@@ -361,7 +361,7 @@ def test_max_cost_per_instance_and_per_call(toy_router: Router, server: FakeOpen
     assert llm.complete(MATH_Q, max_cost=20.0).raw["model"] == "math-model"  # per call
     msgs = [ChatMessage(role=MessageRole.USER, content=MATH_Q)]
     assert llm.chat(msgs, max_cost=20.0).raw["model"] == "math-model"
-    with pytest.raises(BudgetError, match="no candidate model fits max_cost 0.1"):
+    with pytest.raises(BudgetError, match=r"no candidate model fits max_cost 0\.1"):
         llm.complete(MATH_Q, max_cost=0.1)
     with pytest.raises(BudgetError, match="no candidate model fits"):
         asyncio.run(llm.achat(msgs, max_cost=0.1))
