@@ -295,3 +295,56 @@ def test_server_workers_share_conversations_through_the_store(
             assert _chat(three, COOK_Q, json={"conversation": "c1"}).json()["model"] == "chef-model"
     with pytest.raises(ConfigError, match="feedback store"):
         create_app(Answerer(toy_router, endpoints(upstream)), conversations="store")
+
+
+@pytest.mark.slow
+def test_avengers_serve_with_two_workers_keeps_conversations_in_the_store(
+    toy_router: Router, upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """``avengers serve --workers 2 --conversations store``: two worker processes on one SQLite
+    file. Every turn comes on a new connection (the kernel picks the worker), and every turn after
+    the first stays on the conversation's model."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    from test_serve import free_port
+
+    toy_router.save_pretrained(tmp_path / "r")
+    eps = {n: {"base_url": upstream.base_url, "model": m, "max_retries": 0}
+           for n, m in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))}  # fmt: skip
+    (tmp_path / "e.json").write_text(json.dumps({"endpoints": eps}))
+    port = free_port()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "avengers", "serve", "-r", str(tmp_path / "r"),
+         "-e", str(tmp_path / "e.json"), "--port", str(port), "--workers", "2",
+         "--strategy", "direct", "--feedback-store", str(tmp_path / "fb.db"),
+         "--conversations", "store", "--conversation-ttl", "600"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+
+        def turn(q: str) -> Any:
+            body = {"model": "avengers", "messages": [{"role": "user", "content": q}],
+                    "conversation": "two-workers"}  # fmt: skip
+            with httpx.Client(timeout=30) as c:  # a new connection each turn
+                return c.post(f"{url}/v1/chat/completions", json=body).json()
+
+        assert turn(MATH_Q)["model"] == "math-model"
+        later = [turn(q) for q in (COOK_Q, CODE_Q) * 4]
+        assert [r["model"] for r in later] == ["math-model"] * 8
+        assert all(r["avengers"]["decision"]["sticky"] for r in later)
+        assert len(SQLiteConversations(tmp_path / "fb.db")) == 1
+    finally:
+        p.terminate()
+        p.wait(30)
