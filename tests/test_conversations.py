@@ -178,6 +178,8 @@ def test_a_conversation_stays_on_its_first_model(
     # route-only sees the same: sticky for c1, and a new conversation sticks to its decision
     d = a.route(CODE_Q, conversation="c1")
     assert d.sticky and d.model == "math-model"
+    kept = a.answer(CODE_Q, decision=d, conversation="c1")  # answering a sticky decision
+    assert kept.model == "math-model" and kept.decision.sticky and not kept.notes
     assert a.route(CODE_Q, conversation="c3").model == "code-model"
     assert a.answer(MATH_Q, conversation="c3").model == "code-model"
     with pytest.raises(ConfigError, match="conversation key"):

@@ -442,11 +442,12 @@ class Answerer:
             check_key(conversation)
         if stick_answer and not decision.sticky:
             stuck = await self._store(self.conversations.get, conversation)
-        fresh = decision
+        fresh, kept = decision, False
         if stuck is not None and stuck in self.backend.models():
             decision = stick(decision, stuck)
+            kept = decision.sticky
         order, budget_cfg, notes, excluded = self._order(decision, msgs, prefer, cfg, opts)
-        if decision.sticky and (not order or order[0] != stuck):
+        if kept and (not order or order[0] != stuck):
             # the conversation's model cannot serve this request (a capability it lacks, the
             # cost cap): this turn is routed afresh and the conversation keeps its model
             decision, stick_answer = fresh, False
@@ -455,7 +456,7 @@ class Answerer:
                 f"conversation's model {stuck!r} cannot serve this request; routed afresh "
                 "(the conversation keeps its model)"
             )
-        elif stuck is not None and not decision.sticky:
+        elif stuck is not None and not kept:
             notes.append(f"conversation's model {stuck!r} is no longer a candidate; routed afresh")
         return _Plan(
             question,
