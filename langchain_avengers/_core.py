@@ -19,7 +19,14 @@ from langchain_core.messages import BaseMessage, ChatMessage, HumanMessage
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 
-__all__ = ["RoutingPolicy", "RunnableBackend", "as_messages", "routing_text", "to_openai"]
+__all__ = [
+    "RoutingPolicy",
+    "RunnableBackend",
+    "as_messages",
+    "response_id",
+    "routing_text",
+    "to_openai",
+]
 
 
 def to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -41,6 +48,26 @@ def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
         return list(convert_to_openai_messages(list(messages)))
     return core.for_candidates(to_dicts(messages))
+
+
+def response_id(response: Any) -> str:
+    """The answer id of a chat model's reply: a message's ``response_metadata["id"]`` (set by
+    ``ChatAvengers``, and by ``ChatOpenAI`` pointed at an avengers server), a chat result's
+    first message's, or the id itself."""
+    if isinstance(response, str) and response:
+        return response
+    generations = getattr(response, "generations", None)
+    if generations:
+        first = generations[0]
+        first = first[0] if isinstance(first, list) else first
+        response = getattr(first, "message", response)
+    rid = (getattr(response, "response_metadata", None) or {}).get("id")
+    if not isinstance(rid, str) or not rid:
+        raise ConfigError(
+            f"cannot find an answer id in {type(response).__name__}: rate the message an "
+            "avengers model returned (its response_metadata['id']), or pass the id"
+        )
+    return rid
 
 
 def as_messages(value: Any) -> list[BaseMessage]:

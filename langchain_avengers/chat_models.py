@@ -10,6 +10,7 @@ from avengers import Answerer, AnswerResult, Router, SamplingConfig
 from avengers.answer_config import call_settings, fold_settings
 from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
+from avengers.feedback import Rating
 from avengers.toolcalls import OPTION_NAMES
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
@@ -20,7 +21,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ._core import routing_text, to_openai
+from ._core import response_id, routing_text, to_openai
 from ._tools import StructuredMethod, ai_message, last_chunk, openai_tool_choice, openai_tools
 from ._tools import structured as _structured
 
@@ -34,7 +35,12 @@ def _usage(res: AnswerResult) -> UsageMetadata:
 
 
 def _metadata(res: AnswerResult) -> dict[str, Any]:
-    return {"model_name": res.model, "model_provider": "avengers", "avengers": res.account()}
+    return {
+        "id": res.id,
+        "model_name": res.model,
+        "model_provider": "avengers",
+        "avengers": res.account(),
+    }
 
 
 class ChatAvengers(BaseChatModel):
@@ -43,8 +49,13 @@ class ChatAvengers(BaseChatModel):
     Each call routes the conversation (by default its last human message) to the best candidate,
     samples it and returns the voted answer; ``sampling`` says how (a
     :class:`avengers.SamplingConfig` or a dict of its settings, e.g. ``{"n_samples": 5}``).
-    ``response_metadata`` holds ``model_name`` (the candidate that answered) and ``avengers``
-    (the full routing account: cluster, ranked models, votes, samples, failures, cost).
+    ``response_metadata`` holds ``id`` (the answer's id, to rate it with :meth:`feedback` or
+    :func:`langchain_avengers.send_feedback`), ``model_name`` (the candidate that answered) and
+    ``avengers`` (the full routing account: cluster, ranked models, votes, samples, failures,
+    cost). ``max_cost`` (per instance, or per call: ``chat.invoke(..., max_cost=0.01)``) caps a
+    call's expected cost (:class:`avengers.BudgetError` when no candidate fits);
+    ``conversation`` (per instance or per call) keeps a conversation on one model (see
+    :mod:`avengers.conversations`).
 
     ```python
     chat = ChatAvengers.from_pretrained("my-router", endpoints="endpoints.yaml")
@@ -74,6 +85,9 @@ class ChatAvengers(BaseChatModel):
     routing: Any = "last_user"
     """What the router reads: ``last_user``, ``conversation``, ``query``, a template such as
     ``"{last_user}"``, or a function of the messages (see :mod:`avengers.messages`)."""
+    conversation: str | None = None
+    """A conversation key: every call of this model stays on the model its first call went to,
+    unless that model fails (a call's ``conversation=`` replaces it)."""
 
     _answerer: Answerer | None = PrivateAttr(default=None)
 
@@ -141,8 +155,13 @@ class ChatAvengers(BaseChatModel):
     ) -> dict[str, Any]:
         """The core call's keywords: routing text, per-call sampling settings, stop sequences
         and a pinned candidate. Anything else is reported, not silently dropped."""
-        args = call_settings("ChatAvengers", kwargs, also=("stop", "model", *OPTION_NAMES))
+        args = call_settings(
+            "ChatAvengers", kwargs, also=("stop", "model", "conversation", *OPTION_NAMES)
+        )
         args.update({k: kwargs[k] for k in OPTION_NAMES if kwargs.get(k) is not None})
+        conversation = kwargs.get("conversation") or self.conversation
+        if conversation is not None:
+            args["conversation"] = conversation
         stops = stop if stop is not None else self.stop
         if stops:
             args["stop"] = stops
@@ -150,6 +169,16 @@ class ChatAvengers(BaseChatModel):
         if pinned and pinned != self.model_name:
             args["prefer"] = pinned  # a per-call model= pins that candidate
         return {"text": routing_text(messages, self.routing), **args}
+
+    def feedback(self, response: Any, score: float, *, cost: float | None = None) -> Rating:
+        """Rate an answer of this model (its message, or the ``response_metadata["id"]``) with a
+        score in [0, 1]: the router learns from it at once (see
+        :meth:`avengers.Answerer.feedback`)."""
+        return self.answerer().feedback(response_id(response), score, cost=cost)
+
+    async def afeedback(self, response: Any, score: float, *, cost: float | None = None) -> Rating:
+        """Async twin of :meth:`feedback`."""
+        return await self.answerer().afeedback(response_id(response), score, cost=cost)
 
     # ------------------------------------------------------------------ tools and structure
 

@@ -13,7 +13,9 @@ from avengers import messages as core
 from avengers.answer_config import call_settings, fold_settings
 from avengers.backends import Backend, Completion, ObjectBackend
 from avengers.bundled import resolve_router
+from avengers.conversations import ConversationStore, MemoryConversations
 from avengers.exceptions import ConfigError
+from avengers.feedback import FeedbackStore, MemoryFeedbackStore, Rating
 from avengers.messages import RoutingPolicy
 from avengers.toolcalls import OPTION_NAMES
 from llama_index.core.base.llms.generic_utils import (
@@ -81,6 +83,21 @@ def routing_text(messages: Sequence[ChatMessage], policy: RoutingPolicy = "last_
     engine's context-stuffed prompt), ``conversation`` (``full`` is the same), a template, or a
     function of the LlamaIndex messages."""
     return core.routing_text(to_dicts(messages), policy, native=messages)
+
+
+def response_id(response: Any) -> str:
+    """The answer id of a response: ``raw["id"]`` (set by :class:`Avengers`) or ``raw.id`` (an
+    ``OpenAILike`` pointed at an avengers server), or the id itself."""
+    if isinstance(response, str) and response:
+        return response
+    raw = getattr(response, "raw", None)
+    rid = raw.get("id") if isinstance(raw, Mapping) else getattr(raw, "id", None)
+    if not isinstance(rid, str) or not rid:
+        raise ConfigError(
+            f"cannot find an answer id in {type(response).__name__}: rate a response an avengers "
+            "LLM returned (its raw['id']), or pass the id"
+        )
+    return rid
 
 
 class LLMBackend(ObjectBackend[LLM]):
@@ -172,9 +189,14 @@ class Avengers(FunctionCallingLLM):
     (OpenAI-compatible servers) or ``llms``, a mapping of model name to LlamaIndex LLMs you
     already configured; ``sampling`` says how to sample and vote. Each response's ``raw`` and
     ``additional_kwargs`` carry the routing account (cluster, ranked models, votes, samples,
-    failures, cost). The sampling settings that used to be fields (``n_samples=3``, ...) still
-    work as keywords: they fold into ``sampling``, with a deprecation warning (``temperature``
-    and ``max_tokens`` without one).
+    failures, cost); ``raw["id"]`` is the answer's id, to rate it with :meth:`feedback` or
+    :func:`llama_index_avengers.send_feedback`. ``max_cost`` (per instance, or per call:
+    ``llm.complete(..., max_cost=0.01)``) caps a call's expected cost
+    (:class:`avengers.BudgetError` when no candidate fits); ``conversation`` (per instance or
+    per call) keeps a conversation on one model (see :mod:`avengers.conversations`). The
+    sampling settings that used to be fields (``n_samples=3``, ...) still work as keywords: they
+    fold into ``sampling``, with a deprecation warning (``temperature``, ``max_tokens`` and
+    ``max_cost`` without one).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -200,7 +222,15 @@ class Avengers(FunctionCallingLLM):
         "or a function of the messages.",
     )
 
+    conversation: str | None = Field(
+        default=None,
+        description="A conversation key: calls stay on the model the first one went to, unless "
+        "it fails (a call's conversation= replaces it).",
+    )
+
     _answerers: dict[bool, Answerer] = PrivateAttr(default_factory=dict)
+    _conversations: ConversationStore = PrivateAttr(default_factory=MemoryConversations)
+    _feedback: FeedbackStore = PrivateAttr(default_factory=MemoryFeedbackStore)
 
     @model_validator(mode="before")
     @classmethod
@@ -240,7 +270,10 @@ class Avengers(FunctionCallingLLM):
             else:
                 raise ConfigError("Avengers needs endpoints or llms")
             router = resolve_router(self.router)
-            self._answerers[key] = Answerer(router, backend, self.sampling_config)
+            self._answerers[key] = Answerer(  # sync and async answerers share the stores
+                router, backend, self.sampling_config, conversations=self._conversations,
+                feedback_store=self._feedback,
+            )  # fmt: skip
         return self._answerers[key]
 
     @property
@@ -337,9 +370,21 @@ class Avengers(FunctionCallingLLM):
         return tool_selections(response, error_on_no_tool_call)
 
     def _args(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
-        over = call_settings("Avengers", kwargs, also=OPTION_NAMES)
+        over = call_settings("Avengers", kwargs, also=("conversation", *OPTION_NAMES))
         over.update({k: kwargs[k] for k in OPTION_NAMES if kwargs.get(k) is not None})
+        conversation = kwargs.get("conversation") or self.conversation
+        if conversation is not None:
+            over["conversation"] = conversation
         return {"text": routing_text(messages, self.routing), **over}
+
+    def feedback(self, response: Any, score: float, *, cost: float | None = None) -> Rating:
+        """Rate an answer of this LLM (its response, or ``raw["id"]``) with a score in [0, 1]:
+        the router learns from it at once (see :meth:`avengers.Answerer.feedback`)."""
+        return self.answerer().feedback(response_id(response), score, cost=cost)
+
+    async def afeedback(self, response: Any, score: float, *, cost: float | None = None) -> Rating:
+        """Async twin of :meth:`feedback`."""
+        return await self.answerer().afeedback(response_id(response), score, cost=cost)
 
     @staticmethod
     def _response(
@@ -350,6 +395,7 @@ class Avengers(FunctionCallingLLM):
         extra: dict[str, Any] = {}
         if res is not None:
             extra = {
+                "id": res.id,
                 "model": res.model,
                 "avengers": res.account(),
                 "prompt_tokens": res.prompt_tokens,
@@ -437,4 +483,4 @@ class Avengers(FunctionCallingLLM):
         return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
 
 
-__all__ = ["Avengers", "LLMBackend", "routing_text"]
+__all__ = ["Avengers", "LLMBackend", "response_id", "routing_text"]

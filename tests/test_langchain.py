@@ -301,3 +301,111 @@ def test_tools_doc_examples_run(
     assert out[1] == """{'multiply({"a":17,"b":23})': 3}""" or out[1].startswith("{'multiply(")
     assert out[2] == "{'code-model': 'no tool calling'}"
     assert out[3] == "a=17 b=23"
+
+
+def _own(router: Router) -> Router:
+    """A copy of the router, so that feedback does not change the shared fixture."""
+    return Router.from_state(*router.state(), embedder=router.get_embedder())
+
+
+def test_max_cost_per_instance_and_per_call(toy_router: Router, server: FakeOpenAIServer) -> None:
+    """The toy router expects math-model to cost 1.0 per call, chef-model 0.5, code-model 2.0."""
+    from avengers import BudgetError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # max_cost is a plain keyword, not a deprecated one
+        chat = ChatAvengers(
+            router=toy_router, endpoints=eps(server), max_cost=5.0,
+            sampling={"n_samples": 10, "adaptive": False},
+        )  # fmt: skip
+    assert chat.sampling_config.max_cost == 5.0
+    capped = chat.invoke(MATH_Q)  # only chef-model fits 10 samples in 5.0
+    assert capped.response_metadata["model_name"] == "chef-model"
+    assert any("left out" in n for n in capped.response_metadata["avengers"]["notes"])
+    roomy = chat.invoke(MATH_Q, max_cost=20.0)  # per call
+    assert roomy.response_metadata["model_name"] == "math-model"
+    assert chat.bind(max_cost=20.0).invoke(MATH_Q).response_metadata["model_name"] == "math-model"
+    with pytest.raises(BudgetError, match=r"no candidate model fits max_cost 0\.1"):
+        chat.invoke(MATH_Q, max_cost=0.1)
+    with pytest.raises(BudgetError, match="no candidate model fits"):
+        asyncio.run(chat.ainvoke(MATH_Q, max_cost=0.1))
+    with pytest.raises(ValueError, match="max_cost must be a number >= 0"):
+        ChatAvengers(router=toy_router, endpoints=eps(server), max_cost=-1)
+
+
+def test_conversation_per_instance_and_per_call(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    chat = ChatAvengers(
+        router=toy_router, endpoints=eps(server), sampling={"strategy": "direct"},
+        conversation="c1",
+    )  # fmt: skip
+    assert chat.invoke(MATH_Q).response_metadata["model_name"] == "math-model"
+    again = chat.invoke(COOK_Q)
+    assert again.response_metadata["model_name"] == "math-model"
+    assert again.response_metadata["avengers"]["decision"]["sticky"] is True
+    other = chat.invoke(COOK_Q, conversation="c2")
+    assert other.response_metadata["model_name"] == "chef-model"
+
+
+def test_response_id_and_feedback_in_process(toy_router: Router, server: FakeOpenAIServer) -> None:
+    from avengers.feedback import FeedbackError
+
+    from langchain_avengers import asend_feedback, send_feedback
+
+    router = _own(toy_router)
+    chat = ChatAvengers(router=router, endpoints=eps(server), sampling={"strategy": "direct"})
+    msg = chat.invoke(MATH_Q)
+    rid = msg.response_metadata["id"]
+    assert rid.startswith("avengers-")
+    cluster = msg.response_metadata["avengers"]["decision"]["cluster"]
+    j = router.models_.index(msg.response_metadata["model_name"])
+    before = router.score_counts_[cluster, j]
+    reply = send_feedback(chat, msg, 1.0)
+    assert (reply["id"], reply["model"], reply["cluster"]) == (rid, "math-model", cluster)
+    assert router.score_counts_[cluster, j] == before + 1
+    with pytest.raises(FeedbackError, match="rated already"):
+        send_feedback(chat, msg, 0.0)
+    with pytest.raises(FeedbackError, match="no response with id"):
+        send_feedback(chat, "avengers-nope", 1.0)
+    with pytest.raises(ConfigError, match="cannot find an answer id"):
+        send_feedback(chat, AIMessage(content="hi"), 1.0)
+    streamed = None
+    for part in chat.stream(COOK_Q):
+        streamed = part if streamed is None else streamed + part
+    assert streamed is not None
+    out = asyncio.run(asend_feedback(chat, streamed, 0.5))
+    assert out["id"] == streamed.response_metadata["id"] and out["model"] == "chef-model"
+
+
+def test_feedback_through_the_server(
+    toy_router: Router, server: FakeOpenAIServer, tmp_path
+) -> None:
+    from avengers import Answerer
+    from avengers.feedback import FeedbackError, SQLiteFeedbackStore
+    from avengers.serve import create_app
+    from test_serve import Running
+
+    from langchain_avengers import asend_feedback, send_feedback
+
+    store = SQLiteFeedbackStore(tmp_path / "fb.db")
+    app = create_app(
+        Answerer(_own(toy_router), eps(server), strategy="direct"),
+        api_keys={"sk-test"}, feedback_store=store,
+    )  # fmt: skip
+    running = Running(app)
+    try:
+        llm = ChatOpenAI(base_url=f"{running.url}/v1", api_key="sk-test", model="avengers")  # type: ignore[arg-type]
+        msg = llm.invoke(MATH_Q)
+        reply = send_feedback(llm, msg, 1.0)
+        assert reply["id"] == msg.response_metadata["id"] and reply["model"] == "math-model"
+        assert [r.response_id for r in store.ratings()] == [msg.response_metadata["id"]]
+        with pytest.raises(FeedbackError, match=r"\(409\).*rated already"):
+            send_feedback(llm, msg, 0.0)
+        with pytest.raises(FeedbackError, match=r"\(401\)"):
+            send_feedback(f"{running.url}/v1", msg, 0.0, api_key="wrong")
+        other = llm.invoke(COOK_Q)
+        out = asyncio.run(asend_feedback(llm, other, 0.0))
+        assert out["model"] == "chef-model" and len(store.ratings()) == 2
+    finally:
+        running.stop()

@@ -338,3 +338,100 @@ def test_tools_doc_examples_run(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "The tool said: 391"
     assert out[1] == "a=17 b=23"
+
+
+def _own(router: Router) -> Router:
+    """A copy of the router, so that feedback does not change the shared fixture."""
+    return Router.from_state(*router.state(), embedder=router.get_embedder())
+
+
+def test_max_cost_per_instance_and_per_call(toy_router: Router, server: FakeOpenAIServer) -> None:
+    """The toy router expects math-model to cost 1.0 per call, chef-model 0.5, code-model 2.0."""
+    import warnings
+
+    from avengers import BudgetError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # max_cost is a plain keyword, not a deprecated one
+        llm = Avengers(
+            router=toy_router, endpoints=eps(server), max_cost=5.0,
+            sampling={"n_samples": 10, "adaptive": False},
+        )  # fmt: skip
+    assert llm.complete(MATH_Q).raw["model"] == "chef-model"  # only chef-model fits 10 x 5.0
+    assert llm.complete(MATH_Q, max_cost=20.0).raw["model"] == "math-model"  # per call
+    msgs = [ChatMessage(role=MessageRole.USER, content=MATH_Q)]
+    assert llm.chat(msgs, max_cost=20.0).raw["model"] == "math-model"
+    with pytest.raises(BudgetError, match=r"no candidate model fits max_cost 0\.1"):
+        llm.complete(MATH_Q, max_cost=0.1)
+    with pytest.raises(BudgetError, match="no candidate model fits"):
+        asyncio.run(llm.achat(msgs, max_cost=0.1))
+    with pytest.raises(ValueError, match="max_cost must be a number >= 0"):
+        Avengers(router=toy_router, endpoints=eps(server), max_cost=-1)
+
+
+def test_conversation_per_instance_and_per_call(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    llm = Avengers(
+        router=toy_router, endpoints=eps(server), sampling={"strategy": "direct"},
+        conversation="c1",
+    )  # fmt: skip
+    assert llm.complete(MATH_Q).raw["model"] == "math-model"
+    again = asyncio.run(llm.acomplete(COOK_Q))  # the async answerer shares the store
+    assert again.raw["model"] == "math-model" and again.raw["avengers"]["decision"]["sticky"]
+    assert llm.complete(COOK_Q, conversation="c2").raw["model"] == "chef-model"
+
+
+def test_response_id_and_feedback_in_process(toy_router: Router, server: FakeOpenAIServer) -> None:
+    from avengers.feedback import FeedbackError
+
+    from llama_index_avengers import asend_feedback, send_feedback
+
+    router = _own(toy_router)
+    llm = Avengers(router=router, endpoints=eps(server), sampling={"strategy": "direct"})
+    resp = llm.complete(MATH_Q)
+    rid, cluster = resp.raw["id"], resp.raw["avengers"]["decision"]["cluster"]
+    j = router.models_.index("math-model")
+    before = router.score_counts_[cluster, j]
+    reply = send_feedback(llm, resp, 1.0)
+    assert (reply["id"], reply["model"], reply["cluster"]) == (rid, "math-model", cluster)
+    assert router.score_counts_[cluster, j] == before + 1
+    with pytest.raises(FeedbackError, match="rated already"):
+        send_feedback(llm, resp, 0.0)
+    from avengers import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot find an answer id"):
+        send_feedback(llm, object(), 1.0)
+    chat = asyncio.run(llm.achat([ChatMessage(role=MessageRole.USER, content=COOK_Q)]))
+    out = asyncio.run(asend_feedback(llm, chat, 0.5))  # answered and rated asynchronously
+    assert out["id"] == chat.raw["id"] and out["model"] == "chef-model"
+
+
+def test_feedback_through_the_server(
+    toy_router: Router, server: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    from avengers import Answerer
+    from avengers.feedback import FeedbackError, SQLiteFeedbackStore
+    from avengers.serve import create_app
+    from test_serve import Running
+
+    from llama_index_avengers import send_feedback
+
+    store = SQLiteFeedbackStore(tmp_path / "fb.db")
+    app = create_app(
+        Answerer(_own(toy_router), eps(server), strategy="direct"),
+        api_keys={"sk-test"}, feedback_store=store,
+    )  # fmt: skip
+    running = Running(app)
+    try:
+        llm = OpenAILike(
+            api_base=f"{running.url}/v1", api_key="sk-test", model="avengers", is_chat_model=True
+        )
+        resp = llm.complete(MATH_Q)
+        reply = send_feedback(llm, resp, 1.0)
+        assert reply["id"] == resp.raw.id and reply["model"] == "math-model"
+        assert [r.response_id for r in store.ratings()] == [resp.raw.id]
+        with pytest.raises(FeedbackError, match=r"\(409\).*rated already"):
+            send_feedback(llm, resp, 0.0)
+    finally:
+        running.stop()

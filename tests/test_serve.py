@@ -371,3 +371,72 @@ def test_several_workers(toy_router: Router, tmp_path: Path) -> None:
         p.terminate()
         p.wait(30)
         up.stop()
+
+
+def test_cost_accounting_in_responses_and_metrics(
+    toy_router: Router, upstreams: tuple[FakeOpenAIServer, FakeOpenAIServer]
+) -> None:
+    """Priced endpoints: each answer's cost (every sample's tokens at the endpoint's prices) is
+    in ``usage.cost``, the account and a header, and adds up per profile in /metrics. Endpoints
+    without prices: the cost is unknown, so it is absent (never 0) and counted as unknown."""
+    a, b = upstreams
+    priced = {
+        n: Endpoint(n, e.base_url, model=e.model, max_retries=0, input_price=2.0, output_price=10.0)
+        for n, e in make_endpoints(a, b).items()
+    }
+    r = Running(create_app(Answerer(toy_router, priced, n_samples=3, adaptive=False)))
+    try:
+        costs = []
+        for profile, q in (("avengers", MATH_Q), ("avengers", COOK_Q), ("avengers-fast", MATH_Q)):
+            raw = client(r).chat.completions.with_raw_response.create(
+                model=profile, messages=[{"role": "user", "content": q}]
+            )
+            resp = raw.parse()
+            usage = resp.usage.model_dump()  # type: ignore[union-attr]
+            want = (usage["prompt_tokens"] * 2.0 + usage["completion_tokens"] * 10.0) / 1e6
+            assert usage["cost"] == pytest.approx(want) and want > 0
+            account = (resp.model_extra or {})["avengers"]
+            assert account["cost"] == pytest.approx(want)
+            assert float(raw.headers["x-avengers-cost"]) == pytest.approx(want, rel=1e-6)
+            # the router's own estimate: its expected cost per call times the samples drawn
+            per_call = {m["model"]: m["cost"] for m in account["decision"]["ranking"]}
+            expected = sum(per_call[s["model"]] for s in account["samples"])
+            assert account["expected_cost"] == pytest.approx(expected)
+            costs.append((profile, want))
+        text = httpx.get(f"{r.url}/metrics").text
+        for profile in ("avengers", "avengers-fast"):
+            total = sum(c for p, c in costs if p == profile)
+            line = next(x for x in text.splitlines() if x.startswith(
+                f'avengers_cost_total{{profile="{profile}"}}'))  # fmt: skip
+            assert float(line.split()[-1]) == pytest.approx(total, rel=1e-6)
+        assert 'avengers_costed_answers_total{profile="avengers"} 2' in text
+        assert "avengers_cost_unknown_total{" not in text
+    finally:
+        r.stop()
+
+    unpriced = Running(create_app(Answerer(toy_router, make_endpoints(a, b), n_samples=3)))
+    try:
+        resp = client(unpriced).chat.completions.create(
+            model="avengers", messages=[{"role": "user", "content": MATH_Q}]
+        )
+        assert "cost" not in resp.usage.model_dump()  # type: ignore[union-attr]
+        assert (resp.model_extra or {})["avengers"]["cost"] is None
+        text = httpx.get(f"{unpriced.url}/metrics").text
+        assert 'avengers_cost_unknown_total{profile="avengers"} 1' in text
+        assert "avengers_cost_total{" not in text
+    finally:
+        unpriced.stop()
+
+
+async def test_answer_cost_is_none_when_unknown_and_summed_when_known(
+    toy_router: Router, upstreams: tuple[FakeOpenAIServer, FakeOpenAIServer]
+) -> None:
+    a, b = upstreams
+    eps = make_endpoints(a, b)
+    res = await Answerer(toy_router, eps, n_samples=2, adaptive=False).aanswer(MATH_Q)
+    assert res.cost is None and all(s.cost is None for s in res.samples)
+    assert "cost unknown" in res.summary()
+    half = {**eps, "math-model": Endpoint("math-model", a.base_url, model="math", input_price=1.0)}
+    res = await Answerer(toy_router, half, n_samples=2, adaptive=False).aanswer(MATH_Q)
+    assert res.model == "math-model" and res.cost == pytest.approx(res.prompt_tokens / 1e6)
+    assert res.expected_cost == pytest.approx(2 * res.decision.expected_cost)  # type: ignore[union-attr, operator]

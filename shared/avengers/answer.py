@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -39,16 +39,28 @@ from .answer_config import SamplingConfig
 from .backends import Backend, CallError, Completion, OpenAIBackend
 from .breaker import OPEN_KIND, skip_reason
 from .capabilities import CapabilityError, capabilities_of, request_needs, split_capable
+from .conversations import ConversationStore, MemoryConversations, check_key
 from .decision import RouteDecision
 from .exceptions import BudgetError, ConfigError, NotFittedError
+from .feedback import FeedbackStore, MemoryFeedbackStore, Rating, apply_rating
 from .messages import Message, as_messages, routing_text
-from .results import AnswerChunk, AnswerError, AnswerResult, Failure, Sample, group_failures
+from .results import (
+    AnswerChunk,
+    AnswerError,
+    AnswerResult,
+    Failure,
+    Sample,
+    group_failures,
+    new_response_id,
+    total_cost,
+)
 from .router import Router
 from .sampler import ModelRun, Sampler, candidates, fallback_note
 from .tally import decide
 from .toolcalls import ballot, split_options
 
 Query = str | Sequence[Message]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,16 @@ class _Plan:
     """Candidates left out because they lack a capability the request needs, with why."""
     cfg: SamplingConfig | None = None
     """The sampling settings after the cost cap (fewer samples), when it changed them."""
+    conversation: str | None = None
+    """The conversation key, if the caller gave one."""
+    stick: bool = False
+    """Whether the model that answers becomes (or stays) the conversation's model: a new or
+    expired conversation, or one whose model was put first (if it fails, the one that answers
+    instead takes over). False when the conversation's model sat this turn out for a reason of
+    this request's own (a capability, the cost cap, a pinned candidate)."""
+    stuck: str | None = None
+    """The model the conversation was on before this turn."""
+    response_id: str | None = None
 
 
 def fit_budget(
@@ -115,16 +137,34 @@ def fit_budget(
     return keep, reduced, notes
 
 
+def stick(decision: RouteDecision, model: str) -> RouteDecision:
+    """``decision`` with ``model`` (the conversation's) moved to the front of its ranking and
+    marked sticky; unchanged if ``model`` is not among its candidates."""
+    first = next((m for m in decision.ranking if m.model == model), None)
+    if first is None:
+        return decision
+    rest = tuple(m for m in decision.ranking if m.model != model)
+    return replace(decision, ranking=(first, *rest), sticky=True, explored=False)
+
+
 class Answerer:
     """Routes, samples and votes. ``backend`` is an :class:`OpenAIBackend`, anything that
     implements :class:`~avengers.backends.Backend`, or an endpoint config (file or mapping).
-    ``config`` and keyword ``settings`` are :class:`SamplingConfig` settings."""
+    ``config`` and keyword ``settings`` are :class:`SamplingConfig` settings.
+
+    ``conversations`` keeps each conversation on the model its first routed turn went to (see
+    :mod:`avengers.conversations`; default: a bounded, expiring store in this process's memory).
+    ``feedback_store`` remembers which model gave each answer so that :meth:`feedback` can rate
+    it (default: the last 10,000 answers in memory; None: answers are not remembered)."""
 
     def __init__(
         self,
         router: Router,
         backend: Backend | Any,
         config: SamplingConfig | None = None,
+        *,
+        conversations: ConversationStore | None = None,
+        feedback_store: FeedbackStore | str | None = "memory",
         **settings: Any,
     ) -> None:
         if not router.is_fitted():
@@ -134,6 +174,16 @@ class Answerer:
         self.router = router
         self.backend: Backend = backend if isinstance(backend, Backend) else OpenAIBackend(backend)
         self.config = SamplingConfig.of(config, **settings)
+        self.conversations: ConversationStore = (
+            conversations if conversations is not None else MemoryConversations()
+        )
+        if isinstance(feedback_store, str):
+            if feedback_store != "memory":
+                raise ConfigError(
+                    f"feedback_store must be a store, 'memory' or None, got {feedback_store!r}"
+                )
+            feedback_store = MemoryFeedbackStore()
+        self.feedback_store: FeedbackStore | None = feedback_store
         known = set(self.backend.models())
         if not known & set(router.models_):
             raise ConfigError(
@@ -147,19 +197,41 @@ class Answerer:
     # ----------------------------------------------------------------------------- public API
 
     async def aroute(
-        self, query: Query, *, alpha: float | None = None, text: str | None = None
+        self,
+        query: Query,
+        *,
+        alpha: float | None = None,
+        text: str | None = None,
+        conversation: str | None = None,
     ) -> RouteDecision:
-        """The routing decision only (no model is called)."""
+        """The routing decision only (no model is called). With ``conversation``, a model the
+        conversation already sticks to comes first (``decision.sticky``); a new conversation
+        sticks to this decision's model."""
         question = text if text is not None else routing_text(as_messages(query))
-        return await self.router.aroute(
+        decision = await self.router.aroute(
             question, alpha=alpha if alpha is not None else self.config.alpha
         )
+        if conversation is None:
+            return decision
+        key = check_key(conversation)
+        stuck = await self._store(self.conversations.get, key)
+        if stuck is not None and stuck in self.backend.models():
+            out = stick(decision, stuck)
+            if out.sticky:
+                return out
+        await self._store(self.conversations.set, key, decision.model)
+        return decision
 
     def route(
-        self, query: Query, *, alpha: float | None = None, text: str | None = None
+        self,
+        query: Query,
+        *,
+        alpha: float | None = None,
+        text: str | None = None,
+        conversation: str | None = None,
     ) -> RouteDecision:
         """Sync twin of :meth:`aroute`."""
-        return run_sync(self.aroute(query, alpha=alpha, text=text))
+        return run_sync(self.aroute(query, alpha=alpha, text=text, conversation=conversation))
 
     async def aanswer(
         self,
@@ -168,17 +240,22 @@ class Answerer:
         text: str | None = None,
         decision: RouteDecision | None = None,
         prefer: str | None = None,
+        conversation: str | None = None,
+        response_id: str | None = None,
         **overrides: Any,
     ) -> AnswerResult:
         """Route ``query`` (a string or chat messages), sample, vote. ``text`` overrides the
         routing text (default: the last user message); ``decision`` skips routing; ``prefer``
-        pins a candidate to the front of the ranking; ``tools``, ``tool_choice``,
+        pins a candidate to the front of the ranking; ``conversation`` (any string naming the
+        conversation) keeps the conversation on the model its first routed turn went to, unless
+        that model fails (see :mod:`avengers.conversations`); ``response_id`` names the answer
+        (default: a fresh id, ``result.id``); ``tools``, ``tool_choice``,
         ``parallel_tool_calls`` and ``response_format`` (OpenAI's) go to the candidates that
         support them (see :mod:`avengers.toolcalls`); other keywords override
         :class:`SamplingConfig` settings for this call."""
         cfg, opts = split_options(self.config, dict(overrides))
         msgs = as_messages(query)
-        plan = await self._plan(msgs, text, decision, prefer, cfg, opts)
+        plan = await self._plan(msgs, text, decision, prefer, cfg, opts, conversation, response_id)
         cfg = plan.cfg or cfg
         draw = await Sampler(self.backend, msgs, plan.question, cfg, opts).draw(plan.order)
         if not draw.runs:
@@ -215,6 +292,8 @@ class Answerer:
         text: str | None = None,
         decision: RouteDecision | None = None,
         prefer: str | None = None,
+        conversation: str | None = None,
+        response_id: str | None = None,
         **overrides: Any,
     ) -> AsyncIterator[AnswerChunk]:
         """Stream the answer. With one sample (``direct`` or ``n_samples=1``) tokens stream from
@@ -224,13 +303,14 @@ class Answerer:
         cfg, opts = split_options(self.config, dict(overrides))
         if cfg.samples_per_model > 1:
             res = await self.aanswer(
-                query, text=text, decision=decision, prefer=prefer, **overrides
-            )
+                query, text=text, decision=decision, prefer=prefer, conversation=conversation,
+                response_id=response_id, **overrides,
+            )  # fmt: skip
             yield AnswerChunk(res.text)
             yield AnswerChunk("", res)
             return
         msgs = as_messages(query)
-        plan = await self._plan(msgs, text, decision, prefer, cfg, opts)
+        plan = await self._plan(msgs, text, decision, prefer, cfg, opts, conversation, response_id)
         failures: list[CallError] = []
         for rank, model in enumerate(candidates(plan.order, cfg)):
             if (reason := skip_reason(self.backend, model)) is not None:
@@ -261,6 +341,28 @@ class Answerer:
         """Sync twin of :meth:`astream`."""
         return iterate_sync(lambda: self.astream(query, **kwargs), self.aclose)
 
+    async def afeedback(
+        self, response: AnswerResult | str, score: float, *, cost: float | None = None
+    ) -> Rating:
+        """Rate an answer (an :class:`AnswerResult` or its id) with a score in [0, 1] (and
+        optionally what it cost): the rating is kept in :attr:`feedback_store` and counted into
+        the router at once (:meth:`avengers.Router.update`). Raises
+        :class:`~avengers.feedback.FeedbackError` (unknown or already rated id, score out of
+        range) or :class:`ConfigError` when answers are not remembered."""
+        store = self.feedback_store
+        if store is None:
+            raise ConfigError("this Answerer keeps no feedback store (feedback_store=None)")
+        rid = response.id if isinstance(response, AnswerResult) else response
+        rating: Rating = await self._store(store.rate, rid, score, cost)
+        apply_rating(self.router, rating)
+        return rating
+
+    def feedback(
+        self, response: AnswerResult | str, score: float, *, cost: float | None = None
+    ) -> Rating:
+        """Sync twin of :meth:`afeedback`."""
+        return run_sync(self.afeedback(response, score, cost=cost))
+
     # ----------------------------------------------------------------------------- internals
 
     async def aclose(self) -> None:
@@ -275,21 +377,23 @@ class Answerer:
         finally:
             await self.aclose()
 
-    async def _plan(
+    async def _store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call a store method; off the event loop unless the store is in memory."""
+        if isinstance(getattr(fn, "__self__", None), (MemoryConversations, MemoryFeedbackStore)):
+            return fn(*args)
+        return await asyncio.to_thread(fn, *args)
+
+    def _order(
         self,
+        decision: RouteDecision,
         msgs: list[Message],
-        text: str | None,
-        decision: RouteDecision | None,
         prefer: str | None,
         cfg: SamplingConfig,
-        opts: dict[str, Any] | None = None,
-    ) -> _Plan:
-        """Route (unless a decision is given), then order the candidates that have a backend
-        and every capability the request needs."""
-        started = time.perf_counter()
-        question = text if text is not None else routing_text(msgs)
-        if decision is None:
-            decision = await self.router.aroute(question, alpha=cfg.alpha)
+        opts: dict[str, Any] | None,
+    ) -> tuple[list[str], SamplingConfig, list[str], dict[str, str]]:
+        """The candidates to try, best first: those with a backend and every capability the
+        request needs, within the cost cap. Returns them, the (possibly reduced) settings, notes
+        and the candidates left out for lack of a capability."""
         available = set(self.backend.models())
         ranked = [m.model for m in decision.ranking]
         if prefer is not None:
@@ -312,7 +416,48 @@ class Answerer:
             notes.append(f"excluded for lack of capabilities: {', '.join(excluded)}")
         costs = {m.model: m.cost for m in decision.ranking}
         order, budget_cfg, budget_notes = fit_budget(order, costs, cfg)
-        notes += budget_notes
+        return order, budget_cfg, notes + budget_notes, excluded
+
+    async def _plan(
+        self,
+        msgs: list[Message],
+        text: str | None,
+        decision: RouteDecision | None,
+        prefer: str | None,
+        cfg: SamplingConfig,
+        opts: dict[str, Any] | None = None,
+        conversation: str | None = None,
+        response_id: str | None = None,
+    ) -> _Plan:
+        """Route (unless a decision is given), keep the conversation's model first (if any and
+        it can serve this request), then order the candidates that have a backend and every
+        capability the request needs."""
+        started = time.perf_counter()
+        question = text if text is not None else routing_text(msgs)
+        if decision is None:
+            decision = await self.router.aroute(question, alpha=cfg.alpha)
+        stuck: str | None = None
+        stick_answer = conversation is not None and prefer is None
+        if conversation is not None:
+            check_key(conversation)
+        if stick_answer and not decision.sticky:
+            stuck = await self._store(self.conversations.get, conversation)
+        fresh, kept = decision, False
+        if stuck is not None and stuck in self.backend.models():
+            decision = stick(decision, stuck)
+            kept = decision.sticky
+        order, budget_cfg, notes, excluded = self._order(decision, msgs, prefer, cfg, opts)
+        if kept and (not order or order[0] != stuck):
+            # the conversation's model cannot serve this request (a capability it lacks, the
+            # cost cap): this turn is routed afresh and the conversation keeps its model
+            decision, stick_answer = fresh, False
+            order, budget_cfg, notes, excluded = self._order(decision, msgs, prefer, cfg, opts)
+            notes.append(
+                f"conversation's model {stuck!r} cannot serve this request; routed afresh "
+                "(the conversation keeps its model)"
+            )
+        elif stuck is not None and not kept:
+            notes.append(f"conversation's model {stuck!r} is no longer a candidate; routed afresh")
         return _Plan(
             question,
             decision,
@@ -322,6 +467,10 @@ class Answerer:
             time.perf_counter() - started,
             excluded,
             budget_cfg if budget_cfg is not cfg else None,
+            conversation,
+            stick_answer,
+            stuck,
+            response_id,
         )
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
@@ -350,7 +499,17 @@ class Answerer:
         ]  # fmt: skip
         chosen = samples[verdict.winner]
         drawn = sum(r.drawn for r in runs)
-        return AnswerResult(
+        notes = list(notes)
+        if plan.conversation is not None and plan.stick:
+            answered = runs[0].model  # the model the turn went to (first of model_switch)
+            if answered != plan.stuck:
+                await self._store(self.conversations.set, plan.conversation, answered)
+                if plan.stuck is not None:
+                    notes.append(
+                        f"conversation moved from {plan.stuck} to {answered} ({plan.stuck} failed)"
+                    )
+        expected = {m.model: m.cost for m in plan.decision.ranking}
+        result = AnswerResult(
             text=chosen.text,
             answer=verdict.answer,
             model=chosen.model,
@@ -370,11 +529,18 @@ class Answerer:
             routing_latency=plan.routing_latency,
             prompt_tokens=sum(s.prompt_tokens for s in samples),
             completion_tokens=sum(s.completion_tokens for s in samples),
-            cost=sum(s.cost for s in samples),
+            cost=total_cost([s.cost for s in samples]),
             notes=[*notes, *verdict.notes],
             tool_calls=list(comps[verdict.winner][1].tool_calls),
             excluded=dict(plan.excluded or {}),
+            id=plan.response_id or new_response_id(),
+            expected_cost=total_cost([expected.get(s.model) for s in samples]),
+            conversation=plan.conversation,
         )
+        if self.feedback_store is not None:
+            store = self.feedback_store
+            await self._store(store.remember, result.id, result.model, plan.decision.cluster)
+        return result
 
 
 __all__ = [
@@ -388,4 +554,5 @@ __all__ = [
     "SamplingConfig",
     "fit_budget",
     "routing_text",
+    "stick",
 ]

@@ -149,6 +149,10 @@ SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(SamplingConfig))
 """The names of every :class:`SamplingConfig` setting."""
 
 
+QUIET_SETTINGS: tuple[str, ...] = ("temperature", "max_tokens", "max_cost")
+"""Settings an adapter takes as keywords without a deprecation warning."""
+
+
 def _known(settings: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
@@ -161,14 +165,15 @@ def fold_settings(
 ) -> Any:
     """For an adapter's ``model_validator(mode="before")``: sampling settings passed as keywords
     (the adapters' former fields, e.g. ``n_samples=5``) fold into ``data["sampling"]``, which
-    always ends up a :class:`SamplingConfig`. ``temperature`` and ``max_tokens`` fold quietly
-    (LangChain and LlamaIndex pass them to any model); the others warn that they are deprecated.
+    always ends up a :class:`SamplingConfig`. ``temperature`` and ``max_tokens`` (LangChain and
+    LlamaIndex pass them to any model) and ``max_cost`` (a per-instance cost cap) fold quietly;
+    the others warn that they are deprecated.
     Names in ``own_fields`` are the adapter's own and stay."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
     legacy = {k: data.pop(k) for k in SETTINGS if k in data and k not in own_fields}
-    deprecated = sorted(set(legacy) - {"temperature", "max_tokens"})
+    deprecated = sorted(set(legacy) - set(QUIET_SETTINGS))
     if deprecated:
         warnings.warn(
             f"{owner}({', '.join(f'{k}=...' for k in deprecated)}) is deprecated: pass "

@@ -39,7 +39,8 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency: float = 0.0
-    cost: float = 0.0
+    cost: float | None = None
+    """What the call cost (None: unknown: no prices configured, or no token counts returned)."""
     finish_reason: str | None = None
     tool_calls: tuple[dict[str, Any], ...] = ()
     """Tool calls in the OpenAI wire form (see :mod:`avengers.toolcalls`), if the model made any."""
@@ -358,9 +359,8 @@ class OpenAIBackend:
             raise CallError(model, "truncated", "stream ended without a finish reason")
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
-        yield Completion(
-            model, "".join(parts), pt, ct, latency, ep.cost(pt, ct), finish, calls.calls()
-        )
+        cost = ep.cost(pt, ct) if usage is not None else None
+        yield Completion(model, "".join(parts), pt, ct, latency, cost, finish, calls.calls())
 
     async def aclose(self) -> None:
         """Close the HTTP clients made on the running loop."""
@@ -393,7 +393,7 @@ def _completion_from(model: str, ep: Endpoint, resp: Any, latency: float) -> Com
         pt,
         ct,
         latency,
-        ep.cost(pt, ct),
+        ep.cost(pt, ct) if usage is not None else None,
         getattr(choices[0], "finish_reason", None),
         calls,
     )

@@ -109,6 +109,14 @@ def gold_answer(question: Question) -> str | None:
     return extract(question, question.answer) or question.answer.strip()
 
 
+def _mean_cost(rows: list[dict[str, Any]]) -> float | None:
+    """The mean cost of a cell's samples; None (no cost in the outcome row) when any sample's
+    cost is unknown (its endpoint has no prices)."""
+    costs = [r.get("cost") for r in rows]
+    known = [float(c) for c in costs if c is not None]
+    return float(np.mean(known)) if known and len(known) == len(costs) else None
+
+
 @dataclass
 class ModelSummary:
     model: str
@@ -120,6 +128,7 @@ class ModelSummary:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    """Summed cost of the samples (NaN when unknown: endpoints without prices)."""
 
 
 @dataclass
@@ -345,7 +354,7 @@ def build_outcomes(
             sc = [score(r) for r in rs]
             table.append({
                 "query": q.question, "model": m, "score": float(np.mean(sc)),
-                "cost": float(np.mean([r["cost"] for r in rs])), "task": q.task,
+                "cost": _mean_cost(rs), "task": q.task,
                 "grading": "consensus" if consensus else "gold", "n_samples": len(rs),
                 "prompt_tokens": int(sum(r["prompt_tokens"] for r in rs)),
                 "completion_tokens": int(sum(r["completion_tokens"] for r in rs)),
@@ -376,7 +385,9 @@ def build_outcomes(
                 latency=float(np.mean([r["latency"] for r in rs])) if rs else math.nan,
                 prompt_tokens=int(sum(r["prompt_tokens"] for r in rs)),
                 completion_tokens=int(sum(r["completion_tokens"] for r in rs)),
-                cost=float(sum(r["cost"] for r in rs)),
+                cost=float(sum(r["cost"] for r in rs))
+                if all(r.get("cost") is not None for r in rs)
+                else math.nan,
             )
         )
     corr = None

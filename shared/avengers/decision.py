@@ -51,6 +51,10 @@ class RouteDecision:
     """Weight of the success classifiers in the hybrid estimate (None: hybrid off)."""
     task: str | None = None
     """The task hint the estimate used (evidence restricted to that task), else None."""
+    sticky: bool = False
+    """Whether the first model was kept from the conversation's earlier turns (see
+    :mod:`avengers.conversations`) rather than chosen for this query; the ranking after it is
+    this query's own."""
 
     @property
     def models(self) -> list[str]:
@@ -81,6 +85,16 @@ class RouteDecision:
             + (f"; fallback: {self.fallback}" if self.fallback else "")
             + ("; first pick is exploration" if self.explored else ""),
         ]
+        if self.sticky:
+            own = max(self.ranking, key=lambda m: m.score)
+            lines.append(
+                f"sticky: kept {self.model} from the conversation's earlier turns"
+                + (
+                    f" (this query alone would pick {own.model})"
+                    if own.score > self.ranking[0].score
+                    else ""
+                )
+            )
         if self.task is not None:
             lines.append(f"task hint: {self.task} (only that task's training outcomes used)")
         if self.signal is not None:

@@ -57,10 +57,11 @@ class Endpoint:
     """Seconds before one request is abandoned."""
     max_retries: int = 2
     """Retries (with exponential backoff) on connection errors, 408/409/429 and 5xx."""
-    input_price: float = 0.0
-    """USD per million prompt tokens (for the cost account)."""
-    output_price: float = 0.0
-    """USD per million completion tokens."""
+    input_price: float | None = None
+    """USD per million prompt tokens (for the cost account; None with ``output_price`` None:
+    costs unknown, reported as such rather than as zero)."""
+    output_price: float | None = None
+    """USD per million completion tokens (None counts 0 when ``input_price`` is set)."""
     max_tokens: int | None = None
     """Default completion length cap for this model."""
     context_window: int | None = None
@@ -117,6 +118,8 @@ class Endpoint:
                 )
         for name in ("timeout", "input_price", "output_price"):
             v = getattr(self, name)
+            if v is None and name != "timeout":
+                continue
             if (
                 not isinstance(v, (int, float))
                 or isinstance(v, bool)
@@ -161,9 +164,17 @@ class Endpoint:
             )
         return key
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """USD for one call with this many tokens."""
-        return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / 1e6
+    @property
+    def priced(self) -> bool:
+        """Whether a price is configured (else the cost of a call is unknown)."""
+        return self.input_price is not None or self.output_price is not None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for one call with this many tokens; None when the endpoint has no prices."""
+        if not self.priced:
+            return None
+        pin, pout = self.input_price or 0.0, self.output_price or 0.0
+        return (prompt_tokens * pin + completion_tokens * pout) / 1e6
 
     def to_dict(self) -> dict[str, Any]:
         """Settings as plain data (holds the key's variable name, never the key)."""

@@ -23,6 +23,7 @@ observation).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -40,12 +41,17 @@ __all__ = [
     "AlreadyRatedError",
     "FeedbackError",
     "FeedbackStore",
+    "MemoryFeedbackStore",
     "Rating",
     "RedisFeedbackStore",
     "SQLiteFeedbackStore",
     "UnknownResponseError",
+    "apply_rating",
+    "asend_feedback",
     "check_rating",
     "open_store",
+    "rating_reply",
+    "refused",
     "send_feedback",
 ]
 
@@ -115,6 +121,83 @@ class FeedbackStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- memory
+
+
+class MemoryFeedbackStore:
+    """Feedback in this process's memory: the last ``max_responses`` answered responses and the
+    last ``max_ratings`` ratings (the :class:`~avengers.Answerer`'s default, so that in-process
+    answers can be rated; nothing is written anywhere). Thread-safe."""
+
+    def __init__(
+        self, *, allow_updates: bool = False, max_responses: int = 10_000, max_ratings: int = 10_000
+    ) -> None:
+        self.allow_updates = allow_updates
+        self.max_responses, self.max_ratings = max_responses, max_ratings
+        self._responses: dict[str, tuple[str, int, int]] = {}
+        self._log: list[Rating] = []
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryFeedbackStore(max_responses={self.max_responses})"
+
+    def remember(self, response_id: str, model: str, cluster: int) -> None:
+        with self._lock:
+            self._responses.pop(response_id, None)
+            self._responses[response_id] = (model, int(cluster), 0)
+            while len(self._responses) > self.max_responses:
+                del self._responses[next(iter(self._responses))]
+
+    def _append(self, rid: str | None, model: str, cluster: int, score: float, c: Any) -> Rating:
+        self._seq += 1
+        rating = Rating(self._seq, rid, model, int(cluster), score, c)
+        self._log.append(rating)
+        del self._log[: max(0, len(self._log) - self.max_ratings)]
+        return rating
+
+    def rate(self, response_id: str, score: float, cost: float | None = None) -> Rating:
+        score, cost = check_rating(score, cost)
+        with self._lock:
+            row = self._responses.get(response_id)
+            if row is None:
+                raise UnknownResponseError(f"no response with id {response_id!r}")
+            model, cluster, n = row
+            if n > 0 and not self.allow_updates:
+                raise AlreadyRatedError(f"response {response_id!r} was rated already")
+            self._responses[response_id] = (model, cluster, n + 1)
+            return self._append(response_id, model, cluster, score, cost)
+
+    def add(self, model: str, cluster: int, score: float, cost: float | None = None) -> Rating:
+        score, cost = check_rating(score, cost)
+        with self._lock:
+            return self._append(None, model, cluster, score, cost)
+
+    def ratings(self, after: int = 0) -> list[Rating]:
+        with self._lock:
+            return [r for r in self._log if r.seq > after]
+
+    def close(self) -> None:
+        pass
+
+
+def apply_rating(router: Any, rating: Rating, lock: threading.Lock | None = None) -> bool:
+    """Count an accepted rating into an in-memory :class:`~avengers.Router` (its cost too when
+    the router keeps costs). Returns False, changing nothing, for a model the router does not
+    know (any more): the store keeps the rating for a later snapshot."""
+    with lock if lock is not None else contextlib.nullcontext():
+        if rating.model not in router.models_:
+            return False
+        cost = rating.cost if router.cost_sums_ is not None else None
+        router.update(
+            models=[rating.model],
+            scores=[rating.score],
+            costs=None if cost is None else [cost],
+            clusters=[rating.cluster],
+        )
+    return True
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -297,6 +380,12 @@ class RedisFeedbackStore:
     def __repr__(self) -> str:
         return f"RedisFeedbackStore({self.url!r}, prefix={self.prefix!r})"
 
+    @property
+    def client(self) -> Any:
+        """The Redis connection (shared with the conversation store, see
+        :func:`avengers.conversations.conversations_for`)."""
+        return self._redis
+
     def _key(self, response_id: str) -> str:
         return f"{self.prefix}response:{response_id}"
 
@@ -364,6 +453,18 @@ def open_store(spec: str, *, allow_updates: bool = False) -> FeedbackStore:
     return SQLiteFeedbackStore(spec, allow_updates=allow_updates)
 
 
+def _feedback_request(
+    base_url: str, response_id: str, score: float, cost: float | None, api_key: str | None
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    url = base_url.rstrip("/")
+    url = url + ("/feedback" if url.endswith("/v1") else "/v1/feedback")
+    body: dict[str, Any] = {"id": response_id, "score": score}
+    if cost is not None:
+        body["cost"] = cost
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    return url, body, headers
+
+
 def send_feedback(
     base_url: str,
     response_id: str,
@@ -378,13 +479,53 @@ def send_feedback(
     server's JSON reply; raises ``httpx.HTTPStatusError`` on a 4xx or 5xx."""
     import httpx
 
-    url = base_url.rstrip("/")
-    url = url + ("/feedback" if url.endswith("/v1") else "/v1/feedback")
-    body: dict[str, Any] = {"id": response_id, "score": score}
-    if cost is not None:
-        body["cost"] = cost
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    url, body, headers = _feedback_request(base_url, response_id, score, cost, api_key)
     r = httpx.post(url, json=body, headers=headers, timeout=timeout)
     r.raise_for_status()
     out: dict[str, Any] = r.json()
     return out
+
+
+async def asend_feedback(
+    base_url: str,
+    response_id: str,
+    score: float,
+    *,
+    cost: float | None = None,
+    api_key: str | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """Async twin of :func:`send_feedback`."""
+    import httpx
+
+    url, body, headers = _feedback_request(base_url, response_id, score, cost, api_key)
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        r = await client.post(url, json=body, headers=headers)
+    r.raise_for_status()
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def rating_reply(rating: Rating) -> dict[str, Any]:
+    """An accepted rating in the form of the server's ``/v1/feedback`` reply."""
+    return {
+        "object": "feedback",
+        "id": rating.response_id,
+        "seq": rating.seq,
+        "model": rating.model,
+        "cluster": rating.cluster,
+        "score": rating.score,
+        "applied": True,
+    }
+
+
+def refused(error: Exception) -> FeedbackError:
+    """A :class:`FeedbackError` for a server's refusal (an ``httpx.HTTPStatusError``), carrying
+    the server's own message and status."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    try:
+        message = response.json()["error"]["message"] if response is not None else str(error)
+    except Exception:
+        message = str(error)
+    return FeedbackError(f"the server refused the rating ({status}): {message}")

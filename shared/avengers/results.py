@@ -4,6 +4,7 @@ re-exported here for existing imports.)"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,7 +35,8 @@ class Sample:
     prompt_tokens: int
     completion_tokens: int
     latency: float
-    cost: float
+    cost: float | None
+    """What the call cost by its endpoint's prices (None: unknown, e.g. no prices configured)."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The sample's tool calls in the OpenAI wire form (empty for a text answer)."""
 
@@ -79,12 +81,22 @@ class AnswerResult:
     routing_latency: float
     prompt_tokens: int
     completion_tokens: int
-    cost: float
+    cost: float | None
+    """What the samples cost by their endpoints' prices, summed; None when any sample's cost is
+    unknown (never a made-up zero)."""
     notes: list[str] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The winning sample's tool calls in the OpenAI wire form (empty for a text answer)."""
     excluded: dict[str, str] = field(default_factory=dict)
     """Candidates left out because they lack a capability the request needs, with why."""
+    id: str = field(default_factory=lambda: new_response_id())
+    """This answer's id, to rate it later (:meth:`avengers.Answerer.feedback`; the server's
+    response id for answers served over HTTP)."""
+    expected_cost: float | None = None
+    """The router's expected cost of the samples drawn (its per-call estimate from the outcome
+    data, in that data's unit, times the samples of each model); None if it knows no costs."""
+    conversation: str | None = None
+    """The conversation key the answer belongs to, if one was given."""
 
     @property
     def share(self) -> float:
@@ -109,6 +121,7 @@ class AnswerResult:
                 "distance": self.decision.distance,
                 "method": self.decision.method,
                 "fallback": self.decision.fallback,
+                "sticky": self.decision.sticky,
                 "ranking": [
                     {
                         "model": m.model,
@@ -131,7 +144,8 @@ class AnswerResult:
             f"votes: {votes}",
             f"samples: {self.n_drawn} drawn of {self.n_requested} ({self.samples_saved} saved)"
             f"  latency {self.latency:.2f}s (routing {self.routing_latency * 1000:.1f} ms)",
-            f"tokens: {self.prompt_tokens} in / {self.completion_tokens} out  cost ${self.cost:.6f}",
+            f"tokens: {self.prompt_tokens} in / {self.completion_tokens} out  cost "
+            + ("unknown" if self.cost is None else f"${self.cost:.6f}"),
         ]
         if self.decision is not None:
             lines.insert(
@@ -155,6 +169,18 @@ class AnswerChunk:
     result: AnswerResult | None = None
 
 
+def new_response_id() -> str:
+    """A fresh answer id."""
+    return f"avengers-{uuid.uuid4().hex[:24]}"
+
+
+def total_cost(costs: Sequence[float | None]) -> float | None:
+    """The sum of ``costs``, or None if any is unknown (or there are none)."""
+    if not costs or any(c is None for c in costs):
+        return None
+    return float(sum(c for c in costs if c is not None))
+
+
 def group_failures(errors: Sequence[CallError]) -> list[Failure]:
     """Failed calls grouped by model and kind, in the order each group first failed."""
     grouped: dict[tuple[str, str], Failure] = {}
@@ -176,4 +202,6 @@ __all__ = [
     "SamplingConfig",
     "Strategy",
     "group_failures",
+    "new_response_id",
+    "total_cost",
 ]

@@ -76,6 +76,25 @@ def serve(
         str | None,
         typer.Option(help="Accept POST /v1/feedback, kept in this SQLite file or redis:// URL."),
     ] = None,
+    conversations: Annotated[
+        str,
+        typer.Option(
+            envvar="AVENGERS_CONVERSATIONS",
+            help="Where conversations' models are kept: memory (each worker's own; nothing "
+            "written) or store (the --feedback-store, shared by all workers).",
+        ),
+    ] = "memory",
+    conversation_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="AVENGERS_CONVERSATION_TTL",
+            help="Seconds a conversation may stay idle before it is routed afresh.",
+        ),
+    ] = 3600.0,
+    conversation_max: Annotated[
+        int,
+        typer.Option(envvar="AVENGERS_CONVERSATION_MAX", help="Conversations kept at most."),
+    ] = 10_000,
 ) -> None:
     """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
     import uvicorn
@@ -83,6 +102,7 @@ def serve(
     from ..answer import Answerer, SamplingConfig
     from ..answer_config import as_strategy
     from ..server import create_app, load_api_keys
+    from ..server.app import CONVERSATION_MODES
     from ..server.embedding import as_embed_cache
 
     if workers < 1:
@@ -99,9 +119,16 @@ def serve(
                f"{', '.join(m for m in answerer.router.models_ if m in answerer.backend.models())})")  # fmt: skip
     common = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning"}
     as_embed_cache(embed_cache)  # fail now, not in each worker
+    if conversations not in CONVERSATION_MODES:
+        fail(f"--conversations must be one of {', '.join(CONVERSATION_MODES)}")
+    if conversations == "store" and not feedback_store:
+        fail("--conversations store keeps them in the feedback store: give --feedback-store")
+    if not conversation_ttl > 0 or conversation_max < 1:
+        fail("--conversation-ttl must be > 0 and --conversation-max >= 1")
     live: dict[str, Any] = {"request_timeout": request_timeout, "max_fallbacks": None if max_fallbacks < 0 else max_fallbacks,
             "embed_cache": embed_cache, "breaker_threshold": breaker_threshold,
-            "breaker_cooldown": breaker_cooldown}  # fmt: skip
+            "breaker_cooldown": breaker_cooldown, "conversations": conversations,
+            "conversation_ttl": conversation_ttl, "conversation_max_entries": conversation_max}  # fmt: skip
     if workers == 1:
         from ..feedback import open_store
 
@@ -121,5 +148,7 @@ def serve(
         "AVENGERS_EMBED_CACHE": embed_cache, "AVENGERS_BREAKER_THRESHOLD": str(breaker_threshold),
         "AVENGERS_BREAKER_COOLDOWN": str(breaker_cooldown),
         "AVENGERS_FEEDBACK_STORE": feedback_store or "",
+        "AVENGERS_CONVERSATIONS": conversations, "AVENGERS_CONVERSATION_TTL": str(conversation_ttl),
+        "AVENGERS_CONVERSATION_MAX": str(conversation_max),
     })  # fmt: skip
     uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]

@@ -14,6 +14,13 @@ from fastapi import FastAPI
 
 from ..answer import Answerer
 from ..breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, BreakerBackend, CircuitBreaker, unwrap
+from ..conversations import (
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_TTL,
+    ConversationStore,
+    MemoryConversations,
+    conversations_for,
+)
 from ..exceptions import ConfigError
 from ..feedback import FeedbackStore
 from ..results import SamplingConfig
@@ -49,6 +56,9 @@ def create_app(
     breaker_cooldown: float = DEFAULT_COOLDOWN,
     breaker: CircuitBreaker | None = None,
     feedback_store: FeedbackStore | None = None,
+    conversations: str | ConversationStore = "memory",
+    conversation_ttl: float = DEFAULT_TTL,
+    conversation_max_entries: int = DEFAULT_MAX_ENTRIES,
 ) -> FastAPI:
     """The FastAPI app. Run it with uvicorn (``avengers serve`` does).
 
@@ -59,7 +69,11 @@ def create_app(
     ``breaker_threshold`` consecutive failures open a model's circuit for ``breaker_cooldown``
     seconds (threshold 0: no breaker); or pass a ready ``breaker`` (e.g. with a test clock).
     ``feedback_store`` turns on ``POST /v1/feedback`` (see :mod:`avengers.server.feedback`);
-    without it nothing is kept."""
+    without it nothing is kept. ``conversations``: where conversation keys' models are kept
+    (see :mod:`avengers.conversations`): ``memory`` (each worker's own memory, the default),
+    ``store`` (the feedback store's SQLite file or Redis, shared by every worker; needs
+    ``feedback_store``), or a ready store; each bounded to ``conversation_max_entries``
+    conversations idle at most ``conversation_ttl`` seconds."""
     if request_timeout is not None and not request_timeout >= 0:
         raise ConfigError(f"request_timeout must be >= 0 seconds, got {request_timeout!r}")
     if max_fallbacks is not None and max_fallbacks < 0:
@@ -81,6 +95,10 @@ def create_app(
         max_fallbacks=max_fallbacks,
         breaker=breaker,
     )
+    answerer.conversations = conversation_store(
+        conversations, feedback_store, conversation_ttl, conversation_max_entries
+    )
+    answerer.feedback_store = None  # nothing kept unless feedback is on (below)
     app = FastAPI(title="avengers router", lifespan=_lifespan, docs_url=None, redoc_url=None)
     app.state.server = state
     app.state.metrics = state.metrics
@@ -90,6 +108,30 @@ def create_app(
     if feedback_store is not None:
         enable_feedback(app, state, feedback_store)
     return app
+
+
+CONVERSATION_MODES = ("memory", "store")
+
+
+def conversation_store(
+    mode: str | ConversationStore,
+    feedback_store: FeedbackStore | None,
+    ttl: float = DEFAULT_TTL,
+    max_entries: int = DEFAULT_MAX_ENTRIES,
+) -> ConversationStore:
+    """The conversation store for ``mode`` (``memory`` or ``store``; see :func:`create_app`)."""
+    if not isinstance(mode, str):
+        return mode
+    if mode == "memory":
+        return MemoryConversations(ttl=ttl, max_entries=max_entries)
+    if mode == "store":
+        if feedback_store is None:
+            raise ConfigError(
+                "conversations 'store' keeps them in the feedback store: give one "
+                "(--feedback-store FILE or redis://...)"
+            )
+        return conversations_for(feedback_store, ttl=ttl, max_entries=max_entries)
+    raise ConfigError(f"conversations must be one of {', '.join(CONVERSATION_MODES)}, got {mode!r}")
 
 
 @asynccontextmanager
@@ -109,7 +151,8 @@ def app_from_env() -> FastAPI:
     ``AVENGERS_MAX_TOKENS``, ``AVENGERS_CORS``, ``AVENGERS_REQUEST_TIMEOUT``,
     ``AVENGERS_MAX_FALLBACKS`` (``all`` or -1: no cap), ``AVENGERS_EMBED_CACHE``,
     ``AVENGERS_EMBED_CACHE_SIZE``, ``AVENGERS_BREAKER_THRESHOLD``, ``AVENGERS_BREAKER_COOLDOWN``,
-    ``AVENGERS_FEEDBACK_STORE`` (feedback on)."""
+    ``AVENGERS_FEEDBACK_STORE`` (feedback on), ``AVENGERS_CONVERSATIONS`` (``memory`` or
+    ``store``), ``AVENGERS_CONVERSATION_TTL``, ``AVENGERS_CONVERSATION_MAX``."""
     from ..bundled import load_pretrained
     from ..feedback import open_store
     from ..router import Router
@@ -134,7 +177,8 @@ def app_from_env() -> FastAPI:
 
 
 def live_settings_from_env() -> dict[str, Any]:
-    """The deadline, fallback, embedding-cache and breaker settings set in the environment."""
+    """The deadline, fallback, embedding-cache, breaker and conversation settings set in the
+    environment."""
     env = os.environ
     out: dict[str, Any] = {}
     if v := env.get("AVENGERS_REQUEST_TIMEOUT"):
@@ -149,4 +193,10 @@ def live_settings_from_env() -> dict[str, Any]:
         out["breaker_threshold"] = int(v)
     if v := env.get("AVENGERS_BREAKER_COOLDOWN"):
         out["breaker_cooldown"] = float(v)
+    if v := env.get("AVENGERS_CONVERSATIONS"):
+        out["conversations"] = v
+    if v := env.get("AVENGERS_CONVERSATION_TTL"):
+        out["conversation_ttl"] = float(v)
+    if v := env.get("AVENGERS_CONVERSATION_MAX"):
+        out["conversation_max_entries"] = int(v)
     return out

@@ -33,9 +33,10 @@ from ..feedback import (
     FeedbackStore,
     Rating,
     UnknownResponseError,
+    apply_rating,
     check_rating,
+    rating_reply,
 )
-from ..results import AnswerResult
 from ..router import Router
 from .replies import error_response
 from .state import ServerState, server_state
@@ -54,32 +55,16 @@ class FeedbackState:
 def enable_feedback(
     app: FastAPI, state: ServerState, store: FeedbackStore, *, allow_queries: bool = True
 ) -> None:
-    """Remember answered responses in ``store`` and mount ``POST /v1/feedback``."""
+    """Remember answered responses in ``store`` (the answerer's feedback store: every answer's
+    response id, model and cluster) and mount ``POST /v1/feedback``."""
     state.feedback = FeedbackState(store, allow_queries)
+    state.answerer.feedback_store = store
     app.add_api_route("/v1/feedback", post_feedback, methods=["POST"], name="feedback")
-
-
-async def remember(state: ServerState, response_id: str, res: AnswerResult) -> None:
-    """Record which model answered ``response_id`` and the query's cluster (if feedback is on
-    and the answer was routed)."""
-    fb: FeedbackState | None = state.feedback
-    if fb is None or res.decision is None:
-        return
-    await asyncio.to_thread(fb.store.remember, response_id, res.model, res.decision.cluster)
 
 
 def _apply(router: Router, fb: FeedbackState, rating: Rating) -> None:
     """Count an accepted rating into the in-memory router."""
-    with fb.lock:
-        if rating.model not in router.models_:
-            return  # a model this router no longer knows: the store keeps the rating
-        cost = rating.cost if router.cost_sums_ is not None else None
-        router.update(
-            models=[rating.model],
-            scores=[rating.score],
-            costs=None if cost is None else [cost],
-            clusters=[rating.cluster],
-        )
+    apply_rating(router, rating, fb.lock)
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -127,12 +112,4 @@ async def post_feedback(request: Request) -> Any:
         return error_response(409, str(e), "invalid_request_error", "already_rated", "id")
     except FeedbackError as e:
         return error_response(400, str(e), "invalid_request_error", None, "score")
-    return {
-        "object": "feedback",
-        "id": rating.response_id,
-        "seq": rating.seq,
-        "model": rating.model,
-        "cluster": rating.cluster,
-        "score": rating.score,
-        "applied": True,
-    }
+    return rating_reply(rating)

@@ -83,10 +83,15 @@ async def _under(dl: Deadline, work: Awaitable[T]) -> T:
     return await work
 
 
-async def answer(state: ServerState, request: Request, req: CompletionRequest) -> AnswerResult:
+async def answer(
+    state: ServerState, request: Request, req: CompletionRequest, response_id: str | None = None
+) -> AnswerResult:
     """The whole answer, within the deadline and only while the client waits for it."""
     dl = deadline_for(state)
-    work = state.answerer.aanswer(req.messages, prefer=req.profile.prefer, **overrides(state, req))
+    work = state.answerer.aanswer(
+        req.messages, prefer=req.profile.prefer, conversation=req.conversation,
+        response_id=response_id, **overrides(state, req),
+    )  # fmt: skip
     task = asyncio.ensure_future(_under(dl, work))
     try:
         return await _race(task, request, dl)
@@ -105,12 +110,15 @@ class _Failed:
 class Pump:
     """The answer stream, produced in its own task under the deadline."""
 
-    def __init__(self, state: ServerState, req: CompletionRequest) -> None:
+    def __init__(
+        self, state: ServerState, req: CompletionRequest, response_id: str | None = None
+    ) -> None:
         self.deadline = deadline_for(state)
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         parts = state.answerer.astream(
-            req.messages, prefer=req.profile.prefer, **overrides(state, req)
-        )
+            req.messages, prefer=req.profile.prefer, conversation=req.conversation,
+            response_id=response_id, **overrides(state, req),
+        )  # fmt: skip
         self.task = asyncio.ensure_future(self._produce(parts))
 
     async def _produce(self, parts: AsyncIterator[AnswerChunk]) -> None:

@@ -26,6 +26,15 @@ class Metrics:
         self.in_flight = 0
         self.deadlines = 0
         self.disconnects = 0
+        self.cost: dict[str, float] = defaultdict(float)
+        """Per profile: the summed cost of answers whose cost is known (endpoint prices)."""
+        self.costed: dict[str, int] = defaultdict(int)
+        """Per profile: answers whose cost is known."""
+        self.uncosted: dict[str, int] = defaultdict(int)
+        """Per profile: answers whose cost is unknown (an endpoint without prices)."""
+        self.expected_cost: dict[str, float] = defaultdict(float)
+        """Per profile: the router's expected cost of the samples drawn, where it knows costs."""
+        self.sticky = 0
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request and its latency."""
@@ -36,9 +45,19 @@ class Metrics:
             if seconds <= b:
                 self.bucket_counts[i] += 1
 
-    def record(self, res: AnswerResult) -> None:
-        """Count one answer: who gave it, fallbacks, samples, and upstream failures on the way."""
+    def record(self, res: AnswerResult, profile: str = "avengers") -> None:
+        """Count one answer: who gave it, fallbacks, samples, its cost (under the ``profile``
+        that asked for it; an unknown cost is counted as unknown, never as zero), and upstream
+        failures on the way."""
         self.routed[res.model] += 1
+        if res.cost is None:
+            self.uncosted[profile] += 1
+        else:
+            self.cost[profile] += res.cost
+            self.costed[profile] += 1
+        if res.expected_cost is not None:
+            self.expected_cost[profile] += res.expected_cost
+        self.sticky += bool(res.decision is not None and res.decision.sticky)
         self.fallbacks += res.fallback is not None
         self.samples_drawn += res.n_drawn
         self.samples_saved += res.samples_saved
@@ -88,6 +107,38 @@ class Metrics:
         ]
         for (m, k), n in sorted(self.upstream_failures.items()):
             lines.append(f'avengers_upstream_failures_total{{model="{esc(m)}",kind="{k}"}} {n}')
+        lines += [
+            "# HELP avengers_cost_total Cost of the answers whose cost is known (endpoint "
+            "prices, USD), by profile.",
+            "# TYPE avengers_cost_total counter",
+        ]
+        for p, total in sorted(self.cost.items()):
+            lines.append(f'avengers_cost_total{{profile="{esc(p)}"}} {total:.10g}')
+        lines += [
+            "# HELP avengers_costed_answers_total Answers whose cost is known, by profile.",
+            "# TYPE avengers_costed_answers_total counter",
+        ]
+        for p, n in sorted(self.costed.items()):
+            lines.append(f'avengers_costed_answers_total{{profile="{esc(p)}"}} {n}')
+        lines += [
+            "# HELP avengers_cost_unknown_total Answers whose cost is unknown (an endpoint "
+            "without prices), by profile.",
+            "# TYPE avengers_cost_unknown_total counter",
+        ]
+        for p, n in sorted(self.uncosted.items()):
+            lines.append(f'avengers_cost_unknown_total{{profile="{esc(p)}"}} {n}')
+        lines += [
+            "# HELP avengers_expected_cost_total The router's expected cost of the samples "
+            "drawn (outcome-data unit), by profile.",
+            "# TYPE avengers_expected_cost_total counter",
+        ]
+        for p, total in sorted(self.expected_cost.items()):
+            lines.append(f'avengers_expected_cost_total{{profile="{esc(p)}"}} {total:.10g}')
+        lines += [
+            "# HELP avengers_sticky_total Answers that kept their conversation's model.",
+            "# TYPE avengers_sticky_total counter",
+            f"avengers_sticky_total {self.sticky}",
+        ]
         lines += ["# TYPE avengers_in_flight gauge", f"avengers_in_flight {self.in_flight}"]
         lines += [
             "# HELP avengers_deadline_exceeded_total Requests cut off by the request deadline.",

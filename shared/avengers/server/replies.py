@@ -38,13 +38,17 @@ def upstream_error_response(failures: Sequence[Failure]) -> JSONResponse:
     return JSONResponse(body, status_code=502)
 
 
-def usage(res: AnswerResult) -> dict[str, int]:
-    """The ``usage`` object: tokens over every sample drawn."""
-    return {
+def usage(res: AnswerResult) -> dict[str, Any]:
+    """The ``usage`` object: tokens over every sample drawn, and ``cost`` (USD by the endpoints'
+    prices, over every sample) when it is known; absent, never zero, when it is not."""
+    out: dict[str, Any] = {
         "prompt_tokens": res.prompt_tokens,
         "completion_tokens": res.completion_tokens,
         "total_tokens": res.prompt_tokens + res.completion_tokens,
     }
+    if res.cost is not None:
+        out["cost"] = res.cost
+    return out
 
 
 def headers_for(res: AnswerResult) -> dict[str, str]:
@@ -58,6 +62,10 @@ def headers_for(res: AnswerResult) -> dict[str, str]:
         h["x-avengers-cluster"] = str(res.decision.cluster)
     if res.fallback:
         h["x-avengers-fallback"] = "1"
+    if res.cost is not None:
+        h["x-avengers-cost"] = f"{res.cost:.10g}"
+    if res.decision is not None and res.decision.sticky:
+        h["x-avengers-sticky"] = "1"
     return h
 
 

@@ -17,11 +17,20 @@ from starlette.requests import Request
 from ..capabilities import CapabilityError, capabilities_of, request_needs, split_capable
 from ..exceptions import AvengersError
 from ..results import AnswerChunk
-from . import feedback, live, replies
+from . import live, replies
 from .checks import check_body_text
 from .replies import CompletionReply, error_response
 from .state import ServerState, server_state
-from .wire import BadRequest, CompletionRequest, parse_request, read_json
+from .wire import (
+    BadRequest,
+    CompletionRequest,
+    conversation_key,
+    messages_from,
+    parse_alpha,
+    parse_request,
+    prompt_messages,
+    read_json,
+)
 
 
 # POST /v1/chat/completions
@@ -40,6 +49,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
         body = await read_json(request, state.max_body_bytes)
         check_body_text(body)  # a lone surrogate anywhere: 400, before any work
         req = parse_request(body, state.profiles, state.max_tokens_limit, chat=chat)
+        req.conversation = conversation_key(body, request.headers)
     except BadRequest as e:
         code = "model_not_found" if e.status == 404 else None
         return error_response(e.status, e.message, "invalid_request_error", code, e.param)
@@ -50,7 +60,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
     comp = CompletionReply(chat)
     if req.stream:
         include_usage = req.include_usage  # read now: a malformed stream_options is a 500
-        pump = live.Pump(state, req)
+        pump = live.Pump(state, req, comp.id)
         try:  # the first chunk before the response starts: early failures keep their status
             first = await pump.next(request)
         except BaseException as e:
@@ -67,14 +77,13 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
     try:
-        res = await live.answer(state, request, req)
+        res = await live.answer(state, request, req, comp.id)
     except (AvengersError, live.ClientGone) as e:
         failed = live.failure_response(state, e)
         if failed is not None:
             return failed
         return error_response(400, str(e), "invalid_request_error")
-    state.metrics.record(res)
-    await feedback.remember(state, comp.id, res)
+    state.metrics.record(res, req.profile.name)
     return comp.response(res)
 
 
@@ -96,8 +105,7 @@ async def stream_answer(
                 first = False
                 continue
             res = part.result
-            state.metrics.record(res)
-            await feedback.remember(state, comp.id, res)
+            state.metrics.record(res, req.profile.name)
             if res.tool_calls:
                 yield comp.tool_calls_chunk(res, req.profile.name, first=first)
                 first = False
@@ -121,6 +129,34 @@ def check_capable(state: ServerState, req: CompletionRequest) -> None:
         capable, excluded = split_capable(list(backend.models()), needs, capabilities_of(backend))
         if not capable:
             raise CapabilityError(needs, excluded)
+
+
+# POST /v1/route: the routing decision only (no model is called), with its explanation; with a
+# conversation key (body field or X-Conversation-Id header) the conversation's model comes first.
+async def route_only(request: Request) -> Any:
+    state = server_state(request)
+    try:
+        body = await read_json(request, state.max_body_bytes)
+        check_body_text(body)
+        msgs = messages_from(body) if "messages" in body else prompt_messages(body)
+        alpha = parse_alpha(body)
+        if alpha is None and isinstance(body.get("model"), str) and body["model"] in state.profiles:
+            alpha = state.profiles[body["model"]].overrides.get("alpha")
+        key = conversation_key(body, request.headers)
+    except BadRequest as e:
+        return error_response(e.status, e.message, "invalid_request_error", None, e.param)
+    try:
+        decision = await state.answerer.aroute(msgs, alpha=alpha, conversation=key)
+    except AvengersError as e:
+        return error_response(400, str(e), "invalid_request_error")
+    return {
+        "object": "route",
+        "model": decision.model,
+        "sticky": decision.sticky,
+        "conversation": key,
+        "decision": decision.to_dict(),
+        "explanation": decision.explain(),
+    }
 
 
 # GET /v1/models: one entry per profile.
@@ -175,6 +211,7 @@ def add_routes(app: FastAPI) -> None:
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.add_api_route("/v1/completions", completions, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="models")
+    app.add_api_route("/v1/route", route_only, methods=["POST"], name="route")
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/ready", ready, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"], name="prom")

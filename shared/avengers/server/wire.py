@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from ..conversations import check_key
 from ..exceptions import ConfigError
 from ..results import STRATEGIES, SamplingConfig
 from ..toolcalls import OPTION_NAMES, request_options
@@ -40,6 +41,8 @@ class CompletionRequest:
     stream: bool
     body: dict[str, Any]
     """The raw JSON body (``stream_options`` is read from it only when streaming)."""
+    conversation: str | None = None
+    """The conversation key (body field ``conversation`` or header ``X-Conversation-Id``)."""
 
     @property
     def include_usage(self) -> bool:
@@ -67,7 +70,7 @@ def parse_request(
     """Validate a chat (``chat=True``) or text completion body, in the order clients see errors:
     model and sampling settings first, then the messages or prompt, then ``stream``."""
     prof, over, mt = _plan(body, profiles, max_tokens_limit)
-    msgs = messages_from(body) if chat else _prompt_messages(body)
+    msgs = messages_from(body) if chat else prompt_messages(body)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be true or false", "stream")
@@ -76,6 +79,24 @@ def parse_request(
     if chat:
         over.update(tool_options(body))
     return CompletionRequest(chat, msgs, prof, over, stream, body)
+
+
+CONVERSATION_HEADER = "x-conversation-id"
+
+
+def conversation_key(body: dict[str, Any], headers: Any) -> str | None:
+    """The request's conversation key: the body's ``conversation`` field (``extra_body`` in the
+    openai client), else the ``X-Conversation-Id`` header; None when neither is given."""
+    key = body.get("conversation")
+    param = "conversation"
+    if key is None:
+        key, param = headers.get(CONVERSATION_HEADER), CONVERSATION_HEADER
+    if key is None:
+        return None
+    try:
+        return check_key(key)
+    except ConfigError as e:
+        raise BadRequest(str(e), param) from None
 
 
 def tool_options(body: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +131,7 @@ def messages_from(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _prompt_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+def prompt_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     """A text completion's ``prompt`` (a string, or a list of exactly one) as one user message."""
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):

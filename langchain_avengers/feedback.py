@@ -1,0 +1,79 @@
+"""One call to rate an answer, whichever way it was made: in this process by
+:class:`~langchain_avengers.ChatAvengers`, or by an avengers server through ``ChatOpenAI``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from avengers import feedback as core
+
+from ._core import response_id
+from .chat_models import ChatAvengers
+
+
+def _server(llm: Any, api_key: str | None) -> tuple[str, str | None]:
+    """The base URL and key to send feedback with: a URL given as is, or a ``ChatOpenAI``'s."""
+    if isinstance(llm, str):
+        return llm, api_key
+    base = getattr(llm, "openai_api_base", None)
+    if not base:
+        from avengers.exceptions import ConfigError
+
+        raise ConfigError(
+            f"cannot send feedback through a {type(llm).__name__}: give the ChatAvengers that "
+            "answered, a ChatOpenAI pointed at an avengers server, or the server's base URL"
+        )
+    key = getattr(llm, "openai_api_key", None)
+    if api_key is None and key is not None:
+        api_key = key.get_secret_value() if hasattr(key, "get_secret_value") else str(key)
+    return str(base), api_key
+
+
+def send_feedback(
+    llm: Any,
+    response: Any,
+    score: float,
+    *,
+    cost: float | None = None,
+    api_key: str | None = None,
+) -> dict[str, Any]:
+    """Rate ``response`` (a message a model returned, or its id) with a score in [0, 1].
+
+    ``llm`` is the model that answered: a :class:`ChatAvengers` (the rating is applied to its
+    router in this process), or a ``ChatOpenAI`` pointed at an avengers server, or that server's
+    base URL (the rating is sent to its ``POST /v1/feedback``, with the client's API key unless
+    ``api_key`` is given). Returns the accepted rating (as the server's reply: ``id``, ``seq``,
+    ``model``, ``cluster``, ``score``); a refused one raises
+    :class:`avengers.feedback.FeedbackError` saying why (unknown or already rated id, score out
+    of range)."""
+    rid = response_id(response)
+    if isinstance(llm, ChatAvengers):
+        return core.rating_reply(llm.feedback(rid, score, cost=cost))
+    base, key = _server(llm, api_key)
+    import httpx
+
+    try:
+        return core.send_feedback(base, rid, score, cost=cost, api_key=key)
+    except httpx.HTTPStatusError as e:
+        raise core.refused(e) from None
+
+
+async def asend_feedback(
+    llm: Any,
+    response: Any,
+    score: float,
+    *,
+    cost: float | None = None,
+    api_key: str | None = None,
+) -> dict[str, Any]:
+    """Async twin of :func:`send_feedback`."""
+    rid = response_id(response)
+    if isinstance(llm, ChatAvengers):
+        return core.rating_reply(await llm.afeedback(rid, score, cost=cost))
+    base, key = _server(llm, api_key)
+    import httpx
+
+    try:
+        return await core.asend_feedback(base, rid, score, cost=cost, api_key=key)
+    except httpx.HTTPStatusError as e:
+        raise core.refused(e) from None
