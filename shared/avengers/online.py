@@ -35,6 +35,13 @@ sample size: Thompson sampling), ranks the samples with the same cost trade-off 
 picks the winner. Only a pick that differs from the greedy one counts as exploration, so the share
 of exploration picks never exceeds the configured share (in expectation, and with high
 probability over many queries).
+
+**Weights and propensities.** An outcome may carry a weight (``update(..., weights=...)``): it is
+counted that many times in its cell (sum and count; a weight of 1 is the exact update above).
+:func:`pick_probabilities` estimates the chance that routing with exploration sends a query to
+each model, so ``1 / p`` of the chosen model is its inverse-propensity weight. Measured on the
+shared data, weighting bandit outcomes this way did worse than not weighting them
+(docs/benchmarks.md, "Online learning"), so it is opt-in.
 """
 
 from __future__ import annotations
