@@ -3,22 +3,29 @@
 
 Recorded outcomes are replayed as bandit feedback: for each training query the router (with
 exploration) picks a model and only that model's recorded outcome is revealed and fed back with
-``Router.update``. Accuracy is measured on the test split (the chosen model's recorded score).
+``Router.update``. Accuracy is the mean recorded test score of the greedy pick on the test split.
+Each experiment runs for several seeds (which 10 % start the router, and the stream order).
 
-(a) warm start: a router fitted on 10 % of the training queries, one pass over the other 90 %;
-    share of the accuracy gap closed to the full-information router fitted on 100 %.
+(a) warm start: a router fitted on 10 % of the training queries, one pass over the other 90 %
+    (``--explore``, default 0.1); share of the accuracy gap to the router fitted offline on 100 %
+    with full information that is closed (ratio of the mean gain to the mean gap over seeds).
+    Also the ceiling: the same 10 % router updated with *every* model's outcome on the 90 %
+    (same centroids and success classifiers, which ``update`` keeps).
 (b) cold start: the strongest model is absent from the initial 10 % and added (``add_model``)
-    when the stream starts; its routed share and the accuracy after the pass, vs full information.
-(c) drift (routerdc, which has tasks): half-way through a pass, the model the router sends most
-    of one task to starts scoring 0 there; how many of that task's queries until its share of
-    the task falls below 10 %, with forgetting (``half_life``) and without.
+    when the stream starts (``--cold-explore``, default 0.3); its routed share and the accuracy
+    after the pass, vs the full-information router.
+(c) drift (routerdc, which has tasks): the router fitted on all training data streams it twice;
+    from the second pass on, the model holding most of one large task scores 0 there. Its share
+    of the task's queries (last 50) after the drift, with forgetting (``half_life``) and without.
 
-    python benchmarks/online.py [--datasets dcrouter routerdc] [--plot docs/img/online.png]
+    python benchmarks/online.py [--datasets dcrouter routerdc] [--seeds 0 1 2]
+                                [--plot docs/img/online.png] [--ipw-cap 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from typing import Any
 
@@ -53,24 +60,38 @@ def bandit_pass(
     Xt: np.ndarray | None = None,
     test: OutcomeData | None = None,
     reveal: Any = None,
+    stats: dict[str, float] | None = None,
+    ipw_cap: float | None = None,
 ) -> list[tuple[int, float]]:
     """Stream ``order`` in batches: route (with exploration), reveal only the chosen model's
-    recorded outcome, update. Returns (queries seen, test accuracy) checkpoints."""
+    recorded outcome, update. Returns (queries seen, test accuracy) checkpoints; ``stats`` (if
+    given) receives the share of explored picks and the mean revealed score during the pass.
+    ``ipw_cap``: weight each revealed outcome by the inverse of its pick probability
+    (``Router.pick_probabilities``), capped at this value (None: unweighted)."""
     curve: list[tuple[int, float]] = []
+    explored = reward = 0.0
     for start in range(0, len(order), BATCH):
         idx = order[start : start + BATCH]
         ds = router.route_embeddings(X[idx])
         models = [d.model for d in ds]
+        explored += sum(d.explored for d in ds)
         cols = [data.models.index(m) for m in models]
         scores = data.scores[idx, cols]
+        weights = np.ones(len(idx))
+        if ipw_cap is not None:
+            chosen = [router.models_.index(m) for m in models]
+            p = router.pick_probabilities(X[idx])[np.arange(len(idx)), chosen]
+            weights = np.minimum(1.0 / np.maximum(p, 1e-9), ipw_cap)
         if reveal is not None:
             scores = reveal(start, idx, models, scores)
         ok = ~np.isnan(scores)
+        reward += float(scores[ok].sum())
         if ok.any():
             router.update(
                 models=[m for m, k in zip(models, ok, strict=True) if k],
                 scores=scores[ok],
                 embeddings=X[idx][ok],
+                weights=weights[ok],
             )
         seen = start + len(idx)
         if (
@@ -80,55 +101,119 @@ def bandit_pass(
             and (seen // eval_every != (seen - len(idx)) // eval_every or seen == len(order))
         ):
             curve.append((seen, accuracy(router, Xt, test)))
+    if stats is not None:
+        stats["explored_share"] = explored / max(len(order), 1)
+        stats["stream_reward"] = reward / max(len(order), 1)
     return curve
 
 
 def warm_and_cold(
-    name: str, train: OutcomeData, test: OutcomeData, X, Xt, explore: float, seed: int = 0
-):
+    name: str,
+    train: OutcomeData,
+    test: OutcomeData,
+    X: np.ndarray,
+    Xt: np.ndarray,
+    explore: float,
+    cold_explore: float,
+    seed: int,
+    full: Router,
+    ipw_cap: float | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One seed of (a) and (b): which 10 % starts the router, and the stream order."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(train))
     n10 = len(train) // 10
     first, rest = perm[:n10], perm[n10:]
-    full = Router(**SETTINGS).fit(train, embeddings=X)
     acc_full = accuracy(full, Xt, test)
     r10 = Router(**SETTINGS).fit(train.subset(first), embeddings=X[first])
     acc10 = accuracy(r10, Xt, test)
-    online = Router(**SETTINGS, explore=explore).fit(train.subset(first), embeddings=X[first])
-    curve = bandit_pass(online, X, train, rest, eval_every=len(rest) // 10, Xt=Xt, test=test)
-    acc_on = curve[-1][1]
-    gap = (acc_on - acc10) / (acc_full - acc10) if acc_full != acc10 else float("nan")
-    warm = {"dataset": name, "acc_10": acc10, "acc_online": acc_on, "acc_full": acc_full,
-            "gap_closed": gap, "curve": curve}  # fmt: skip
+    # the ceiling of online learning with the 10 % router's centroids and classifiers: the same
+    # stream with full information (every model's outcome revealed)
+    ceiling = copy.deepcopy(r10)
+    ceiling.update(train.subset(rest), embeddings=X[rest])
+    acc_ceiling = accuracy(ceiling, Xt, test)
+    online = copy.deepcopy(r10).set_params(explore=explore)
+    st: dict[str, float] = {}
+    curve = bandit_pass(
+        online,
+        X,
+        train,
+        rest,
+        eval_every=len(rest) // 10,
+        Xt=Xt,
+        test=test,
+        stats=st,
+        ipw_cap=ipw_cap,
+    )
+    warm = {"dataset": name, "seed": seed, "acc_10": acc10, "acc_online": curve[-1][1],
+            "acc_ceiling": acc_ceiling, "acc_full": acc_full, **st, "curve": curve}  # fmt: skip
 
     best = train.models[int(np.nanmean(train.scores, axis=0).argmax())]
     others = [m for m in train.models if m != best]
-    cold = Router(**SETTINGS, explore=explore).fit(
+    cold = Router(**SETTINGS, explore=cold_explore).fit(
         train.subset(first).select_models(others), embeddings=X[first]
     )
     cold.add_model(best)
-    ccurve = bandit_pass(cold, X, train, rest, eval_every=len(rest) // 10, Xt=Xt, test=test)
-    cold_res = {"dataset": name, "model": best, "share_online": share_of(cold, Xt, best),
-                "share_full": share_of(full, Xt, best), "acc_online": ccurve[-1][1],
-                "acc_full": acc_full, "curve": ccurve}  # fmt: skip
+    st = {}
+    ccurve = bandit_pass(
+        cold,
+        X,
+        train,
+        rest,
+        eval_every=len(rest) // 10,
+        Xt=Xt,
+        test=test,
+        stats=st,
+        ipw_cap=ipw_cap,
+    )
+    cold_res = {"dataset": name, "seed": seed, "model": best,
+                "share_online": share_of(cold, Xt, best), "share_full": share_of(full, Xt, best),
+                "acc_online": ccurve[-1][1], "acc_full": acc_full, **st,
+                "curve": ccurve}  # fmt: skip
     return warm, cold_res
 
 
-def drift(train: OutcomeData, X: np.ndarray, explore: float, half_life: float | None):
-    """Returns (task, model, task queries after the drift until the model's share of the task
-    stays below 10 % over a window, or None if never)."""
+def gap_closed(rows: list[dict[str, Any]], key: str = "acc_online") -> float:
+    """Share of the mean gap (full information minus 10 % router) closed on average: the ratio
+    of mean gains over seeds (a per-seed ratio explodes when one seed's gap is a query or two)."""
+    gain = float(np.mean([r[key] - r["acc_10"] for r in rows]))
+    gap = float(np.mean([r["acc_full"] - r["acc_10"] for r in rows]))
+    return gain / gap if gap else float("nan")
+
+
+DRIFT_WINDOW = 50
+DRIFT_SHARE = 0.10
+DRIFT_WITHIN = 150
+"""The stated number of (c): the drifted model's share of the task over the task queries
+``DRIFT_WITHIN - DRIFT_WINDOW + 1 .. DRIFT_WITHIN`` after the drift must be below ``DRIFT_SHARE``
+with forgetting and not without."""
+
+
+def drift(
+    train: OutcomeData,
+    X: np.ndarray,
+    explore: float,
+    half_life: float | None,
+    base: Router,
+    ipw_cap: float | None = None,
+) -> dict[str, Any]:
+    """(c): the router is fitted on all of ``train`` and streams it twice with bandit feedback;
+    from the second pass on, the model holding most of one large task (>= 10 % of the rows)
+    scores 0 on that task. Returns the task, the model, its share of the task before, the task
+    queries after the drift until its share over the last ``DRIFT_WINDOW`` of them is below
+    ``DRIFT_SHARE`` (None: never), its share at ``DRIFT_WITHIN``, and the share trace."""
     assert train.tasks is not None
     tasks = np.array(train.tasks)
-    base = Router(**SETTINGS).fit(train, embeddings=X)
     picks = np.array(base.models_)[base.predict(X)]
-    # the task most concentrated on one model
     best_task, best_model, best_share = "", "", 0.0
     for t in sorted(set(train.tasks)):
+        if (tasks == t).sum() < 0.1 * len(tasks):
+            continue  # a small task is won back by a few zeros even without forgetting
         vals, counts = np.unique(picks[tasks == t], return_counts=True)
         if counts.max() / counts.sum() > best_share:
             best_task, best_model = t, str(vals[counts.argmax()])
             best_share = counts.max() / counts.sum()
-    router = Router(**SETTINGS, explore=explore, half_life=half_life).fit(train, embeddings=X)
+    router = copy.deepcopy(base).set_params(explore=explore, half_life=half_life)
     order = np.random.default_rng(1).permutation(len(train))
     order = np.concatenate([order, order])  # two passes: drift half-way, at the second pass
     half = len(order) // 2
@@ -143,26 +228,76 @@ def drift(train: OutcomeData, X: np.ndarray, explore: float, half_life: float | 
                     scores[k] = 0.0
         return scores
 
-    bandit_pass(router, X, train, order, reveal=reveal)
-    window = 50
-    moved = None
-    for n in range(window, len(after) + 1):
-        if np.mean(after[n - window : n]) < 0.10 and all(
-            np.mean(after[j - window : j]) < 0.10 for j in range(n, len(after) + 1, window)
+    bandit_pass(router, X, train, order, reveal=reveal, ipw_cap=ipw_cap)
+    a = np.array(after, dtype=float)
+    trace = [float(a[max(0, n - DRIFT_WINDOW) : n].mean()) for n in range(1, len(a) + 1)]
+    moved = next((n for n in range(DRIFT_WINDOW, len(a) + 1) if trace[n - 1] < DRIFT_SHARE), None)
+    within = trace[min(DRIFT_WITHIN, len(trace)) - 1] if trace else float("nan")
+    return {"half_life": half_life, "task": best_task, "model": best_model,
+            "share_before": float(best_share), "moved_after": moved,
+            f"share_at_{DRIFT_WITHIN}": within, "share_at_end": trace[-1],
+            "task_queries_after_drift": len(a), "trace": trace}  # fmt: skip
+
+
+def _plots(results: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(w["dataset"] for w in results["warm"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5))
+    for ax, name in zip(np.atleast_1d(axes), names, strict=True):
+        ws = [w for w in results["warm"] if w["dataset"] == name]
+        cs = [c for c in results["cold"] if c["dataset"] == name]
+        for rows, marker, label in (
+            (ws, "o", "warm start (10 %)"),
+            (cs, "s", f"cold start ({cs[0]['model'].split('/')[-1]} added)"),
         ):
-            moved = n
-            break
-    return best_task, best_model, best_share, moved, float(np.mean(after[-window:])), len(after)
+            xs = [x for x, _ in rows[0]["curve"]]
+            ys = np.array([[y for _, y in r["curve"]] for r in rows])
+            ax.errorbar(xs, ys.mean(0), yerr=ys.std(0), marker=marker, capsize=2, label=label)
+        ax.axhline(
+            np.mean([w["acc_full"] for w in ws]), color="k", ls="--", label="full information"
+        )
+        ax.axhline(np.mean([w["acc_10"] for w in ws]), color="grey", ls=":", label="10 % router")
+        ax.set_title(f"{name}: bandit feedback (mean ± sd, {len(ws)} seeds)")
+        ax.set_xlabel("stream queries")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    if results["drift"]:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for row in results["drift"]:
+            hl = row["half_life"]
+            ax.plot(row["trace"], label="no forgetting" if hl is None else f"half_life={hl:g}")
+        ax.axhline(DRIFT_SHARE, color="grey", ls=":")
+        r0 = results["drift"][0]
+        ax.set_title(f"drift: {r0['model'].split('/')[-1]} scores 0 on {r0['task']}")
+        ax.set_xlabel("task queries after the drift")
+        ax.set_ylabel(f"its share (last {DRIFT_WINDOW})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path.replace(".png", "_drift.png"), dpi=120)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", nargs="+", default=["dcrouter", "routerdc"])
-    ap.add_argument("--explore", type=float, default=0.1)
+    ap.add_argument("--explore", type=float, default=0.1, help="exploration share in (a)")
+    ap.add_argument("--cold-explore", type=float, default=0.3, help="exploration share in (b)")
     ap.add_argument("--half-life", type=float, default=50.0)
+    ap.add_argument(
+        "--ipw-cap",
+        type=float,
+        default=None,
+        help="weight outcomes by 1 / pick probability, capped (default: unweighted)",
+    )
     ap.add_argument("--plot", default="docs/img/online.png")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--seed", type=int, default=0, help="split of the 10 %% and stream order")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="each: which 10 %% start the router, and the stream order")  # fmt: skip
     ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
     args = ap.parse_args()
     emb = resolve_embedder(None)
@@ -172,42 +307,50 @@ def main() -> None:
         train, test = loaders[name]("train"), loaders[name]("test")
         test = test.select_models(train.models)
         X, Xt = emb.embed(train.queries), emb.embed(test.queries)
-        warm, cold = warm_and_cold(name, train, test, X, Xt, args.explore, args.seed)
-        results["warm"].append(warm)
-        results["cold"].append(cold)
-        print(json.dumps({k: v for k, v in warm.items() if k != "curve"}))
-        print(json.dumps({k: v for k, v in cold.items() if k != "curve"}))
+        full = Router(**SETTINGS).fit(train, embeddings=X)
+        for seed in args.seeds:
+            warm, cold = warm_and_cold(
+                name,
+                train,
+                test,
+                X,
+                Xt,
+                args.explore,
+                args.cold_explore,
+                seed,
+                full,
+                args.ipw_cap,
+            )
+            results["warm"].append(warm)
+            results["cold"].append(cold)
+            print(json.dumps({k: v for k, v in warm.items() if k != "curve"}), flush=True)
+            print(json.dumps({k: v for k, v in cold.items() if k != "curve"}), flush=True)
+        ws = [w for w in results["warm"] if w["dataset"] == name]
+        cs = [c for c in results["cold"] if c["dataset"] == name]
+        summary = {
+            "dataset": name,
+            "gap_closed_bandit": gap_closed(ws),
+            "gap_closed_ceiling": gap_closed(ws, "acc_ceiling"),
+            "gap_closed_per_seed": [gap_closed([w]) for w in ws],
+            "cold_share": float(np.mean([c["share_online"] for c in cs])),
+            "cold_share_sd": float(np.std([c["share_online"] for c in cs])),
+            "cold_share_full": cs[0]["share_full"],
+            "cold_acc": float(np.mean([c["acc_online"] for c in cs])),
+            "cold_acc_sd": float(np.std([c["acc_online"] for c in cs])),
+            "acc_full": cs[0]["acc_full"],
+        }
+        results.setdefault("summary", []).append(summary)
+        print(json.dumps(summary), flush=True)
         if train.tasks is not None and not args.no_drift:
             for hl in (args.half_life, None):
-                task, model, share0, moved, last, n_after = drift(train, X, args.explore, hl)
-                row = {"dataset": name, "half_life": hl, "task": task, "model": model,
-                       "share_before": share0, "moved_after": moved, "share_at_end": last,
-                       "task_queries_after_drift": n_after}  # fmt: skip
+                row = {"dataset": name, **drift(train, X, args.explore, hl, full, args.ipw_cap)}
                 results["drift"].append(row)
-                print(json.dumps(row))
+                print(json.dumps({k: v for k, v in row.items() if k != "trace"}), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(results["warm"]), figsize=(5 * len(results["warm"]), 3.5))
-        for ax, w, c in zip(np.atleast_1d(axes), results["warm"], results["cold"], strict=True):
-            xs, ys = zip(*w["curve"], strict=True)
-            ax.plot(xs, ys, marker="o", label="warm start (10 %)")
-            xs, ys = zip(*c["curve"], strict=True)
-            ax.plot(xs, ys, marker="s", label=f"cold start ({c['model']} added)")
-            ax.axhline(w["acc_full"], color="k", ls="--", label="full information")
-            ax.axhline(w["acc_10"], color="grey", ls=":", label="10 % router")
-            ax.set_title(f"{w['dataset']}: bandit feedback")
-            ax.set_xlabel("stream queries")
-            ax.set_ylabel("test accuracy")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        _plots(results, args.plot)
 
 
 if __name__ == "__main__":

@@ -582,3 +582,54 @@ def test_online_doc_example_runs(tmp_path, monkeypatch, capsys) -> None:
     exec(compile(code, "docs/online.md", "exec"), ns)
     assert "applied 1 rating(s)" in capsys.readouterr().out
     assert Router.from_pretrained(tmp_path / "my-router").models_[-1] == "new-model"
+
+
+def test_weighted_update_counts_a_row_that_many_times() -> None:
+    data, X = _data(seed=11)
+    a, b = np.arange(150), np.arange(150, len(data))
+    base = Router(8).fit(data.subset(a), embeddings=X[a])
+    rows, cols = np.nonzero(~np.isnan(data.scores[b]))
+    kw: dict[str, Any] = {
+        "models": [MODELS[j] for j in cols],
+        "scores": data.scores[b][rows, cols],
+        "costs": data.costs[b][rows, cols],  # type: ignore[index]
+        "embeddings": X[b][rows],
+    }
+    # weight 1 is the unweighted update
+    r1 = Router(8).fit(data.subset(a), embeddings=X[a]).update(**kw)
+    r2 = Router(8).fit(data.subset(a), embeddings=X[a]).update(**kw, weights=np.ones(len(rows)))
+    _assert_same_stats(r1, r2)
+    # weight 2 is the same outcome given twice
+    twice = {k: (v + v if isinstance(v, list) else np.concatenate([v, v])) for k, v in kw.items()}
+    r3 = Router(8).fit(data.subset(a), embeddings=X[a]).update(**twice)
+    r4 = (
+        Router(8).fit(data.subset(a), embeddings=X[a]).update(**kw, weights=np.full(len(rows), 2.0))
+    )
+    for name in STATS[:-1]:  # (cluster sizes count queries, not outcomes)
+        np.testing.assert_allclose(getattr(r3, name), getattr(r4, name), atol=1e-12)
+    np.testing.assert_allclose(r3.cluster_scores(), r4.cluster_scores(), atol=1e-12)
+    assert not np.allclose(r4.score_sums_, base.score_sums_)
+    with pytest.raises(DataError, match="weights"):
+        base.update(**kw, weights=np.zeros(len(rows)))
+    with pytest.raises(DataError, match="weights"):
+        base.update(**kw, weights=np.ones(3))
+
+
+def test_pick_probabilities_match_the_routing_frequencies() -> None:
+    data, X = _data(n=400, seed=12)
+    Q = np.random.default_rng(13).normal(size=(60, X.shape[1])).astype(np.float32)
+    greedy = Router(4).fit(data, embeddings=X)
+    p0 = greedy.pick_probabilities(Q)
+    np.testing.assert_array_equal(p0, np.eye(len(MODELS))[greedy.predict(Q)])
+    r = Router(4, explore=0.4, random_state=1).fit(data, embeddings=X)
+    p = r.pick_probabilities(Q, draws=400)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert (
+        p[np.arange(len(Q)), r.predict(Q)] >= 0.6 - 1e-12
+    ).all()  # the greedy pick keeps 1 - share
+    # route the same queries many times: each model's frequency is its probability
+    reps = 150
+    picks = np.array([[MODELS.index(d.model) for d in r.route_embeddings(Q)] for _ in range(reps)])
+    freq = np.stack([(picks == j).mean(axis=0) for j in range(len(MODELS))], axis=1)
+    assert np.abs(freq - p).max() < 0.15
+    assert np.abs(freq - p).mean() < 0.03

@@ -35,6 +35,13 @@ sample size: Thompson sampling), ranks the samples with the same cost trade-off 
 picks the winner. Only a pick that differs from the greedy one counts as exploration, so the share
 of exploration picks never exceeds the configured share (in expectation, and with high
 probability over many queries).
+
+**Weights and propensities.** An outcome may carry a weight (``update(..., weights=...)``): it is
+counted that many times in its cell (sum and count; a weight of 1 is the exact update above).
+:func:`pick_probabilities` estimates the chance that routing with exploration sends a query to
+each model, so ``1 / p`` of the chosen model is its inverse-propensity weight. Measured on the
+shared data, weighting bandit outcomes this way did worse than not weighting them
+(docs/benchmarks.md, "Online learning"), so it is opt-in.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ __all__ = [
     "global_means",
     "observed_cells",
     "pick_first",
+    "pick_probabilities",
     "unknown_model_prior",
 ]
 
@@ -81,6 +89,7 @@ class OutcomeBatch:
     models: list[str]
     scores: np.ndarray
     costs: np.ndarray | None
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -93,10 +102,32 @@ def as_batch(
     models: Sequence[str] | None = None,
     scores: Sequence[float] | np.ndarray | None = None,
     costs: Sequence[float] | np.ndarray | None = None,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> OutcomeBatch:
     """Outcome data (anything ``fit`` takes), or parallel observations (``models[i]`` scored
     ``scores[i]`` on ``queries[i]``, at cost ``costs[i]``; one row each, repeats included), as
-    one :class:`OutcomeBatch`."""
+    one :class:`OutcomeBatch`. ``weights`` (one per row, > 0) count a row as that many
+    observations (inverse-propensity weights for bandit feedback, :func:`pick_probabilities`)."""
+    w = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(w)) or w.min(initial=1.0) <= 0:
+            raise DataError("weights must be finite numbers > 0")
+    batch = _as_batch(data, queries=queries, models=models, scores=scores, costs=costs)
+    if w is not None and len(w) != len(batch):
+        raise DataError(f"{len(w)} weights for {len(batch)} outcomes")
+    batch.weights = w
+    return batch
+
+
+def _as_batch(
+    data: OutcomeData | str | Path | Sequence[Any] | None,
+    *,
+    queries: Sequence[str] | None,
+    models: Sequence[str] | None,
+    scores: Sequence[float] | np.ndarray | None,
+    costs: Sequence[float] | np.ndarray | None,
+) -> OutcomeBatch:
     if data is not None:
         if models is not None or scores is not None or costs is not None:
             raise DataError("give either data or models and scores, not both")
@@ -155,20 +186,24 @@ def accumulate(
     values: np.ndarray,
     *,
     decay: float = 1.0,
+    weights: np.ndarray | None = None,
 ) -> None:
     """Add observations ``values[i]`` of model ``models[i]`` in cluster ``clusters[i]`` to
-    ``sums`` and ``counts`` in place, in order. With ``decay`` < 1 each observation first decays
-    its own cell (see the module docstring)."""
+    ``sums`` and ``counts`` in place, in order, each counted ``weights[i]`` times (default 1).
+    With ``decay`` < 1 each observation first decays its own cell (see the module docstring)."""
     clusters = np.asarray(clusters, dtype=np.int64)
     models = np.asarray(models, dtype=np.int64)
     values = np.asarray(values, dtype=np.float64)
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
     if decay >= 1.0:
-        np.add.at(sums, (clusters, models), values)
-        np.add.at(counts, (clusters, models), 1.0)
+        np.add.at(sums, (clusters, models), w * values)
+        np.add.at(counts, (clusters, models), w)
         return
-    for c, m, v in zip(clusters.tolist(), models.tolist(), values.tolist(), strict=True):
-        sums[c, m] = decay * sums[c, m] + v
-        counts[c, m] = decay * counts[c, m] + 1.0
+    for c, m, v, wi in zip(
+        clusters.tolist(), models.tolist(), values.tolist(), w.tolist(), strict=True
+    ):
+        sums[c, m] = decay * sums[c, m] + wi * v
+        counts[c, m] = decay * counts[c, m] + wi
 
 
 def global_means(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -320,6 +355,40 @@ def explore_picks(
     return out
 
 
+def pick_probabilities(
+    performance: np.ndarray,
+    evidence: np.ndarray,
+    cost: np.ndarray | None,
+    alpha: float,
+    greedy: np.ndarray,
+    *,
+    share: float,
+    pseudo_count: float | np.ndarray,
+    rng: np.random.Generator,
+    draws: int = 64,
+) -> np.ndarray:
+    """(n, m): the chance that routing with exploration (:func:`explore_picks`) sends each query
+    to each model: ``1 - share`` on the greedy pick plus ``share`` times the share of ``draws``
+    Thompson draws each model wins (a Monte Carlo estimate, so a model may get 0). The inverse
+    of the chosen model's entry is its inverse-propensity weight for ``Router.update``."""
+    n, m = performance.shape
+    out = np.zeros((n, m))
+    if n == 0:
+        return out
+    out[np.arange(n), greedy] = 1.0 - share
+    if share <= 0.0:
+        out[np.arange(n), greedy] = 1.0
+        return out
+    p = np.clip(performance, 0.0, 1.0)
+    nn = np.maximum(evidence, 0.0) + pseudo_count
+    wins = np.zeros((n, m))
+    for _ in range(draws):
+        d = rng.beta(1.0 + p * nn, 1.0 + (1.0 - p) * nn)
+        pick = scoring.tradeoff(d, cost, alpha).argmax(axis=1)
+        wins[np.arange(n), pick] += 1.0
+    return out + share * wins / draws
+
+
 def pick_first(order: np.ndarray, pick: int) -> list[int]:
     """A ranking (model indices, best first) with ``pick`` moved to the front (-1: unchanged)."""
     row = [int(j) for j in order]
@@ -366,14 +435,21 @@ def apply_batch(router: Any, batch: OutcomeBatch, labels: np.ndarray, X: np.ndar
     kNN scoring, the training rows (when embeddings ``X`` are known)."""
     cols = np.array([router.models_.index(m) for m in batch.models], dtype=np.int64)
     decay = decay_factor(router.half_life)
+    rw = batch.weights
     rows, j, v = observed_cells(batch.scores)
-    accumulate(router.score_sums_, router.score_counts_, labels[rows], cols[j], v, decay=decay)
+    accumulate(
+        router.score_sums_, router.score_counts_, labels[rows], cols[j], v, decay=decay,
+        weights=None if rw is None else rw[rows],
+    )  # fmt: skip
     router.global_scores_ = global_means(
         router.score_sums_, router.score_counts_, router.global_scores_
     )
     if batch.costs is not None and router.cost_sums_ is not None:
         rows, j, v = observed_cells(batch.costs)
-        accumulate(router.cost_sums_, router.cost_counts_, labels[rows], cols[j], v, decay=decay)
+        accumulate(
+            router.cost_sums_, router.cost_counts_, labels[rows], cols[j], v, decay=decay,
+            weights=None if rw is None else rw[rows],
+        )  # fmt: skip
         router.global_costs_ = global_means(
             router.cost_sums_, router.cost_counts_, router.global_costs_
         )

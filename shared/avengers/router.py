@@ -304,6 +304,7 @@ class Router(BaseEstimator):
         costs: Sequence[float] | np.ndarray | None = None,
         embeddings: np.ndarray | None = None,
         clusters: Sequence[int] | np.ndarray | None = None,
+        weights: Sequence[float] | np.ndarray | None = None,
     ) -> Router:
         """Add new outcomes to the per-cluster statistics without re-clustering, exactly as
         :meth:`fit` counts them (see :mod:`avengers.online`; ``half_life`` forgets old ones).
@@ -312,10 +313,14 @@ class Router(BaseEstimator):
         ``scores`` (and ``costs``), one per query in ``queries``. ``embeddings`` skip embedding,
         ``clusters`` (each row's nearest cluster) skip it and the cluster search. Models the router
         does not know are added first (:meth:`add_model`). The far-query threshold keeps its
-        fitted value."""
+        fitted value. ``weights`` (one per row, > 0; default 1) count each outcome that many
+        times: inverse-propensity weights ``1 / p`` for bandit feedback, with ``p`` from
+        :meth:`pick_probabilities` (see ``docs/online.md``)."""
         self._check_fitted()
         self._validate_params()
-        batch = online.as_batch(data, queries=queries, models=models, scores=scores, costs=costs)
+        batch = online.as_batch(
+            data, queries=queries, models=models, scores=scores, costs=costs, weights=weights
+        )
         X = None if embeddings is None else np.asarray(embeddings, dtype=np.float32)
         if clusters is not None:
             labels = np.asarray(clusters, dtype=np.int64).reshape(-1)
@@ -621,6 +626,31 @@ class Router(BaseEstimator):
             )
         return out
 
+    def pick_probabilities(
+        self, X: np.ndarray, *, alpha: float | None = None, draws: int = 64
+    ) -> np.ndarray:
+        """(n, m): the chance that routing (with this router's exploration) sends each embedded
+        query to each model, estimated with ``draws`` Thompson draws (see
+        :func:`avengers.online.pick_probabilities`). For bandit feedback, ``1 / p`` of the chosen
+        model is its inverse-propensity weight in :meth:`update`. Uses its own random draws, not
+        those of :meth:`route_embeddings`."""
+        est = self.estimate(X, alpha=alpha)
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
+        return online.pick_probabilities(
+            est.performance,
+            est.evidence,
+            est.cost,
+            alpha,
+            est.best,
+            share=self.explore,
+            pseudo_count=self._explore_pseudo_counts(),
+            rng=np.random.default_rng(self.random_state),
+            draws=draws,
+        )
+
+    def _explore_pseudo_counts(self) -> np.ndarray:
+        return np.where(online.added_mask(self), online.EXPLORE_PSEUDO_COUNT, self.shrinkage)
+
     def _exploration_picks(self, est: RouteEstimate, alpha: float | None) -> np.ndarray:
         """Per query, the model index exploration picks, or -1 (see :func:`online.explore_picks`)."""
         if self.explore <= 0.0:
@@ -635,9 +665,7 @@ class Router(BaseEstimator):
             alpha,
             est.best,
             share=self.explore,
-            pseudo_count=np.where(
-                online.added_mask(self), online.EXPLORE_PSEUDO_COUNT, self.shrinkage
-            ),
+            pseudo_count=self._explore_pseudo_counts(),
             rng=self._rng,
         )
 
