@@ -3,6 +3,7 @@ the cluster of its nearest centroid, whatever algorithm found the clusters."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import numpy as np
@@ -65,3 +66,44 @@ def pairwise_sq_dist(X: np.ndarray, C: np.ndarray) -> np.ndarray:
     xx = np.einsum("ij,ij->i", X, X)[:, None]
     cc = np.einsum("ij,ij->i", C, C)[None, :]
     return np.maximum(xx + cc - 2.0 * (X @ C.T), 0.0)
+
+
+def minibatch_centroids(
+    rows: Callable[[np.ndarray], np.ndarray],
+    n_rows: int,
+    n_clusters: int,
+    *,
+    batch_size: int = 4096,
+    epochs: float = 2.0,
+    init_rows: int = 20_000,
+    random_state: int | None = 0,
+) -> np.ndarray:
+    """Mini-batch k-means over ``n_rows`` rows that need not fit in memory: ``rows(index)``
+    returns the rows at the sorted positions ``index`` (for example from a memory-mapped file).
+    The centroids start from k-means++ on a uniform sample of ``init_rows`` rows, then take
+    ``epochs * n_rows / batch_size`` steps, each on a uniform random batch, so the order of the
+    rows in the file does not matter. ``k`` is lowered to the number of distinct rows of the
+    sample when needed. Returns float32 centroids (k, d)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    if n_rows < 1:
+        raise ConfigError("no rows to cluster")
+    rng = np.random.default_rng(random_state)
+    m = min(n_rows, max(int(init_rows), 3 * int(n_clusters)))
+    init_idx = np.sort(rng.choice(n_rows, size=m, replace=False))
+    sample = np.asarray(rows(init_idx), dtype=np.float32)
+    k = max(1, min(int(n_clusters), len(np.unique(sample, axis=0))))
+    km = MiniBatchKMeans(
+        n_clusters=k,
+        batch_size=batch_size,
+        random_state=random_state,
+        n_init=3,
+        init_size=m,
+        max_no_improvement=None,
+    )
+    km.partial_fit(sample)
+    steps = max(1, int(np.ceil(epochs * n_rows / batch_size)))
+    for _ in range(steps):
+        idx = np.unique(rng.integers(0, n_rows, size=min(batch_size, n_rows)))
+        km.partial_fit(np.asarray(rows(idx), dtype=np.float32))
+    return np.asarray(km.cluster_centers_, dtype=np.float32)
