@@ -42,7 +42,7 @@ from .router import Router
 
 __all__ = ["DEFAULT_CLASSIFIER_ROWS", "VectorSpill", "fit_stream"]
 
-DEFAULT_CLASSIFIER_ROWS = 50_000
+DEFAULT_CLASSIFIER_ROWS = 20_000
 """Rows (a uniform sample) the success classifiers are fitted on when training streams."""
 
 _DISTANCE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 1.0)  # as Router.fit records them
