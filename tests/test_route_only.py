@@ -1,0 +1,75 @@
+"""``POST /v1/route``: the routing decision alone over real HTTP (no upstream call), and clear
+400s for malformed bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from avengers import Answerer, Endpoint, Router
+from avengers.serve import create_app
+from fake_openai_server import FakeModel, FakeOpenAIServer
+from fastapi.testclient import TestClient
+from toy import toy_rows
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[tuple[TestClient, FakeOpenAIServer, Router]]:
+    router = Router.paper(3, embedder="static").fit(toy_rows())
+    up = FakeOpenAIServer({m: FakeModel(answers=["ok"]) for m in ("m", "c", "k")}).start()
+    eps = {
+        name: Endpoint(name, up.base_url, model=m, max_retries=0, timeout=3.0)
+        for name, m in (("math-model", "m"), ("chef-model", "c"), ("code-model", "k"))
+    }
+    with TestClient(create_app(Answerer(router, eps))) as client:
+        yield client, up, router
+    up.stop()
+
+
+def test_route_only_returns_the_routers_decision_without_calling_a_model(
+    setup: tuple[TestClient, FakeOpenAIServer, Router],
+) -> None:
+    client, up, router = setup
+    q = "What is 17 times 23?"
+    r = client.post("/v1/route", json={"messages": [{"role": "user", "content": q}]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = router.route(q)
+    assert body["model"] == expected.model
+    assert [m["model"] for m in body["ranking"]] == [m.model for m in expected.ranking]
+    assert body["cluster"] == expected.cluster and "query" not in body
+    assert sum(up.calls(m) for m in ("m", "c", "k")) == 0
+    # a plain query and a per-request alpha (cost-aware) give the router's own answers
+    r = client.post("/v1/route", json={"query": q, "alpha": 0.0})
+    assert r.status_code == 200
+    assert r.json()["model"] == router.route(q, alpha=0.0).model
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({}, "messages"),
+        ({"messages": []}, "messages"),
+        ({"query": "  "}, "query"),
+        ({"query": "hi", "alpha": 2}, "alpha"),
+        ({"query": "hi", "alpha": True}, "alpha"),
+        ({"query": "hi", "task": 3}, "task"),
+    ],
+)
+def test_route_only_rejects_malformed_bodies(
+    setup: tuple[TestClient, FakeOpenAIServer, Router], body: dict[str, object], param: str
+) -> None:
+    client, _, _ = setup
+    r = client.post("/v1/route", json=body)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param
+
+
+def test_route_only_bad_messages_and_bad_json_are_400s(
+    setup: tuple[TestClient, FakeOpenAIServer, Router],
+) -> None:
+    client, _, _ = setup
+    r = client.post("/v1/route", json={"messages": ["not a message"]})
+    assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
+    r = client.post("/v1/route", content=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400
