@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from avengers import Answerer, Endpoint, Router
 from avengers.serve import create_app
+from avengers.server.decide import RouteBatcher
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from fastapi.testclient import TestClient
 from toy import toy_rows
@@ -73,3 +76,33 @@ def test_route_only_bad_messages_and_bad_json_are_400s(
     assert r.status_code == 400 and "messages" in r.json()["error"]["message"]
     r = client.post("/v1/route", content=b"{nope", headers={"content-type": "application/json"})
     assert r.status_code == 400
+
+
+def test_concurrent_route_requests_are_batched_and_each_gets_its_own_decision(
+    setup: tuple[TestClient, FakeOpenAIServer, Router],
+) -> None:
+    _, _, router = setup
+    app = create_app(
+        Answerer(router, {"math-model": Endpoint("math-model", "http://127.0.0.1:9/v1")})
+    )
+    queries = [f"{q} ({i})" for i, q in enumerate(["What is 6 times 7?", "How do I fry an egg?",
+               "Write a Python function that sorts a list."] * 8)]  # fmt: skip
+
+    async def run() -> list[dict[str, object]]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                rs = await asyncio.gather(
+                    *(c.post("/v1/route", json={"query": q}) for q in queries)
+                )
+        assert all(r.status_code == 200 for r in rs)
+        return [r.json() for r in rs]
+
+    got = asyncio.run(run())
+    expected = router.route_batch(queries)
+    assert [g["model"] for g in got] == [d.model for d in expected]
+    assert [g["cluster"] for g in got] == [d.cluster for d in expected]
+    batcher = app.state.route_batcher
+    embedder = router.get_embedder()
+    assert embedder.inner.batches < len(queries)  # fewer embedding calls than requests
+    assert isinstance(batcher, RouteBatcher)

@@ -3,29 +3,40 @@
 The body is ``{"messages": [...]}`` (OpenAI chat messages; the router reads the text the
 answerer would route on) or ``{"query": "..."}``, optionally with ``"alpha"`` (the
 performance/cost trade-off for this request) and ``"task"`` (a task hint). The reply is the
-decision (:meth:`avengers.RouteDecision.to_dict` without the echoed query): the chosen
+decision (the fields of :meth:`avengers.RouteDecision.to_dict` without the echoed query): the chosen
 ``model``, the ranked ``ranking`` with each model's score, performance, cost and evidence, the
-cluster and distance. Concurrent requests share embedding batches (the server's
-:class:`~avengers.embedders.BatchingEmbedder`), and the reply is serialised once with the
-standard library, without FastAPI's per-field encoding.
+cluster and distance. Concurrent requests are embedded and routed together
+(:class:`RouteBatcher`), and the reply is serialised once with the standard library, without
+FastAPI's per-field encoding.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.responses import Response
 from starlette.requests import Request
 
+from ..decision import RouteDecision
+from ..embedders import aembed
+from ..decision import RouteDecision
+from ..embedders import aembed
 from ..exceptions import AvengersError
 from ..messages import as_messages, routing_text
 from .checks import check_body_text
 from .replies import error_response
 from .state import server_state
 from .wire import BadRequest, read_json
+
+if TYPE_CHECKING:
+    from ..router import Router
+
+if TYPE_CHECKING:
+    from ..router import Router
 
 
 # POST /v1/route
@@ -40,16 +51,121 @@ async def route_only(request: Request) -> Any:
     answerer = state.answerer
     try:
         text = routing_text(as_messages(query))
+        if not text.strip():
+            raise BadRequest("nothing to route on: the message text is empty", "messages")
         alpha = answerer.config.alpha if alpha is None else alpha
-        decision = await answerer.router.aroute(text, alpha=alpha, task=task)
+        batcher: RouteBatcher = request.app.state.route_batcher
+        decision = await batcher.route(answerer.router, text, alpha, task)
+    except BadRequest as e:
+        return error_response(e.status, e.message, "invalid_request_error", None, e.param)
     except AvengersError as e:
         return error_response(400, str(e), "invalid_request_error")
-    out = decision.to_dict()
-    out.pop("query", None)
-    out["model"] = decision.model
-    return Response(
-        json.dumps(out, allow_nan=False, default=_finite), media_type="application/json"
-    )
+    return Response(json.dumps(decision_json(decision), default=_finite), media_type=_JSON)
+
+
+_JSON = "application/json"
+
+
+def decision_json(d: RouteDecision) -> dict[str, Any]:
+    """What :meth:`RouteDecision.to_dict` gives, without the echoed query, built directly (the
+    generic dataclass conversion costs more than the routing)."""
+    return {
+        "model": d.model,
+        "models": d.models,
+        "ranking": [
+            {
+                "model": m.model,
+                "score": m.score,
+                "performance": m.performance,
+                "cost": m.cost,
+                "evidence": m.evidence,
+            }
+            for m in d.ranking
+        ],  # fmt: skip
+        "cluster": d.cluster,
+        "distance": d.distance,
+        "top_k": d.top_k,
+        "cluster_weights": {str(k): v for k, v in d.cluster_weights.items()},
+        "fallback": d.fallback,
+        "method": d.method,
+        "explored": d.explored,
+        "signal": d.signal,
+        "task": d.task,
+        "classifier_share": d.classifier_share,
+    }
+
+
+_Item = tuple["Router", str, "float | None", "str | None", "asyncio.Future[RouteDecision]"]
+
+
+class RouteBatcher:
+    """Routes concurrent requests together: texts that arrive within ``max_wait`` seconds of each
+    other (up to ``max_batch``) are embedded in one call and routed in one
+    :meth:`Router.route_embeddings <avengers.Router.route_embeddings>` call per alpha, so a
+    burst of requests costs about one batch instead of one routing pass each. A failing batch
+    is retried one request at a time, so only the request at fault gets the error."""
+
+    def __init__(self, max_batch: int = 64, max_wait: float = 0.001) -> None:
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def route(
+        self, router: Router, text: str, alpha: float | None, task: str | None
+    ) -> RouteDecision:
+        """The decision for ``text`` (routed with whatever arrives meanwhile)."""
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._run(self._queue))
+        fut: asyncio.Future[RouteDecision] = loop.create_future()
+        self._queue.put_nowait((router, text, alpha, task, fut))
+        return await fut
+
+    async def _run(self, queue: asyncio.Queue[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(items) < self.max_batch:
+                try:
+                    items.append(queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    items.append(await asyncio.wait_for(queue.get(), timeout))
+                except asyncio.TimeoutError:
+                    break
+            groups: dict[tuple[int, float | None], list[_Item]] = {}
+            for item in items:
+                groups.setdefault((id(item[0]), item[2]), []).append(item)
+            for group in groups.values():
+                try:
+                    await _settle(group)
+                except Exception:
+                    for one in group:  # isolate the failure
+                        try:
+                            await _settle([one])
+                        except Exception as e:
+                            if not one[4].done():
+                                one[4].set_exception(e)
+
+
+async def _settle(group: list[_Item]) -> None:
+    """Embed and route ``group`` (one router, one alpha) and hand each caller its decision."""
+    router, alpha = group[0][0], group[0][2]
+    texts = [it[1] for it in group]
+    tasks = [it[3] for it in group]
+    X = await aembed(router.get_embedder(), texts)
+    decisions = router.route_embeddings(X, texts, alpha=alpha, tasks=tasks if any(tasks) else None)
+    for it, d in zip(group, decisions, strict=True):
+        if not it[4].done():
+            it[4].set_result(d)
 
 
 def _parse(body: dict[str, Any]) -> tuple[Any, float | None, str | None]:
@@ -83,5 +199,6 @@ def _finite(x: Any) -> Any:
 
 
 def add_route_only(app: FastAPI) -> None:
-    """Mount ``POST /v1/route``."""
+    """Mount ``POST /v1/route`` (with its :class:`RouteBatcher`)."""
+    app.state.route_batcher = RouteBatcher()
     app.add_api_route("/v1/route", route_only, methods=["POST"], name="route")
