@@ -137,7 +137,9 @@ def main() -> None:
     procs.append(
         subprocess.Popen(
             [sys.executable, str(fake), "--port", str(up_port), "--models", ",".join(models)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
     )
     up_url = f"http://127.0.0.1:{up_port}/v1"

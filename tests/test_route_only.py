@@ -106,3 +106,26 @@ def test_concurrent_route_requests_are_batched_and_each_gets_its_own_decision(
     embedder = router.get_embedder()
     assert embedder.inner.batches < len(queries)  # fewer embedding calls than requests
     assert isinstance(batcher, RouteBatcher)
+
+
+def test_route_only_checks_the_api_key_and_counts_metrics(
+    setup: tuple[TestClient, FakeOpenAIServer, Router],
+) -> None:
+    _, _, router = setup
+    eps = {"math-model": Endpoint("math-model", "http://127.0.0.1:9/v1")}
+    with TestClient(create_app(Answerer(router, eps), api_keys={"k1"})) as client:
+        r = client.post("/v1/route", json={"query": "What is 6 times 7?"})
+        assert r.status_code == 401
+        auth = {"authorization": "Bearer k1"}
+        r = client.post("/v1/route", json={"query": "What is 6 times 7?"}, headers=auth)
+        assert (
+            r.status_code == 200 and r.json()["model"] == router.route("What is 6 times 7?").model
+        )
+        text = client.get("/metrics").text
+        assert "/v1/route" in text
+    # with CORS on, the route is served through the ordinary stack and still answers
+    with TestClient(create_app(Answerer(router, eps), cors_origins=["http://a.example"])) as client:
+        r = client.post("/v1/route", json={"query": "hi"}, headers={"origin": "http://a.example"})
+        assert (
+            r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://a.example"
+        )

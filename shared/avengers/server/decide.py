@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -28,6 +29,7 @@ from ..embedders import aembed
 from ..exceptions import AvengersError
 from ..messages import as_messages, routing_text
 from .checks import check_body_text
+from .middleware import precheck
 from .replies import error_response
 from .state import server_state
 from .wire import BadRequest, read_json
@@ -196,6 +198,35 @@ def _finite(x: Any) -> Any:
     """JSON for what ``json`` cannot write itself (NumPy scalars)."""
     v = float(x)
     return v if math.isfinite(v) else None
+
+
+class RouteFastPath:
+    """ASGI middleware that answers ``POST /v1/route`` before the framework's middleware stack
+    (whose per-request tasks cost more than the routing), with the guard's own checks (API key,
+    body size), metrics and generic 500; every other request passes through unchanged. Mounted
+    only when CORS is off (CORS headers come from the stack it skips)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/route" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        state = server_state(request)
+        t0 = time.perf_counter()
+        state.metrics.in_flight += 1
+        resp: Response | None = None
+        try:
+            resp = precheck(state, request) or await route_only(request)
+        except Exception:
+            resp = error_response(500, "internal server error", "server_error")
+        finally:
+            state.metrics.in_flight -= 1
+            status = getattr(resp, "status_code", 500)
+            state.metrics.observe("/v1/route", status, time.perf_counter() - t0)
+        await resp(scope, receive, send)
 
 
 def add_route_only(app: FastAPI) -> None:
