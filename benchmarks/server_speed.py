@@ -140,7 +140,7 @@ def main() -> None:
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
     )
     up_url = f"http://127.0.0.1:{up_port}/v1"
     endpoints = {m: {"base_url": up_url, "max_concurrency": 256, "max_retries": 0} for m in models}

@@ -24,8 +24,6 @@ from starlette.requests import Request
 
 from ..decision import RouteDecision
 from ..embedders import aembed
-from ..decision import RouteDecision
-from ..embedders import aembed
 from ..exceptions import AvengersError
 from ..messages import as_messages, routing_text
 from .checks import check_body_text
@@ -83,7 +81,7 @@ def decision_json(d: RouteDecision) -> dict[str, Any]:
                 "evidence": m.evidence,
             }
             for m in d.ranking
-        ],  # fmt: skip
+        ],
         "cluster": d.cluster,
         "distance": d.distance,
         "top_k": d.top_k,
