@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -153,6 +154,12 @@ class Router(BaseEstimator):
         if "embedder" in params and params["embedder"] is not current["embedder"]:
             self._embedder = None
         return self
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The settings' names (scikit-learn's hook, which reads the signature on every call;
+        cached here because routing checks the settings on every call)."""
+        return list(_param_names(cls))
 
     def _validate_params(self) -> None:
         """Check every setting against :data:`avengers.params.ROUTER_PARAMS` (this overrides
@@ -864,6 +871,11 @@ class Router(BaseEstimator):
             token=token,
             commit_message=commit_message,
         )
+
+
+@functools.cache
+def _param_names(cls: type[Router]) -> tuple[str, ...]:
+    return tuple(BaseEstimator._get_param_names.__func__(cls))  # type: ignore[attr-defined]
 
 
 def _jsonable(x: Any) -> Any:
