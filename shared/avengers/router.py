@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 import warnings
@@ -873,9 +872,14 @@ class Router(BaseEstimator):
         )
 
 
-@functools.cache
+_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _param_names(cls: type[Router]) -> tuple[str, ...]:
-    return tuple(BaseEstimator._get_param_names.__func__(cls))  # type: ignore[attr-defined]
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = tuple(BaseEstimator._get_param_names.__func__(cls))
+    return names
 
 
 def _jsonable(x: Any) -> Any:
