@@ -2,7 +2,8 @@
 (model2vec, numpy), side by side on the bundled dcrouter data.
 
 For each embedder: batched embedding throughput, single-query embedding latency (median, p99),
-single-query embed + route latency with ``Router.paper(64)`` fitted on the bundled train split,
+single-query embed + route latency with the default ``Router()`` (hybrid: K=64 soft clusters
+and the success classifiers) fitted on the bundled train split,
 and route decisions per second (one query at a time, and in one batch). Goals for the static
 embedder: embed + route of one query within 1 ms, and at least 2,000 decisions per second.
 
@@ -79,7 +80,7 @@ def main() -> None:
         # a router fitted on the train split with this embedder (MiniLM vectors cached on disk)
         fit_emb = CachedEmbedder(minilm) if emb is minilm else emb
         X = fit_emb.embed(list(train.queries))
-        router = Router.paper(64, embedder=emb).fit(train, embeddings=X)
+        router = Router(embedder=emb).fit(train, embeddings=X)
         router.route(queries[0])
         both = timed(lambda i, r=router: r.route(singles[i]), len(singles))
         Y = emb.embed(queries)
@@ -105,7 +106,7 @@ def main() -> None:
 
     labels = list(results)
     print(
-        f"Router.paper(64) on the bundled dcrouter train split; {len(singles)} single queries; "
+        f"default Router() on the bundled dcrouter train split; {len(singles)} single queries; "
         f"CPU cores: {os.cpu_count()}; load average (1 min) at start: {load:.1f} "
         "(other processes inflate every figure)\n"
     )

@@ -32,7 +32,8 @@ import numpy as np
 from avengers import Router, evaluate
 from avengers.data import OutcomeData
 from avengers.datasets import load_dcrouter, load_routerdc
-from avengers.embedders import _normalize, resolve_embedder
+from avengers.embed_base import normalize_rows as _normalize
+from avengers.embedders import resolve_embedder
 from avengers.static import (
     StaticEmbedder,
     default_static_path,

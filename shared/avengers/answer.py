@@ -203,13 +203,15 @@ class Answerer:
         alpha: float | None = None,
         text: str | None = None,
         conversation: str | None = None,
+        task: str | None = None,
     ) -> RouteDecision:
         """The routing decision only (no model is called). With ``conversation``, a model the
         conversation already sticks to comes first (``decision.sticky``); a new conversation
-        sticks to this decision's model."""
+        sticks to this decision's model. ``task``: an optional task hint (see
+        :meth:`Router.estimate <avengers.Router.estimate>`)."""
         question = text if text is not None else routing_text(as_messages(query))
         decision = await self.router.aroute(
-            question, alpha=alpha if alpha is not None else self.config.alpha
+            question, alpha=alpha if alpha is not None else self.config.alpha, task=task
         )
         if conversation is None:
             return decision

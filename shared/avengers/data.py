@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -400,3 +400,191 @@ def as_outcomes(data: OutcomeData | str | Path | Sequence[Any]) -> OutcomeData:
     if seq and all(isinstance(x, (str, Path)) for x in seq):
         return load_outcomes(seq)
     return outcomes_from_rows(seq)
+
+
+# --------------------------------------------------------------------------- Parquet in chunks
+
+DEFAULT_CHUNK_ROWS = 65_536
+"""Rows read at a time by :func:`iter_parquet_outcomes`."""
+
+
+@dataclass
+class OutcomeChunk:
+    """A slice of a Parquet outcome file: rows ``start`` to ``start + len(data)`` (0-based) as
+    :class:`OutcomeData` (its models are the ones this slice names), and their precomputed
+    embeddings (float32, one row per query) when the file has an embedding column."""
+
+    start: int
+    data: OutcomeData
+    embeddings: np.ndarray | None = None
+
+
+def parquet_row_count(path: str | Path) -> int:
+    """The number of rows of a Parquet file (from its footer, without reading the rows)."""
+    return int(_open_parquet(Path(path)).metadata.num_rows)
+
+
+def iter_parquet_outcomes(
+    path: str | Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    embedding_column: str | None = "embedding",
+) -> Iterator[OutcomeChunk]:
+    """Read a Parquet file of wide outcome rows ``chunk_rows`` at a time, in file order.
+
+    Columns: ``query`` (or ``question``/``prompt``), ``scores`` (a struct with one field per
+    model, which is what pyarrow, pandas and Spark write for a dict or struct column, or a map from
+    model name to score), optionally ``costs`` (same form), ``task`` (or ``dataset``), and
+    ``embedding_column`` (a list of floats per row, e.g. vectors an external engine computed). A
+    missing or null cell is an unknown outcome. Each row is one observation: repeated queries are
+    not merged. Long rows (one per query and model) cannot be read in chunks, since one query's
+    rows may fall in different chunks."""
+    p = Path(path)
+    pf = _open_parquet(p)
+    names = pf.schema_arrow.names
+    qkey = next((k for k in QUERY_KEYS if k in names), None)
+    layout = f"query, scores[, costs, task, {embedding_column or 'embedding'}]"
+    if qkey is None:
+        raise DataError(f"{p}: no 'query' column (or 'question'/'prompt'); expected {layout}")
+    if "scores" not in names:
+        hint = (
+            " (long rows with 'model' and 'score' cannot be streamed)" if "model" in names else ""
+        )
+        raise DataError(f"{p}: no 'scores' column{hint}; expected {layout}")
+    if chunk_rows < 1:
+        raise DataError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    tkey = next((k for k in TASK_KEYS if k in names), None)
+    ekey = embedding_column if embedding_column and embedding_column in names else None
+    columns = [qkey, "scores"] + [c for c in ("costs", tkey, ekey) if c and c in names]
+    start = 0
+    try:
+        batches = pf.iter_batches(batch_size=chunk_rows, columns=columns)
+        for batch in batches:
+            yield _parquet_chunk(batch, start, p, qkey, tkey, ekey)
+            start += batch.num_rows
+    except DataError:
+        raise
+    except Exception as e:  # pyarrow errors on a damaged file
+        raise DataError(f"{p}: could not read Parquet rows: {e}") from None
+
+
+def _open_parquet(path: Path) -> Any:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable Parquet file: {e}") from None
+
+
+def _parquet_chunk(
+    batch: Any, start: int, path: Path, qkey: str, tkey: str | None, ekey: str | None
+) -> OutcomeChunk:
+    import pyarrow.compute as pc
+
+    n = batch.num_rows
+    where = f"{path}: rows {start + 1}-{start + n}"
+    q = batch.column(qkey)
+    blank = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(q)), 0), True)
+    if pc.any(blank).as_py():
+        row = start + int(np.flatnonzero(np.asarray(blank))[0]) + 1
+        raise DataError(f"{path}: row {row}: field '{qkey}' must be a non-empty string")
+    queries = q.to_pylist()
+    models, scores = _model_table(batch.column("scores"), where, "scores")
+    bad = ~np.isnan(scores) & ((scores < 0) | (scores > 1))
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise DataError(
+            f"{path}: row {start + r + 1}: field 'scores.{models[c]}': score {scores[r, c]} "
+            "is outside [0, 1]"
+        )
+    empty = np.isnan(scores).all(axis=1)
+    if empty.any():
+        raise DataError(f"{path}: row {start + int(empty.argmax()) + 1}: no score for any model")
+    costs = None
+    if "costs" in batch.schema.names:
+        cmodels, ctable = _model_table(batch.column("costs"), where, "costs")
+        costs = np.full_like(scores, np.nan)
+        for j, m in enumerate(cmodels):
+            if m in models:
+                costs[:, models.index(m)] = ctable[:, j]
+        badc = ~np.isnan(costs) & ((costs < 0) | ~np.isfinite(costs))
+        if badc.any():
+            r, c = np.argwhere(badc)[0]
+            raise DataError(
+                f"{path}: row {start + r + 1}: field 'costs.{models[c]}': cost {costs[r, c]} "
+                "must be a finite number >= 0"
+            )
+    tasks = None
+    if tkey is not None:
+        tasks = ["" if t is None else str(t) for t in batch.column(tkey).to_pylist()]
+        if not any(tasks):
+            tasks = None
+    emb = None if ekey is None else _vectors(batch.column(ekey), where, ekey)
+    data = OutcomeData(queries, models, scores, costs, tasks, source=str(path))
+    return OutcomeChunk(start=start, data=data, embeddings=emb)
+
+
+def _model_table(col: Any, where: str, name: str) -> tuple[list[str], np.ndarray]:
+    """A struct or map column of numbers as (model names, (n, m) float64 table, NaN unknown)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(col)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    try:
+        if pa.types.is_struct(col.type):
+            models = [col.type.field(i).name for i in range(col.type.num_fields)]
+            fields = col.flatten()  # parent nulls carried into the fields
+            cols = [pc.cast(f, pa.float64()).to_numpy(zero_copy_only=False) for f in fields]
+            table = np.column_stack(cols) if cols else np.zeros((n, 0))
+            return models, np.asarray(table, dtype=np.float64).reshape(n, len(models))
+        if pa.types.is_map(col.type):
+            offsets = np.asarray(col.offsets)
+            keys = pc.dictionary_encode(col.keys)
+            models = [str(k) for k in keys.dictionary.to_pylist()]
+            idx = np.asarray(keys.indices)
+            values = pc.cast(col.items, pa.float64()).to_numpy(zero_copy_only=False)
+            table = np.full((n, len(models)), np.nan)
+            rows = np.repeat(np.arange(n), np.diff(offsets))
+            table[rows, idx] = values
+            return models, table
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise DataError(f"{where}: column '{name}' must hold numbers: {e}") from None
+    raise DataError(
+        f"{where}: column '{name}' must be a struct or a map from model name to number, "
+        f"got {col.type}"
+    )
+
+
+def _vectors(col: Any, where: str, name: str) -> np.ndarray:
+    """A list-of-floats column as an (n, d) float32 array (every row the same length)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if not (
+        pa.types.is_list(col.type)
+        or pa.types.is_large_list(col.type)
+        or pa.types.is_fixed_size_list(col.type)
+    ):
+        raise DataError(f"{where}: column '{name}' must hold a list of floats per row")
+    n = len(col)
+    if col.null_count:
+        raise DataError(f"{where}: column '{name}' has an empty (null) vector")
+    lengths = np.asarray(pc.list_value_length(col))
+    d = int(lengths[0]) if n else 0
+    if n and (lengths != d).any():
+        raise DataError(f"{where}: column '{name}': vectors of different lengths")
+    try:
+        flat = pc.cast(col.flatten(), pa.float32()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise DataError(f"{where}: column '{name}' must hold floats: {e}") from None
+    X = np.asarray(flat, dtype=np.float32).reshape(n, d)
+    if not np.isfinite(X).all():
+        raise DataError(f"{where}: column '{name}' has a missing or non-finite value")
+    return X

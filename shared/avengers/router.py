@@ -154,6 +154,12 @@ class Router(BaseEstimator):
             self._embedder = None
         return self
 
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The settings' names (scikit-learn's hook, which reads the signature on every call;
+        cached here because routing checks the settings on every call)."""
+        return list(_param_names(cls))
+
     def _validate_params(self) -> None:
         """Check every setting against :data:`avengers.params.ROUTER_PARAMS` (this overrides
         scikit-learn's hook of the same name)."""
@@ -892,6 +898,16 @@ class Router(BaseEstimator):
             token=token,
             commit_message=commit_message,
         )
+
+
+_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _param_names(cls: type[Router]) -> tuple[str, ...]:
+    names = _PARAM_NAMES.get(cls)
+    if names is None:
+        names = _PARAM_NAMES[cls] = tuple(BaseEstimator._get_param_names.__func__(cls))
+    return names
 
 
 def _jsonable(x: Any) -> Any:

@@ -55,13 +55,48 @@ def train(
         ),
     ] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds for --tune.")] = 5,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="Read one Parquet file of wide rows in chunks (bounded memory, mini-batch "
+            "k-means); for files larger than memory. See docs/scale.md.",
+        ),
+    ] = False,
+    chunk_rows: Annotated[int, typer.Option(help="Rows read at a time with --stream.")] = 65_536,
+    embedding_column: Annotated[
+        str,
+        typer.Option(
+            help="With --stream: column of precomputed vectors, used when the file has it "
+            "(computed by --embedder's model)."
+        ),
+    ] = "embedding",
 ) -> None:
-    """Fit a router on outcome data and save it."""
+    """Fit a router on outcome data and save it (``--stream``: a Parquet file larger than
+    memory, in chunks)."""
     from ..evaluation import cross_validate_best_single, tune
     from ..exceptions import ClusterCountWarning
     from ..params import ClusterAlgorithm, Scoring
     from ..router import Router
 
+    if stream:
+        _train_stream(
+            data,
+            out,
+            k,
+            alpha,
+            top_k,
+            n_nearest,
+            shrinkage,
+            scoring,
+            clustering,
+            embedder,
+            seed,
+            chunk_rows,
+            embedding_column,
+            tuned=bool(tune_grid),
+        )
+        return
     grid = _parse_grid(tune_grid or [])
     outcomes = load_data(data, duplicates)
     for note in outcomes.notes:
@@ -109,6 +144,60 @@ def train(
     typer.echo(
         f"trained on {len(outcomes)} queries x {len(outcomes.models)} models, "
         f"{fitted} clusters, in {router.fit_seconds_:.1f}s -> {out}"
+    )
+
+
+def _train_stream(
+    data: list[Path],
+    out: Path,
+    k: int,
+    alpha: float,
+    top_k: int,
+    n_nearest: int,
+    shrinkage: float,
+    scoring: str,
+    clustering: str,
+    embedder: str | None,
+    seed: int,
+    chunk_rows: int,
+    embedding_column: str,
+    *,
+    tuned: bool,
+) -> None:
+    """``avengers train --stream``: :func:`avengers.stream.fit_stream` on one Parquet file."""
+    from ..params import ClusterAlgorithm, Scoring
+    from ..router import Router
+    from ..stream import fit_stream
+
+    if tuned:
+        fail("--tune needs every vector in memory; it cannot be combined with --stream")
+    if len(data) != 1 or data[0].suffix.lower() not in (".parquet", ".pq"):
+        fail("--stream reads one Parquet file (.parquet); see docs/scale.md for the layout")
+    if chunk_rows < 1:
+        fail("--chunk-rows must be at least 1")
+    router = Router(
+        n_clusters=k,
+        alpha=alpha,
+        top_k=top_k,
+        n_nearest=n_nearest,
+        shrinkage=shrinkage,
+        scoring=cast(Scoring, scoring),
+        clustering=cast(ClusterAlgorithm, clustering),
+        embedder=embedder,
+        random_state=seed,
+    )
+    fitted = fit_stream(
+        router,
+        data[0],
+        chunk_rows=chunk_rows,
+        embedding_column=embedding_column or None,
+        progress=lambda msg: typer.echo(msg, err=True),
+    )
+    fitted.save_pretrained(out)
+    summary = fitted.training_summary_
+    typer.echo(
+        f"trained on {summary['n_queries']:,} rows x {len(fitted.models_)} models (streamed), "
+        f"{len(fitted.cluster_centers_)} clusters, in {fitted.fit_seconds_:.1f}s -> {out}"
     )
 
 

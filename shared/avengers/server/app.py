@@ -25,6 +25,7 @@ from ..exceptions import ConfigError
 from ..feedback import FeedbackStore
 from ..results import SamplingConfig
 from .auth import load_api_keys
+from .decide import RouteFastPath, add_route_only
 from .embedding import DEFAULT_EMBED_CACHE_SIZE, as_embed_cache, serving_embedder
 from .feedback import enable_feedback
 from .middleware import add_middleware
@@ -105,6 +106,9 @@ def create_app(
     app.state.answerer = answerer
     add_middleware(app, cors_origins)
     add_routes(app)
+    add_route_only(app)
+    if not cors_origins:
+        app.add_middleware(RouteFastPath)
     if feedback_store is not None:
         enable_feedback(app, state, feedback_store)
     return app

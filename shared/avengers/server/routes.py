@@ -25,10 +25,7 @@ from .wire import (
     BadRequest,
     CompletionRequest,
     conversation_key,
-    messages_from,
-    parse_alpha,
     parse_request,
-    prompt_messages,
     read_json,
 )
 
@@ -131,34 +128,6 @@ def check_capable(state: ServerState, req: CompletionRequest) -> None:
             raise CapabilityError(needs, excluded)
 
 
-# POST /v1/route: the routing decision only (no model is called), with its explanation; with a
-# conversation key (body field or X-Conversation-Id header) the conversation's model comes first.
-async def route_only(request: Request) -> Any:
-    state = server_state(request)
-    try:
-        body = await read_json(request, state.max_body_bytes)
-        check_body_text(body)
-        msgs = messages_from(body) if "messages" in body else prompt_messages(body)
-        alpha = parse_alpha(body)
-        if alpha is None and isinstance(body.get("model"), str) and body["model"] in state.profiles:
-            alpha = state.profiles[body["model"]].overrides.get("alpha")
-        key = conversation_key(body, request.headers)
-    except BadRequest as e:
-        return error_response(e.status, e.message, "invalid_request_error", None, e.param)
-    try:
-        decision = await state.answerer.aroute(msgs, alpha=alpha, conversation=key)
-    except AvengersError as e:
-        return error_response(400, str(e), "invalid_request_error")
-    return {
-        "object": "route",
-        "model": decision.model,
-        "sticky": decision.sticky,
-        "conversation": key,
-        "decision": decision.to_dict(),
-        "explanation": decision.explain(),
-    }
-
-
 # GET /v1/models: one entry per profile.
 async def list_models(request: Request) -> Any:
     data = [
@@ -211,7 +180,6 @@ def add_routes(app: FastAPI) -> None:
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.add_api_route("/v1/completions", completions, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="models")
-    app.add_api_route("/v1/route", route_only, methods=["POST"], name="route")
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/ready", ready, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"], name="prom")

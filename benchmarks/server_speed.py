@@ -1,0 +1,219 @@
+"""The server's fast path, MiniLM and static side by side in one run (issue 19).
+
+Two routers are fitted with the package's default ``Router()`` on the dcrouter training split,
+one per embedder, and each is served by ``avengers serve`` (one worker, in its own process, the
+default in-memory query cache) in front of one instant local upstream (the deterministic fake
+OpenAI server, its own process) that serves every candidate. At 64 concurrent clients:
+
+* **route only**: ``POST /v1/route``, the decision without any model call;
+* **routed**: ``POST /v1/chat/completions`` with profile ``avengers-fast`` (one sample of the
+  chosen model), next to the same requests sent straight to the upstream; the difference of the
+  latency percentiles is what the server adds.
+
+Every request carries a distinct query (a dcrouter test question with its request number), so the
+query cache never answers. The load generator is a minimal HTTP/1.1 keep-alive client on raw
+asyncio streams (an httpx client costs more CPU per request than the server under test). It
+prints requests/s, p50/p99 latency and failures (a non-200 status or a lost connection).
+
+    .venv/bin/python benchmarks/server_speed.py [--requests 3000] [--clients 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _one_connection(
+    port: int, jobs: asyncio.Queue[tuple[str, bytes]], lat: list[float], failed: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            try:
+                path, body = jobs.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            t0 = time.perf_counter()
+            try:
+                writer.write(head + body)
+                status_line = await reader.readline()
+                length = 0
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                ok = status_line.split(b" ")[1:2] == [b"200"]
+            except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+                ok = False
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            lat.append(time.perf_counter() - t0)
+            failed[0] += not ok
+    finally:
+        writer.close()
+
+
+async def drive(port: int, requests: list[tuple[str, bytes]], clients: int) -> dict[str, float]:
+    jobs: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for r in requests:
+        jobs.put_nowait(r)
+    lat: list[float] = []
+    failed = [0]
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_one_connection(port, jobs, lat, failed) for _ in range(clients)))
+    wall = time.perf_counter() - t0
+    a = np.array(lat) * 1000
+    lost = len(requests) - len(lat)
+    return {
+        "rps": len(requests) / wall,
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "failed": float(failed[0] + lost),
+    }
+
+
+def wait_up(port: int, path: str, timeout: float = 180.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"nothing answered on port {port} within {timeout:.0f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    args = ap.parse_args()
+
+    from avengers import Router
+    from avengers.datasets import load_dcrouter
+
+    train = load_dcrouter("train", args.data_dir, with_price=False)
+    test = load_dcrouter("test", args.data_dir, with_price=False)
+    models = list(train.models)
+    tmp = Path(tempfile.mkdtemp(prefix="avengers-server-speed-"))
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": f"{ROOT / 'shared'}:{os.environ.get('PYTHONPATH', '')}",
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+    up_port = free_port()
+    fake = ROOT / "tests" / "fake_openai_server.py"
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, str(fake), "--port", str(up_port), "--models", ",".join(models)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    up_url = f"http://127.0.0.1:{up_port}/v1"
+    endpoints = {m: {"base_url": up_url, "max_concurrency": 256, "max_retries": 0} for m in models}
+    (tmp / "e.json").write_text(json.dumps({"endpoints": endpoints}))
+    servers: dict[str, int] = {}
+    try:
+        for label, spec in (("MiniLM", None), ("static", "static")):
+            router = Router(embedder=spec).fit(train)
+            router.save_pretrained(tmp / label, model_card=False)
+            port = free_port()
+            cmd = [sys.executable, "-m", "avengers", "serve", "-e", str(tmp / "e.json")]
+            cmd += ["--router", str(tmp / label), "--port", str(port)]
+            procs.append(
+                subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            servers[label] = port
+        wait_up(up_port, "/v1/models")
+        for port in servers.values():
+            wait_up(port, "/health")
+
+        questions = [q[:2000] for q in test.queries]
+        n, c = args.requests, args.clients
+
+        def bodies(kind: str, tag: str, count: int) -> list[tuple[str, bytes]]:
+            out = []
+            for i in range(count):
+                q = f"{questions[i % len(questions)]} (#{tag}-{i})"
+                msgs = [{"role": "user", "content": q}]
+                if kind == "route":
+                    out.append(("/v1/route", json.dumps({"messages": msgs}).encode()))
+                elif kind == "routed":
+                    body = {"model": "avengers-fast", "messages": msgs}
+                    out.append(("/v1/chat/completions", json.dumps(body).encode()))
+                else:
+                    body = {"model": models[i % len(models)], "messages": msgs}
+                    out.append(("/v1/chat/completions", json.dumps(body).encode()))
+            return out
+
+        results: dict[tuple[str, str], dict[str, float]] = {}
+        for label, port in servers.items():  # warm-up
+            asyncio.run(drive(port, bodies("route", f"w{label}", 200), c))
+            asyncio.run(drive(port, bodies("routed", f"w{label}", 200), c))
+        asyncio.run(drive(up_port, bodies("direct", "w", 200), c))
+        load = os.getloadavg()[0]
+        for label, port in servers.items():
+            results[(label, "route only")] = asyncio.run(drive(port, bodies("route", label, n), c))
+            results[("upstream", "direct")] = asyncio.run(
+                drive(up_port, bodies("direct", label, n), c)
+            )
+            results[(label, "routed")] = asyncio.run(drive(port, bodies("routed", label, n), c))
+            results[(label, "direct")] = results[("upstream", "direct")]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+
+    print(f"\n{n} requests per row, {c} concurrent clients, 1 server worker; "
+          f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print("| embedder | path | req/s | p50 (ms) | p99 (ms) | failed |")
+    print("|---|---|---|---|---|---|")
+    for label in servers:
+        for path in ("route only", "direct", "routed"):
+            r = results[(label, path)]
+            name = "upstream directly" if path == "direct" else path
+            print(f"| {label} | {name} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | "
+                  f"{r['failed']:.0f} |")  # fmt: skip
+    print("\n| embedder | routed: added p50 (ms) | added p99 (ms) |\n|---|---|---|")
+    for label in servers:
+        d, s = results[(label, "direct")], results[(label, "routed")]
+        print(f"| {label} | {s['p50'] - d['p50']:.1f} | {s['p99'] - d['p99']:.1f} |")
+    print("\ngoals: route only >= 1,000 req/s; routed added p99 <= 10 ms; 0 failures")
+
+
+if __name__ == "__main__":
+    main()

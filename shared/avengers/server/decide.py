@@ -1,0 +1,252 @@
+"""``POST /v1/route``: the routing decision alone, no model called.
+
+The body is ``{"messages": [...]}`` (OpenAI chat messages; the router reads the text the
+answerer would route on) or ``{"query": "..."}``, optionally with ``"alpha"`` (the
+performance/cost trade-off for this request) and ``"task"`` (a task hint). The reply is the
+decision (the fields of :meth:`avengers.RouteDecision.to_dict` without the echoed query): the chosen
+``model``, the ranked ``ranking`` with each model's score, performance, cost and evidence, the
+cluster and distance. Concurrent requests are embedded and routed together
+(:class:`RouteBatcher`), and the reply is serialised once with the standard library, without
+FastAPI's per-field encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from starlette.requests import Request
+
+from ..decision import RouteDecision
+from ..embedders import aembed
+from ..exceptions import AvengersError
+from ..messages import as_messages, routing_text
+from .checks import check_body_text
+from .middleware import precheck
+from .replies import error_response
+from .state import server_state
+from .wire import BadRequest, conversation_key, prompt_messages, read_json
+
+if TYPE_CHECKING:
+    from ..router import Router
+
+if TYPE_CHECKING:
+    from ..router import Router
+
+
+# POST /v1/route
+async def route_only(request: Request) -> Any:
+    state = server_state(request)
+    try:
+        body = await read_json(request, state.max_body_bytes)
+        check_body_text(body)
+        query, alpha, task = _parse(body)
+        if alpha is None and isinstance(body.get("model"), str) and body["model"] in state.profiles:
+            alpha = state.profiles[body["model"]].overrides.get("alpha")
+        key = conversation_key(body, request.headers)
+    except BadRequest as e:
+        return error_response(e.status, e.message, "invalid_request_error", None, e.param)
+    answerer = state.answerer
+    try:
+        text = routing_text(as_messages(query))
+        if not text.strip():
+            raise BadRequest("nothing to route on: the message text is empty", "messages")
+        if key is None:  # the batched fast path
+            alpha = answerer.config.alpha if alpha is None else alpha
+            batcher: RouteBatcher = request.app.state.route_batcher
+            decision = await batcher.route(answerer.router, text, alpha, task)
+        else:  # a conversation: its model comes first (one store lookup, not batched)
+            decision = await answerer.aroute(
+                query, alpha=alpha, text=text, conversation=key, task=task
+            )
+    except BadRequest as e:
+        return error_response(e.status, e.message, "invalid_request_error", None, e.param)
+    except AvengersError as e:
+        return error_response(400, str(e), "invalid_request_error")
+    payload = {
+        "object": "route",
+        **decision_json(decision),
+        "sticky": decision.sticky,
+        "conversation": key,
+        "explanation": decision.explain(),
+    }
+    return Response(json.dumps(payload, default=_finite), media_type=_JSON)
+
+
+_JSON = "application/json"
+
+
+def decision_json(d: RouteDecision) -> dict[str, Any]:
+    """What :meth:`RouteDecision.to_dict` gives, without the echoed query, built directly (the
+    generic dataclass conversion costs more than the routing)."""
+    return {
+        "model": d.model,
+        "models": d.models,
+        "ranking": [
+            {
+                "model": m.model,
+                "score": m.score,
+                "performance": m.performance,
+                "cost": m.cost,
+                "evidence": m.evidence,
+            }
+            for m in d.ranking
+        ],
+        "cluster": d.cluster,
+        "distance": d.distance,
+        "top_k": d.top_k,
+        "cluster_weights": {str(k): v for k, v in d.cluster_weights.items()},
+        "fallback": d.fallback,
+        "method": d.method,
+        "explored": d.explored,
+        "signal": d.signal,
+        "task": d.task,
+        "classifier_share": d.classifier_share,
+    }
+
+
+_Item = tuple["Router", str, "float | None", "str | None", "asyncio.Future[RouteDecision]"]
+
+
+class RouteBatcher:
+    """Routes concurrent requests together: texts that arrive within ``max_wait`` seconds of each
+    other (up to ``max_batch``) are embedded in one call and routed in one
+    :meth:`Router.route_embeddings <avengers.Router.route_embeddings>` call per alpha, so a
+    burst of requests costs about one batch instead of one routing pass each. A failing batch
+    is retried one request at a time, so only the request at fault gets the error."""
+
+    def __init__(self, max_batch: int = 64, max_wait: float = 0.001) -> None:
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    async def route(
+        self, router: Router, text: str, alpha: float | None, task: str | None
+    ) -> RouteDecision:
+        """The decision for ``text`` (routed with whatever arrives meanwhile)."""
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._run(self._queue))
+        fut: asyncio.Future[RouteDecision] = loop.create_future()
+        self._queue.put_nowait((router, text, alpha, task, fut))
+        return await fut
+
+    async def _run(self, queue: asyncio.Queue[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(items) < self.max_batch:
+                try:
+                    items.append(queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                try:
+                    items.append(await asyncio.wait_for(queue.get(), timeout))
+                except asyncio.TimeoutError:
+                    break
+            groups: dict[tuple[int, float | None], list[_Item]] = {}
+            for item in items:
+                groups.setdefault((id(item[0]), item[2]), []).append(item)
+            for group in groups.values():
+                try:
+                    await _settle(group)
+                except Exception:
+                    for one in group:  # isolate the failure
+                        try:
+                            await _settle([one])
+                        except Exception as e:
+                            if not one[4].done():
+                                one[4].set_exception(e)
+
+
+async def _settle(group: list[_Item]) -> None:
+    """Embed and route ``group`` (one router, one alpha) and hand each caller its decision."""
+    router, alpha = group[0][0], group[0][2]
+    texts = [it[1] for it in group]
+    tasks = [it[3] for it in group]
+    X = await aembed(router.get_embedder(), texts)
+    decisions = router.route_embeddings(X, texts, alpha=alpha, tasks=tasks if any(tasks) else None)
+    for it, d in zip(group, decisions, strict=True):
+        if not it[4].done():
+            it[4].set_result(d)
+
+
+def _parse(body: dict[str, Any]) -> tuple[Any, float | None, str | None]:
+    if "messages" in body:
+        query = body["messages"]
+        if not isinstance(query, list) or not query:
+            raise BadRequest("'messages' must be a non-empty list of messages", "messages")
+    elif "query" in body:
+        query = body["query"]
+        if not isinstance(query, str) or not query.strip():
+            raise BadRequest("'query' must be a non-empty string", "query")
+    elif "prompt" in body:
+        query = prompt_messages(body)
+    else:
+        raise BadRequest(
+            "give 'messages' (chat messages), 'prompt' or 'query' (a string)", "messages"
+        )
+    alpha = body.get("alpha")
+    if alpha is not None and (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, (int, float))
+        or not 0.0 <= float(alpha) <= 1.0
+    ):
+        raise BadRequest("'alpha' must be a number in [0, 1]", "alpha")
+    task = body.get("task")
+    if task is not None and not isinstance(task, str):
+        raise BadRequest("'task' must be a string", "task")
+    return query, None if alpha is None else float(alpha), task
+
+
+def _finite(x: Any) -> Any:
+    """JSON for what ``json`` cannot write itself (NumPy scalars)."""
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+class RouteFastPath:
+    """ASGI middleware that answers ``POST /v1/route`` before the framework's middleware stack
+    (whose per-request tasks cost more than the routing), with the guard's own checks (API key,
+    body size), metrics and generic 500; every other request passes through unchanged. Mounted
+    only when CORS is off (CORS headers come from the stack it skips)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/route" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        state = server_state(request)
+        t0 = time.perf_counter()
+        state.metrics.in_flight += 1
+        resp: Response | None = None
+        try:
+            resp = precheck(state, request) or await route_only(request)
+        except Exception:
+            resp = error_response(500, "internal server error", "server_error")
+        finally:
+            state.metrics.in_flight -= 1
+            status = getattr(resp, "status_code", 500)
+            state.metrics.observe("/v1/route", status, time.perf_counter() - t0)
+        await resp(scope, receive, send)
+
+
+def add_route_only(app: FastAPI) -> None:
+    """Mount ``POST /v1/route`` (with its :class:`RouteBatcher`)."""
+    app.state.route_batcher = RouteBatcher()
+    app.add_api_route("/v1/route", route_only, methods=["POST"], name="route")
