@@ -60,4 +60,3 @@ def local_router(embedder):
             scores = {m: skill[q["task"]] for m, skill in LOCAL_SKILL.items()}
             rows.append({"query": q["question"], "task": q["task"], "scores": scores})
     return Router.paper(3, embedder=embedder).fit(rows)
-

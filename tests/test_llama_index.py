@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,9 +327,7 @@ def test_tools_doc_examples_run(
     """docs/llamaindex.md's tools section: a FunctionAgent with two tools, a structured LLM."""
     text = DOC.read_text()
     (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints-tools.yaml").write_text(
-        point_at(yaml_block, local_server.base_url)
-    )
+    (tmp_path / "endpoints-tools.yaml").write_text(point_at(yaml_block, local_server.base_url))
     local_router.save_pretrained(tmp_path / "my-router")
     monkeypatch.chdir(tmp_path)
     (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
