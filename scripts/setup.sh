@@ -11,10 +11,13 @@ T0=$SECONDS
 # step LABEL CMD...: run CMD with its output in a temporary log; every 10 s print the elapsed
 # time and the latest progress line of the log (pip's Collecting/Downloading/Building lines,
 # cmake's "[ 42%] Building ..." lines while llama.cpp compiles). On failure show the log's tail.
+# (AVENGERS_SETUP_HEARTBEAT sets the interval; tests/test_first_run.py checks these lines against
+# a real cmake/ninja build.)
 step() {
   local label=$1
   shift
-  local log t0=$SECONDS next=$((SECONDS + 10)) pid last
+  local every=${AVENGERS_SETUP_HEARTBEAT:-10}
+  local log t0=$SECONDS next=$((SECONDS + every)) pid last
   log=$(mktemp)
   echo "[setup] $label ..." >&2
   "$@" >"$log" 2>&1 &
@@ -22,7 +25,7 @@ step() {
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
     if [ "$SECONDS" -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
-      next=$((SECONDS + 10))
+      next=$((SECONDS + every))
       last=$(grep -aoE '\[ *[0-9]+(%|/[0-9]+)\] [A-Za-z].*|(Collecting|Downloading|Building|Installing|Successfully|Distilling|Embedding).*' "$log" | tail -1 | cut -c1-100 || true)
       echo "[setup]   $label: $((SECONDS - t0))s${last:+  | $last}" >&2
     fi

@@ -485,6 +485,8 @@ def _structured_reply(
         if fmt["type"] == "json_schema":
             schema = (fmt.get("json_schema") or {}).get("schema") or {}
             return json.dumps(_instance(schema, prompt)), []
+        if isinstance(fmt.get("schema"), dict):  # llama-cpp-python's form: json_object + schema
+            return json.dumps(_instance(fmt["schema"], prompt)), []
         return json.dumps(JOKE), []
     if last.get("role") == "tool":
         c = last.get("content")
@@ -565,6 +567,29 @@ def serving(models: dict[str, FakeModel]) -> Iterator[FakeOpenAIServer]:
         yield server
     finally:
         server.stop()
+
+
+LOCAL_URLS = ("http://127.0.0.1:8081/v1", "http://127.0.0.1:8082/v1")
+"""Where the docs' examples find the two local models (``avengers local start``)."""
+
+
+def local_fakes() -> dict[str, FakeModel]:
+    """Stand-ins for the two local models, under the ids their llama.cpp servers use:
+    ``smollm2-135m`` answers arithmetic (three answers, two of them 391) and knows Spain's capital,
+    ``gemma3-270m`` says 21."""
+    return {
+        "smollm2-135m": FakeModel(
+            answers=["391", "The answer is 391.", "381"], keywords={"capital": ["Madrid."]}
+        ),
+        "gemma3-270m": FakeModel(answers=["21"]),
+    }
+
+
+def point_at(text: str, base_url: str) -> str:
+    """``text`` (a doc block) with the local models' URLs replaced by ``base_url``."""
+    for url in LOCAL_URLS:
+        text = text.replace(url, base_url)
+    return text
 
 
 def main() -> None:  # pragma: no cover - manual use

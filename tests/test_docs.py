@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from avengers import Router
-from fake_openai_server import FakeModel, FakeOpenAIServer
+from fake_openai_server import FakeOpenAIServer, local_fakes, point_at
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 DOC_URL = "http://127.0.0.1:8081/v1"
@@ -22,51 +22,53 @@ def blocks(doc: str, lang: str) -> list[str]:
 
 @pytest.fixture
 def server() -> Iterator[FakeOpenAIServer]:
-    s = FakeOpenAIServer(
-        {
-            "math": FakeModel(answers=["391", "The answer is 391.", "381"]),
-            "chef": FakeModel(answers=["Boil it for six minutes."]),
-            "coder": FakeModel(answers=["def f(): pass"]),
-        }
-    ).start()
+    s = FakeOpenAIServer(local_fakes()).start()
     yield s
     s.stop()
 
 
 def test_answering_doc_examples_run(
-    toy_router: Router,
+    local_router: Router,
     server: FakeOpenAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (yaml_block,) = blocks("answering.md", "yaml")
-    (tmp_path / "endpoints.yaml").write_text(yaml_block.replace(DOC_URL, server.base_url))
-    toy_router.save_pretrained(tmp_path / "my-router")
+    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, server.base_url))
+    local_router.save_pretrained(tmp_path / "my-router")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CODER_API_KEY", "sk-doc-test")
     ns: dict[str, Any] = {}
     code = blocks("answering.md", "python")
     assert len(code) == 3
     for block in code:
         exec(compile(block, "docs/answering.md", "exec"), ns)
-    assert ns["result"].answer == "391" and ns["result"].model in ("math-model", "code-model")
+    assert ns["result"].answer == "391" and ns["result"].model == "smollm2-135m"
     out = capsys.readouterr().out
-    assert "391" in out and "Boil it for six minutes." in out
+    assert "391" in out
+    assert "What is 6 times 7? -> smollm2-135m" in out  # routing: arithmetic to SmolLM2
+    assert "Which number is larger: 12 or 21? -> gemma3-270m" in out  # comparisons to Gemma
+    assert out.rstrip().endswith("21")  # the streamed comparison, answered by Gemma
+    # the endpoint file is the one `avengers local start` writes
+    from dataclasses import replace
+
+    from avengers import load_endpoints
+    from avengers.demo.local import demo_endpoints
+
+    assert load_endpoints(tmp_path / "endpoints.yaml") == {
+        n: replace(ep, base_url=server.base_url) for n, ep in demo_endpoints().items()
+    }
 
 
 def test_serve_doc_clients_run_against_the_server(
-    toy_router: Router, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+    local_router: Router, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from avengers import Answerer, Endpoint
     from avengers.serve import create_app
     from test_serve import Running
 
-    eps = {
-        name: Endpoint(name, server.base_url, model=mid)
-        for name, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
-    }
-    running = Running(create_app(Answerer(toy_router, eps, n_samples=3)))
+    eps = {name: Endpoint(name, server.base_url, model=name) for name in local_fakes()}
+    running = Running(create_app(Answerer(local_router, eps, n_samples=3)))
     try:
         code = [b for b in blocks("serve.md", "python") if "[...]" not in b]
         assert len(code) == 3
@@ -74,7 +76,8 @@ def test_serve_doc_clients_run_against_the_server(
             block = block.replace("http://127.0.0.1:8000/v1", f"{running.url}/v1")
             exec(compile(block, "docs/serve.md", "exec"), {})
         out = capsys.readouterr().out
-        assert "391" in out and "math-model" in out and out.count("Boil it for six minutes.") == 2
+        assert out.splitlines()[:2] == ["391", "smollm2-135m"] and "'391': 2" in out
+        assert out.splitlines()[3:] == ["21", "21"]  # comparisons: routed to Gemma
     finally:
         running.stop()
 
@@ -99,20 +102,21 @@ def test_router_doc_examples_run_and_print_what_the_doc_shows(
 
 
 def test_serve_doc_tool_examples_run(
-    toy_router: Router, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+    local_router: Router,
+    server: FakeOpenAIServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """docs/serve.md's tools section: an openai-client tool loop and a ChatOpenAI
-    structured-output chain through the server."""
-    from avengers import Answerer, Endpoint
+    structured-output chain through a server on answering.md's ``endpoints-tools.yaml``."""
+    from avengers import Answerer, load_endpoints
     from avengers.serve import create_app
     from test_serve import Running
 
-    caps = {"tools": True, "json_schema": True}
-    eps = {
-        name: Endpoint(name, server.base_url, model=mid, capabilities=caps)
-        for name, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
-    }
-    running = Running(create_app(Answerer(toy_router, eps, n_samples=3)))
+    (yaml_block,) = blocks("answering.md", "yaml tools")
+    (tmp_path / "endpoints-tools.yaml").write_text(point_at(yaml_block, server.base_url))
+    eps = load_endpoints(tmp_path / "endpoints-tools.yaml")
+    running = Running(create_app(Answerer(local_router, eps, n_samples=3)))
     try:
         code = re.findall(r"```python tools\n(.*?)```", (DOCS / "serve.md").read_text(), re.S)
         assert len(code) == 2

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -175,3 +176,90 @@ def test_skipped_tests_show_their_reason() -> None:
         'pytest.skip(f"research data folder not found at {DATA_DIR}")'
         in (root / "tests" / "conftest.py").read_text()
     )
+
+
+# ------------------------------------------------- set-up progress during the llama.cpp compile
+
+SETUP = Path(__file__).resolve().parents[1] / "scripts" / "setup.sh"
+
+
+def _setup_step_function() -> str:
+    """The ``step`` function of scripts/setup.sh, as bash source."""
+    import re
+
+    (fn,) = re.findall(r"^step\(\) \{\n.*?^\}\n", SETUP.read_text(), flags=re.S | re.M)
+    return fn
+
+
+def _run_step(tmp_path: Path, command: str) -> str:
+    """Run ``step`` on a bash command with a 1-second heartbeat; its stderr."""
+    import subprocess
+
+    script = tmp_path / "step.sh"
+    script.write_text("set -euo pipefail\n" + _setup_step_function() + f'step "build" {command}\n')
+    r = subprocess.run(
+        ["bash", str(script)],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "AVENGERS_SETUP_HEARTBEAT": "1", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stderr
+
+
+@pytest.mark.skipif(
+    not all(Path(f"/usr/bin/{t}").exists() for t in ("cmake", "ninja", "cc")),
+    reason="needs cmake, ninja and a C compiler",
+)
+def test_setup_shows_compile_progress_from_a_real_cmake_ninja_build(tmp_path: Path) -> None:
+    """While a real CMake + Ninja build runs (the generator scikit-build-core uses for
+    llama-cpp-python), its output indented as ``pip -v`` shows it, the heartbeat names the
+    latest ``[n/N] Building C object ...`` line."""
+    src = tmp_path / "src"
+    src.mkdir()
+    names = [f"part{i}" for i in range(4)]
+    for n in names:
+        (src / f"{n}.c").write_text(f"int {n}(void) {{ return 1; }}\n")
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.10)\nproject(tiny C)\n"
+        f"add_library(tiny STATIC {' '.join(n + '.c' for n in names)})\n"
+    )
+    slow = tmp_path / "slowcc"  # each compile takes a second, so the heartbeat fires mid-build
+    slow.write_text('#!/bin/sh\nsleep 1\nexec "$@"\n')
+    slow.chmod(0o755)
+    build = (
+        f"cmake -S {src} -B {tmp_path / 'build'} -G Ninja -DCMAKE_C_COMPILER_LAUNCHER={slow} "
+        f"&& cmake --build {tmp_path / 'build'} -j1"
+    )
+    err = _run_step(tmp_path, f"bash -c '({build}) 2>&1 | sed -u \"s/^/  /\"'")
+    beats = [x for x in err.splitlines() if x.startswith("[setup]   build: ")]
+    compiling = [x for x in beats if re.search(r"\| \[\d+/\d+\] Building C object", x)]
+    assert compiling, err
+    assert all(len(x.split("| ", 1)[1]) <= 100 for x in compiling)
+    assert err.splitlines()[-1].startswith("[setup] build: done in ")
+
+
+def test_setup_progress_pattern_matches_pip_and_make_lines(tmp_path: Path) -> None:
+    """pip's own lines and Make's ``[ 42%]`` lines (a build without Ninja) are shown too; the
+    last matching line wins."""
+    log = tmp_path / "log.txt"
+    log.write_text(
+        "Using pip 24.0 from /x/pip (python 3.11)\n"
+        "Collecting llama-cpp-python>=0.3\n"
+        "  Downloading llama_cpp_python-0.3.16.tar.gz (50.7 MB)\n"
+        "Building wheels for collected packages: llama-cpp-python\n"
+        "  *** Configuring CMake...\n"
+        "  [ 42%] Building CXX object vendor/llama.cpp/src/CMakeFiles/llama.dir/llama.cpp.o\n"
+        "  cc1plus: note: some compiler chatter\n"
+    )
+    cmd = f"bash -c 'cat {log}; sleep 3'"
+    err = _run_step(tmp_path, cmd)
+    beats = [x for x in err.splitlines() if x.startswith("[setup]   build: ")]
+    assert beats and all(
+        x.endswith(
+            "| [ 42%] Building CXX object vendor/llama.cpp/src/CMakeFiles/llama.dir/llama.cpp.o"
+        )
+        for x in beats
+    ), err

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from avengers import Endpoint, Router, SamplingConfig
 from avengers.exceptions import ConfigError
-from fake_openai_server import FakeModel, FakeOpenAIServer
+from fake_openai_server import FakeModel, FakeOpenAIServer, local_fakes, point_at
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
@@ -242,46 +242,47 @@ def test_settings_reach_the_models_or_are_reported(
         AvengersRouterChain(router=toy_router, runnables=lambdas).invoke(COOK_Q)  # nothing set
 
 
+@pytest.fixture
+def local_server() -> Iterator[FakeOpenAIServer]:
+    """Stands in for the two local models the docs use."""
+    s = FakeOpenAIServer(local_fakes()).start()
+    yield s
+    s.stop()
+
+
 def test_doc_examples_run(
-    toy_router: Router,
-    server: FakeOpenAIServer,
+    local_router: Router,
+    local_server: FakeOpenAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     text = DOC.read_text()
     (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints.yaml").write_text(
-        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
-    )
-    toy_router.save_pretrained(tmp_path / "my-router")
+    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, local_server.base_url))
+    local_router.save_pretrained(tmp_path / "my-router")
     monkeypatch.chdir(tmp_path)
     ns: dict[str, Any] = {}
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(code) == 4
     for block in code:
-        exec(
-            compile(
-                block.replace("http://127.0.0.1:8081/v1", server.base_url),
-                "<docs/langchain.md>",
-                "exec",
-            ),
-            ns,
-        )
+        exec(compile(point_at(block, local_server.base_url), "<docs/langchain.md>", "exec"), ns)
     out = capsys.readouterr().out.splitlines()
     math = ("391", "The answer is 391.", "381")
-    assert out[0] in math  # LCEL chain
-    assert out[1] == "chef-model" and out[2].startswith("{'boil it for six minutes': ")
-    assert out[3] == "Boil it for six minutes."  # RAG chain
-    assert out[4] == "Boil it for six minutes."  # router chain, one call
+    assert out[0] in math  # LCEL chain: arithmetic, routed to SmolLM2
+    assert out[1] == "gemma3-270m" and out[2].startswith("{'21': ")  # a comparison, to Gemma
+    assert out[3] == "Madrid."  # RAG chain, routed on the question
+    assert out[4] == "21"  # router chain over your runnables, one call: Gemma's completion
     assert out[5].split(" {")[0] in math and "'391': " in out[5]  # router chain, voted
-    assert out[6].startswith("code-model ")  # route only
+    assert out[6].startswith("gemma3-270m ")  # route only
     assert out[7] in math  # branching on the decision
+    gemma = [r for r in local_server.requests if r.get("model") == "gemma3-270m"]
+    assert gemma and all("prompt" in r for r in gemma)  # the base model got plain completions
 
 
 def test_tools_doc_examples_run(
-    toy_router: Router,
-    server: FakeOpenAIServer,
+    local_router: Router,
+    local_server: FakeOpenAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -289,17 +290,15 @@ def test_tools_doc_examples_run(
     """docs/langchain.md's tools section: an agent loop and a structured-output chain."""
     text = DOC.read_text()
     (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints-tools.yaml").write_text(
-        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
-    )
-    toy_router.save_pretrained(tmp_path / "my-router")
+    (tmp_path / "endpoints-tools.yaml").write_text(point_at(yaml_block, local_server.base_url))
+    local_router.save_pretrained(tmp_path / "my-router")
     monkeypatch.chdir(tmp_path)
     (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
     exec(compile(block, "<docs/langchain.md tools>", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "The tool said: 391"
     assert out[1] == """{'multiply({"a":17,"b":23})': 3}""" or out[1].startswith("{'multiply(")
-    assert out[2] == "{'code-model': 'no tool calling'}"
+    assert out[2] == "{'gemma3-270m': 'no tool calling'}"
     assert out[3] == "a=17 b=23"
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from avengers import Endpoint, Router, SamplingConfig
-from fake_openai_server import FakeModel, FakeOpenAIServer
+from fake_openai_server import FakeModel, FakeOpenAIServer, local_fakes, point_at
 from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.callbacks import CallbackManager, CBEventType
@@ -213,40 +212,40 @@ def test_sampling_settings_fold_and_reach_the_llms(
         llm.complete(COOK_Q, logprobs=True)
 
 
+@pytest.fixture
+def local_server() -> Iterator[FakeOpenAIServer]:
+    """Stands in for the two local models the docs use."""
+    s = FakeOpenAIServer(local_fakes()).start()
+    yield s
+    s.stop()
+
+
 def test_doc_examples_run(
-    toy_router: Router,
-    server: FakeOpenAIServer,
+    local_router: Router,
+    local_server: FakeOpenAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     text = DOC.read_text()
     (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints.yaml").write_text(
-        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
-    )
-    toy_router.save_pretrained(tmp_path / "my-router")
-    shutil.copytree(CORPUS, tmp_path / "notes")
+    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, local_server.base_url))
+    local_router.save_pretrained(tmp_path / "my-router")
     monkeypatch.chdir(tmp_path)
     ns: dict[str, Any] = {}
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(code) == 4
     for block in code:
-        exec(
-            compile(
-                block.replace("http://127.0.0.1:8081/v1", server.base_url),
-                "<docs/llamaindex.md>",
-                "exec",
-            ),
-            ns,
-        )
+        exec(compile(point_at(block, local_server.base_url), "<docs/llamaindex.md>", "exec"), ns)
     out = capsys.readouterr().out.splitlines()
     math = ("391", "The answer is 391.", "381")
-    assert out[0] == "Boil it for six minutes." and out[1] in math  # query engine
-    assert out[2] == "def reverse(s): return s[::-1]"  # chat engine, routed to the code model
-    assert out[3] in math and out[4] == "math-model" and "'391': " in out[5]  # plain calls
-    assert out[6] == "Boil it for six minutes."  # streamed
-    assert out[7] == "chef-model"  # existing OpenAILike clients
+    assert out[0] == "Madrid." and out[1] in math  # query engine, routed on the query
+    assert out[2] == "21"  # chat engine: a comparison, routed to Gemma
+    assert out[3] in math and out[4] == "smollm2-135m" and "'391': " in out[5]  # plain calls
+    assert out[6] == "21"  # streamed
+    assert out[7] == "gemma3-270m"  # existing OpenAILike clients
+    gemma = [r for r in local_server.requests if r.get("model") == "gemma3-270m"]
+    assert gemma and all("prompt" in r for r in gemma)  # the base model got plain completions
 
 
 # ------------------------------------------------------------------------ tools and structure
@@ -319,8 +318,8 @@ def test_structured_predict_and_structured_llm(
 
 
 def test_tools_doc_examples_run(
-    toy_router: Router,
-    server: FakeOpenAIServer,
+    local_router: Router,
+    local_server: FakeOpenAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -328,10 +327,8 @@ def test_tools_doc_examples_run(
     """docs/llamaindex.md's tools section: a FunctionAgent with two tools, a structured LLM."""
     text = DOC.read_text()
     (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints-tools.yaml").write_text(
-        yaml_block.replace("http://127.0.0.1:8081/v1", server.base_url)
-    )
-    toy_router.save_pretrained(tmp_path / "my-router")
+    (tmp_path / "endpoints-tools.yaml").write_text(point_at(yaml_block, local_server.base_url))
+    local_router.save_pretrained(tmp_path / "my-router")
     monkeypatch.chdir(tmp_path)
     (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
     exec(compile(block, "<docs/llamaindex.md tools>", "exec"), {})

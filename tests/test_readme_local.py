@@ -1,24 +1,42 @@
-"""The README's commands and Python examples, in order, against the two local models started by
+"""The README's commands and Python examples, then the docs' (answering, cli, serve, LangChain,
+LlamaIndex), in order, in one folder, against the two local models started by
 ``avengers local start`` (slow: real llama.cpp servers). The demo's outcome files they use are
-made here by a smaller ``avengers collect`` run, so the test does not need the whole demo."""
+made here by a smaller ``avengers collect`` run, so the test does not need the whole demo.
+
+Models this small answer poorly: the test checks that every command and example runs and gives
+well-formed results, not that the answers are right. Deviations from a user's session, each
+because a command runs until stopped or repeats a long run: ``avengers serve`` runs in the
+background while the examples that talk to it run; ``avengers local stop`` (end of the README)
+runs at the very end; the ``$ avengers collect`` lines in docs/cli.md's output blocks are the
+collection made here (smaller), and its other ``$ avengers ...`` lines run as shown."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 AFTER = "### The two local models, any time"
+DOCS = ["answering.md", "cli.md", "serve.md", "langchain.md", "llamaindex.md"]
+LOCAL = ("smollm2-135m", "gemma3-270m")
+KNOWN_FAILING = {
+    # llama-cpp-python answers with tool calls only when tool_choice names a function; the
+    # LlamaIndex adapter's structured LLM (a forced single-tool call) does not name it, so the
+    # local models reply in text. Pinned so that the fix shows up here: then remove this entry.
+    ("llamaindex.md", "python tools"): "Expected at least one tool call",
+}
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +48,14 @@ def readme_blocks() -> list[tuple[str, str]]:
     return re.findall(r"```(bash|python)\n(.*?)```", text, flags=re.S)
 
 
+def doc_blocks(doc: str) -> list[tuple[str, str]]:
+    """(kind, body) of a doc's runnable blocks in order: bash, python (``python tools`` too), the
+    ``yaml tools`` endpoint file the tool examples read, and ``text`` output blocks (their
+    ``$ avengers`` lines are commands)."""
+    text = (ROOT / "docs" / doc).read_text()
+    return re.findall(r"```(bash|python|python tools|yaml tools|text)\n(.*?)```", text, re.S)
+
+
 def commands(body: str) -> list[list[str]]:
     return [
         shlex.split(line, comments=True)
@@ -38,7 +64,12 @@ def commands(body: str) -> list[list[str]]:
     ]
 
 
-def avengers(args: list[str], env: dict[str, str], timeout: float = 900) -> str:
+def shown_commands(body: str) -> list[list[str]]:
+    """The ``$ avengers ...`` lines of an output block."""
+    return [shlex.split(x[2:]) for x in body.splitlines() if x.startswith("$ avengers ")]
+
+
+def avengers(args: list[str], env: dict[str, str], timeout: float = 1800) -> str:
     r = subprocess.run(
         [sys.executable, "-m", "avengers", *args[1:]],
         env=env, capture_output=True, text=True, timeout=timeout,
@@ -47,61 +78,152 @@ def avengers(args: list[str], env: dict[str, str], timeout: float = 900) -> str:
     return r.stdout + r.stderr
 
 
-def serve_briefly(args: list[str], env: dict[str, str]) -> None:
-    """``avengers serve`` runs until stopped: check it answers, then stop it."""
-    p = subprocess.Popen([sys.executable, "-m", "avengers", *args[1:]], env=env)
-    try:
-        deadline = time.monotonic() + 120
+def option(args: list[str], name: str, default: str) -> str:
+    return args[args.index(name) + 1] if name in args else default
+
+
+@dataclass
+class Session:
+    """One user's shell: the environment, the background server, what ran."""
+
+    env: dict[str, str]
+    server: subprocess.Popen[bytes] | None = None
+    ran: list[str] = field(default_factory=list)
+
+    def serve(self, args: list[str]) -> None:
+        """Start ``avengers serve`` in the background (stopping the one before) and wait until it
+        answers; a server on another port than 8000 is only checked, then stopped."""
+        port = int(option(args, "--port", "8000"))
+        if port == 8000:
+            self.stop_server()
+        p = subprocess.Popen([sys.executable, "-m", "avengers", *args[1:]], env=self.env)
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            assert p.poll() is None, "avengers serve exited"
+            assert p.poll() is None, f"{shlex.join(args)} exited"
             try:
-                if httpx.get("http://127.0.0.1:8000/v1/models", timeout=1).status_code == 200:
-                    return
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                    break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        pytest.fail("avengers serve did not answer within 120 s")
-    finally:
-        p.terminate()
-        p.wait(timeout=30)
+        else:
+            p.terminate()
+            pytest.fail(f"{shlex.join(args)} did not answer within 180 s")
+        if port == 8000:
+            self.server = p
+        else:
+            p.terminate()
+            p.wait(timeout=60)
+        self.ran.append(shlex.join(args))
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(timeout=60)
+            self.server = None
+
+    def run(self, args: list[str]) -> str:
+        if args[:2] == ["avengers", "serve"]:
+            self.serve(args)
+            return ""
+        if args[:3] == ["avengers", "local", "stop"]:
+            return ""  # at the very end
+        out = avengers(args, self.env)
+        self.ran.append(shlex.join(args))
+        return out
 
 
-def test_readme_runs_in_order_against_the_local_models(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from avengers.bundled import demo_questions_path
+def exec_python(body: str, ns: dict[str, Any], where: str) -> None:
+    exec(compile(body, where, "exec"), ns)
 
+
+@pytest.fixture
+def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AVENGERS_STATE", str(tmp_path / "state"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "AVENGERS_STATE": str(tmp_path / "state")}
-    # the demo's outcome files, smaller: 40 train and 20 test questions, one sample each
-    demo = tmp_path / "runs" / "demo" / "local-models"
-    demo.mkdir(parents=True)
-    lines = [x for x in demo_questions_path().read_text().splitlines() if x.strip()]
-    (demo / "q_train.jsonl").write_text("\n".join(lines[:40]) + "\n")
-    (demo / "q_test.jsonl").write_text("\n".join(lines[40:60]) + "\n")
-    blocks = readme_blocks()
-    ns: dict[str, Any] = {}
-    started = False
+    s = Session(env)
     try:
-        for lang, body in blocks:
-            if lang == "python":
-                exec(compile(body, "README.md", "exec"), ns)
-                continue
-            for args in commands(body):
-                if args[:2] == ["avengers", "serve"]:
-                    serve_briefly(args, env)
-                    continue
-                out = avengers(args, env)
-                if args[:3] == ["avengers", "local", "start"]:
-                    started = True
-                    assert (tmp_path / "endpoints.yaml").is_file(), out
-                    for part in ("train", "test"):
-                        avengers(["avengers", "collect", "-q", str(demo / f"q_{part}.jsonl"),
-                                  "-e", "endpoints.yaml", "-n", "1",
-                                  "-o", str(demo / f"{part}.jsonl")], env)  # fmt: skip
+        yield s
     finally:
-        if started:
-            avengers(["avengers", "local", "stop"], env)
-    assert ns["result"].model in ("smollm2-135m", "gemma3-270m")
-    assert json.loads((tmp_path / "my-router" / "config.json").read_text())
+        s.stop_server()
+        r = subprocess.run([sys.executable, "-m", "avengers", "local", "stop"], env=env,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def make_demo_files(tmp_path: Path, session: Session) -> None:
+    """The demo's outcome files, smaller: 40 train and 20 test questions, one sample each."""
+    from avengers.bundled import demo_questions_path
+
+    demo = tmp_path / "runs" / "demo" / "local-models"
+    demo.mkdir(parents=True, exist_ok=True)
+    lines = [x for x in demo_questions_path().read_text().splitlines() if x.strip()]
+    (demo / "questions_train.jsonl").write_text("\n".join(lines[:40]) + "\n")
+    (demo / "questions_test.jsonl").write_text("\n".join(lines[40:60]) + "\n")
+    (demo / "endpoints.yaml").write_text((tmp_path / "endpoints.yaml").read_text())
+    for part in ("train", "test"):
+        session.run(["avengers", "collect", "-q", str(demo / f"questions_{part}.jsonl"),
+                     "-e", "endpoints.yaml", "-n", "1", "-o", str(demo / f"{part}.jsonl")])  # fmt: skip
+
+
+def test_readme_and_docs_run_in_order_against_the_local_models(
+    tmp_path: Path, session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t0 = time.monotonic()
+    # ---------------------------------------------------------------- README
+    ns: dict[str, Any] = {}
+    for lang, body in readme_blocks():
+        if lang == "python":
+            exec_python(body, ns, "README.md")
+            continue
+        for args in commands(body):
+            out = session.run(args)
+            if args[:3] == ["avengers", "local", "start"]:
+                assert (tmp_path / "endpoints.yaml").is_file(), out
+                status = session.run(["avengers", "local", "status"])
+                assert status.count("running") == 2, status
+                make_demo_files(tmp_path, session)
+    assert ns["result"].model in LOCAL and ns["result"].votes
+    from avengers import Router
+
+    assert set(Router.from_pretrained(tmp_path / "my-router").models_) == set(LOCAL)
     assert (tmp_path / "outcomes.jsonl").is_file()
+    readme_done = time.monotonic()
+
+    # ---------------------------------------------------------------- docs
+    printed: dict[str, str] = {}
+    for doc in DOCS:
+        ns = {}
+        for kind, body in doc_blocks(doc):
+            if kind == "yaml tools":
+                name = "endpoints-tools.yaml"
+                assert body.startswith(f"# {name}") or (tmp_path / name).exists(), body
+                (tmp_path / name).write_text(body)
+            elif kind.startswith("python"):
+                if "[...]" in body:  # a fragment (docs/serve.md's extra_body form)
+                    continue
+                if (doc, kind) in KNOWN_FAILING:
+                    with pytest.raises(ValueError, match=KNOWN_FAILING[doc, kind]):
+                        exec_python(body, ns, f"docs/{doc}")
+                    continue
+                exec_python(body, ns, f"docs/{doc}")
+            elif kind == "bash":
+                for args in commands(body):
+                    session.run(args)
+            else:  # output blocks: run the commands they show (collect: done above, smaller)
+                for args in shown_commands(body):
+                    if args[1] not in ("collect", "local"):
+                        session.run(args)
+        session.stop_server()
+        printed[doc] = capsys.readouterr().out
+    # well-formed results, not right answers
+    assert "smollm2-135m" in printed["answering.md"] or "gemma3-270m" in printed["answering.md"]
+    assert re.search(r"-> (smollm2-135m|gemma3-270m)", printed["answering.md"])
+    assert re.search(r"\ba=-?\d+ b=-?\d+", printed["serve.md"])  # structured output parsed
+    assert re.search(r"\ba=-?\d+ b=-?\d+", printed["langchain.md"])
+    ran = "\n".join(session.ran)
+    for needed in ("local start", "collect --questions bundled", "train", "evaluate", "route",
+                   "answer", "info", "serve"):  # fmt: skip
+        assert f"avengers {needed}" in ran, needed
+    with capsys.disabled():
+        print(f"\nREADME: {readme_done - t0:.0f}s, docs: {time.monotonic() - readme_done:.0f}s")

@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{cv['folds']}-fold): routed {cv['routed']:.3f} vs best single "
           f"{cv['best_single']:.3f}, difference {cv['difference']:+.3f} (95% interval "
           f"{low:+.3f} to {high:+.3f}): {verdict}")  # fmt: skip
-    print(f"per model (held-out split): {json.dumps(ev['per_model'])}")
+    per_model = {m: _round(v) for m, v in ev["per_model"].items()}
+    print(f"per model (held-out split): {json.dumps(per_model)}")
     print(f"plots: {out / 'plots'}   summary: {out / 'summary.json'}   ({summary['seconds']}s)")
     return 0
 
