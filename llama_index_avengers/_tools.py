@@ -24,14 +24,21 @@ def openai_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
     return [t.metadata.to_openai_tool(skip_length_check=True) for t in tools]
 
 
-def openai_tool_choice(tool_choice: Any, tool_required: bool) -> Any:
+def openai_tool_choice(
+    tool_choice: Any, tool_required: bool, tool_names: Sequence[str] = ()
+) -> Any:
     """``tool_choice`` in OpenAI's form: a tool name -> that function; ``tool_required`` with no
-    choice -> ``required``."""
+    choice -> that one function when there is a single tool (the same request, and servers such
+    as llama.cpp force a call only when the function is named), else ``required``."""
     if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required"):
         return {"type": "function", "function": {"name": tool_choice}}
     if tool_choice is not None:
         return tool_choice
-    return "required" if tool_required else None
+    if not tool_required:
+        return None
+    if len(tool_names) == 1:
+        return {"type": "function", "function": {"name": tool_names[0]}}
+    return "required"
 
 
 def _calls_of(message: ChatMessage) -> list[dict[str, Any]]:

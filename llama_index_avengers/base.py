@@ -339,7 +339,8 @@ class Avengers(FunctionCallingLLM):
         out: dict[str, Any] = {"messages": messages, **kwargs}
         if specs:
             out["tools"] = specs
-            choice = openai_tool_choice(tool_choice, tool_required)
+            names = [spec["function"]["name"] for spec in specs]
+            choice = openai_tool_choice(tool_choice, tool_required, names)
             if choice is not None:
                 out["tool_choice"] = choice
         return out

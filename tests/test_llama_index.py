@@ -432,3 +432,20 @@ def test_feedback_through_the_server(
             send_feedback(llm, resp, 0.0)
     finally:
         running.stop()
+
+
+def test_a_required_call_with_one_tool_names_it(toy_router: Router) -> None:
+    """llama.cpp forces a tool call only when tool_choice names the function; a required call
+    with a single tool (LlamaIndex's structured LLM) names it, which means the same thing."""
+    from llama_index.core.tools import FunctionTool
+
+    llm = Avengers(router=toy_router, endpoints=[])
+    one = [FunctionTool.from_defaults(multiply)]
+    two = [*one, FunctionTool.from_defaults(add)]
+    named = {"type": "function", "function": {"name": "multiply"}}
+    assert llm._prepare_chat_with_tools(one, "q", tool_required=True)["tool_choice"] == named
+    assert llm._prepare_chat_with_tools(two, "q", tool_required=True)["tool_choice"] == "required"
+    assert "tool_choice" not in llm._prepare_chat_with_tools(one, "q")
+    assert llm._prepare_chat_with_tools(two, "q", tool_choice="add")["tool_choice"]["function"] == {
+        "name": "add"
+    }

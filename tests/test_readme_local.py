@@ -31,12 +31,8 @@ README = ROOT / "README.md"
 AFTER = "### The two local models, any time"
 DOCS = ["answering.md", "cli.md", "serve.md", "langchain.md", "llamaindex.md"]
 LOCAL = ("smollm2-135m", "gemma3-270m")
-KNOWN_FAILING = {
-    # llama-cpp-python answers with tool calls only when tool_choice names a function; the
-    # LlamaIndex adapter's structured LLM (a forced single-tool call) does not name it, so the
-    # local models reply in text. Pinned so that the fix shows up here: then remove this entry.
-    ("llamaindex.md", "python tools"): "Expected at least one tool call",
-}
+# Doc blocks known to fail against the local models: (doc, kind) -> the error they raise.
+KNOWN_FAILING: dict[tuple[str, str], str] = {}
 
 pytestmark = pytest.mark.slow
 
