@@ -42,6 +42,8 @@ LOCAL_SKILL = {
     "smollm2-135m": {"arithmetic": 0.6, "comparison": 0.2, "multiple_choice": 0.5},
     "gemma3-270m": {"arithmetic": 0.3, "comparison": 0.7, "multiple_choice": 0.3},
 }
+# USD per call at the demo's illustrative prices for ~80 tokens (Gemma is the dearer one).
+LOCAL_COST = {"smollm2-135m": 4e-6, "gemma3-270m": 8e-6}
 
 
 @pytest.fixture(scope="session")
@@ -58,5 +60,7 @@ def local_router(embedder):
         if line.strip():
             q = json.loads(line)
             scores = {m: skill[q["task"]] for m, skill in LOCAL_SKILL.items()}
-            rows.append({"query": q["question"], "task": q["task"], "scores": scores})
+            rows.append(
+                {"query": q["question"], "task": q["task"], "scores": scores, "costs": LOCAL_COST}
+            )
     return Router.paper(3, embedder=embedder).fit(rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,32 +131,34 @@ def test_serve_doc_tool_examples_run(
 
 
 def _my_router_and_endpoints(
-    doc: str, toy_router: Router, server: FakeOpenAIServer, tmp_path: Path, mp: pytest.MonkeyPatch
+    doc: str, router: Router, server: FakeOpenAIServer, tmp_path: Path, mp: pytest.MonkeyPatch
 ) -> None:
     """The folder the docs' examples run in: ``my-router`` and the doc's ``endpoints.yaml``
     pointing at the local server."""
     (yaml_block,) = blocks(doc, "yaml")
-    (tmp_path / "endpoints.yaml").write_text(yaml_block.replace(DOC_URL, server.base_url))
-    toy_router.save_pretrained(tmp_path / "my-router")
+    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, server.base_url))
+    router.save_pretrained(tmp_path / "my-router")
     mp.chdir(tmp_path)
-    mp.setenv("CODER_API_KEY", "sk-doc-test")
 
 
-def _served(
-    toy_router: Router, server: FakeOpenAIServer, *, priced: bool = False, **kw: Any
-) -> Any:
-    """A server (direct answers) on a copy of the toy router, its endpoints priced or not."""
-    from avengers import Answerer, Endpoint, Router
+def _served(router: Router, server: FakeOpenAIServer, *, priced: bool = False, **kw: Any) -> Any:
+    """A server (direct answers) on a copy of ``router``, over the two local models' stand-ins,
+    their endpoints priced (the demo's prices) or not."""
+    from avengers import Answerer
+    from avengers.demo.local import demo_endpoints
     from avengers.serve import create_app
     from test_serve import Running
 
-    prices = {"input_price": 0.15, "output_price": 0.6} if priced else {}
     eps = {
-        name: Endpoint(name, server.base_url, model=mid, **prices)
-        for name, mid in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))
+        name: replace(
+            ep,
+            base_url=server.base_url,
+            **({} if priced else {"input_price": None, "output_price": None}),
+        )
+        for name, ep in demo_endpoints().items()
     }
-    router = Router.from_state(*toy_router.state(), embedder=toy_router.get_embedder())
-    return Running(create_app(Answerer(router, eps, strategy="direct"), **kw))
+    copy = Router.from_state(*router.state(), embedder=router.get_embedder())
+    return Running(create_app(Answerer(copy, eps, strategy="direct"), **kw))
 
 
 def _run(doc: str, tag: str, url: str | None = None) -> None:
@@ -166,7 +169,7 @@ def _run(doc: str, tag: str, url: str | None = None) -> None:
 
 
 def test_router_doc_conversations_example_runs(
-    toy_router: Router,
+    local_router: Router,
     server: FakeOpenAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -174,49 +177,51 @@ def test_router_doc_conversations_example_runs(
 ) -> None:
     """docs/router.md's conversations section, on answering.md's router and endpoint file: the
     printed lines are the ones its comments show."""
-    _my_router_and_endpoints("answering.md", toy_router, server, tmp_path, monkeypatch)
+    _my_router_and_endpoints("answering.md", local_router, server, tmp_path, monkeypatch)
     _run("router.md", "conversations")
     assert capsys.readouterr().out.splitlines() == [
-        "math-model math-model True",
-        "sticky: kept math-model from the conversation's earlier turns "
-        "(this query alone would pick chef-model)",
-        "chef-model",
-        "math-model",
+        "smollm2-135m smollm2-135m True",
+        "sticky: kept smollm2-135m from the conversation's earlier turns "
+        "(this query alone would pick gemma3-270m)",
+        "gemma3-270m",
+        "smollm2-135m",
     ]
 
 
 def test_answering_doc_costs_example_runs(
-    toy_router: Router,
+    local_router: Router,
     server: FakeOpenAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _my_router_and_endpoints("answering.md", toy_router, server, tmp_path, monkeypatch)
-    _run("answering.md", "costs")
+    _my_router_and_endpoints("answering.md", local_router, server, tmp_path, monkeypatch)
+    (block,) = blocks("answering.md", "python costs")
+    exec(compile(point_at(block, server.base_url), "docs/answering.md (costs)", "exec"), {})
     priced, unpriced, rated = capsys.readouterr().out.splitlines()
     model, cost, expected = priced.split()
-    assert model == "math-model" and float(cost[1:]) > 0
-    assert float(expected) == 3.0  # 3 samples; the toy router expects 1.0 per math-model call
-    assert unpriced == "chef-model None"
-    assert rated.startswith("math-model ")
+    assert model == "smollm2-135m" and float(cost[1:]) > 0
+    # the router's 4e-6 per call for the samples drawn: two agreeing ones (adaptive stopping)
+    assert float(expected) == pytest.approx(8e-6)
+    assert unpriced == "gemma3-270m None"
+    assert rated.startswith("smollm2-135m ")
 
 
 def test_serve_doc_conversations_and_costs_run(
-    toy_router: Router, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+    local_router: Router, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    running = _served(toy_router, server, priced=True)
+    running = _served(local_router, server, priced=True)
     try:
         _run("serve.md", "conversations", running.url)
         assert capsys.readouterr().out.splitlines() == [
-            "math-model math-model 1",
-            "math-model True",
-            "sticky: kept math-model from the conversation's earlier turns "
-            "(this query alone would pick code-model)",
+            "smollm2-135m smollm2-135m 1",
+            "smollm2-135m True",
+            "sticky: kept smollm2-135m from the conversation's earlier turns "
+            "(this query alone would pick gemma3-270m)",
         ]
         _run("serve.md", "costs", running.url)
         cost, expected, metric = capsys.readouterr().out.splitlines()
-        assert float(cost) > 0 and float(expected) == 1.0
+        assert float(cost) > 0 and float(expected) == pytest.approx(4e-6)
         assert metric.startswith('[\'avengers_cost_total{profile="avengers"} ')
     finally:
         running.stop()
@@ -225,7 +230,7 @@ def test_serve_doc_conversations_and_costs_run(
 @pytest.mark.parametrize("doc", ["langchain.md", "llamaindex.md"])
 def test_adapter_docs_cost_cap_and_feedback_examples_run(
     doc: str,
-    toy_router: Router,
+    local_router: Router,
     server: FakeOpenAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -235,15 +240,15 @@ def test_adapter_docs_cost_cap_and_feedback_examples_run(
     BudgetError, and feedback in process and through a server that keeps feedback."""
     from avengers.feedback import SQLiteFeedbackStore
 
-    _my_router_and_endpoints(doc, toy_router, server, tmp_path, monkeypatch)
+    _my_router_and_endpoints(doc, local_router, server, tmp_path, monkeypatch)
     store = SQLiteFeedbackStore(tmp_path / "fb.db")
-    running = _served(toy_router, server, feedback_store=store)
+    running = _served(local_router, server, feedback_store=store)
     try:
         _run(doc, "feedback", running.url)
     finally:
         running.stop()
     out = capsys.readouterr().out.splitlines()
-    assert out[:2] == ["chef-model", "math-model"]
-    assert out[2].startswith("no candidate model fits max_cost 0.1, even with one sample")
-    assert out[3:] == ["chef-model", "True"]
-    assert [r.model for r in store.ratings()] == ["chef-model"]
+    assert out[:2] == ["smollm2-135m", "gemma3-270m"]
+    assert out[2].startswith("no candidate model fits max_cost 1e-06, even with one sample")
+    assert out[3:] == ["smollm2-135m", "True"]
+    assert [r.model for r in store.ratings()] == ["gemma3-270m"]
