@@ -77,7 +77,10 @@ def test_serve_doc_clients_run_against_the_server(
             block = block.replace("http://127.0.0.1:8000/v1", f"{running.url}/v1")
             exec(compile(block, "docs/serve.md", "exec"), {})
         out = capsys.readouterr().out
-        assert out.splitlines()[:2] == ["391", "smollm2-135m"] and "'391': 2" in out
+        # the winning group's text is one of its samples' (which one depends on arrival order)
+        first, model = out.splitlines()[:2]
+        assert first in ("391", "The answer is 391.") and model == "smollm2-135m"
+        assert "'391': 2" in out
         assert out.splitlines()[3:] == ["21", "21"]  # comparisons: routed to Gemma
     finally:
         running.stop()
@@ -201,8 +204,9 @@ def test_answering_doc_costs_example_runs(
     priced, unpriced, rated = capsys.readouterr().out.splitlines()
     model, cost, expected = priced.split()
     assert model == "smollm2-135m" and float(cost[1:]) > 0
-    # the router's 4e-6 per call for the samples drawn: two agreeing ones (adaptive stopping)
-    assert float(expected) == pytest.approx(8e-6)
+    # the router's 4e-6 per call for each sample drawn: two if the first two agree (adaptive
+    # stopping), three if the odd answer arrives among the first two (concurrent samples)
+    assert float(expected) / 4e-6 == pytest.approx(2) or float(expected) / 4e-6 == pytest.approx(3)
     assert unpriced == "gemma3-270m None"
     assert rated.startswith("smollm2-135m ")
 
