@@ -45,12 +45,7 @@ def send_feedback(
     if isinstance(llm, Avengers):
         return core.rating_reply(llm.feedback(rid, score, cost=cost))
     base, key = _server(llm, api_key)
-    import httpx
-
-    try:
-        return core.send_feedback(base, rid, score, cost=cost, api_key=key)
-    except httpx.HTTPStatusError as e:
-        raise core.refused(e) from None
+    return core.rate_on_server(base, rid, score, cost=cost, api_key=key)
 
 
 async def asend_feedback(
@@ -66,9 +61,4 @@ async def asend_feedback(
     if isinstance(llm, Avengers):
         return core.rating_reply(await llm.afeedback(rid, score, cost=cost))
     base, key = _server(llm, api_key)
-    import httpx
-
-    try:
-        return await core.asend_feedback(base, rid, score, cost=cost, api_key=key)
-    except httpx.HTTPStatusError as e:
-        raise core.refused(e) from None
+    return await core.arate_on_server(base, rid, score, cost=cost, api_key=key)

@@ -47,9 +47,11 @@ __all__ = [
     "SQLiteFeedbackStore",
     "UnknownResponseError",
     "apply_rating",
+    "arate_on_server",
     "asend_feedback",
     "check_rating",
     "open_store",
+    "rate_on_server",
     "rating_reply",
     "refused",
     "send_feedback",
@@ -517,6 +519,41 @@ def rating_reply(rating: Rating) -> dict[str, Any]:
         "score": rating.score,
         "applied": True,
     }
+
+
+def rate_on_server(
+    base_url: str,
+    response_id: str,
+    score: float,
+    *,
+    cost: float | None = None,
+    api_key: str | None = None,
+) -> dict[str, Any]:
+    """:func:`send_feedback`, with a refusal raised as a :class:`FeedbackError` carrying the
+    server's status and message (what the adapters' feedback helpers want)."""
+    import httpx
+
+    try:
+        return send_feedback(base_url, response_id, score, cost=cost, api_key=api_key)
+    except httpx.HTTPStatusError as e:
+        raise refused(e) from None
+
+
+async def arate_on_server(
+    base_url: str,
+    response_id: str,
+    score: float,
+    *,
+    cost: float | None = None,
+    api_key: str | None = None,
+) -> dict[str, Any]:
+    """Async twin of :func:`rate_on_server`."""
+    import httpx
+
+    try:
+        return await asend_feedback(base_url, response_id, score, cost=cost, api_key=api_key)
+    except httpx.HTTPStatusError as e:
+        raise refused(e) from None
 
 
 def refused(error: Exception) -> FeedbackError:
