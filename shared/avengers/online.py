@@ -319,6 +319,25 @@ def add_columns(a: np.ndarray | None, n: int, fill: float = 0.0) -> np.ndarray |
     return np.concatenate([a, pad], axis=-1)
 
 
+def thompson_pick(
+    performance: np.ndarray,
+    evidence: np.ndarray,
+    cost: np.ndarray | None,
+    alpha: float,
+    *,
+    pseudo_count: float | np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Per query, the model whose Thompson draw wins: every model's score is drawn from
+    ``Beta(1 + p * n, 1 + (1 - p) * n)`` (``p`` its estimate, ``n`` its evidence plus
+    ``pseudo_count``) and the draws are ranked by the routing trade-off (``alpha``, ``cost``)."""
+    p = np.clip(performance, 0.0, 1.0)
+    n = np.maximum(evidence, 0.0) + pseudo_count
+    draws = rng.beta(1.0 + p * n, 1.0 + (1.0 - p) * n)
+    pick: np.ndarray = scoring.tradeoff(draws, cost, alpha).argmax(axis=1)
+    return pick
+
+
 def explore_picks(
     performance: np.ndarray,
     evidence: np.ndarray,
@@ -344,11 +363,10 @@ def explore_picks(
     candidate = rng.random(n_queries) < share
     if not candidate.any():
         return out
-    p = np.clip(performance[candidate], 0.0, 1.0)
-    n = np.maximum(evidence[candidate], 0.0) + pseudo_count
-    draws = rng.beta(1.0 + p * n, 1.0 + (1.0 - p) * n)
     c = None if cost is None else cost[candidate]
-    pick = scoring.tradeoff(draws, c, alpha).argmax(axis=1)
+    pick = thompson_pick(
+        performance[candidate], evidence[candidate], c, alpha, pseudo_count=pseudo_count, rng=rng
+    )
     idx = np.flatnonzero(candidate)
     changed = pick != greedy[idx]
     out[idx[changed]] = pick[changed]
@@ -379,12 +397,9 @@ def pick_probabilities(
     if share <= 0.0:
         out[np.arange(n), greedy] = 1.0
         return out
-    p = np.clip(performance, 0.0, 1.0)
-    nn = np.maximum(evidence, 0.0) + pseudo_count
     wins = np.zeros((n, m))
     for _ in range(draws):
-        d = rng.beta(1.0 + p * nn, 1.0 + (1.0 - p) * nn)
-        pick = scoring.tradeoff(d, cost, alpha).argmax(axis=1)
+        pick = thompson_pick(performance, evidence, cost, alpha, pseudo_count=pseudo_count, rng=rng)
         wins[np.arange(n), pick] += 1.0
     return out + share * wins / draws
 
