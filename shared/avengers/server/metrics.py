@@ -107,33 +107,20 @@ class Metrics:
         ]
         for (m, k), n in sorted(self.upstream_failures.items()):
             lines.append(f'avengers_upstream_failures_total{{model="{esc(m)}",kind="{k}"}} {n}')
-        lines += [
-            "# HELP avengers_cost_total Cost of the answers whose cost is known (endpoint "
-            "prices, USD), by profile.",
-            "# TYPE avengers_cost_total counter",
-        ]
-        for p, total in sorted(self.cost.items()):
-            lines.append(f'avengers_cost_total{{profile="{esc(p)}"}} {total:.10g}')
-        lines += [
-            "# HELP avengers_costed_answers_total Answers whose cost is known, by profile.",
-            "# TYPE avengers_costed_answers_total counter",
-        ]
-        for p, n in sorted(self.costed.items()):
-            lines.append(f'avengers_costed_answers_total{{profile="{esc(p)}"}} {n}')
-        lines += [
-            "# HELP avengers_cost_unknown_total Answers whose cost is unknown (an endpoint "
-            "without prices), by profile.",
-            "# TYPE avengers_cost_unknown_total counter",
-        ]
-        for p, n in sorted(self.uncosted.items()):
-            lines.append(f'avengers_cost_unknown_total{{profile="{esc(p)}"}} {n}')
-        lines += [
-            "# HELP avengers_expected_cost_total The router's expected cost of the samples "
-            "drawn (outcome-data unit), by profile.",
-            "# TYPE avengers_expected_cost_total counter",
-        ]
-        for p, total in sorted(self.expected_cost.items()):
-            lines.append(f'avengers_expected_cost_total{{profile="{esc(p)}"}} {total:.10g}')
+        per_profile = (
+            ("avengers_cost_total", "Cost of the answers whose cost is known (endpoint prices, "
+             "USD), by profile.", self.cost, ".10g"),
+            ("avengers_costed_answers_total", "Answers whose cost is known, by profile.",
+             self.costed, ""),
+            ("avengers_cost_unknown_total", "Answers whose cost is unknown (an endpoint without "
+             "prices), by profile.", self.uncosted, ""),
+            ("avengers_expected_cost_total", "The router's expected cost of the samples drawn "
+             "(outcome-data unit), by profile.", self.expected_cost, ".10g"),
+        )  # fmt: skip
+        for name, help_text, values, spec in per_profile:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            for p, v in sorted(values.items()):
+                lines.append(f'{name}{{profile="{esc(p)}"}} {v:{spec}}')
         lines += [
             "# HELP avengers_sticky_total Answers that kept their conversation's model.",
             "# TYPE avengers_sticky_total counter",
