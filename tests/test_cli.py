@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -251,3 +252,22 @@ def test_distill_makes_a_static_embedder_that_trains_a_router(
     r = cli("route", "What is 12 times 7?", "--router", str(router_dir))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "cluster" in r.stdout
+
+
+@pytest.mark.parametrize(("command", "expected"), [("train", "true"), ("info", "false")])
+def test_tokenizer_threads_only_for_train(
+    command: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import avengers.cli as cli
+
+    seen: list[str | None] = []
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    monkeypatch.setattr(
+        cli, "app", lambda **kw: seen.append(os.environ.get("TOKENIZERS_PARALLELISM"))
+    )
+    cli.main([command, "--help"])
+    assert seen == [expected]
+    # a user's own setting wins
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    cli.main([command, "--help"])
+    assert seen[-1] == "false"

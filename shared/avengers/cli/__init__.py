@@ -53,9 +53,12 @@ app.add_typer(local)
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+    args = list(argv if argv is not None else sys.argv[1:])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="avengers")
+    # `train` tokenizes on every core (it forks nothing afterwards); the other commands keep the
+    # tokenizer single-threaded so processes they fork never inherit a used thread pool
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if args[:1] == ["train"] else "false")
+    app(args=args, prog_name="avengers")
 
 
 __all__ = ["app", "main"]
