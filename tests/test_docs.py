@@ -203,7 +203,7 @@ def test_answering_doc_costs_example_runs(
     exec(compile(point_at(block, server.base_url), "docs/answering.md (costs)", "exec"), {})
     priced, unpriced, rated = capsys.readouterr().out.splitlines()
     model, cost, expected = priced.split()
-    assert model == "smollm2-135m" and float(cost[1:]) > 0
+    assert model == "smollm2-135m" and float(cost) > 0
     # the router's 4e-6 per call for each sample drawn: two if the first two agree (adaptive
     # stopping), three if the odd answer arrives among the first two (concurrent samples)
     assert float(expected) / 4e-6 == pytest.approx(2) or float(expected) / 4e-6 == pytest.approx(3)

@@ -581,7 +581,7 @@ def test_online_doc_example_runs(tmp_path, monkeypatch, capsys) -> None:
     ns: dict[str, Any] = {}
     exec(compile(code, "docs/online.md", "exec"), ns)
     assert "applied 1 rating(s)" in capsys.readouterr().out
-    assert Router.from_pretrained(tmp_path / "my-router").models_[-1] == "new-model"
+    assert Router.from_pretrained(tmp_path / "online-router").models_[-1] == "new-model"
 
 
 def test_weighted_update_counts_a_row_that_many_times() -> None:

@@ -1,5 +1,6 @@
-"""The README's commands and Python examples, then the docs' (answering, cli, serve, LangChain,
-LlamaIndex), in order, in one folder, against the two local models started by
+"""The README's commands and Python examples, then every doc's (router, answering, cli, serve,
+scale, LangChain, LlamaIndex, online learning: every bash and python block, tagged ones such as
+``python costs`` included), in order, in one folder, against the two local models started by
 ``avengers local start`` (slow: real llama.cpp servers). The demo's outcome files they use are
 made here by a smaller ``avengers collect`` run, so the test does not need the whole demo.
 
@@ -8,7 +9,10 @@ well-formed results, not that the answers are right. Deviations from a user's se
 because a command runs until stopped or repeats a long run: ``avengers serve`` runs in the
 background while the examples that talk to it run; ``avengers local stop`` (end of the README)
 runs at the very end; the ``$ avengers collect`` lines in docs/cli.md's output blocks are the
-collection made here (smaller), and its other ``$ avengers ...`` lines run as shown."""
+collection made here (smaller), and its other ``$ avengers ...`` lines run as shown; the
+placeholder response id of docs/online.md's ``curl`` line is replaced by the id of a real
+answer, as a user would paste one. Not run: docs/benchmarks.md's research benchmark commands
+(hours on the shared research data, and they rewrite the committed plots)."""
 
 from __future__ import annotations
 
@@ -29,7 +33,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 AFTER = "### The two local models, any time"
-DOCS = ["answering.md", "cli.md", "serve.md", "langchain.md", "llamaindex.md"]
+# In the README's order of the docs; online.md (not listed there) last.
+DOCS = [
+    "router.md", "answering.md", "cli.md", "serve.md", "scale.md", "langchain.md",
+    "llamaindex.md", "online.md",
+]  # fmt: skip
 LOCAL = ("smollm2-135m", "gemma3-270m")
 # Doc blocks known to fail against the local models: (doc, kind) -> the error they raise.
 KNOWN_FAILING: dict[tuple[str, str], str] = {}
@@ -45,11 +53,12 @@ def readme_blocks() -> list[tuple[str, str]]:
 
 
 def doc_blocks(doc: str) -> list[tuple[str, str]]:
-    """(kind, body) of a doc's runnable blocks in order: bash, python (``python tools`` too), the
-    ``yaml tools`` endpoint file the tool examples read, and ``text`` output blocks (their
-    ``$ avengers`` lines are commands)."""
+    """(kind, body) of a doc's runnable blocks in order: bash, python (tagged ones too:
+    ``python tools``, ``python costs``, ``python feedback``, ...), the ``yaml tools`` endpoint
+    file the tool examples read, and ``text`` output blocks (their ``$ avengers`` lines are
+    commands)."""
     text = (ROOT / "docs" / doc).read_text()
-    return re.findall(r"```(bash|python|python tools|yaml tools|text)\n(.*?)```", text, re.S)
+    return re.findall(r"```(bash|python(?: \w+)?|yaml tools|text)\n(.*?)```", text, re.S)
 
 
 def commands(body: str) -> list[list[str]]:
@@ -58,6 +67,12 @@ def commands(body: str) -> list[list[str]]:
         for line in body.splitlines()
         if line.startswith("avengers ")
     ]
+
+
+def curl_commands(body: str) -> list[str]:
+    """The ``curl`` commands of a bash block, continuation lines joined."""
+    joined = body.replace("\\\n", " ")
+    return [line for line in joined.splitlines() if line.startswith("curl ")]
 
 
 def shown_commands(body: str) -> list[list[str]]:
@@ -110,6 +125,25 @@ class Session:
             p.terminate()
             p.wait(timeout=60)
         self.ran.append(shlex.join(args))
+
+    def curl(self, command: str) -> str:
+        """Run a doc's ``curl`` line against the background server, its placeholder response id
+        replaced by the id of a real answer (no server key set, so ``$KEY`` is empty)."""
+        assert self.server is not None, f"no server for {command}"
+        if "chatcmpl-..." in command:
+            reply = httpx.post(
+                "http://127.0.0.1:8000/v1/chat/completions",
+                json={"model": "avengers", "n_samples": 1,
+                      "messages": [{"role": "user", "content": "What is 17 times 23?"}]},
+                timeout=300,
+            )  # fmt: skip
+            assert reply.status_code == 200, reply.text
+            command = command.replace("chatcmpl-...", reply.json()["id"])
+        r = subprocess.run(["bash", "-c", command], env={**self.env, "KEY": ""},
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert r.returncode == 0, f"{command} failed:\n{r.stdout}\n{r.stderr}"
+        self.ran.append(command)
+        return r.stdout
 
     def stop_server(self) -> None:
         if self.server is not None:
@@ -206,6 +240,8 @@ def test_readme_and_docs_run_in_order_against_the_local_models(
             elif kind == "bash":
                 for args in commands(body):
                     session.run(args)
+                for command in curl_commands(body):
+                    printed[f"{doc} curl"] = session.curl(command)
             else:  # output blocks: run the commands they show (collect: done above, smaller)
                 for args in shown_commands(body):
                     if args[1] not in ("collect", "local"):
@@ -217,9 +253,27 @@ def test_readme_and_docs_run_in_order_against_the_local_models(
     assert re.search(r"-> (smollm2-135m|gemma3-270m)", printed["answering.md"])
     assert re.search(r"\ba=-?\d+ b=-?\d+", printed["serve.md"])  # structured output parsed
     assert re.search(r"\ba=-?\d+ b=-?\d+", printed["langchain.md"])
+    # docs/router.md: the dcrouter evaluation, sweeps and budgets printed their tables
+    for shown in ("gain over best single", "K=128", "alpha=0.4", "'format': 'avengers-router'"):
+        assert shown in printed["router.md"], shown
+    # conversations: the second turn kept the first turn's model (server header, and in process)
+    assert re.search(r"\b(smollm2-135m|gemma3-270m) \1 1$", printed["serve.md"], re.M)
+    assert re.search(r"\b(smollm2-135m|gemma3-270m) \1 True$", printed["router.md"], re.M)
+    # costs: smollm2-135m is priced in answering.md's example, gemma3-270m not (\b: the streamed
+    # answer printed before it ends without a newline)
+    assert re.search(
+        r"\b(smollm2-135m \d\S*|gemma3-270m None) \d\S*$", printed["answering.md"], re.M
+    )
+    # feedback through a server that keeps it: accepted, for the answer's own id
+    for doc in ("langchain.md", "llamaindex.md"):
+        assert printed[doc].rstrip().endswith("True"), printed[doc]
+    assert '"seq"' in printed["online.md curl"], printed["online.md curl"]
+    assert "applied 1 rating(s)" in printed["online.md"]
+    for folder in ("big-router", "my-router-v2", "online-router"):
+        assert (tmp_path / folder / "config.json").is_file(), folder
     ran = "\n".join(session.ran)
     for needed in ("local start", "collect --questions bundled", "train", "evaluate", "route",
-                   "answer", "info", "serve"):  # fmt: skip
+                   "answer", "info", "serve", "train --stream", "snapshot", "update"):  # fmt: skip
         assert f"avengers {needed}" in ran, needed
     with capsys.disabled():
         print(f"\nREADME: {readme_done - t0:.0f}s, docs: {time.monotonic() - readme_done:.0f}s")

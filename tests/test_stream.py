@@ -207,6 +207,6 @@ def test_scale_doc_example_runs(
         r = CliRunner().invoke(app, shlex.split(command)[1:])
         assert r.exit_code == 0, r.output
         assert "400 rows" in r.output
-    router = Router.from_pretrained(tmp_path / "my-router")
+    router = Router.from_pretrained(tmp_path / "big-router")
     assert router.embedder_name_ == static.name
     assert router.route("Write a Python function to sort a list.").ranking
