@@ -434,6 +434,8 @@ def test_sharpening_is_saved_and_old_states_route_as_before() -> None:
     again = Router.from_state(config, arrays)
     assert again.sharpen_quantile == 0.9 and again.estimate(Q).best.tolist() == [1, 0]
     # a state saved before the setting existed: sharpening off, the soft weights of then
+    plain_config, _ = _three_cluster_router()[0].state()
+    assert "sharpen_quantile" not in plain_config["params"]  # off: not recorded, old readers work
     old = {**config, "params": dict(config["params"])}
     del old["params"]["sharpen_quantile"], old["params"]["sharpen_width"]
     before = Router.from_state(old, arrays)

@@ -61,6 +61,9 @@ _OPTIONAL_STATE_ARRAYS = (
 # Arrays kept in a smaller dtype in the state: halves the file; routing is insensitive to it.
 _STATE_DTYPES = {"train_embeddings": np.float16}
 _DISTANCE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 1.0)
+# Settings saved only when they differ from these values, so that older versions still read the
+# artifacts that do not use them.
+_QUIET_DEFAULTS: dict[str, Any] = {"sharpen_quantile": None, "sharpen_width": 0.1}
 
 
 class Router(BaseEstimator):
@@ -760,7 +763,10 @@ class Router(BaseEstimator):
         params = self.get_params(deep=False)
         # in the order of ROUTER_PARAMS (that of __init__); the embedder is recorded below
         params = {name: params[name] for name in ROUTER_PARAMS if name != "embedder"}
-        for name, default in online.PARAM_DEFAULTS.items():  # recorded only when set, so that
+        for name, default in {
+            **online.PARAM_DEFAULTS,
+            **_QUIET_DEFAULTS,
+        }.items():  # recorded only when set, so that
             if params[name] == default:  # older versions still read the artifact
                 del params[name]
         tasks: list[str] | None = getattr(self, "tasks_", None)
