@@ -284,6 +284,8 @@ def test_estimate_is_the_batch_form_of_route(toy_router: Router) -> None:
         ("shrinkage", -0.5, "shrinkage must be a number >= 0"),
         ("min_cluster_size", -1, "min_cluster_size must be an integer >= 0"),
         ("far_quantile", 0.0, r"far_quantile must be in \(0, 1\] or None"),
+        ("sharpen_quantile", 0.3, r"sharpen_quantile must be in \[0.5, 1\] or None"),
+        ("sharpen_width", -0.1, "sharpen_width must be a number >= 0"),
         ("clustering", "dbscan", "clustering must be one of 'kmeans', 'minibatch'"),
         ("random_state", "seed", "random_state must be an integer or None"),
         ("embedder", 42, "embedder must be None, a model name or an embedder object"),
@@ -391,3 +393,53 @@ def test_task_hints_restrict_evidence_to_that_task(embedder) -> None:
     config, arrays = r.state()
     again = Router.from_state(config, arrays, embedder=embedder)
     assert again.route(q, task="cooking").ranking == hinted.ranking
+
+
+def _three_cluster_router(**kw: object) -> tuple[Router, np.ndarray]:
+    """A router on 2-d points around three centroids: model "a" is right only near (0, 0),
+    model "b" right near the other two; soft weights with a wide temperature."""
+    rng = np.random.default_rng(0)
+    centers = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    X = np.repeat(centers, 10, axis=0) + rng.normal(0, 0.05, (30, 2)).astype(np.float32)
+    rows = [
+        {"query": f"q{i}", "scores": {"a": float(i < 10), "b": float(i >= 10)}} for i in range(30)
+    ]
+    settings = dict(n_nearest=3, softmax_temperature=5.0, shrinkage=0.0, classifier_weight=0.0)
+    r = Router(3, **{**settings, **kw}).fit(  # type: ignore[arg-type]
+        outcomes_from_rows(rows), embeddings=X, centroids=centers
+    )
+    return r, np.array([[0.02, 0.01], [-3.0, 0.0]], dtype=np.float32)  # near, far
+
+
+def test_sharpening_narrows_soft_weights_for_far_queries_only() -> None:
+    soft, Q = _three_cluster_router()
+    assert soft.estimate(Q).best.tolist() == [1, 1]  # wide weights: "b" wins two clusters of three
+    step, _ = _three_cluster_router(sharpen_quantile=0.9, sharpen_width=0.0)
+    near, far = step.route_embeddings(Q)
+    assert far.cluster_weights[far.cluster] == pytest.approx(1.0) and far.model == "a"
+    assert near.cluster_weights == soft.route_embeddings(Q)[0].cluster_weights  # unchanged
+    # a width: far beyond it, the nearest cluster only; within it, between soft and step
+    ramp, _ = _three_cluster_router(sharpen_quantile=0.9, sharpen_width=1000.0)
+    w_soft, w_ramp = soft.estimate(Q).weights[1, 0], ramp.estimate(Q).weights[1, 0]
+    assert w_soft < w_ramp < 1.0
+    assert _three_cluster_router(sharpen_quantile=0.9, sharpen_width=0.5)[0].estimate(Q).weights[
+        1, 0
+    ] == pytest.approx(1.0)
+
+
+def test_sharpening_is_saved_and_old_states_route_as_before() -> None:
+    r, Q = _three_cluster_router(sharpen_quantile=0.9, sharpen_width=0.0)
+    config, arrays = r.state()
+    assert config["params"]["sharpen_quantile"] == 0.9
+    again = Router.from_state(config, arrays)
+    assert again.sharpen_quantile == 0.9 and again.estimate(Q).best.tolist() == [1, 0]
+    # a state saved before the setting existed: sharpening off, the soft weights of then
+    plain_config, _ = _three_cluster_router()[0].state()
+    assert "sharpen_quantile" not in plain_config["params"]  # off: not recorded, old readers work
+    old = {**config, "params": dict(config["params"])}
+    del old["params"]["sharpen_quantile"], old["params"]["sharpen_width"]
+    before = Router.from_state(old, arrays)
+    assert before.sharpen_quantile is None
+    np.testing.assert_array_equal(
+        before.estimate(Q).weights, _three_cluster_router()[0].estimate(Q).weights
+    )

@@ -109,6 +109,8 @@ ROUTER_PARAMS: dict[str, Constraint] = {
     "shrinkage": Interval(0.0),
     "min_cluster_size": Interval(0, integer=True),
     "far_quantile": Interval(0.0, 1.0, low_open=True, none_ok=True),
+    "sharpen_quantile": Interval(0.5, 1.0, none_ok=True),
+    "sharpen_width": Interval(0.0),
     "classifier_weight": UNIT,
     "classifier_evidence": Interval(0.0, low_open=True, none_ok=True),
     "clustering": OneOf(get_args(ClusterAlgorithm)),

@@ -61,6 +61,9 @@ _OPTIONAL_STATE_ARRAYS = (
 # Arrays kept in a smaller dtype in the state: halves the file; routing is insensitive to it.
 _STATE_DTYPES = {"train_embeddings": np.float16}
 _DISTANCE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 1.0)
+# Settings saved only when they differ from these values, so that older versions still read the
+# artifacts that do not use them.
+_QUIET_DEFAULTS: dict[str, Any] = {"sharpen_quantile": None, "sharpen_width": 0.1}
 
 
 class Router(BaseEstimator):
@@ -94,6 +97,8 @@ class Router(BaseEstimator):
         shrinkage: float = 10.0,
         min_cluster_size: int = 1,
         far_quantile: float | None = None,
+        sharpen_quantile: float | None = None,
+        sharpen_width: float = 0.1,
         classifier_weight: float = 0.2,
         classifier_evidence: float | None = None,
         clustering: ClusterAlgorithm = "kmeans",
@@ -115,6 +120,8 @@ class Router(BaseEstimator):
         self.shrinkage = shrinkage
         self.min_cluster_size = min_cluster_size
         self.far_quantile = far_quantile
+        self.sharpen_quantile = sharpen_quantile
+        self.sharpen_width = sharpen_width
         self.classifier_weight = classifier_weight
         self.classifier_evidence = classifier_evidence
         self.clustering = clustering
@@ -415,10 +422,40 @@ class Router(BaseEstimator):
             self.cost_sums_, self.cost_counts_, self.global_costs_[None, :], 0.0
         )
 
-    def _far_threshold(self) -> float | None:
-        if self.far_quantile is None:
+    def _far_threshold(self, quantile: float | None = None) -> float | None:
+        """The training-distance quantile ``quantile`` (default ``far_quantile``) as a distance,
+        interpolated between the stored quantiles; None when the setting is off."""
+        q = self.far_quantile if quantile is None else quantile
+        if q is None:
             return None
-        return float(np.interp(self.far_quantile, _DISTANCE_QUANTILES, self.train_distances_))
+        return float(np.interp(q, _DISTANCE_QUANTILES, self.train_distances_))
+
+    def _sharpen_weights(self, w: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """Distance-aware soft routing: beyond the ``sharpen_quantile`` of the training queries'
+        distances to their own centroid, the softmax temperature falls linearly with the
+        query's excess distance, reaching zero (the nearest cluster only) at ``1 +
+        sharpen_width`` times that distance (``sharpen_width`` 0: a step). Nearer queries keep
+        ``w``. The soft weights average neighbouring clusters, which helps queries like the
+        training data but pulls a query of an unseen task toward unrelated clusters."""
+        t = self._far_threshold(self.sharpen_quantile)
+        if t is None or len(w) == 0:
+            return w
+        t = max(t, 1e-9)
+        excess = distance / t - 1.0
+        rows = np.flatnonzero(excess > 0)
+        if len(rows) == 0:
+            return w
+        width = self.sharpen_width
+        keep = np.zeros(len(rows)) if width <= 0 else np.clip(1.0 - excess[rows] / width, 0, 1)
+        # a temperature times ``keep`` is the weights raised to the power 1 / keep
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (np.log(w[rows]) - np.log(w[rows, :1])) / keep[:, None]
+        z = np.where(np.isnan(z), -np.inf, z)  # keep 0 and a zero gap: the first (nearest) wins
+        z[:, 0] = 0.0
+        e = np.exp(z)
+        out = w.copy()
+        out[rows] = e / e.sum(axis=1, keepdims=True)
+        return out
 
     def estimate(
         self,
@@ -450,6 +487,7 @@ class Router(BaseEstimator):
         )
         nearest = idx[:, 0]
         distance = np.sqrt(sq[np.arange(len(X)), nearest])
+        w = self._sharpen_weights(w, distance)
 
         cs = self.cluster_scores()
         perf = np.einsum("np,npm->nm", w, cs[idx])
@@ -725,7 +763,10 @@ class Router(BaseEstimator):
         params = self.get_params(deep=False)
         # in the order of ROUTER_PARAMS (that of __init__); the embedder is recorded below
         params = {name: params[name] for name in ROUTER_PARAMS if name != "embedder"}
-        for name, default in online.PARAM_DEFAULTS.items():  # recorded only when set, so that
+        for name, default in {
+            **online.PARAM_DEFAULTS,
+            **_QUIET_DEFAULTS,
+        }.items():  # recorded only when set, so that
             if params[name] == default:  # older versions still read the artifact
                 del params[name]
         tasks: list[str] | None = getattr(self, "tasks_", None)
