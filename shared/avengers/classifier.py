@@ -15,8 +15,8 @@ on ``0.5 (w - w_old)^T H (w - w_old)`` plus the batch's weighted log-loss, and a
 curvature to ``H`` (kept as its inverse, so a batch of ``r`` outcomes costs ``O(d^2 r)``). This
 is online Bayesian logistic regression: on a batch drawn like the training data it lands close to
 a refit on both, but unlike the per-cluster counts it is not exact (the curvature of old rows is
-frozen at the weights they were counted at). With forgetting, ``H`` decays like a count, once per
-new outcome of the model. A model with no classifier yet (NaN row: added after ``fit``) starts
+frozen at the weights they were counted at). ``decay`` < 1 shrinks ``H`` once per new outcome of
+the model (the router does not use it: see :mod:`avengers.online`). A model with no classifier yet (NaN row: added after ``fit``) starts
 from the mean of the known models' weights with only the penalty ``I / C`` as its precision, so
 its first outcomes move it quickly.
 """

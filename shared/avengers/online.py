@@ -451,10 +451,13 @@ def add_model_columns(router: Any, name: str) -> None:
 
 
 def _update_classifiers(
-    router: Any, batch: OutcomeBatch, cols: np.ndarray, X: np.ndarray | None, decay: float
+    router: Any, batch: OutcomeBatch, cols: np.ndarray, X: np.ndarray | None
 ) -> None:
     """Move the success classifiers of the hybrid estimate toward the batch (Laplace update, see
-    :mod:`avengers.classifier`). Needs the batch's embeddings and the classifiers' covariances
+    :mod:`avengers.classifier`), without forgetting: ``half_life`` counts observations of a model
+    in one cluster, and applied per outcome of a model anywhere it left each classifier only its
+    last few dozen outcomes (noise; the drifted model of the benchmark then took 552 task queries
+    to lose its task instead of 119). Needs the batch's embeddings and the classifiers' covariances
     (a router saved before they existed, or streamed with ``avengers.stream``, keeps its
     classifiers as fitted)."""
     covariance = getattr(router, "classifier_covariance_", None)
@@ -466,7 +469,7 @@ def _update_classifiers(
     router.classifier_coef_, router.classifier_intercept_, router.classifier_covariance_ = (
         update_success_classifiers(
             X, full, coef, router.classifier_intercept_, covariance,
-            weights=batch.weights, decay=decay,
+            weights=batch.weights,
         )
     )  # fmt: skip
 
@@ -495,7 +498,7 @@ def apply_batch(router: Any, batch: OutcomeBatch, labels: np.ndarray, X: np.ndar
         router.global_costs_ = global_means(
             router.cost_sums_, router.cost_counts_, router.global_costs_
         )
-    _update_classifiers(router, batch, cols, X, decay)
+    _update_classifiers(router, batch, cols, X)
     k = len(router.cluster_centers_)
     router.cluster_sizes_ = router.cluster_sizes_ + np.bincount(labels, minlength=k)
     if router.train_embeddings_ is not None and X is not None:
