@@ -10,7 +10,7 @@ Each experiment runs for several seeds (which 10 % start the router, and the str
     (``--explore``, default 0.1); share of the accuracy gap to the router fitted offline on 100 %
     with full information that is closed (ratio of the mean gain to the mean gap over seeds).
     Also the ceiling: the same 10 % router updated with *every* model's outcome on the 90 %
-    (same centroids and success classifiers, which ``update`` keeps).
+    (same centroids, which ``update`` keeps; the success classifiers get its Laplace update).
 (b) cold start: the strongest model is absent from the initial 10 % and added (``add_model``)
     when the stream starts (``--cold-explore``, default 0.3); its routed share and the accuracy
     after the pass, vs the full-information router.
@@ -19,7 +19,8 @@ Each experiment runs for several seeds (which 10 % start the router, and the str
     of the task's queries (last 50) after the drift, with forgetting (``half_life``) and without.
 
     python benchmarks/online.py [--datasets dcrouter routerdc] [--seeds 0 1 2]
-                                [--plot docs/img/online.png] [--ipw-cap 10]
+                                [--plot docs/img/online.png] [--ipw-cap 10] [--json out.json]
+    python benchmarks/online.py --from-json a.json b.json --plot docs/img/online.png
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def warm_and_cold(
     acc_full = accuracy(full, Xt, test)
     r10 = Router(**SETTINGS).fit(train.subset(first), embeddings=X[first])
     acc10 = accuracy(r10, Xt, test)
-    # the ceiling of online learning with the 10 % router's centroids and classifiers: the same
+    # the ceiling of online learning with the 10 % router's centroids (classifiers updated): the same
     # stream with full information (every model's outcome revealed)
     ceiling = copy.deepcopy(r10)
     ceiling.update(train.subset(rest), embeddings=X[rest])
@@ -299,7 +300,22 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="each: which 10 %% start the router, and the stream order")  # fmt: skip
     ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
+    ap.add_argument(
+        "--from-json",
+        nargs="+",
+        default=None,
+        help="only draw the plots from --json files of earlier runs (e.g. one per dataset)",
+    )
     args = ap.parse_args()
+    if args.from_json:
+        merged: dict[str, Any] = {"warm": [], "cold": [], "drift": []}
+        for path in args.from_json:
+            with open(path) as f:
+                part = json.load(f)
+            for key in merged:
+                merged[key] += part.get(key, [])
+        _plots(merged, args.plot)
+        return
     emb = resolve_embedder(None)
     loaders = {"dcrouter": lambda s: load_dcrouter(s), "routerdc": lambda s: load_routerdc(s)}
     results: dict[str, Any] = {"warm": [], "cold": [], "drift": []}

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from . import scoring
+from .classifier import PRIOR_PRECISION, update_success_classifiers
 from .data import OutcomeData, as_outcomes
 from .exceptions import DataError
 
@@ -431,17 +432,46 @@ def add_model_columns(router: Any, name: str) -> None:
         router.cost_counts_ = add_columns(router.cost_counts_, 1)
         router.global_costs_ = np.append(router.global_costs_, cost_prior)
     router.train_scores_ = add_columns(router.train_scores_, 1, np.nan)
-    # Per-task statistics (task hints) start empty; a success classifier (hybrid estimate) is
-    # only fitted offline, so the new model has none (NaN row: the estimate uses the cluster's).
+    # Per-task statistics (task hints) start empty. Its success classifier (hybrid estimate) is a
+    # NaN row until its first update with embeddings (until then the estimate uses the cluster's),
+    # which starts it from the known models' mean weights with the prior's covariance only.
     router.task_score_sums_ = add_columns(getattr(router, "task_score_sums_", None), 1)
     router.task_score_counts_ = add_columns(getattr(router, "task_score_counts_", None), 1)
     coef = getattr(router, "classifier_coef_", None)
     if coef is not None:
         router.classifier_coef_ = np.vstack([coef, np.full((1, coef.shape[1]), np.nan, coef.dtype)])
         router.classifier_intercept_ = np.append(router.classifier_intercept_, np.nan)
+    covariance = getattr(router, "classifier_covariance_", None)
+    if covariance is not None:
+        fresh = np.eye(covariance.shape[1], dtype=covariance.dtype) / PRIOR_PRECISION
+        router.classifier_covariance_ = np.concatenate([covariance, fresh[None]])
     summary = dict(router.training_summary_)
     summary[ADDED_KEY] = [*summary.get(ADDED_KEY, []), name]
     router.training_summary_ = summary
+
+
+def _update_classifiers(
+    router: Any, batch: OutcomeBatch, cols: np.ndarray, X: np.ndarray | None
+) -> None:
+    """Move the success classifiers of the hybrid estimate toward the batch (Laplace update, see
+    :mod:`avengers.classifier`), without forgetting: ``half_life`` counts observations of a model
+    in one cluster, and applied per outcome of a model anywhere it left each classifier only its
+    last few dozen outcomes (noise; the drifted model of the benchmark then took 552 task queries
+    to lose its task instead of 119). Needs the batch's embeddings and the classifiers' covariances
+    (a router saved before they existed, or streamed with ``avengers.stream``, keeps its
+    classifiers as fitted)."""
+    covariance = getattr(router, "classifier_covariance_", None)
+    coef = getattr(router, "classifier_coef_", None)
+    if X is None or covariance is None or coef is None or len(batch) == 0:
+        return
+    full = np.full((len(batch), len(router.models_)), np.nan)
+    full[:, cols] = batch.scores
+    router.classifier_coef_, router.classifier_intercept_, router.classifier_covariance_ = (
+        update_success_classifiers(
+            X, full, coef, router.classifier_intercept_, covariance,
+            weights=batch.weights,
+        )
+    )  # fmt: skip
 
 
 def apply_batch(router: Any, batch: OutcomeBatch, labels: np.ndarray, X: np.ndarray | None) -> None:
@@ -468,6 +498,7 @@ def apply_batch(router: Any, batch: OutcomeBatch, labels: np.ndarray, X: np.ndar
         router.global_costs_ = global_means(
             router.cost_sums_, router.cost_counts_, router.global_costs_
         )
+    _update_classifiers(router, batch, cols, X)
     k = len(router.cluster_centers_)
     router.cluster_sizes_ = router.cluster_sizes_ + np.bincount(labels, minlength=k)
     if router.train_embeddings_ is not None and X is not None:

@@ -21,7 +21,7 @@ from . import online, scoring
 from .artifact import push_artifact, read_artifact, write_artifact
 from .calibration import CalibrationResult, calibrate
 from .card import model_card as make_model_card
-from .classifier import fit_success_classifiers, success_probabilities
+from .classifier import classifier_covariance, fit_success_classifiers, success_probabilities
 from .clustering import ClusterAlgorithm, fit_centroids, pairwise_sq_dist
 from .data import OutcomeData, as_outcomes
 from .decision import ModelScore, RouteDecision, RouteEstimate
@@ -55,6 +55,7 @@ _OPTIONAL_STATE_ARRAYS = (
     "train_scores",
     "classifier_coef",
     "classifier_intercept",
+    "classifier_covariance",
     "task_score_sums",
     "task_score_counts",
 )
@@ -299,9 +300,13 @@ class Router(BaseEstimator):
             )
         self.classifier_coef_: np.ndarray | None = None
         self.classifier_intercept_: np.ndarray | None = None
+        self.classifier_covariance_: np.ndarray | None = None  # for online updates of the above
         if self.classifier_weight > 0:
             self.classifier_coef_, self.classifier_intercept_ = fit_success_classifiers(
                 X, data.scores
+            )
+            self.classifier_covariance_ = classifier_covariance(
+                X, data.scores, self.classifier_coef_, self.classifier_intercept_
             )
         self.training_summary_ = data.summary()
         self.fit_seconds_ = time.perf_counter() - t0
@@ -862,6 +867,7 @@ class Router(BaseEstimator):
             "train_scores": (n, m),
             "classifier_coef": (m, d),
             "classifier_intercept": (m,),
+            "classifier_covariance": (m, d + 1, d + 1),
             "task_score_sums": (len(self.tasks_ or ()), k, m),
             "task_score_counts": (len(self.tasks_ or ()), k, m),
         }
