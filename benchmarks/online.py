@@ -301,12 +301,18 @@ def main() -> None:
                     help="each: which 10 %% start the router, and the stream order")  # fmt: skip
     ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
     ap.add_argument(
+        "--online-classifiers",
+        action="store_true",
+        help="Router(online_classifiers=True): update also moves the success classifiers",
+    )
+    ap.add_argument(
         "--from-json",
         nargs="+",
         default=None,
         help="only draw the plots from --json files of earlier runs (e.g. one per dataset)",
     )
     args = ap.parse_args()
+    SETTINGS["online_classifiers"] = args.online_classifiers
     if args.from_json:
         merged: dict[str, Any] = {"warm": [], "cold": [], "drift": []}
         for path in args.from_json:

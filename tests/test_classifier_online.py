@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import numpy as np
-from avengers import OutcomeData, Router
+import pytest
+from avengers import ConfigError, OutcomeData, Router
 from avengers.classifier import (
     _newton_dense,
     _newton_low_rank,
@@ -98,7 +99,7 @@ def _router_data(n: int = 300, seed: int = 4) -> tuple[OutcomeData, np.ndarray]:
 
 def test_router_update_changes_the_classifiers_and_persists_them(tmp_path) -> None:
     data, X = _router_data()
-    r = Router(4).fit(data.subset(np.arange(200)), embeddings=X[:200])
+    r = Router(4, online_classifiers=True).fit(data.subset(np.arange(200)), embeddings=X[:200])
     assert r.classifier_covariance_ is not None and r.classifier_covariance_.shape == (2, 9, 9)
     before = r.classifier_coef_.copy()  # type: ignore[union-attr]
     r.update(data.subset(np.arange(200, 300)), embeddings=X[200:])
@@ -115,7 +116,7 @@ def test_router_update_changes_the_classifiers_and_persists_them(tmp_path) -> No
 
 def test_an_artifact_without_covariances_loads_and_keeps_its_classifiers() -> None:
     data, X = _router_data(seed=5)
-    r = Router(4).fit(data.subset(np.arange(200)), embeddings=X[:200])
+    r = Router(4, online_classifiers=True).fit(data.subset(np.arange(200)), embeddings=X[:200])
     config, arrays = r.state()
     del arrays["classifier_covariance"]  # as saved before online classifier updates
     old = Router.from_state(config, arrays)
@@ -130,7 +131,7 @@ def test_an_artifact_without_covariances_loads_and_keeps_its_classifiers() -> No
 
 def test_a_model_added_online_gets_a_classifier_at_its_first_update() -> None:
     data, X = _router_data(seed=6)
-    r = Router(4).fit(data, embeddings=X)
+    r = Router(4, online_classifiers=True).fit(data, embeddings=X)
     r.add_model("z")
     assert np.isnan(r.classifier_coef_[2]).all()  # type: ignore[index]
     assert r.classifier_covariance_.shape == (3, 9, 9)  # type: ignore[union-attr]
@@ -141,3 +142,22 @@ def test_a_model_added_online_gets_a_classifier_at_its_first_update() -> None:
     p = success_probabilities(X, r.classifier_coef_, r.classifier_intercept_)[:, 2]  # type: ignore[arg-type]
     assert p[good].mean() > 0.6 > 0.4 > p[~good].mean()
     assert np.isfinite(r.estimate(X).score).all()
+
+
+def test_by_default_update_keeps_the_classifiers_as_fitted() -> None:
+    data, X = _router_data(seed=7)
+    r = Router(4).fit(data.subset(np.arange(200)), embeddings=X[:200])
+    assert r.classifier_covariance_ is None  # nothing extra in the artifact either
+    assert "online_classifiers" not in r.state()[0]["params"]
+    coef = r.classifier_coef_.copy()  # type: ignore[union-attr]
+    r.update(data.subset(np.arange(200, 300)), embeddings=X[200:])
+    np.testing.assert_array_equal(r.classifier_coef_, coef)  # type: ignore[arg-type]
+    r.add_model("z")
+    r.update(models=["z"] * 20, scores=np.ones(20), embeddings=X[:20])
+    assert np.isnan(r.classifier_coef_[2]).all()  # type: ignore[index]  # cluster estimate only
+
+
+def test_online_classifiers_must_be_a_bool() -> None:
+    data, X = _router_data()
+    with pytest.raises(ConfigError, match="online_classifiers"):
+        Router(4, online_classifiers="yes").fit(data, embeddings=X)  # type: ignore[arg-type]

@@ -91,7 +91,18 @@ class EmbedderSpec:
         return "None, a model name or an embedder object"
 
 
-Constraint = Interval | OneOf | EmbedderSpec
+@dataclass(frozen=True)
+class Flag:
+    """True or False."""
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+    def describe(self) -> str:
+        return "True or False"
+
+
+Constraint = Interval | OneOf | EmbedderSpec | Flag
 
 UNIT = Interval(0.0, 1.0)
 """A number in [0, 1]."""
@@ -118,6 +129,7 @@ ROUTER_PARAMS: dict[str, Constraint] = {
     "explore": UNIT,
     "half_life": Interval(0.0, low_open=True, none_ok=True),
     "new_model_prior": Interval(0.0, 1.0, none_ok=True),
+    "online_classifiers": Flag(),
     "embedder": EmbedderSpec(),
 }
 """Every :class:`~avengers.Router` setting and the values it allows."""

@@ -64,7 +64,11 @@ _STATE_DTYPES = {"train_embeddings": np.float16}
 _DISTANCE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 1.0)
 # Settings saved only when they differ from these values, so that older versions still read the
 # artifacts that do not use them.
-_QUIET_DEFAULTS: dict[str, Any] = {"sharpen_quantile": None, "sharpen_width": 0.1}
+_QUIET_DEFAULTS: dict[str, Any] = {
+    "sharpen_quantile": None,
+    "sharpen_width": 0.1,
+    "online_classifiers": False,
+}
 
 
 class Router(BaseEstimator):
@@ -108,6 +112,7 @@ class Router(BaseEstimator):
         explore: float = 0.0,
         half_life: float | None = None,
         new_model_prior: float | None = None,
+        online_classifiers: bool = False,
     ) -> None:
         self.n_clusters = n_clusters
         self.top_k = top_k
@@ -129,6 +134,7 @@ class Router(BaseEstimator):
         self.random_state = random_state
         self.embedder = embedder
         self.explore = explore
+        self.online_classifiers = online_classifiers
         self.half_life = half_life
         self.new_model_prior = new_model_prior
         self._embedder: Embedder | None = None  # ``embedder`` resolved, on first use
@@ -305,9 +311,10 @@ class Router(BaseEstimator):
             self.classifier_coef_, self.classifier_intercept_ = fit_success_classifiers(
                 X, data.scores
             )
-            self.classifier_covariance_ = classifier_covariance(
-                X, data.scores, self.classifier_coef_, self.classifier_intercept_
-            )
+            if self.online_classifiers:
+                self.classifier_covariance_ = classifier_covariance(
+                    X, data.scores, self.classifier_coef_, self.classifier_intercept_
+                )
         self.training_summary_ = data.summary()
         self.fit_seconds_ = time.perf_counter() - t0
         return self
