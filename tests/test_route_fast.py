@@ -151,3 +151,18 @@ def test_derived_arrays_follow_updates_new_models_and_settings(data) -> None:  #
     router.n_nearest = 0
     with pytest.raises(avengers.ConfigError):
         router.route_embeddings(Y[:1])
+
+
+def test_static_embedder_gives_one_text_the_vector_of_a_batch() -> None:
+    pytest.importorskip("model2vec")
+    from avengers.static import StaticEmbedder, default_static_path
+
+    if not (default_static_path() / "model.safetensors").is_file():
+        pytest.skip("the default static model is not distilled here (python -m avengers.static)")
+    emb = StaticEmbedder()
+    d = Path(avengers.__file__).parent / "data" / "dcrouter"
+    texts = [*load_dcrouter_dir(d, "test").queries[:100], "", "zzqx", "x" * 5000, "ünïcödé ☃"]
+    batch = emb.embed(texts)
+    one = np.vstack([emb.embed([t]) for t in texts])
+    np.testing.assert_array_equal(one, batch)
+    assert np.allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-5)

@@ -177,7 +177,10 @@ def _encode_one(model: Any, text: str) -> np.ndarray | None:
         return None
     if max_length is not None:
         text = text[: max_length * model.median_token_length]
-    ids = model.tokenize([text])[0]
+    # model.tokenize([text])[0]: the same ids, without the batch call's thread pool hand-off
+    ids = model.tokenizer.encode(text, add_special_tokens=False).ids
+    if model.unk_token_id is not None:
+        ids = [i for i in ids if i != model.unk_token_id]
     table = model.embedding
     out = np.zeros((1, model.dim), dtype=np.float32 if table.dtype == np.int8 else table.dtype)
     if ids:
