@@ -166,3 +166,15 @@ def test_static_embedder_gives_one_text_the_vector_of_a_batch() -> None:
     one = np.vstack([emb.embed([t]) for t in texts])
     np.testing.assert_array_equal(one, batch)
     assert np.allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-5)
+
+
+def test_decision_to_dict_has_every_field_as_asdict_gives_it(data) -> None:  # type: ignore[no-untyped-def]
+    base, _, Y = data
+    router = copy_of(base, alpha=0.5)
+    for d in router.route_embeddings(Y[:20], ["q"] * 20):
+        expect = dataclasses.asdict(d)
+        expect["ranking"] = [dataclasses.asdict(m) for m in d.ranking]
+        expect["cluster_weights"] = {str(k): v for k, v in d.cluster_weights.items()}
+        expect["models"] = d.models
+        assert d.to_dict() == expect
+        assert list(d.to_dict()) == list(expect)
