@@ -3,7 +3,7 @@ it) and the vectorized estimate for a batch of embedded queries it is built from
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,11 +72,34 @@ class RouteDecision:
         return self.ranking[0].cost
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ranking"] = [asdict(m) for m in self.ranking]
-        d["models"] = self.models
-        d["cluster_weights"] = {str(k): v for k, v in self.cluster_weights.items()}
-        return d
+        """The fields as plain JSON-able values (cluster weights keyed by string), plus
+        ``models``. Built field by field: ``dataclasses.asdict`` deep-copies every value and
+        cost a routed request more than its routing."""
+        return {
+            "query": self.query,
+            "ranking": [
+                {
+                    "model": m.model,
+                    "score": m.score,
+                    "performance": m.performance,
+                    "cost": m.cost,
+                    "evidence": m.evidence,
+                }
+                for m in self.ranking
+            ],
+            "cluster": self.cluster,
+            "distance": self.distance,
+            "top_k": self.top_k,
+            "cluster_weights": {str(k): v for k, v in self.cluster_weights.items()},
+            "fallback": self.fallback,
+            "method": self.method,
+            "explored": self.explored,
+            "signal": self.signal,
+            "classifier_share": self.classifier_share,
+            "task": self.task,
+            "sticky": self.sticky,
+            "models": self.models,
+        }
 
     def explain(self) -> str:
         """A short human-readable account of the decision."""

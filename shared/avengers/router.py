@@ -11,6 +11,7 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,10 @@ class Router(BaseEstimator):
     the training data lacks. ``Router.paper`` turns all three off.
     """
 
+    # one query without task hints takes the lean path of ``_estimate_one`` (False: the batch
+    # path for every call; the tests compare the two)
+    _single_row_path = True
+
     def __init__(
         self,
         n_clusters: int = 64,
@@ -139,6 +144,7 @@ class Router(BaseEstimator):
         self.new_model_prior = new_model_prior
         self._embedder: Embedder | None = None  # ``embedder`` resolved, on first use
         self._rng: np.random.Generator | None = None  # exploration draws, on first use
+        self._routing: _RoutingArrays | None = None  # derived arrays, see _routing_arrays
 
     # ------------------------------------------------------------------ settings
 
@@ -434,6 +440,42 @@ class Router(BaseEstimator):
             self.cost_sums_, self.cost_counts_, self.global_costs_[None, :], 0.0
         )
 
+    def _routing_arrays(self) -> _RoutingArrays:
+        """What routing derives from the fitted arrays and settings alone (shrunk cluster scores
+        and costs, centroid norms, the far threshold, ...), worked out once and reused while
+        neither changes; the settings are checked when they do.
+
+        The cache holds the state objects it was computed from and is used only while each of
+        them is still the router's (``is``) and every setting is equal: :meth:`fit`,
+        :meth:`update` and :meth:`add_model` assign new arrays (an update also writes into the
+        per-cluster sums in place, but always assigns new global means and a new training
+        summary with them), and :meth:`set_params` changes a setting."""
+        params = tuple(getattr(self, name) for name in _param_names(type(self)))
+        state = tuple(getattr(self, name, None) for name in _ROUTING_STATE)
+        cached = getattr(self, "_routing", None)
+        if (
+            cached is not None
+            and cached.params == params
+            and all(a is b for a, b in zip(cached.state, state, strict=True))
+        ):
+            return cached
+        self._validate_params()
+        centers = self.cluster_centers_
+        coef = getattr(self, "classifier_coef_", None)
+        fresh = _RoutingArrays(
+            params=params,
+            state=state,
+            alpha=check_alpha(self.alpha),
+            centers_t=centers.T,
+            center_norms=np.einsum("ij,ij->i", centers, centers)[None, :],
+            cluster_scores=self.cluster_scores(),
+            cluster_costs=self.cluster_costs(),
+            classifier_coef=None if coef is None else np.asarray(coef, dtype=np.float64),
+            far_threshold=self._far_threshold(),
+        )
+        self._routing = fresh
+        return fresh
+
     def _far_threshold(self, quantile: float | None = None) -> float | None:
         """The training-distance quantile ``quantile`` (default ``far_quantile``) as a distance,
         interpolated between the stored quantiles; None when the setting is off."""
@@ -449,8 +491,10 @@ class Router(BaseEstimator):
         sharpen_width`` times that distance (``sharpen_width`` 0: a step). Nearer queries keep
         ``w``. The soft weights average neighbouring clusters, which helps queries like the
         training data but pulls a query of an unseen task toward unrelated clusters."""
+        if self.sharpen_quantile is None or len(w) == 0:
+            return w
         t = self._far_threshold(self.sharpen_quantile)
-        if t is None or len(w) == 0:
+        if t is None:
             return w
         t = max(t, 1e-9)
         excess = distance / t - 1.0
@@ -483,14 +527,25 @@ class Router(BaseEstimator):
         on that task's outcomes only (per cluster, shrunk toward the task's mean); a None or
         unknown hint changes nothing."""
         self._check_fitted()
-        self._validate_params()
-        alpha = check_alpha(self.alpha if alpha is None else alpha)
+        fixed = self._routing_arrays()  # also checks the settings
+        alpha = fixed.alpha if alpha is None else check_alpha(alpha)
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ConfigError(
                 f"expected embeddings of shape (n, {self.n_features_in_}), got {X.shape}"
             )
-        sq = pairwise_sq_dist(X, self.cluster_centers_)
+        sq = np.maximum(
+            np.einsum("ij,ij->i", X, X)[:, None] + fixed.center_norms - 2.0 * (X @ fixed.centers_t),
+            0.0,
+        )  # pairwise_sq_dist(X, self.cluster_centers_) with the centroid norms computed once
+        if (
+            len(X) == 1
+            and self._single_row_path
+            and self.scoring != "knn"
+            and self.sharpen_quantile is None
+            and self._task_rows(tasks, 1) is None
+        ):
+            return self._estimate_one(X, sq[0], alpha, fixed)
         idx, w = scoring.softmax_weights(
             sq,
             self.n_nearest,
@@ -501,10 +556,10 @@ class Router(BaseEstimator):
         distance = np.sqrt(sq[np.arange(len(X)), nearest])
         w = self._sharpen_weights(w, distance)
 
-        cs = self.cluster_scores()
+        cs = fixed.cluster_scores
         perf = np.einsum("np,npm->nm", w, cs[idx])
         evidence = np.einsum("np,npm->nm", w, self.score_counts_[idx])
-        cc = self.cluster_costs()
+        cc = fixed.cluster_costs
         cost = None if cc is None else np.einsum("np,npm->nm", w, cc[idx])
         hinted = self._task_rows(tasks, len(X))
         if hinted is not None:
@@ -537,11 +592,11 @@ class Router(BaseEstimator):
                 perf, evidence = kperf, kcount
             else:
                 perf = self.knn_weight * kperf + (1 - self.knn_weight) * perf
-        perf, share, signal = self._blend_classifier(X, perf, evidence)
+        perf, share, signal = self._blend_classifier(X, perf, evidence, fixed.classifier_coef)
 
         fallback: list[str | None] = [None] * len(X)
         thin = self.cluster_sizes_[nearest] < self.min_cluster_size
-        far_t = self._far_threshold()
+        far_t = fixed.far_threshold
         far = distance > far_t if far_t is not None else np.zeros(len(X), dtype=bool)
         use_global = thin | far
         if use_global.any():
@@ -582,6 +637,80 @@ class Router(BaseEstimator):
             signal=tuple(None if f else g for f, g in zip(fallback, signal, strict=True)),
         )
 
+    def _estimate_one(
+        self, X: np.ndarray, sq: np.ndarray, alpha: float, fixed: _RoutingArrays
+    ) -> RouteEstimate:
+        """:meth:`estimate` for one embedded query (``X`` of shape (1, d), ``sq`` its squared
+        distances to the centroids) without task hints or kNN scoring: the same arithmetic on
+        1-d rows, which for one query costs a fraction of the batch path's array bookkeeping
+        (``tests/test_route_fast.py`` checks that both give identical decisions)."""
+        if self.temperature_mode == "relative":
+            idx2, w2 = scoring.softmax_weights(
+                sq[None], self.n_nearest, self.softmax_temperature, relative=True
+            )
+            idx, w = idx2[0], w2[0]
+        else:  # scoring.softmax_weights on one row
+            idx = np.argsort(sq)[: min(self.n_nearest, len(sq))]
+            d = np.sqrt(sq[idx].astype(np.float64))
+            w = np.exp(-(d - d[0]) / max(self.softmax_temperature, 1e-9))
+            w = w / w.sum()
+        nearest = int(idx[0])
+        distance = np.sqrt(sq[nearest])
+
+        perf = np.einsum("p,pm->m", w, fixed.cluster_scores[idx])
+        evidence = np.einsum("p,pm->m", w, self.score_counts_[idx])
+        cc = fixed.cluster_costs
+        cost = None if cc is None else np.einsum("p,pm->m", w, cc[idx])
+        if self.scoring == "hybrid":
+            assert self.train_embeddings_ is not None and self.train_scores_ is not None
+            sims = X @ self.train_embeddings_.T
+            kperf, _ = scoring.knn_estimate(
+                sims,
+                self.train_scores_.astype(np.float64),
+                self.n_neighbors,
+                self.global_scores_,
+                self.shrinkage,
+            )
+            perf = self.knn_weight * kperf[0] + (1 - self.knn_weight) * perf
+        blended, shares, signals = self._blend_classifier(
+            X, perf[None], evidence[None], fixed.classifier_coef
+        )
+        perf = blended[0]
+
+        fallback = None
+        far_t = fixed.far_threshold
+        if far_t is not None and distance > far_t:
+            fallback = (
+                f"query is far from every cluster (distance {distance:.3f} > "
+                f"{far_t:.3f}): global ranking used"
+            )
+        elif self.cluster_sizes_[nearest] < self.min_cluster_size:
+            fallback = (
+                f"cluster {nearest} has {int(self.cluster_sizes_[nearest])} training queries "
+                f"(< {self.min_cluster_size}): global ranking used"
+            )
+        if fallback is not None:
+            perf = self.global_scores_.astype(np.float64)
+            if cost is not None and self.global_costs_ is not None:
+                cost = self.global_costs_.astype(np.float64)
+        rank_score = scoring.tradeoff(perf[None], None if cost is None else cost[None], alpha)[0]
+        keys = [-self.global_scores_, -perf, -rank_score]
+        order = np.lexsort(keys if cost is None else [cost, *keys])
+        return RouteEstimate(
+            performance=perf[None],
+            cost=None if cost is None else cost[None],
+            evidence=evidence[None],
+            nearest=idx[:1],
+            distance=distance[None],
+            clusters=idx[None],
+            weights=w[None],
+            fallback=(fallback,),
+            score=rank_score[None],
+            order=order[None],
+            classifier_share=shares,
+            signal=(None if fallback else signals[0],),
+        )
+
     def _task_rows(self, tasks: Sequence[str | None] | None, n: int) -> np.ndarray | None:
         """Per row, the index of its task hint in ``tasks_`` (-1: none or unknown); None when
         no row has a usable hint."""
@@ -597,12 +726,16 @@ class Router(BaseEstimator):
         return out if (out >= 0).any() else None
 
     def _blend_classifier(
-        self, X: np.ndarray, perf: np.ndarray, evidence: np.ndarray
+        self,
+        X: np.ndarray,
+        perf: np.ndarray,
+        evidence: np.ndarray,
+        coef: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, list[str | None]]:
         """The hybrid estimate: ``perf`` blended with the per-model success classifiers, which
         weigh more where the local evidence is thin (see :func:`scoring.evidence_share`).
         Returns the blend, each query's classifier share (None: no classifier) and which signal
-        carried each choice."""
+        carried each choice. ``coef``: the classifier coefficients already in float64."""
         if self.classifier_weight <= 0:
             return perf, None, [None] * len(X)
         if self.classifier_coef_ is None or self.classifier_intercept_ is None:
@@ -610,7 +743,9 @@ class Router(BaseEstimator):
                 "classifier_weight > 0 needs the success classifiers, which a router fitted "
                 "with classifier_weight 0 does not have: fit again"
             )
-        probs = success_probabilities(X, self.classifier_coef_, self.classifier_intercept_)
+        probs = success_probabilities(
+            X, self.classifier_coef_ if coef is None else coef, self.classifier_intercept_
+        )
         probs = np.where(np.isnan(probs), perf, probs)  # a model added online has no classifier
         share = scoring.evidence_share(evidence, self.classifier_weight, self.classifier_evidence)
         blended = (1 - share[:, None]) * perf + share[:, None] * probs
@@ -638,46 +773,56 @@ class Router(BaseEstimator):
         """Decisions for already-embedded queries. ``alpha`` overrides the router's trade-off
         for this call only; ``tasks`` are optional task hints (see :meth:`estimate`)."""
         est = self.estimate(X, alpha=alpha, tasks=tasks)
-        picks = self._exploration_picks(est, alpha)
+        picks = self._exploration_picks(est, alpha).tolist()
         hinted = self._task_rows(tasks, len(est.order))
         method = (
             self.scoring if self.n_nearest == 1 or self.scoring != "cluster" else "soft-cluster"
         )
+        # Python numbers row by row (``tolist`` gives the same floats as ``float()`` of each
+        # NumPy scalar, at a fraction of the cost of indexing the arrays cell by cell)
+        models = self.models_
+        top_k = min(self.top_k, len(models))
+        scores, perfs, evidences = (
+            est.score.tolist(),
+            est.performance.tolist(),
+            est.evidence.tolist(),
+        )
+        costs = None if est.cost is None else est.cost.tolist()
+        nearest, distance = est.nearest.tolist(), est.distance.tolist()
+        clusters, weights = est.clusters.tolist(), est.weights.tolist()
+        shares = None if est.classifier_share is None else est.classifier_share.tolist()
         out = []
-        for i in range(len(est.order)):
+        for i, order in enumerate(est.order.tolist()):
+            score, perf, evidence = scores[i], perfs[i], evidences[i]
+            cost = None if costs is None else costs[i]
             ranking = tuple(
                 ModelScore(
-                    model=self.models_[j],
-                    score=float(est.score[i, j]),
-                    performance=float(est.performance[i, j]),
-                    cost=None if est.cost is None else float(est.cost[i, j]),
-                    evidence=float(est.evidence[i, j]),
+                    model=models[j],
+                    score=score[j],
+                    performance=perf[j],
+                    cost=None if cost is None else cost[j],
+                    evidence=evidence[j],
                 )
-                for j in online.pick_first(est.order[i], int(picks[i]))
+                for j in (order if picks[i] < 0 else online.pick_first(np.array(order), picks[i]))
             )
             out.append(
                 RouteDecision(
                     query=None if queries is None else queries[i],
                     ranking=ranking,
-                    cluster=int(est.nearest[i]),
-                    distance=float(est.distance[i]),
-                    top_k=min(self.top_k, len(self.models_)),
-                    cluster_weights={
-                        int(c): float(w)
-                        for c, w in zip(est.clusters[i], est.weights[i], strict=True)
-                    },
+                    cluster=nearest[i],
+                    distance=distance[i],
+                    top_k=top_k,
+                    cluster_weights=dict(zip(clusters[i], weights[i], strict=True)),
                     fallback=est.fallback[i],
                     method=method if est.fallback[i] is None else "global",
-                    explored=bool(picks[i] >= 0),
+                    explored=picks[i] >= 0,
                     signal=est.signal[i],
                     task=(
                         None
                         if hinted is None or hinted[i] < 0 or self.tasks_ is None
                         else self.tasks_[int(hinted[i])]
                     ),
-                    classifier_share=(
-                        None if est.classifier_share is None else float(est.classifier_share[i])
-                    ),
+                    classifier_share=None if shares is None else shares[i],
                 )
             )
         return out
@@ -952,6 +1097,38 @@ class Router(BaseEstimator):
             token=token,
             commit_message=commit_message,
         )
+
+
+# The fitted state :meth:`Router._routing_arrays` derives its arrays from (compared by identity).
+_ROUTING_STATE = (
+    "cluster_centers_",
+    "score_sums_",
+    "score_counts_",
+    "global_scores_",
+    "cost_sums_",
+    "cost_counts_",
+    "global_costs_",
+    "classifier_coef_",
+    "train_distances_",
+    "training_summary_",
+    "models_",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class _RoutingArrays:
+    """Arrays routing derives from a fitted router's state and settings (see
+    :meth:`Router._routing_arrays`), with the settings and state objects they came from."""
+
+    params: tuple[Any, ...]
+    state: tuple[Any, ...]
+    alpha: float
+    centers_t: np.ndarray
+    center_norms: np.ndarray
+    cluster_scores: np.ndarray
+    cluster_costs: np.ndarray | None
+    classifier_coef: np.ndarray | None
+    far_threshold: float | None
 
 
 _PARAM_NAMES: dict[type, tuple[str, ...]] = {}

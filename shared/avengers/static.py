@@ -147,7 +147,11 @@ class StaticEmbedder:
         texts = check_texts(texts)
         if not texts:
             return np.zeros((0, int(model.dim)), dtype=np.float32)
-        X = np.asarray(model.encode(texts, use_multiprocessing=False), dtype=np.float32)
+        one = _encode_one(model, texts[0]) if len(texts) == 1 else None
+        X = np.asarray(
+            model.encode(texts, use_multiprocessing=False) if one is None else one,
+            dtype=np.float32,
+        )
         norms = np.linalg.norm(X, axis=1)
         if (norms < 1e-6).any():
             X[norms < 1e-6] = self._fallback
@@ -158,6 +162,34 @@ class StaticEmbedder:
         if self._projection is not None:
             X = normalize_rows(X @ self._projection)
         return X
+
+
+def _encode_one(model: Any, text: str) -> np.ndarray | None:
+    """``model.encode([text])`` for a plain static model (no token mapping or weights), with the
+    same arithmetic but without its per-call batching, progress bar and tokenizer reconfiguration
+    (most of the cost of one short query). None when the model is not plain or its tokenizer is
+    not truncating at the model's ``max_length``: then ``encode`` is used."""
+    if model.token_mapping is not None or model.weights is not None:
+        return None
+    max_length = model.max_length
+    truncation = model.tokenizer.truncation
+    if (truncation or {}).get("max_length") != max_length:
+        return None
+    if max_length is not None:
+        text = text[: max_length * model.median_token_length]
+    # model.tokenize([text])[0]: the same ids, without the batch call's thread pool hand-off
+    ids = model.tokenizer.encode(text, add_special_tokens=False).ids
+    if model.unk_token_id is not None:
+        ids = [i for i in ids if i != model.unk_token_id]
+    table = model.embedding
+    out = np.zeros((1, model.dim), dtype=np.float32 if table.dtype == np.int8 else table.dtype)
+    if ids:
+        out[0] = table[np.array([ids], dtype=np.int64)].mean(axis=1)[0]
+    if not model.normalize:
+        return out
+    out32 = out.astype(np.float32)
+    norm = np.linalg.norm(out32, axis=1, keepdims=True) + 1e-32
+    return (out32 / norm).astype(out.dtype)
 
 
 _WORD = re.compile(r"\b[^\W\d_]{2,24}\b")

@@ -117,7 +117,8 @@ def serve(
         )  # fmt: skip
     typer.echo(f"avengers serving on http://{host}:{port}/v1 (models: avengers, avengers-fast, "
                f"{', '.join(m for m in answerer.router.models_ if m in answerer.backend.models())})")  # fmt: skip
-    common = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning"}
+    common = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning",
+              "access_log": False}  # fmt: skip
     as_embed_cache(embed_cache)  # fail now, not in each worker
     if conversations not in CONVERSATION_MODES:
         fail(f"--conversations must be one of {', '.join(CONVERSATION_MODES)}")
