@@ -415,3 +415,14 @@ async def test_stop_and_model_temperature_reach_the_endpoint(
     assert final is not None and final.text == res.text and final.decision is not None
     with pytest.raises(AttributeError):
         final.text = "patched"  # type: ignore[misc]  # results are built complete, once
+
+
+def test_sync_route_takes_a_task_hint_like_aroute(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    a = Answerer(toy_router, endpoints(server))
+    q = "What is 12 times 12?"
+    hinted = a.route(q, task="cooking")
+    assert hinted.task == "cooking" and hinted.model == "chef-model"
+    assert hinted.ranking == toy_router.route(q, task="cooking").ranking
+    assert a.route(q).model == "math-model"

@@ -231,9 +231,12 @@ class Answerer:
         alpha: float | None = None,
         text: str | None = None,
         conversation: str | None = None,
+        task: str | None = None,
     ) -> RouteDecision:
         """Sync twin of :meth:`aroute`."""
-        return run_sync(self.aroute(query, alpha=alpha, text=text, conversation=conversation))
+        return run_sync(
+            self.aroute(query, alpha=alpha, text=text, conversation=conversation, task=task)
+        )
 
     async def aanswer(
         self,
