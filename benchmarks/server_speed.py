@@ -47,6 +47,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_BROKEN = (OSError, asyncio.IncompleteReadError, IndexError, ValueError)
+"""What a lost or garbled connection raises in :func:`_post`."""
+
+
+async def _post(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes
+) -> bool:
+    """One POST on a keep-alive connection, its response read whole; True for a 200."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    writer.write(head + body)
+    status_line = await reader.readline()
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    return status_line.split(b" ")[1:2] == [b"200"]
+
+
 async def _one_connection(
     port: int, jobs: asyncio.Queue[tuple[str, bytes]], lat: list[float], failed: list[int]
 ) -> None:
@@ -57,24 +82,10 @@ async def _one_connection(
                 path, body = jobs.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            head = (
-                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode()
             t0 = time.perf_counter()
             try:
-                writer.write(head + body)
-                status_line = await reader.readline()
-                length = 0
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
-                ok = status_line.split(b" ")[1:2] == [b"200"]
-            except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+                ok = await _post(reader, writer, path, body)
+            except _BROKEN:
                 ok = False
                 writer.close()
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -120,24 +131,10 @@ async def _paced_connection(
             delay = t0 + j / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            head = (
-                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode()
             t = time.perf_counter()
             try:
-                writer.write(head + body)
-                status_line = await reader.readline()
-                length = 0
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                await reader.readexactly(length)
-                ok = status_line.split(b" ")[1:2] == [b"200"]
-            except (OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+                ok = await _post(reader, writer, path, body)
+            except _BROKEN:
                 ok = False
                 writer.close()
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)

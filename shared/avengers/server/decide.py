@@ -71,7 +71,6 @@ async def route_only(request: Request) -> Any:
     payload = {
         "object": "route",
         **decision_json(decision),
-        "sticky": decision.sticky,
         "conversation": key,
         "explanation": decision.explain(),
     }
@@ -95,32 +94,10 @@ except ImportError:  # pragma: no cover - the standard library path
 
 
 def decision_json(d: RouteDecision) -> dict[str, Any]:
-    """What :meth:`RouteDecision.to_dict` gives, without the echoed query, built directly (the
-    generic dataclass conversion costs more than the routing)."""
-    return {
-        "model": d.model,
-        "models": d.models,
-        "ranking": [
-            {
-                "model": m.model,
-                "score": m.score,
-                "performance": m.performance,
-                "cost": m.cost,
-                "evidence": m.evidence,
-            }
-            for m in d.ranking
-        ],
-        "cluster": d.cluster,
-        "distance": d.distance,
-        "top_k": d.top_k,
-        "cluster_weights": {str(k): v for k, v in d.cluster_weights.items()},
-        "fallback": d.fallback,
-        "method": d.method,
-        "explored": d.explored,
-        "signal": d.signal,
-        "task": d.task,
-        "classifier_share": d.classifier_share,
-    }
+    """:meth:`RouteDecision.to_dict` without the echoed query, the chosen model first."""
+    out = d.to_dict()
+    del out["query"]
+    return {"model": d.model, "models": out.pop("models"), **out}
 
 
 _Item = tuple["Router", str, "float | None", "str | None", "asyncio.Future[RouteDecision]"]
