@@ -484,6 +484,18 @@ class Router(BaseEstimator):
             return None
         return float(np.interp(q, _DISTANCE_QUANTILES, self.train_distances_))
 
+    def _knn_estimate(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Shrunk mean scores of each row's ``n_neighbors`` nearest training queries, and their
+        evidence (the batch and the one-row path share it)."""
+        assert self.train_embeddings_ is not None and self.train_scores_ is not None
+        return scoring.knn_estimate(
+            X @ self.train_embeddings_.T,
+            self.train_scores_.astype(np.float64),
+            self.n_neighbors,
+            self.global_scores_,
+            self.shrinkage,
+        )
+
     def _sharpen_weights(self, w: np.ndarray, distance: np.ndarray) -> np.ndarray:
         """Distance-aware soft routing: beyond the ``sharpen_quantile`` of the training queries'
         distances to their own centroid, the softmax temperature falls linearly with the
@@ -580,14 +592,7 @@ class Router(BaseEstimator):
                     f"scoring {self.scoring!r} needs the training embeddings, which a router "
                     "fitted with scoring 'cluster' does not keep: fit again"
                 )
-            sims = X @ self.train_embeddings_.T
-            kperf, kcount = scoring.knn_estimate(
-                sims,
-                self.train_scores_.astype(np.float64),
-                self.n_neighbors,
-                self.global_scores_,
-                self.shrinkage,
-            )
+            kperf, kcount = self._knn_estimate(X)
             if self.scoring == "knn":
                 perf, evidence = kperf, kcount
             else:
@@ -662,15 +667,7 @@ class Router(BaseEstimator):
         cc = fixed.cluster_costs
         cost = None if cc is None else np.einsum("p,pm->m", w, cc[idx])
         if self.scoring == "hybrid":
-            assert self.train_embeddings_ is not None and self.train_scores_ is not None
-            sims = X @ self.train_embeddings_.T
-            kperf, _ = scoring.knn_estimate(
-                sims,
-                self.train_scores_.astype(np.float64),
-                self.n_neighbors,
-                self.global_scores_,
-                self.shrinkage,
-            )
+            kperf, _ = self._knn_estimate(X)
             perf = self.knn_weight * kperf[0] + (1 - self.knn_weight) * perf
         blended, shares, signals = self._blend_classifier(
             X, perf[None], evidence[None], fixed.classifier_coef
