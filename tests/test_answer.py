@@ -426,3 +426,22 @@ def test_sync_route_takes_a_task_hint_like_aroute(
     assert hinted.task == "cooking" and hinted.model == "chef-model"
     assert hinted.ranking == toy_router.route(q, task="cooking").ranking
     assert a.route(q).model == "math-model"
+
+
+async def test_whole_answers_send_the_endpoint_settings_on_the_wire(
+    toy_router: Router, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lean JSON client sends what the official client would: the endpoint's model id, the
+    bearer key from the named environment variable, ``extra_body`` merged into the body."""
+    monkeypatch.setenv("FAKE_UPSTREAM_KEY", "sk-test-123")
+    over = {"api_key_env": "FAKE_UPSTREAM_KEY", "extra_body": {"top_k": 5, "seed": 11}}
+    a = Answerer(toy_router, endpoints(server, **{"math-model": over}), adaptive=False)
+    res = await a.aanswer(MATH_Q, n_samples=1, temperature=0.3, max_tokens=77)
+    await a.aclose()
+    assert res.model == "math-model" and res.prompt_tokens > 0 and res.completion_tokens > 0
+    body, head = server.requests[-1], server.headers[-1]
+    assert body["model"] == "math" and body["top_k"] == 5 and body["seed"] == 11
+    assert "extra_body" not in body
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 77
+    assert body["messages"][-1] == {"role": "user", "content": MATH_Q}
+    assert {k.lower(): v for k, v in head.items()}["authorization"] == "Bearer sk-test-123"

@@ -7,10 +7,12 @@ import asyncio
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
 from avengers import Answerer, Endpoint, Router
 from avengers.serve import create_app
 from avengers.server.decide import RouteBatcher
+from avengers.static import StaticEmbedder
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from fastapi.testclient import TestClient
 from toy import toy_rows
@@ -98,14 +100,25 @@ def test_concurrent_route_requests_are_batched_and_each_gets_its_own_decision(
         assert all(r.status_code == 200 for r in rs)
         return [r.json() for r in rs]
 
-    got = asyncio.run(run())
+    embedder = app.state.answerer.router.get_embedder()
+    assert isinstance(embedder, StaticEmbedder)  # served bare: no batching layer of its own
+    calls: list[int] = []
+    embed = embedder.embed
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return embed(texts)
+
+    embedder.embed = counting  # type: ignore[method-assign]
+    try:
+        got = asyncio.run(run())
+    finally:
+        del embedder.embed  # type: ignore[method-assign]
     expected = router.route_batch(queries)
     assert [g["model"] for g in got] == [d.model for d in expected]
     assert [g["cluster"] for g in got] == [d.cluster for d in expected]
-    batcher = app.state.route_batcher
-    embedder = router.get_embedder()
-    assert embedder.inner.batches < len(queries)  # fewer embedding calls than requests
-    assert isinstance(batcher, RouteBatcher)
+    assert isinstance(app.state.route_batcher, RouteBatcher)
+    assert len(calls) < len(queries) and max(calls) > 1  # batched embedding calls
 
 
 def test_route_only_checks_the_api_key_and_counts_metrics(

@@ -24,6 +24,7 @@ from .exceptions import AvengersError, ConfigError
 from .messages import Message, content_text
 from .retry import GaveUp, retrying
 from .toolcalls import ToolCallAccumulator, flatten_tool_turns, tool_calls_from
+from .upstream import BadReply, JSONClient
 
 log = logging.getLogger(__name__)
 
@@ -180,19 +181,25 @@ def _classify(exc: BaseException) -> tuple[str, str]:
         return "bad_response", "response did not match the OpenAI schema"
     if isinstance(exc, ConfigError):
         return "config", str(exc)
+    if isinstance(exc, BadReply):
+        return "bad_response", str(exc)
+    if isinstance(exc, ValueError):  # the request itself could not be written
+        return "client_error", str(exc)
     return "bad_response", f"{type(exc).__name__}"
 
 
 class _LoopState:
     def __init__(self) -> None:
         self.clients: dict[str, Any] = {}
+        self.json_clients: dict[str, JSONClient] = {}
         self.limits: dict[str, asyncio.Semaphore] = {}
 
 
 class OpenAIBackend:
-    """Candidate models behind OpenAI-compatible endpoints, called with the official ``openai``
-    client. One ``AsyncOpenAI`` client and one concurrency limit per endpoint (per event loop,
-    since an async HTTP connection pool belongs to the loop that made it); retries with
+    """Candidate models behind OpenAI-compatible endpoints. Whole answers go through the lean
+    :class:`~avengers.upstream.JSONClient`, streamed ones through the official ``openai`` client;
+    one client of each kind (made when first needed) and one concurrency limit per endpoint, per
+    event loop (an async HTTP connection pool belongs to the loop that made it); retries with
     exponential backoff and timeouts come from each endpoint's settings."""
 
     def __init__(self, endpoints: Any) -> None:
@@ -228,7 +235,13 @@ class OpenAIBackend:
             st = self._state[loop] = _LoopState()
         return st
 
+    def _limit(self, st: _LoopState, model: str, ep: Endpoint) -> asyncio.Semaphore:
+        if model not in st.limits:
+            st.limits[model] = asyncio.Semaphore(ep.max_concurrency)
+        return st.limits[model]
+
     def _client(self, model: str) -> tuple[Any, asyncio.Semaphore]:
+        """The official client (streamed calls) and the endpoint's concurrency limit."""
         from openai import AsyncOpenAI
 
         st = self._loop_state()
@@ -240,8 +253,17 @@ class OpenAIBackend:
                 timeout=ep.timeout,
                 max_retries=0,  # retried in .retry.retrying, within the request's deadline
             )
-            st.limits[model] = asyncio.Semaphore(ep.max_concurrency)
-        return st.clients[model], st.limits[model]
+        return st.clients[model], self._limit(st, model, ep)
+
+    def _json_client(self, model: str) -> tuple[JSONClient, asyncio.Semaphore]:
+        """The lean JSON client (whole answers) and the endpoint's concurrency limit."""
+        st = self._loop_state()
+        ep = self.endpoint(model)
+        if model not in st.json_clients:
+            st.json_clients[model] = JSONClient(
+                ep.base_url, ep.api_key(), timeout=ep.timeout, max_connections=ep.max_concurrency
+            )
+        return st.json_clients[model], self._limit(st, model, ep)
 
     def _request(
         self,
@@ -287,15 +309,15 @@ class OpenAIBackend:
         """``options``: tool and response-format options (:func:`avengers.toolcalls.request_options`)."""
         try:
             ep = self.endpoint(model)
-            client, limit = self._client(model)
+            client, limit = self._json_client(model)
         except ConfigError as e:
             raise CallError(model, "config", str(e)) from None
         req = self._request(ep, messages, temperature, max_tokens, stop, options)
+        path = "/completions" if ep.api == "completions" else "/chat/completions"
         async with limit:
             t0 = time.perf_counter()
             try:
-                api = client.completions if ep.api == "completions" else client.chat.completions
-                resp = await retrying(lambda: api.create(**req), ep.max_retries)
+                resp = await retrying(lambda: client.post(path, req), ep.max_retries)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -366,27 +388,39 @@ class OpenAIBackend:
         """Close the HTTP clients made on the running loop."""
         st = self._state.pop(asyncio.get_running_loop(), None)
         if st:
-            await asyncio.gather(*(c.close() for c in st.clients.values()))
+            await asyncio.gather(
+                *(c.close() for c in st.clients.values()),
+                *(c.aclose() for c in st.json_clients.values()),
+            )
 
 
-def _completion_from(model: str, ep: Endpoint, resp: Any, latency: float) -> Completion:
-    choices = getattr(resp, "choices", None)
-    if not choices:
+def _completion_from(
+    model: str, ep: Endpoint, resp: Mapping[str, Any], latency: float
+) -> Completion:
+    """A whole answer from the endpoint's JSON reply (see :class:`~avengers.upstream.JSONClient`)."""
+    choices = resp.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
         raise CallError(model, "bad_response", "response holds no choices")
+    first = choices[0]
     calls: tuple[dict[str, Any], ...] = ()
     if ep.api == "completions":
-        text = getattr(choices[0], "text", None)
+        text = first.get("text")
     else:
-        message = getattr(choices[0], "message", None)
-        text = getattr(message, "content", None)
+        message = first.get("message")
+        if not isinstance(message, Mapping):
+            raise CallError(model, "bad_response", "response holds no message")
+        text = message.get("content")
         calls = tool_calls_from(message)
         if calls and text is None:
             text = ""
     if not isinstance(text, str):
         raise CallError(model, "bad_response", "response holds no message text")
-    usage = getattr(resp, "usage", None)
-    pt = int(getattr(usage, "prompt_tokens", 0) or 0)
-    ct = int(getattr(usage, "completion_tokens", 0) or 0)
+    usage = resp.get("usage")
+    if not isinstance(usage, Mapping):
+        usage = None
+    pt = _count(usage, "prompt_tokens")
+    ct = _count(usage, "completion_tokens")
+    finish = first.get("finish_reason")
     return Completion(
         model,
         text,
@@ -394,6 +428,11 @@ def _completion_from(model: str, ep: Endpoint, resp: Any, latency: float) -> Com
         ct,
         latency,
         ep.cost(pt, ct) if usage is not None else None,
-        getattr(choices[0], "finish_reason", None),
+        finish if isinstance(finish, str) else None,
         calls,
     )
+
+
+def _count(usage: Mapping[str, Any] | None, name: str) -> int:
+    v = usage.get(name) if usage is not None else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0

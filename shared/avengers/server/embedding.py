@@ -3,7 +3,8 @@
 A router loaded for training or evaluation embeds through a :class:`CachedEmbedder`, which writes
 every distinct text's vector to ``~/.cache/avengers`` (or ``$AVENGERS_CACHE``). A server would
 thus write every user's query to disk. By default it embeds through a bounded in-memory LRU over a
-batching layer over the raw model, and nothing user-derived is persisted; an operator may opt in
+batching layer over the raw model (a static model is used bare), and nothing user-derived is
+persisted; an operator may opt in
 to the disk cache (``embed_cache="disk"``, ``--embed-cache disk``, ``AVENGERS_EMBED_CACHE=disk``),
 which is bounded too (:class:`CachedEmbedder` keeps at most ``max_rows`` vectors).
 """
@@ -14,6 +15,7 @@ from typing import Literal, cast
 
 from ..embedders import BatchingEmbedder, CachedEmbedder, Embedder, MemoryCachedEmbedder
 from ..exceptions import ConfigError
+from ..static import StaticEmbedder
 
 EmbedCache = Literal["memory", "disk", "none"]
 EMBED_CACHES: tuple[str, ...] = ("memory", "disk", "none")
@@ -47,11 +49,17 @@ def serving_embedder(
 ) -> Embedder:
     """``emb`` rebuilt for serving: ``memory`` (default): LRU of ``max_items`` over batching over
     the model; ``disk``: the same over the disk cache (the router's own, or a new one);
-    ``none``: batching over the model."""
+    ``none``: batching over the model. A static embedder (:class:`~avengers.static.StaticEmbedder`)
+    is served bare unless ``disk`` is asked for: it embeds a query faster than any of those
+    layers costs."""
     raw, disk = raw_embedder(emb)
     inner: Embedder = raw
     if cache == "disk":
         inner = disk if disk is not None else CachedEmbedder(raw)
+    elif isinstance(raw, StaticEmbedder):
+        # a static model embeds one query in tens of microseconds, on the event loop: batching
+        # windows, a worker thread and an LRU lookup would each cost more than the embedding
+        return raw
     out: Embedder = BatchingEmbedder(inner)
     if cache != "none":
         out = MemoryCachedEmbedder(out, max_items=max_items)
