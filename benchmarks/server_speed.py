@@ -189,6 +189,13 @@ def main() -> None:
     )
     ap.add_argument("--paced-requests", type=int, default=600, help="requests per paced row")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument(
+        "--embedders",
+        nargs="+",
+        choices=["MiniLM", "static"],
+        default=["MiniLM", "static"],
+        help="which routers to serve (default both, side by side)",
+    )
     args = ap.parse_args()
 
     from avengers import Router
@@ -220,6 +227,8 @@ def main() -> None:
     servers: dict[str, int] = {}
     try:
         for label, spec in (("MiniLM", None), ("static", "static")):
+            if label not in args.embedders:
+                continue
             router = Router(embedder=spec).fit(train)
             router.save_pretrained(tmp / label, model_card=False)
             port = free_port()

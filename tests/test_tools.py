@@ -3,6 +3,7 @@ voting over canonicalised tool calls and JSON, mixed answers, streaming, and the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -257,6 +258,14 @@ async def test_majority_over_tool_calls_with_malformed_arguments(
     assert res.text == "" and [s.answer for s in res.samples].count(None) == 2
     body = server.requests[-1]
     assert body["tools"][0]["function"]["name"] == "get_weather"
+    # the account is what dataclasses.asdict gives, and a copy: editing it leaves res alone
+    d = res.to_dict()
+    want = dataclasses.asdict(res)
+    want["decision"], want["share"] = res.decision.to_dict() if res.decision else None, res.share
+    assert d == want and list(d) == list(want)
+    d["tool_calls"][0]["function"]["name"] = "changed"
+    d["samples"][0]["tool_calls"].clear()
+    assert res.tool_calls[0]["function"]["name"] == "get_weather" and res.samples[0].tool_calls
 
 
 async def test_tie_between_tool_calls_goes_to_the_first_arrived(

@@ -4,9 +4,10 @@ re-exported here for existing imports.)"""
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .answer_config import STRATEGIES, SamplingConfig, Strategy, VoteMethod
@@ -105,8 +106,21 @@ class AnswerResult:
         return self.votes.get(self.answer, 0) / total if self.answer and total else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """Every field as plain JSON-able values (what ``dataclasses.asdict`` gives, built field
+        by field: ``asdict`` deep-copies every value and cost a routed request milliseconds),
+        the decision as :meth:`RouteDecision.to_dict`, plus ``share``."""
+        d = {f.name: getattr(self, f.name) for f in _RESULT_FIELDS}
         d["decision"] = self.decision.to_dict() if self.decision else None
+        d["models_used"] = list(self.models_used)
+        d["votes"] = dict(self.votes)
+        d["samples"] = [_sample_dict(x) for x in self.samples]
+        d["failures"] = [
+            {"model": f.model, "kind": f.kind, "message": f.message, "count": f.count}
+            for f in self.failures
+        ]
+        d["notes"] = list(self.notes)
+        d["tool_calls"] = copy.deepcopy(self.tool_calls) if self.tool_calls else []
+        d["excluded"] = dict(self.excluded)
         d["share"] = self.share
         return d
 
@@ -190,6 +204,23 @@ def group_failures(errors: Sequence[CallError]) -> list[Failure]:
             e.model, e.kind, e.message, 1 if f is None else f.count + 1
         )
     return list(grouped.values())
+
+
+def _sample_dict(x: Sample) -> dict[str, Any]:
+    return {
+        "model": x.model,
+        "model_rank": x.model_rank,
+        "text": x.text,
+        "answer": x.answer,
+        "prompt_tokens": x.prompt_tokens,
+        "completion_tokens": x.completion_tokens,
+        "latency": x.latency,
+        "cost": x.cost,
+        "tool_calls": copy.deepcopy(x.tool_calls) if x.tool_calls else [],
+    }
+
+
+_RESULT_FIELDS = fields(AnswerResult)
 
 
 __all__ = [

@@ -55,8 +55,7 @@ def overrides(state: ServerState, req: CompletionRequest) -> dict[str, Any]:
 
 async def _watch_disconnect(request: Request) -> None:
     """Return once the client has gone. (Waits on ``receive`` rather than polling
-    ``request.is_disconnected()``, which never sees the disconnect behind a
-    ``BaseHTTPMiddleware`` such as the server's guard.)"""
+    ``request.is_disconnected()``, which misses the disconnect behind some middleware.)"""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 

@@ -3,6 +3,7 @@ generic 500 instead of a traceback, and OpenAI-style bodies for framework-level 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -14,29 +15,57 @@ from starlette.requests import Request
 
 from .auth import bearer_accepted
 from .replies import error_response
-from .state import ServerState, server_state
+from .state import ServerState
+
+log = logging.getLogger(__name__)
 
 
-async def guard(request: Request, call_next: Any) -> Any:
-    """Check, time and count every request; never die on one and never leak internals."""
-    state = server_state(request)
-    t0 = time.perf_counter()
-    path = request.url.path
-    state.metrics.in_flight += 1
-    resp: Any = None
-    try:
-        resp = precheck(state, request)
-        if resp is None:
-            resp = await call_next(request)
-        return resp
-    except Exception:
-        resp = error_response(500, "internal server error", "server_error")
-        return resp
-    finally:
-        state.metrics.in_flight -= 1
-        status = getattr(resp, "status_code", 500)
-        label = path if path.startswith("/v1/") else "other"
-        state.metrics.observe(label, status, time.perf_counter() - t0)
+class Guard:
+    """Checks, times and counts every request; never dies on one and never leaks internals.
+
+    Plain ASGI middleware (a ``BaseHTTPMiddleware`` would wrap every reply in a stream and
+    every request in extra tasks): the API-key and body-size checks (:func:`precheck`) before
+    the app, the request's status and duration into the metrics once its reply is sent, and a
+    generic 500 for anything the app raises before its reply started. An error after the reply
+    started (a stream cut short) can only close the connection."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: ServerState = scope["app"].state.server
+        t0 = time.perf_counter()
+        path: str = scope["path"]
+        status = 500
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        state.metrics.in_flight += 1
+        try:
+            early = precheck(state, Request(scope))
+            if early is not None:
+                await early(scope, receive, sending)
+            else:
+                await self.app(scope, receive, sending)
+        except Exception:
+            if not started:
+                await error_response(500, "internal server error", "server_error")(
+                    scope, receive, sending
+                )
+            else:
+                log.warning("request to %s failed after its reply started", path, exc_info=True)
+        finally:
+            state.metrics.in_flight -= 1
+            label = path if path.startswith("/v1/") else "other"
+            state.metrics.observe(label, status, time.perf_counter() - t0)
 
 
 def precheck(state: ServerState, request: Request) -> Response | None:
@@ -72,6 +101,6 @@ def add_middleware(app: FastAPI, cors_origins: list[str] | None) -> None:
 
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"],
                            allow_headers=["*"])  # fmt: skip
-    app.middleware("http")(guard)
+    app.add_middleware(Guard)
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
