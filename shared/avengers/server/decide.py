@@ -6,15 +6,13 @@ performance/cost trade-off for this request) and ``"task"`` (a task hint). The r
 decision (the fields of :meth:`avengers.RouteDecision.to_dict` without the echoed query): the chosen
 ``model``, the ranked ``ranking`` with each model's score, performance, cost and evidence, the
 cluster and distance. Concurrent requests are embedded and routed together
-(:class:`RouteBatcher`), and the reply is serialised once with the standard library, without
-FastAPI's per-field encoding.
+(:class:`RouteBatcher`), and the reply is serialised once (:func:`~.replies.dumps`: orjson when
+installed), without FastAPI's per-field encoding.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +26,7 @@ from ..exceptions import AvengersError
 from ..messages import as_messages, routing_text
 from .checks import check_body_text
 from .middleware import precheck
-from .replies import error_response
+from .replies import dumps, error_response
 from .state import server_state
 from .wire import BadRequest, conversation_key, prompt_messages, read_json
 
@@ -78,19 +76,6 @@ async def route_only(request: Request) -> Any:
 
 
 _JSON = "application/json"
-
-try:  # orjson, when installed, writes the reply several times faster; it is optional
-    import orjson
-
-    def dumps(payload: dict[str, Any]) -> bytes:
-        """``payload`` as JSON (NaN and infinities as null, NumPy scalars as numbers)."""
-        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY, default=_finite)
-
-except ImportError:  # pragma: no cover - the standard library path
-
-    def dumps(payload: dict[str, Any]) -> bytes:
-        """``payload`` as JSON (NaN and infinities as null, NumPy scalars as numbers)."""
-        return json.dumps(payload, default=_finite).encode()
 
 
 def decision_json(d: RouteDecision) -> dict[str, Any]:
@@ -194,12 +179,6 @@ def _parse(body: dict[str, Any]) -> tuple[Any, float | None, str | None]:
     if task is not None and not isinstance(task, str):
         raise BadRequest("'task' must be a string", "task")
     return query, None if alpha is None else float(alpha), task
-
-
-def _finite(x: Any) -> Any:
-    """JSON for what ``json`` cannot write itself (NumPy scalars)."""
-    v = float(x)
-    return v if math.isfinite(v) else None
 
 
 class RouteFastPath:
