@@ -4,7 +4,9 @@ missing the first test distils it, about 1-2 minutes)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from avengers.embedders import InvalidTextError, resolve_embedder
 from avengers.static import (
     DEFAULT_STATIC,
     INFO_FILE,
+    INLINE_MAX_TEXTS,
     StaticEmbedder,
     distill,
     fit_projection,
@@ -38,6 +41,48 @@ def test_static_vectors_are_unit_length_and_meaningful(static: StaticEmbedder) -
     # no known token at all: still a unit vector (a fixed direction), never zeros or NaN
     empty = static.embed(["", "   "])
     np.testing.assert_allclose(np.linalg.norm(empty, axis=1), 1.0, atol=1e-5)
+
+
+def test_async_embedding_runs_a_few_texts_inline_and_the_rest_on_a_thread(
+    static: StaticEmbedder,
+) -> None:
+    """Same vectors either way; a few short texts on the calling (event loop) thread, a large
+    input, and the first call of an embedder that has not loaded its model, on a worker."""
+    threads: list[int] = []
+    embed = static.embed
+
+    def spy(texts: list[str]) -> np.ndarray:
+        threads.append(threading.get_ident())
+        return embed(texts)
+
+    few = ["What is 17 times 23?", "How do I caramelize onions?"]
+    many = [f"question number {i} about bread" for i in range(INLINE_MAX_TEXTS + 1)]
+    static.embed = spy  # type: ignore[method-assign]
+    try:
+        loop_thread: list[int] = []
+
+        async def run(texts: list[str]) -> np.ndarray:
+            loop_thread.append(threading.get_ident())
+            return await static.aembed(texts)
+
+        np.testing.assert_array_equal(asyncio.run(run(few)), embed(few))
+        np.testing.assert_array_equal(asyncio.run(run(many)), embed(many))
+    finally:
+        del static.embed  # type: ignore[method-assign]
+    assert threads[0] == loop_thread[0] and threads[1] != loop_thread[1]
+    fresh = StaticEmbedder()  # not loaded yet: loading (maybe distilling) is not for the loop
+    fresh_threads: list[int] = []
+    fresh_embed = fresh.embed
+
+    def fresh_spy(texts: list[str]) -> np.ndarray:
+        fresh_threads.append(threading.get_ident())
+        return fresh_embed(texts)
+
+    fresh.embed = fresh_spy  # type: ignore[method-assign]
+    asyncio.run(fresh.aembed(few))
+    assert fresh_threads and fresh_threads[0] != threading.get_ident()
+    with pytest.raises(InvalidTextError):
+        asyncio.run(static.aembed(["fine", 3]))  # type: ignore[list-item]
 
 
 def test_static_name_round_trips_through_resolve_embedder(static: StaticEmbedder) -> None:
