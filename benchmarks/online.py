@@ -63,12 +63,14 @@ def bandit_pass(
     reveal: Any = None,
     stats: dict[str, float] | None = None,
     ipw_cap: float | None = None,
+    log: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
     """Stream ``order`` in batches: route (with exploration), reveal only the chosen model's
     recorded outcome, update. Returns (queries seen, test accuracy) checkpoints; ``stats`` (if
     given) receives the share of explored picks and the mean revealed score during the pass.
     ``ipw_cap``: weight each revealed outcome by the inverse of its pick probability
-    (``Router.pick_probabilities``), capped at this value (None: unweighted)."""
+    (``Router.pick_probabilities``), capped at this value (None: unweighted). ``log`` (shaped like
+    ``data.scores``, NaN-filled) receives every revealed outcome: the outcome log of the pass."""
     curve: list[tuple[int, float]] = []
     explored = reward = 0.0
     for start in range(0, len(order), BATCH):
@@ -86,6 +88,8 @@ def bandit_pass(
         if reveal is not None:
             scores = reveal(start, idx, models, scores)
         ok = ~np.isnan(scores)
+        if log is not None:
+            log[idx[ok], np.array(cols)[ok]] = scores[ok]
         reward += float(scores[ok].sum())
         if ok.any():
             router.update(
@@ -119,8 +123,10 @@ def warm_and_cold(
     seed: int,
     full: Router,
     ipw_cap: float | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One seed of (a) and (b): which 10 % starts the router, and the stream order."""
+    cold_start: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One seed of (a) and (b) (None without ``cold_start``): which 10 % starts the router, and
+    the stream order."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(train))
     n10 = len(train) // 10
@@ -135,6 +141,8 @@ def warm_and_cold(
     acc_ceiling = accuracy(ceiling, Xt, test)
     online = copy.deepcopy(r10).set_params(explore=explore)
     st: dict[str, float] = {}
+    log = np.full(train.scores.shape, np.nan)
+    log[first] = train.scores[first]  # the initial 10 %: full information
     curve = bandit_pass(
         online,
         X,
@@ -145,10 +153,17 @@ def warm_and_cold(
         test=test,
         stats=st,
         ipw_cap=ipw_cap,
+        log=log,
     )
+    # (a''): the explicit offline step after the pass, a new fit on the logged outcomes (the 10 %
+    # with every model's outcome, the 90 % with only the revealed one)
+    refit = Router(**SETTINGS).fit(logged_outcomes(train, log), embeddings=X)
+    st["acc_refit"] = accuracy(refit, Xt, test)
     warm = {"dataset": name, "seed": seed, "acc_10": acc10, "acc_online": curve[-1][1],
             "acc_ceiling": acc_ceiling, "acc_full": acc_full, **st, "curve": curve}  # fmt: skip
 
+    if not cold_start:
+        return warm, None
     best = train.models[int(np.nanmean(train.scores, axis=0).argmax())]
     others = [m for m in train.models if m != best]
     cold = Router(**SETTINGS, explore=cold_explore).fit(
@@ -172,6 +187,13 @@ def warm_and_cold(
                 "acc_online": ccurve[-1][1], "acc_full": acc_full, **st,
                 "curve": ccurve}  # fmt: skip
     return warm, cold_res
+
+
+def logged_outcomes(train: OutcomeData, log: np.ndarray) -> OutcomeData:
+    """The training table as a feedback log holds it: ``log``'s scores (NaN: never revealed),
+    costs only where the outcome is known."""
+    costs = None if train.costs is None else np.where(np.isnan(log), np.nan, train.costs)
+    return OutcomeData(list(train.queries), list(train.models), log, costs, train.tasks, "log")
 
 
 def gap_closed(rows: list[dict[str, Any]], key: str = "acc_online") -> float:
@@ -300,6 +322,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="each: which 10 %% start the router, and the stream order")  # fmt: skip
     ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold start experiment (b)")
     ap.add_argument(
         "--online-classifiers",
         action="store_true",
@@ -342,25 +365,32 @@ def main() -> None:
                 seed,
                 full,
                 args.ipw_cap,
+                not args.no_cold,
             )
             results["warm"].append(warm)
-            results["cold"].append(cold)
             print(json.dumps({k: v for k, v in warm.items() if k != "curve"}), flush=True)
-            print(json.dumps({k: v for k, v in cold.items() if k != "curve"}), flush=True)
+            if cold is not None:
+                results["cold"].append(cold)
+                print(json.dumps({k: v for k, v in cold.items() if k != "curve"}), flush=True)
         ws = [w for w in results["warm"] if w["dataset"] == name]
         cs = [c for c in results["cold"] if c["dataset"] == name]
-        summary = {
+        summary: dict[str, Any] = {
             "dataset": name,
             "gap_closed_bandit": gap_closed(ws),
             "gap_closed_ceiling": gap_closed(ws, "acc_ceiling"),
+            "gap_closed_refit": gap_closed(ws, "acc_refit"),
             "gap_closed_per_seed": [gap_closed([w]) for w in ws],
-            "cold_share": float(np.mean([c["share_online"] for c in cs])),
-            "cold_share_sd": float(np.std([c["share_online"] for c in cs])),
-            "cold_share_full": cs[0]["share_full"],
-            "cold_acc": float(np.mean([c["acc_online"] for c in cs])),
-            "cold_acc_sd": float(np.std([c["acc_online"] for c in cs])),
-            "acc_full": cs[0]["acc_full"],
+            "gap_closed_refit_per_seed": [gap_closed([w], "acc_refit") for w in ws],
         }
+        if cs:
+            summary |= {
+                "cold_share": float(np.mean([c["share_online"] for c in cs])),
+                "cold_share_sd": float(np.std([c["share_online"] for c in cs])),
+                "cold_share_full": cs[0]["share_full"],
+                "cold_acc": float(np.mean([c["acc_online"] for c in cs])),
+                "cold_acc_sd": float(np.std([c["acc_online"] for c in cs])),
+                "acc_full": cs[0]["acc_full"],
+            }
         results.setdefault("summary", []).append(summary)
         print(json.dumps(summary), flush=True)
         if train.tasks is not None and not args.no_drift:
