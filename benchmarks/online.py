@@ -64,13 +64,15 @@ def bandit_pass(
     stats: dict[str, float] | None = None,
     ipw_cap: float | None = None,
     log: np.ndarray | None = None,
+    propensity: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
     """Stream ``order`` in batches: route (with exploration), reveal only the chosen model's
     recorded outcome, update. Returns (queries seen, test accuracy) checkpoints; ``stats`` (if
     given) receives the share of explored picks and the mean revealed score during the pass.
     ``ipw_cap``: weight each revealed outcome by the inverse of its pick probability
     (``Router.pick_probabilities``), capped at this value (None: unweighted). ``log`` (shaped like
-    ``data.scores``, NaN-filled) receives every revealed outcome: the outcome log of the pass."""
+    ``data.scores``, NaN-filled) receives every revealed outcome: the outcome log of the pass;
+    ``propensity`` (one per training row) the chance the chosen model had of being picked."""
     curve: list[tuple[int, float]] = []
     explored = reward = 0.0
     for start in range(0, len(order), BATCH):
@@ -81,10 +83,13 @@ def bandit_pass(
         cols = [data.models.index(m) for m in models]
         scores = data.scores[idx, cols]
         weights = np.ones(len(idx))
-        if ipw_cap is not None:
+        if ipw_cap is not None or propensity is not None:
             chosen = [router.models_.index(m) for m in models]
             p = router.pick_probabilities(X[idx])[np.arange(len(idx)), chosen]
-            weights = np.minimum(1.0 / np.maximum(p, 1e-9), ipw_cap)
+            if propensity is not None:
+                propensity[idx] = p
+            if ipw_cap is not None:
+                weights = np.minimum(1.0 / np.maximum(p, 1e-9), ipw_cap)
         if reveal is not None:
             scores = reveal(start, idx, models, scores)
         ok = ~np.isnan(scores)
@@ -124,6 +129,7 @@ def warm_and_cold(
     full: Router,
     ipw_cap: float | None = None,
     cold_start: bool = True,
+    dr_cap: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One seed of (a) and (b) (None without ``cold_start``): which 10 % starts the router, and
     the stream order."""
@@ -143,6 +149,7 @@ def warm_and_cold(
     st: dict[str, float] = {}
     log = np.full(train.scores.shape, np.nan)
     log[first] = train.scores[first]  # the initial 10 %: full information
+    prop = np.ones(len(train)) if dr_cap is not None else None
     curve = bandit_pass(
         online,
         X,
@@ -154,11 +161,26 @@ def warm_and_cold(
         stats=st,
         ipw_cap=ipw_cap,
         log=log,
+        propensity=prop,
     )
     # (a''): the explicit offline step after the pass, a new fit on the logged outcomes (the 10 %
     # with every model's outcome, the 90 % with only the revealed one)
     refit = Router(**SETTINGS).fit(logged_outcomes(train, log), embeddings=X)
     st["acc_refit"] = accuracy(refit, Xt, test)
+    # the same, with each outcome never revealed filled in by the bandit-updated router's expected
+    # score for it (the direct method of off-policy learning)
+    expected = online.estimate(X).performance[:, [online.models_.index(m) for m in train.models]]
+    filled = np.where(np.isnan(log), expected, log)
+    refit = Router(**SETTINGS).fit(logged_outcomes(train, filled), embeddings=X)
+    st["acc_refit_filled"] = accuracy(refit, Xt, test)
+    if prop is not None and dr_cap is not None:
+        # doubly robust: the expected score plus the revealed outcome's surprise weighted by the
+        # inverse of its pick probability (capped); unbiased cell means where the picks are not
+        w = np.minimum(1.0 / np.maximum(prop, 1e-9), dr_cap)[:, None]
+        dr = np.where(np.isnan(log), expected, expected + (log - expected) * w)
+        dr[first] = train.scores[first]
+        refit = Router(**SETTINGS).fit(logged_outcomes(train, dr), embeddings=X)
+        st["acc_refit_dr"] = accuracy(refit, Xt, test)
     warm = {"dataset": name, "seed": seed, "acc_10": acc10, "acc_online": curve[-1][1],
             "acc_ceiling": acc_ceiling, "acc_full": acc_full, **st, "curve": curve}  # fmt: skip
 
@@ -323,6 +345,8 @@ def main() -> None:
                     help="each: which 10 %% start the router, and the stream order")  # fmt: skip
     ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold start experiment (b)")
+    ap.add_argument("--dr-cap", type=float, default=None,
+                    help="also refit on doubly robust outcomes, 1 / p capped at this")  # fmt: skip
     ap.add_argument(
         "--online-classifiers",
         action="store_true",
@@ -366,6 +390,7 @@ def main() -> None:
                 full,
                 args.ipw_cap,
                 not args.no_cold,
+                args.dr_cap,
             )
             results["warm"].append(warm)
             print(json.dumps({k: v for k, v in warm.items() if k != "curve"}), flush=True)
@@ -379,8 +404,11 @@ def main() -> None:
             "gap_closed_bandit": gap_closed(ws),
             "gap_closed_ceiling": gap_closed(ws, "acc_ceiling"),
             "gap_closed_refit": gap_closed(ws, "acc_refit"),
+            "gap_closed_refit_filled": gap_closed(ws, "acc_refit_filled"),
+            **({"gap_closed_refit_dr": gap_closed(ws, "acc_refit_dr")} if args.dr_cap else {}),
             "gap_closed_per_seed": [gap_closed([w]) for w in ws],
             "gap_closed_refit_per_seed": [gap_closed([w], "acc_refit") for w in ws],
+            "gap_closed_refit_filled_per_seed": [gap_closed([w], "acc_refit_filled") for w in ws],
         }
         if cs:
             summary |= {
