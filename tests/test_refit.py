@@ -64,3 +64,17 @@ def test_fit_on_a_log_clusters_every_query() -> None:
     b = Router(6, random_state=0).fit(full, embeddings=X)
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
     assert a.cluster_sizes_.sum() == len(data)
+
+
+def test_online_doc_refit_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "online.md").read_text()
+    (code,) = re.findall(r"```python refit\n(.*?)```", doc, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/online.md", "exec"), {})
+    out = capsys.readouterr().out
+    # four queries with both outcomes, four with the routed model's only; filled: all sixteen
+    assert "8 queries, 12 outcomes" in out
+    assert "filled: 16 outcomes" in out
