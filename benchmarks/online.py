@@ -11,6 +11,10 @@ Each experiment runs for several seeds (which 10 % start the router, and the str
     with full information that is closed (ratio of the mean gain to the mean gap over seeds).
     Also the ceiling: the same 10 % router updated with *every* model's outcome on the 90 %
     (same centroids, which ``update`` keeps; the success classifiers get its Laplace update).
+(a'') the explicit offline step after that pass: a new ``fit`` on the pass's outcome log (the 10 %
+    with every outcome, the 90 % with only the revealed one, NaN elsewhere), which re-clusters all
+    queries; also with the unrevealed outcomes filled with the updated router's expected score,
+    doubly robust (``--dr-cap``), and with other estimates (``--refit-variants``).
 (b) cold start: the strongest model is absent from the initial 10 % and added (``add_model``)
     when the stream starts (``--cold-explore``, default 0.3); its routed share and the accuracy
     after the pass, vs the full-information router.
@@ -20,6 +24,7 @@ Each experiment runs for several seeds (which 10 % start the router, and the str
 
     python benchmarks/online.py [--datasets dcrouter routerdc] [--seeds 0 1 2]
                                 [--plot docs/img/online.png] [--ipw-cap 10] [--json out.json]
+                                [--no-cold] [--no-drift] [--dr-cap 10] [--refit-variants]
     python benchmarks/online.py --from-json a.json b.json --plot docs/img/online.png
 """
 
@@ -38,6 +43,15 @@ from avengers.embedders import resolve_embedder
 
 BATCH = 50
 SETTINGS: dict[str, Any] = {"n_clusters": 64}
+REFIT_VARIANTS: dict[str, dict[str, Any]] = {}
+"""Other router settings for the refit on the log (``--refit-variants``): a per-query estimate
+(the success classifiers, the nearest neighbours) conditions on the embedding the picks depended
+on, where a cluster mean does not."""
+REFIT_VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
+    "classifier_0.5": {"classifier_weight": 0.5},
+    "classifier_1": {"classifier_weight": 1.0},
+    "knn": {"scoring": "knn"},
+}
 
 
 def accuracy(router: Router, X: np.ndarray, data: OutcomeData) -> float:
@@ -181,6 +195,10 @@ def warm_and_cold(
         dr[first] = train.scores[first]
         refit = Router(**SETTINGS).fit(logged_outcomes(train, dr), embeddings=X)
         st["acc_refit_dr"] = accuracy(refit, Xt, test)
+    for vname, extra in REFIT_VARIANTS.items():
+        for tag, table in (("", log), ("_filled", filled)):
+            refit = Router(**{**SETTINGS, **extra}).fit(logged_outcomes(train, table), embeddings=X)
+            st[f"acc_refit_{vname}{tag}"] = accuracy(refit, Xt, test)
     warm = {"dataset": name, "seed": seed, "acc_10": acc10, "acc_online": curve[-1][1],
             "acc_ceiling": acc_ceiling, "acc_full": acc_full, **st, "curve": curve}  # fmt: skip
 
@@ -345,6 +363,8 @@ def main() -> None:
                     help="each: which 10 %% start the router, and the stream order")  # fmt: skip
     ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold start experiment (b)")
+    ap.add_argument("--refit-variants", action="store_true",
+                    help=f"also refit with {', '.join(REFIT_VARIANT_SETTINGS)}")  # fmt: skip
     ap.add_argument("--dr-cap", type=float, default=None,
                     help="also refit on doubly robust outcomes, 1 / p capped at this")  # fmt: skip
     ap.add_argument(
@@ -360,6 +380,8 @@ def main() -> None:
     )
     args = ap.parse_args()
     SETTINGS["online_classifiers"] = args.online_classifiers
+    if args.refit_variants:
+        REFIT_VARIANTS.update(REFIT_VARIANT_SETTINGS)
     if args.from_json:
         merged: dict[str, Any] = {"warm": [], "cold": [], "drift": []}
         for path in args.from_json:
@@ -406,6 +428,11 @@ def main() -> None:
             "gap_closed_refit": gap_closed(ws, "acc_refit"),
             "gap_closed_refit_filled": gap_closed(ws, "acc_refit_filled"),
             **({"gap_closed_refit_dr": gap_closed(ws, "acc_refit_dr")} if args.dr_cap else {}),
+            **{
+                f"gap_closed_refit_{v}{t}": gap_closed(ws, f"acc_refit_{v}{t}")
+                for v in REFIT_VARIANTS
+                for t in ("", "_filled")
+            },
             "gap_closed_per_seed": [gap_closed([w]) for w in ws],
             "gap_closed_refit_per_seed": [gap_closed([w], "acc_refit") for w in ws],
             "gap_closed_refit_filled_per_seed": [gap_closed([w], "acc_refit_filled") for w in ws],
