@@ -313,10 +313,10 @@ def _plots(results: dict[str, Any], path: str) -> None:
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
         ws = [w for w in results["warm"] if w["dataset"] == name]
         cs = [c for c in results["cold"] if c["dataset"] == name]
-        for rows, marker, label in (
-            (ws, "o", "warm start (10 %)"),
-            (cs, "s", f"cold start ({cs[0]['model'].split('/')[-1]} added)"),
-        ):
+        lines = [(ws, "o", "warm start (10 %)")]
+        if cs:  # not with --no-cold
+            lines.append((cs, "s", f"cold start ({cs[0]['model'].split('/')[-1]} added)"))
+        for rows, marker, label in lines:
             xs = [x for x, _ in rows[0]["curve"]]
             ys = np.array([[y for _, y in r["curve"]] for r in rows])
             ax.errorbar(xs, ys.mean(0), yerr=ys.std(0), marker=marker, capsize=2, label=label)
