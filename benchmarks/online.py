@@ -11,6 +11,10 @@ Each experiment runs for several seeds (which 10 % start the router, and the str
     with full information that is closed (ratio of the mean gain to the mean gap over seeds).
     Also the ceiling: the same 10 % router updated with *every* model's outcome on the 90 %
     (same centroids, which ``update`` keeps; the success classifiers get its Laplace update).
+(a'') the explicit offline step after that pass: a new ``fit`` on the pass's outcome log (the 10 %
+    with every outcome, the 90 % with only the revealed one, NaN elsewhere), which re-clusters all
+    queries; also with the unrevealed outcomes filled with the updated router's expected score,
+    doubly robust (``--dr-cap``), and with other estimates (``--refit-variants``).
 (b) cold start: the strongest model is absent from the initial 10 % and added (``add_model``)
     when the stream starts (``--cold-explore``, default 0.3); its routed share and the accuracy
     after the pass, vs the full-information router.
@@ -20,6 +24,7 @@ Each experiment runs for several seeds (which 10 % start the router, and the str
 
     python benchmarks/online.py [--datasets dcrouter routerdc] [--seeds 0 1 2]
                                 [--plot docs/img/online.png] [--ipw-cap 10] [--json out.json]
+                                [--no-cold] [--no-drift] [--dr-cap 10] [--refit-variants]
     python benchmarks/online.py --from-json a.json b.json --plot docs/img/online.png
 """
 
@@ -38,6 +43,15 @@ from avengers.embedders import resolve_embedder
 
 BATCH = 50
 SETTINGS: dict[str, Any] = {"n_clusters": 64}
+REFIT_VARIANTS: dict[str, dict[str, Any]] = {}
+"""Other router settings for the refit on the log (``--refit-variants``): a per-query estimate
+(the success classifiers, the nearest neighbours) conditions on the embedding the picks depended
+on, where a cluster mean does not."""
+REFIT_VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
+    "classifier_0.5": {"classifier_weight": 0.5},
+    "classifier_1": {"classifier_weight": 1.0},
+    "knn": {"scoring": "knn"},
+}
 
 
 def accuracy(router: Router, X: np.ndarray, data: OutcomeData) -> float:
@@ -63,12 +77,16 @@ def bandit_pass(
     reveal: Any = None,
     stats: dict[str, float] | None = None,
     ipw_cap: float | None = None,
+    log: np.ndarray | None = None,
+    propensity: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
     """Stream ``order`` in batches: route (with exploration), reveal only the chosen model's
     recorded outcome, update. Returns (queries seen, test accuracy) checkpoints; ``stats`` (if
     given) receives the share of explored picks and the mean revealed score during the pass.
     ``ipw_cap``: weight each revealed outcome by the inverse of its pick probability
-    (``Router.pick_probabilities``), capped at this value (None: unweighted)."""
+    (``Router.pick_probabilities``), capped at this value (None: unweighted). ``log`` (shaped like
+    ``data.scores``, NaN-filled) receives every revealed outcome: the outcome log of the pass;
+    ``propensity`` (one per training row) the chance the chosen model had of being picked."""
     curve: list[tuple[int, float]] = []
     explored = reward = 0.0
     for start in range(0, len(order), BATCH):
@@ -79,13 +97,18 @@ def bandit_pass(
         cols = [data.models.index(m) for m in models]
         scores = data.scores[idx, cols]
         weights = np.ones(len(idx))
-        if ipw_cap is not None:
+        if ipw_cap is not None or propensity is not None:
             chosen = [router.models_.index(m) for m in models]
             p = router.pick_probabilities(X[idx])[np.arange(len(idx)), chosen]
-            weights = np.minimum(1.0 / np.maximum(p, 1e-9), ipw_cap)
+            if propensity is not None:
+                propensity[idx] = p
+            if ipw_cap is not None:
+                weights = np.minimum(1.0 / np.maximum(p, 1e-9), ipw_cap)
         if reveal is not None:
             scores = reveal(start, idx, models, scores)
         ok = ~np.isnan(scores)
+        if log is not None:
+            log[idx[ok], np.array(cols)[ok]] = scores[ok]
         reward += float(scores[ok].sum())
         if ok.any():
             router.update(
@@ -119,8 +142,11 @@ def warm_and_cold(
     seed: int,
     full: Router,
     ipw_cap: float | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One seed of (a) and (b): which 10 % starts the router, and the stream order."""
+    cold_start: bool = True,
+    dr_cap: float | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One seed of (a) and (b) (None without ``cold_start``): which 10 % starts the router, and
+    the stream order."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(train))
     n10 = len(train) // 10
@@ -135,6 +161,9 @@ def warm_and_cold(
     acc_ceiling = accuracy(ceiling, Xt, test)
     online = copy.deepcopy(r10).set_params(explore=explore)
     st: dict[str, float] = {}
+    log = np.full(train.scores.shape, np.nan)
+    log[first] = train.scores[first]  # the initial 10 %: full information
+    prop = np.ones(len(train)) if dr_cap is not None else None
     curve = bandit_pass(
         online,
         X,
@@ -145,10 +174,36 @@ def warm_and_cold(
         test=test,
         stats=st,
         ipw_cap=ipw_cap,
+        log=log,
+        propensity=prop,
     )
+    # (a''): the explicit offline step after the pass, a new fit on the logged outcomes (the 10 %
+    # with every model's outcome, the 90 % with only the revealed one)
+    refit = Router(**SETTINGS).fit(logged_outcomes(train, log), embeddings=X)
+    st["acc_refit"] = accuracy(refit, Xt, test)
+    # the same, with each outcome never revealed filled in by the bandit-updated router's expected
+    # score for it (the direct method of off-policy learning)
+    expected = online.estimate(X).performance[:, [online.models_.index(m) for m in train.models]]
+    filled = np.where(np.isnan(log), expected, log)
+    refit = Router(**SETTINGS).fit(logged_outcomes(train, filled), embeddings=X)
+    st["acc_refit_filled"] = accuracy(refit, Xt, test)
+    if prop is not None and dr_cap is not None:
+        # doubly robust: the expected score plus the revealed outcome's surprise weighted by the
+        # inverse of its pick probability (capped); unbiased cell means where the picks are not
+        w = np.minimum(1.0 / np.maximum(prop, 1e-9), dr_cap)[:, None]
+        dr = np.where(np.isnan(log), expected, expected + (log - expected) * w)
+        dr[first] = train.scores[first]
+        refit = Router(**SETTINGS).fit(logged_outcomes(train, dr), embeddings=X)
+        st["acc_refit_dr"] = accuracy(refit, Xt, test)
+    for vname, extra in REFIT_VARIANTS.items():
+        for tag, table in (("", log), ("_filled", filled)):
+            refit = Router(**{**SETTINGS, **extra}).fit(logged_outcomes(train, table), embeddings=X)
+            st[f"acc_refit_{vname}{tag}"] = accuracy(refit, Xt, test)
     warm = {"dataset": name, "seed": seed, "acc_10": acc10, "acc_online": curve[-1][1],
             "acc_ceiling": acc_ceiling, "acc_full": acc_full, **st, "curve": curve}  # fmt: skip
 
+    if not cold_start:
+        return warm, None
     best = train.models[int(np.nanmean(train.scores, axis=0).argmax())]
     others = [m for m in train.models if m != best]
     cold = Router(**SETTINGS, explore=cold_explore).fit(
@@ -172,6 +227,13 @@ def warm_and_cold(
                 "acc_online": ccurve[-1][1], "acc_full": acc_full, **st,
                 "curve": ccurve}  # fmt: skip
     return warm, cold_res
+
+
+def logged_outcomes(train: OutcomeData, log: np.ndarray) -> OutcomeData:
+    """The training table as a feedback log holds it: ``log``'s scores (NaN: never revealed),
+    costs only where the outcome is known."""
+    costs = None if train.costs is None else np.where(np.isnan(log), np.nan, train.costs)
+    return OutcomeData(list(train.queries), list(train.models), log, costs, train.tasks, "log")
 
 
 def gap_closed(rows: list[dict[str, Any]], key: str = "acc_online") -> float:
@@ -251,10 +313,10 @@ def _plots(results: dict[str, Any], path: str) -> None:
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):
         ws = [w for w in results["warm"] if w["dataset"] == name]
         cs = [c for c in results["cold"] if c["dataset"] == name]
-        for rows, marker, label in (
-            (ws, "o", "warm start (10 %)"),
-            (cs, "s", f"cold start ({cs[0]['model'].split('/')[-1]} added)"),
-        ):
+        lines = [(ws, "o", "warm start (10 %)")]
+        if cs:  # not with --no-cold
+            lines.append((cs, "s", f"cold start ({cs[0]['model'].split('/')[-1]} added)"))
+        for rows, marker, label in lines:
             xs = [x for x, _ in rows[0]["curve"]]
             ys = np.array([[y for _, y in r["curve"]] for r in rows])
             ax.errorbar(xs, ys.mean(0), yerr=ys.std(0), marker=marker, capsize=2, label=label)
@@ -300,6 +362,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="each: which 10 %% start the router, and the stream order")  # fmt: skip
     ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold start experiment (b)")
+    ap.add_argument("--refit-variants", action="store_true",
+                    help=f"also refit with {', '.join(REFIT_VARIANT_SETTINGS)}")  # fmt: skip
+    ap.add_argument("--dr-cap", type=float, default=None,
+                    help="also refit on doubly robust outcomes, 1 / p capped at this")  # fmt: skip
     ap.add_argument(
         "--online-classifiers",
         action="store_true",
@@ -313,6 +380,8 @@ def main() -> None:
     )
     args = ap.parse_args()
     SETTINGS["online_classifiers"] = args.online_classifiers
+    if args.refit_variants:
+        REFIT_VARIANTS.update(REFIT_VARIANT_SETTINGS)
     if args.from_json:
         merged: dict[str, Any] = {"warm": [], "cold": [], "drift": []}
         for path in args.from_json:
@@ -342,25 +411,41 @@ def main() -> None:
                 seed,
                 full,
                 args.ipw_cap,
+                not args.no_cold,
+                args.dr_cap,
             )
             results["warm"].append(warm)
-            results["cold"].append(cold)
             print(json.dumps({k: v for k, v in warm.items() if k != "curve"}), flush=True)
-            print(json.dumps({k: v for k, v in cold.items() if k != "curve"}), flush=True)
+            if cold is not None:
+                results["cold"].append(cold)
+                print(json.dumps({k: v for k, v in cold.items() if k != "curve"}), flush=True)
         ws = [w for w in results["warm"] if w["dataset"] == name]
         cs = [c for c in results["cold"] if c["dataset"] == name]
-        summary = {
+        summary: dict[str, Any] = {
             "dataset": name,
             "gap_closed_bandit": gap_closed(ws),
             "gap_closed_ceiling": gap_closed(ws, "acc_ceiling"),
+            "gap_closed_refit": gap_closed(ws, "acc_refit"),
+            "gap_closed_refit_filled": gap_closed(ws, "acc_refit_filled"),
+            **({"gap_closed_refit_dr": gap_closed(ws, "acc_refit_dr")} if args.dr_cap else {}),
+            **{
+                f"gap_closed_refit_{v}{t}": gap_closed(ws, f"acc_refit_{v}{t}")
+                for v in REFIT_VARIANTS
+                for t in ("", "_filled")
+            },
             "gap_closed_per_seed": [gap_closed([w]) for w in ws],
-            "cold_share": float(np.mean([c["share_online"] for c in cs])),
-            "cold_share_sd": float(np.std([c["share_online"] for c in cs])),
-            "cold_share_full": cs[0]["share_full"],
-            "cold_acc": float(np.mean([c["acc_online"] for c in cs])),
-            "cold_acc_sd": float(np.std([c["acc_online"] for c in cs])),
-            "acc_full": cs[0]["acc_full"],
+            "gap_closed_refit_per_seed": [gap_closed([w], "acc_refit") for w in ws],
+            "gap_closed_refit_filled_per_seed": [gap_closed([w], "acc_refit_filled") for w in ws],
         }
+        if cs:
+            summary |= {
+                "cold_share": float(np.mean([c["share_online"] for c in cs])),
+                "cold_share_sd": float(np.std([c["share_online"] for c in cs])),
+                "cold_share_full": cs[0]["share_full"],
+                "cold_acc": float(np.mean([c["acc_online"] for c in cs])),
+                "cold_acc_sd": float(np.std([c["acc_online"] for c in cs])),
+                "acc_full": cs[0]["acc_full"],
+            }
         results.setdefault("summary", []).append(summary)
         print(json.dumps(summary), flush=True)
         if train.tasks is not None and not args.no_drift:
