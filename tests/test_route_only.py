@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 
 import httpx
@@ -142,3 +143,24 @@ def test_route_only_checks_the_api_key_and_counts_metrics(
         assert (
             r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://a.example"
         )
+
+
+def test_freeze_gc_freezes_start_up_objects_only_when_asked(
+    setup: tuple[TestClient, FakeOpenAIServer, Router],
+) -> None:
+    _, _, router = setup
+    eps = {"math-model": Endpoint("math-model", "http://127.0.0.1:9/v1")}
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(Answerer(router, eps))) as client:
+            assert client.get("/health").status_code == 200
+            assert gc.get_freeze_count() == 0  # an app embedded in a program: left alone
+        with TestClient(create_app(Answerer(router, eps), freeze_gc=True)) as client:
+            assert gc.get_freeze_count() > 10_000  # the libraries, the router, the model
+            r = client.post("/v1/route", json={"query": "What is 6 times 7?"})
+            assert (
+                r.status_code == 200
+                and r.json()["model"] == router.route("What is 6 times 7?").model
+            )
+    finally:
+        gc.unfreeze()

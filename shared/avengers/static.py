@@ -174,10 +174,10 @@ class StaticEmbedder:
         return await asyncio.to_thread(self.embed, texts)
 
 
-INLINE_MAX_TEXTS = 8
+INLINE_MAX_TEXTS = 1
 """At most this many texts, of at most :data:`INLINE_MAX_CHARS` characters together, are embedded
 on the event loop by :meth:`StaticEmbedder.aembed` (about a millisecond of CPU at most)."""
-INLINE_MAX_CHARS = 8000
+INLINE_MAX_CHARS = 2000
 
 
 def _inline_ok(texts: Sequence[str]) -> bool:

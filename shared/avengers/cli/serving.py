@@ -136,7 +136,7 @@ def serve(
         store = open_store(feedback_store) if feedback_store else None
         app = create_app(answerer, api_keys=keys, max_body_bytes=max_body,
                          max_tokens_limit=max_tokens, cors_origins=cors_origin or None,
-                         feedback_store=store, **live)  # fmt: skip
+                         feedback_store=store, freeze_gc=True, **live)  # fmt: skip
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     os.environ.update({
