@@ -16,6 +16,7 @@ from avengers.embedders import InvalidTextError, resolve_embedder
 from avengers.static import (
     DEFAULT_STATIC,
     INFO_FILE,
+    INLINE_MAX_CHARS,
     INLINE_MAX_TEXTS,
     StaticEmbedder,
     distill,
@@ -46,8 +47,9 @@ def test_static_vectors_are_unit_length_and_meaningful(static: StaticEmbedder) -
 def test_async_embedding_runs_a_few_texts_inline_and_the_rest_on_a_thread(
     static: StaticEmbedder,
 ) -> None:
-    """Same vectors either way; a few short texts on the calling (event loop) thread, a large
-    input, and the first call of an embedder that has not loaded its model, on a worker."""
+    """Same vectors either way; one short text on the calling (event loop) thread; several
+    texts, a long text, and the first call of an embedder that has not loaded its model, on a
+    worker."""
     threads: list[int] = []
     embed = static.embed
 
@@ -55,8 +57,9 @@ def test_async_embedding_runs_a_few_texts_inline_and_the_rest_on_a_thread(
         threads.append(threading.get_ident())
         return embed(texts)
 
-    few = ["What is 17 times 23?", "How do I caramelize onions?"]
+    few = ["What is 17 times 23?"][:INLINE_MAX_TEXTS]
     many = [f"question number {i} about bread" for i in range(INLINE_MAX_TEXTS + 1)]
+    long = ["bread " * (INLINE_MAX_CHARS // 6 + 1)]
     static.embed = spy  # type: ignore[method-assign]
     try:
         loop_thread: list[int] = []
@@ -67,9 +70,11 @@ def test_async_embedding_runs_a_few_texts_inline_and_the_rest_on_a_thread(
 
         np.testing.assert_array_equal(asyncio.run(run(few)), embed(few))
         np.testing.assert_array_equal(asyncio.run(run(many)), embed(many))
+        np.testing.assert_array_equal(asyncio.run(run(long)), embed(long))
     finally:
         del static.embed  # type: ignore[method-assign]
-    assert threads[0] == loop_thread[0] and threads[1] != loop_thread[1]
+    assert threads[0] == loop_thread[0]  # one short text: on the loop
+    assert threads[1] != loop_thread[1] and threads[2] != loop_thread[2]  # many / long: a worker
     fresh = StaticEmbedder()  # not loaded yet: loading (maybe distilling) is not for the loop
     fresh_threads: list[int] = []
     fresh_embed = fresh.embed

@@ -165,9 +165,10 @@ class StaticEmbedder:
         return X
 
     async def aembed(self, texts: Sequence[str]) -> np.ndarray:
-        """Async twin of :meth:`embed`. A few short texts are embedded on the event loop (tens of
-        microseconds each: less than a hop to a worker thread and back); the first call (which
-        loads, or even distils, the model) and larger inputs go to a worker thread."""
+        """Async twin of :meth:`embed`. One short text (a routed query) is embedded on the event
+        loop (tens of microseconds: less than a hop to a worker thread and back); the first call
+        (which loads, or even distils, the model) and larger inputs go to a worker thread, where
+        the tokenizer runs beside the loop (inline batches stalled it: fewer routes per second)."""
         texts = check_texts(texts)
         if self._model is not None and _inline_ok(texts):
             return self.embed(texts)
@@ -176,7 +177,7 @@ class StaticEmbedder:
 
 INLINE_MAX_TEXTS = 1
 """At most this many texts, of at most :data:`INLINE_MAX_CHARS` characters together, are embedded
-on the event loop by :meth:`StaticEmbedder.aembed` (about a millisecond of CPU at most)."""
+on the event loop by :meth:`StaticEmbedder.aembed` (well under a millisecond of CPU)."""
 INLINE_MAX_CHARS = 2000
 
 
