@@ -13,7 +13,6 @@ installed), without FastAPI's per-field encoding.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -25,7 +24,7 @@ from ..embedders import aembed
 from ..exceptions import AvengersError
 from ..messages import as_messages, routing_text
 from .checks import check_body_text
-from .middleware import precheck
+from .middleware import Guard
 from .replies import dumps, error_response
 from .state import server_state
 from .wire import BadRequest, conversation_key, prompt_messages, read_json
@@ -183,31 +182,25 @@ def _parse(body: dict[str, Any]) -> tuple[Any, float | None, str | None]:
 
 class RouteFastPath:
     """ASGI middleware that answers ``POST /v1/route`` before the framework's middleware stack
-    (whose per-request tasks cost more than the routing), with the guard's own checks (API key,
-    body size), metrics and generic 500; every other request passes through unchanged. Mounted
-    only when CORS is off (CORS headers come from the stack it skips)."""
+    (whose per-request tasks cost more than the routing), under the same :class:`.Guard` as every
+    other request (API key, body size, metrics, generic 500); every other request passes through
+    unchanged. Mounted only when CORS is off (CORS headers come from the stack it skips)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._route = Guard(_route_only_app)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/route" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
-        state = server_state(request)
-        t0 = time.perf_counter()
-        state.metrics.in_flight += 1
-        resp: Response | None = None
-        try:
-            resp = precheck(state, request) or await route_only(request)
-        except Exception:
-            resp = error_response(500, "internal server error", "server_error")
-        finally:
-            state.metrics.in_flight -= 1
-            status = getattr(resp, "status_code", 500)
-            state.metrics.observe("/v1/route", status, time.perf_counter() - t0)
-        await resp(scope, receive, send)
+        await self._route(scope, receive, send)
+
+
+async def _route_only_app(scope: Any, receive: Any, send: Any) -> None:
+    """:func:`route_only` as a bare ASGI app."""
+    resp = await route_only(Request(scope, receive))
+    await resp(scope, receive, send)
 
 
 def add_route_only(app: FastAPI) -> None:
