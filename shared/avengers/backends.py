@@ -24,7 +24,7 @@ from .exceptions import AvengersError, ConfigError
 from .messages import Message, content_text
 from .retry import GaveUp, retrying
 from .toolcalls import ToolCallAccumulator, flatten_tool_turns, tool_calls_from
-from .upstream import BadReply, JSONClient
+from .upstream import BadReply, JSONClient, UnsendableRequest
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def _classify(exc: BaseException) -> tuple[str, str]:
         return "config", str(exc)
     if isinstance(exc, BadReply):
         return "bad_response", str(exc)
-    if isinstance(exc, ValueError):  # the request itself could not be written
+    if isinstance(exc, UnsendableRequest):
         return "client_error", str(exc)
     return "bad_response", f"{type(exc).__name__}"
 

@@ -39,6 +39,10 @@ class BadReply(Exception):
     """A 2xx reply whose body is not a JSON object."""
 
 
+class UnsendableRequest(Exception):
+    """A request body that cannot be written as JSON."""
+
+
 class JSONClient:
     """POSTs JSON to one endpoint over a keep-alive connection pool (of the running event loop).
     ``base_url`` is the endpoint's (``.../v1``); the API key goes in a bearer header."""
@@ -72,7 +76,7 @@ class JSONClient:
         try:
             content = _dumps(payload)
         except TypeError as e:
-            raise ValueError(f"request is not JSON-serialisable: {e}") from None
+            raise UnsendableRequest(f"request is not JSON-serialisable: {e}") from None
         try:
             resp = await self._http.post(url, content=content)
         except httpx.TimeoutException as e:
@@ -109,4 +113,4 @@ def status_error(resp: httpx.Response) -> Exception:
     return openai.APIStatusError(text, response=resp, body=body)
 
 
-__all__ = ["BadReply", "JSONClient", "status_error"]
+__all__ = ["BadReply", "JSONClient", "UnsendableRequest", "status_error"]

@@ -4,9 +4,9 @@ A router loaded for training or evaluation embeds through a :class:`CachedEmbedd
 every distinct text's vector to ``~/.cache/avengers`` (or ``$AVENGERS_CACHE``). A server would
 thus write every user's query to disk. By default it embeds through a bounded in-memory LRU over a
 batching layer over the raw model (a static model is used bare), and nothing user-derived is
-persisted; an operator may opt in
-to the disk cache (``embed_cache="disk"``, ``--embed-cache disk``, ``AVENGERS_EMBED_CACHE=disk``),
-which is bounded too (:class:`CachedEmbedder` keeps at most ``max_rows`` vectors).
+persisted; an operator may opt in to the disk cache (``embed_cache="disk"``, ``--embed-cache
+disk``, ``AVENGERS_EMBED_CACHE=disk``), which is bounded too (:class:`CachedEmbedder` keeps at
+most ``max_rows`` vectors).
 """
 
 from __future__ import annotations
