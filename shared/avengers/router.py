@@ -472,6 +472,11 @@ class Router(BaseEstimator):
             cluster_costs=self.cluster_costs(),
             classifier_coef=None if coef is None else np.asarray(coef, dtype=np.float64),
             far_threshold=self._far_threshold(),
+            knn_scores=(
+                None
+                if self.scoring == "cluster" or getattr(self, "train_scores_", None) is None
+                else np.asarray(self.train_scores_, dtype=np.float64)
+            ),
         )
         self._routing = fresh
         return fresh
@@ -488,9 +493,11 @@ class Router(BaseEstimator):
         """Shrunk mean scores of each row's ``n_neighbors`` nearest training queries, and their
         evidence (the batch and the one-row path share it)."""
         assert self.train_embeddings_ is not None and self.train_scores_ is not None
+        scores = self._routing_arrays().knn_scores  # cast once, not per call
+        assert scores is not None
         return scoring.knn_estimate(
             X @ self.train_embeddings_.T,
-            self.train_scores_.astype(np.float64),
+            scores,
             self.n_neighbors,
             self.global_scores_,
             self.shrinkage,
@@ -1109,6 +1116,7 @@ _ROUTING_STATE = (
     "train_distances_",
     "training_summary_",
     "models_",
+    "train_scores_",
 )
 
 
@@ -1126,6 +1134,7 @@ class _RoutingArrays:
     cluster_costs: np.ndarray | None
     classifier_coef: np.ndarray | None
     far_threshold: float | None
+    knn_scores: np.ndarray | None  # the training outcomes in float64, for knn/hybrid scoring
 
 
 _PARAM_NAMES: dict[type, tuple[str, ...]] = {}
