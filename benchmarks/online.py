@@ -7,7 +7,7 @@ exploration) picks a model and only that model's recorded outcome is revealed an
 Each experiment runs for several seeds (which 10 % start the router, and the stream order).
 
 (a) warm start: a router fitted on 10 % of the training queries, one pass over the other 90 %
-    (``--explore``, default 0.1); share of the accuracy gap to the router fitted offline on 100 %
+    (``--explore``, default 0.1; ``--explore-rule``); share of the accuracy gap to the router fitted offline on 100 %
     with full information that is closed (ratio of the mean gain to the mean gap over seeds).
     Also the ceiling: the same 10 % router updated with *every* model's outcome on the 90 %
     (same centroids, which ``update`` keeps; the success classifiers get its Laplace update).
@@ -144,6 +144,7 @@ def warm_and_cold(
     ipw_cap: float | None = None,
     cold_start: bool = True,
     dr_cap: float | None = None,
+    explore_rule: str = "thompson",
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One seed of (a) and (b) (None without ``cold_start``): which 10 % starts the router, and
     the stream order."""
@@ -159,7 +160,7 @@ def warm_and_cold(
     ceiling = copy.deepcopy(r10)
     ceiling.update(train.subset(rest), embeddings=X[rest])
     acc_ceiling = accuracy(ceiling, Xt, test)
-    online = copy.deepcopy(r10).set_params(explore=explore)
+    online = copy.deepcopy(r10).set_params(explore=explore, explore_rule=explore_rule)
     st: dict[str, float] = {}
     log = np.full(train.scores.shape, np.nan)
     log[first] = train.scores[first]  # the initial 10 %: full information
@@ -199,7 +200,8 @@ def warm_and_cold(
         for tag, table in (("", log), ("_filled", filled)):
             refit = Router(**{**SETTINGS, **extra}).fit(logged_outcomes(train, table), embeddings=X)
             st[f"acc_refit_{vname}{tag}"] = accuracy(refit, Xt, test)
-    warm = {"dataset": name, "seed": seed, "acc_10": acc10, "acc_online": curve[-1][1],
+    warm = {"dataset": name, "seed": seed, "explore": explore, "explore_rule": explore_rule,
+            "acc_10": acc10, "acc_online": curve[-1][1],
             "acc_ceiling": acc_ceiling, "acc_full": acc_full, **st, "curve": curve}  # fmt: skip
 
     if not cold_start:
@@ -349,6 +351,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--datasets", nargs="+", default=["dcrouter", "routerdc"])
     ap.add_argument("--explore", type=float, default=0.1, help="exploration share in (a)")
+    ap.add_argument(
+        "--explore-rule",
+        default="thompson",
+        choices=["thompson", "top-two"],
+        help="how an exploration candidate picks its model in (a)",
+    )
     ap.add_argument("--cold-explore", type=float, default=0.3, help="exploration share in (b)")
     ap.add_argument("--half-life", type=float, default=50.0)
     ap.add_argument(
@@ -413,6 +421,7 @@ def main() -> None:
                 args.ipw_cap,
                 not args.no_cold,
                 args.dr_cap,
+                args.explore_rule,
             )
             results["warm"].append(warm)
             print(json.dumps({k: v for k, v in warm.items() if k != "curve"}), flush=True)

@@ -289,6 +289,54 @@ def test_exploration_respects_cost_weighting() -> None:
     assert any(d.explored for d in r.route_embeddings(Q, alpha=1.0))
 
 
+def test_top_two_rule_splits_between_leader_and_challenger() -> None:
+    from avengers.online import explore_picks, thompson_pick, top_two_pick
+
+    # model 1 is clearly best on much evidence, model 2 a close runner-up, model 0 far behind
+    perf = np.tile([0.2, 0.8, 0.7], (4000, 1))
+    evidence = np.full_like(perf, 200.0)
+    rng = np.random.default_rng(0)
+    ts = thompson_pick(perf, evidence, None, 1.0, pseudo_count=1.0, rng=rng)
+    tt = top_two_pick(perf, evidence, None, 1.0, pseudo_count=1.0, rng=rng)
+    # Thompson sampling nearly always confirms the leader; top-two sends about half the queries
+    # to the challenger, and (almost) never to the model that is far behind
+    assert (ts == 1).mean() > 0.95
+    assert 0.4 < (tt == 2).mean() < 0.6
+    assert (tt == 0).mean() < 0.01
+    # one model: nothing to compare, the leader
+    one = top_two_pick(perf[:5, :1], evidence[:5, :1], None, 1.0, pseudo_count=1.0, rng=rng)
+    assert (one == 0).all()
+    # the share stays bounded: a candidate whose pick is the greedy model is not exploration
+    greedy = np.ones(len(perf), dtype=np.int64)
+    out = explore_picks(
+        perf, evidence, None, 1.0, greedy, share=0.3, pseudo_count=1.0, rng=rng, rule="top-two"
+    )
+    assert 0.1 < (out >= 0).mean() <= 0.3 + 3 * np.sqrt(0.3 * 0.7 / len(perf))
+    assert set(np.unique(out[out >= 0])) <= {0, 2}
+
+
+def test_router_top_two_rule_routes_saves_and_rejects_unknown_rules(tmp_path: Path) -> None:
+    data, X = _data(n=400, seed=6)
+    Q = np.random.default_rng(7).normal(size=(3000, X.shape[1])).astype(np.float32)
+    r = Router(4, explore=0.2, explore_rule="top-two", random_state=0).fit(data, embeddings=X)
+    ds = r.route_embeddings(Q)
+    explored = np.array([d.explored for d in ds])
+    assert 0.02 < explored.mean() <= 0.2 + 3 * np.sqrt(0.2 * 0.8 / len(ds))
+    # it explores more than Thompson sampling on the same router (it always names a challenger)
+    ts = Router(4, explore=0.2, random_state=0).fit(data, embeddings=X)
+    assert explored.mean() > np.mean([d.explored for d in ts.route_embeddings(Q)])
+    p = r.pick_probabilities(Q[:50], draws=200)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert (p[np.arange(50), r.predict(Q[:50])] >= 0.8 - 1e-12).all()
+    r.save_pretrained(tmp_path / "r")
+    assert Router.from_pretrained(tmp_path / "r").explore_rule == "top-two"
+    with pytest.raises(ConfigError, match="explore_rule"):
+        Router(4, explore_rule="ucb").fit(data, embeddings=X)
+    with pytest.raises(ConfigError, match="explore_rule"):
+        r.set_params(explore_rule="greedy")
+    assert r.explore_rule == "top-two"
+
+
 # --------------------------------------------------------------------------- feedback stores
 
 

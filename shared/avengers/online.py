@@ -339,6 +339,53 @@ def thompson_pick(
     return pick
 
 
+TOP_TWO_LEADER = 0.5
+"""Top-two Thompson sampling: the chance a candidate goes to the leader rather than the
+challenger."""
+TOP_TWO_REDRAWS = 10
+"""Top-two Thompson sampling: draws tried to find a challenger before the leader's runner-up in
+its own draw stands in."""
+
+
+def top_two_pick(
+    performance: np.ndarray,
+    evidence: np.ndarray,
+    cost: np.ndarray | None,
+    alpha: float,
+    *,
+    pseudo_count: float | np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Per query, a top-two Thompson sampling pick: a Thompson draw (as :func:`thompson_pick`)
+    names the leader; with chance :data:`TOP_TWO_LEADER` the query goes to it, otherwise draws
+    are repeated until another model wins (the challenger; after :data:`TOP_TWO_REDRAWS` draws
+    without one, the leader's runner-up in its own draw) and the query goes to the challenger.
+    Half the queries thus compare the two models most likely to be best, which is what finding
+    the best model of each cluster needs; plain Thompson sampling mostly confirms the leader."""
+    n_queries = len(performance)
+    rows = np.arange(n_queries)
+    p = np.clip(performance, 0.0, 1.0)
+    n = np.maximum(evidence, 0.0) + pseudo_count
+    a, b = 1.0 + p * n, 1.0 + (1.0 - p) * n
+    first = scoring.tradeoff(rng.beta(a, b), cost, alpha)
+    leader = first.argmax(axis=1)
+    if first.shape[1] < 2:
+        return leader
+    ranked = np.argsort(-first, axis=1)
+    challenger = ranked[:, 1].copy()  # stands in where no redraw finds another winner
+    found = np.zeros(n_queries, dtype=bool)
+    for _ in range(TOP_TWO_REDRAWS):
+        win = scoring.tradeoff(rng.beta(a, b), cost, alpha).argmax(axis=1)
+        new = ~found & (win != leader)
+        challenger[new] = win[new]
+        found |= new
+        if found.all():
+            break
+    to_leader = rng.random(n_queries) < TOP_TWO_LEADER
+    pick: np.ndarray = np.where(to_leader, leader, challenger[rows])
+    return pick
+
+
 def explore_picks(
     performance: np.ndarray,
     evidence: np.ndarray,
@@ -349,13 +396,15 @@ def explore_picks(
     share: float,
     pseudo_count: float | np.ndarray,
     rng: np.random.Generator,
+    rule: str = "thompson",
 ) -> np.ndarray:
     """Per query, the index of a model picked by exploration, or -1 to keep the greedy pick.
 
     Each query is a candidate with probability ``share``; for a candidate, every model's score is
     drawn from ``Beta(1 + p * n, 1 + (1 - p) * n)`` where ``p`` is its estimate and ``n`` its
     evidence plus ``pseudo_count``, the draws are ranked by the routing trade-off (``alpha``,
-    ``cost``), and the winner is returned when it differs from ``greedy``. ``pseudo_count`` may be
+    ``cost``), and the winner (``rule`` "thompson") or the top-two pick (``rule`` "top-two",
+    :func:`top_two_pick`) is returned when it differs from ``greedy``. ``pseudo_count`` may be
     one number per model."""
     n_queries = len(performance)
     out = np.full(n_queries, -1, dtype=np.int64)
@@ -365,7 +414,7 @@ def explore_picks(
     if not candidate.any():
         return out
     c = None if cost is None else cost[candidate]
-    pick = thompson_pick(
+    pick = _RULES[rule](
         performance[candidate], evidence[candidate], c, alpha, pseudo_count=pseudo_count, rng=rng
     )
     idx = np.flatnonzero(candidate)
@@ -385,10 +434,11 @@ def pick_probabilities(
     pseudo_count: float | np.ndarray,
     rng: np.random.Generator,
     draws: int = 64,
+    rule: str = "thompson",
 ) -> np.ndarray:
     """(n, m): the chance that routing with exploration (:func:`explore_picks`) sends each query
     to each model: ``1 - share`` on the greedy pick plus ``share`` times the share of ``draws``
-    Thompson draws each model wins (a Monte Carlo estimate, so a model may get 0). The inverse
+    picks of ``rule`` each model gets (a Monte Carlo estimate, so a model may get 0). The inverse
     of the chosen model's entry is its inverse-propensity weight for ``Router.update``."""
     n, m = performance.shape
     out = np.zeros((n, m))
@@ -400,9 +450,12 @@ def pick_probabilities(
         return out
     wins = np.zeros((n, m))
     for _ in range(draws):
-        pick = thompson_pick(performance, evidence, cost, alpha, pseudo_count=pseudo_count, rng=rng)
+        pick = _RULES[rule](performance, evidence, cost, alpha, pseudo_count=pseudo_count, rng=rng)
         wins[np.arange(n), pick] += 1.0
     return out + share * wins / draws
+
+
+_RULES = {"thompson": thompson_pick, "top-two": top_two_pick}
 
 
 def pick_first(order: np.ndarray, pick: int) -> list[int]:

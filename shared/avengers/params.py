@@ -29,6 +29,11 @@ Scoring = Literal["cluster", "knn", "hybrid"]
 TemperatureMode = Literal["absolute", "relative"]
 """How ``softmax_temperature`` is read: as a distance, or as a share of the nearest distance."""
 
+ExploreRule = Literal["thompson", "top-two"]
+"""How an exploration candidate picks its model: the Thompson winner (learns while it serves),
+or top-two Thompson sampling (the leader or, half the time, its challenger: learns which model is
+best faster, at a higher cost per explored query)."""
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -127,6 +132,7 @@ ROUTER_PARAMS: dict[str, Constraint] = {
     "clustering": OneOf(get_args(ClusterAlgorithm)),
     "random_state": Interval(integer=True, none_ok=True),
     "explore": UNIT,
+    "explore_rule": OneOf(get_args(ExploreRule)),
     "half_life": Interval(0.0, low_open=True, none_ok=True),
     "new_model_prior": Interval(0.0, 1.0, none_ok=True),
     "online_classifiers": Flag(),

@@ -35,7 +35,7 @@ from .exceptions import (
     EmbedderMismatchError,
     NotFittedError,
 )
-from .params import ROUTER_PARAMS, Scoring, TemperatureMode, check_alpha, check_params
+from .params import ROUTER_PARAMS, ExploreRule, Scoring, TemperatureMode, check_alpha, check_params
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
 
@@ -115,6 +115,7 @@ class Router(BaseEstimator):
         random_state: int | None = 0,
         embedder: Embedder | str | None = None,
         explore: float = 0.0,
+        explore_rule: ExploreRule = "thompson",
         half_life: float | None = None,
         new_model_prior: float | None = None,
         online_classifiers: bool = False,
@@ -139,6 +140,7 @@ class Router(BaseEstimator):
         self.random_state = random_state
         self.embedder = embedder
         self.explore = explore
+        self.explore_rule = explore_rule
         self.online_classifiers = online_classifiers
         self.half_life = half_life
         self.new_model_prior = new_model_prior
@@ -851,6 +853,7 @@ class Router(BaseEstimator):
             pseudo_count=self._explore_pseudo_counts(),
             rng=np.random.default_rng(self.random_state),
             draws=draws,
+            rule=self.explore_rule,
         )
 
     def _explore_pseudo_counts(self) -> np.ndarray:
@@ -872,6 +875,7 @@ class Router(BaseEstimator):
             share=self.explore,
             pseudo_count=self._explore_pseudo_counts(),
             rng=self._rng,
+            rule=self.explore_rule,
         )
 
     def route_batch(
