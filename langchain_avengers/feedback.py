@@ -13,20 +13,13 @@ from .chat_models import ChatAvengers
 
 def _server(llm: Any, api_key: str | None) -> tuple[str, str | None]:
     """The base URL and key to send feedback with: a URL given as is, or a ``ChatOpenAI``'s."""
-    if isinstance(llm, str):
-        return llm, api_key
-    base = getattr(llm, "openai_api_base", None)
-    if not base:
-        from avengers.exceptions import ConfigError
-
-        raise ConfigError(
-            f"cannot send feedback through a {type(llm).__name__}: give the ChatAvengers that "
-            "answered, a ChatOpenAI pointed at an avengers server, or the server's base URL"
-        )
-    key = getattr(llm, "openai_api_key", None)
-    if api_key is None and key is not None:
-        api_key = key.get_secret_value() if hasattr(key, "get_secret_value") else str(key)
-    return str(base), api_key
+    return core.client_server(
+        llm,
+        api_key,
+        base_attr="openai_api_base",
+        key_attr="openai_api_key",
+        expected="the ChatAvengers that answered, a ChatOpenAI pointed at an avengers server",
+    )
 
 
 def send_feedback(

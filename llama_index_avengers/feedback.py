@@ -6,23 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from avengers import feedback as core
-from avengers.exceptions import ConfigError
 
 from .base import Avengers, response_id
 
 
 def _server(llm: Any, api_key: str | None) -> tuple[str, str | None]:
     """The base URL and key to send feedback with: a URL given as is, or an ``OpenAILike``'s."""
-    if isinstance(llm, str):
-        return llm, api_key
-    base = getattr(llm, "api_base", None)
-    if not base:
-        raise ConfigError(
-            f"cannot send feedback through a {type(llm).__name__}: give the Avengers LLM that "
-            "answered, an OpenAILike pointed at an avengers server, or the server's base URL"
-        )
-    key = getattr(llm, "api_key", None)
-    return str(base), api_key if api_key is not None else (str(key) if key else None)
+    return core.client_server(
+        llm,
+        api_key,
+        base_attr="api_base",
+        key_attr="api_key",
+        expected="the Avengers LLM that answered, an OpenAILike pointed at an avengers server",
+    )
 
 
 def send_feedback(

@@ -681,3 +681,20 @@ def test_pick_probabilities_match_the_routing_frequencies() -> None:
     freq = np.stack([(picks == j).mean(axis=0) for j in range(len(MODELS))], axis=1)
     assert np.abs(freq - p).max() < 0.15
     assert np.abs(freq - p).mean() < 0.03
+
+
+def test_client_server_reads_url_and_key_from_an_openai_client() -> None:
+    from types import SimpleNamespace
+
+    from avengers.feedback import client_server
+    from pydantic import SecretStr
+
+    kw = {"base_attr": "base", "key_attr": "key", "expected": "a client"}
+    assert client_server("http://h:1/v1", "k", **kw) == ("http://h:1/v1", "k")
+    secret = SimpleNamespace(base="http://h:2/v1", key=SecretStr("s3"))
+    assert client_server(secret, None, **kw) == ("http://h:2/v1", "s3")
+    assert client_server(secret, "given", **kw) == ("http://h:2/v1", "given")
+    plain = SimpleNamespace(base="http://h:3/v1", key="")
+    assert client_server(plain, None, **kw) == ("http://h:3/v1", None)
+    with pytest.raises(ConfigError, match="cannot send feedback through a SimpleNamespace: give a"):
+        client_server(SimpleNamespace(key="x"), None, **kw)

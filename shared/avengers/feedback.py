@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .exceptions import AvengersError
+from .exceptions import AvengersError, ConfigError
 
 __all__ = [
     "AlreadyRatedError",
@@ -519,6 +519,30 @@ def rating_reply(rating: Rating) -> dict[str, Any]:
         "score": rating.score,
         "applied": True,
     }
+
+
+def client_server(
+    client: Any, api_key: str | None, *, base_attr: str, key_attr: str, expected: str
+) -> tuple[str, str | None]:
+    """The base URL and API key to send feedback with, for the adapters' helpers: ``client`` is
+    the server's base URL (used as is, with ``api_key``) or an OpenAI-compatible client object
+    whose ``base_attr`` is the server's URL and ``key_attr`` its key (a plain or secret string),
+    which ``api_key`` overrides. Anything else raises :class:`~avengers.ConfigError` naming
+    ``expected`` (what the caller should have passed)."""
+    if isinstance(client, str):
+        return client, api_key
+    base = getattr(client, base_attr, None)
+    if not base:
+        raise ConfigError(
+            f"cannot send feedback through a {type(client).__name__}: give {expected}, "
+            "or the server's base URL"
+        )
+    if api_key is None:
+        key: Any = getattr(client, key_attr, None)
+        if hasattr(key, "get_secret_value"):
+            key = key.get_secret_value()
+        api_key = str(key) if key else None
+    return str(base), api_key
 
 
 def rate_on_server(

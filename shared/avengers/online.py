@@ -161,7 +161,12 @@ def _as_batch(
     return OutcomeBatch(None if queries is None else list(queries), uniq, table, ctable)
 
 
-PARAM_DEFAULTS: dict[str, Any] = {"explore": 0.0, "half_life": None, "new_model_prior": None}
+PARAM_DEFAULTS: dict[str, Any] = {
+    "explore": 0.0,
+    "explore_rule": "thompson",
+    "half_life": None,
+    "new_model_prior": None,
+}
 """The router settings for online learning, and their defaults (a saved router records them only
 when they differ, so routers that do not use them stay readable by older versions)."""
 
