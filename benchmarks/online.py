@@ -25,6 +25,7 @@ Each experiment runs for several seeds (which 10 % start the router, and the str
     python benchmarks/online.py [--datasets dcrouter routerdc] [--seeds 0 1 2]
                                 [--plot docs/img/online.png] [--ipw-cap 10] [--json out.json]
                                 [--no-cold] [--no-drift] [--dr-cap 10] [--refit-variants]
+                                [--explore-rule top-two] [--curve 0.2 0.3 0.4 0.6]
     python benchmarks/online.py --from-json a.json b.json --plot docs/img/online.png
 """
 
@@ -231,6 +232,37 @@ def warm_and_cold(
     return warm, cold_res
 
 
+def full_information_curve(
+    train: OutcomeData,
+    test: OutcomeData,
+    X: np.ndarray,
+    Xt: np.ndarray,
+    fractions: list[float],
+    seeds: list[int],
+    acc_full: float,
+) -> list[dict[str, Any]]:
+    """What (a) is measured against: routers fitted offline with *every* model's outcome on the
+    first ``fraction`` of each seed's permutation (the 10 % router is the first 10 % of the same
+    permutation). One row per fraction: mean accuracy over seeds and the share of the gap (to
+    the 100 % router) it closes, as for the bandit pass."""
+    perms = [np.random.default_rng(seed).permutation(len(train)) for seed in seeds]
+    acc: dict[float, list[float]] = {}
+    for f in sorted({0.1, *fractions}):
+        acc[f] = []
+        for perm in perms:
+            idx = perm[: int(len(train) * f)]
+            r = Router(**SETTINGS).fit(train.subset(idx), embeddings=X[idx])
+            acc[f].append(accuracy(r, Xt, test))
+    base = float(np.mean(acc[0.1]))
+    gap = acc_full - base
+    rows = []
+    for f, a in acc.items():
+        mean = float(np.mean(a))
+        closed = (mean - base) / gap if gap else float("nan")
+        rows.append({"fraction": f, "acc": mean, "acc_sd": float(np.std(a)), "gap_closed": closed})
+    return rows
+
+
 def logged_outcomes(train: OutcomeData, log: np.ndarray) -> OutcomeData:
     """The training table as a feedback log holds it: ``log``'s scores (NaN: never revealed),
     costs only where the outcome is known."""
@@ -371,6 +403,14 @@ def main() -> None:
                     help="each: which 10 %% start the router, and the stream order")  # fmt: skip
     ap.add_argument("--no-drift", action="store_true", help="skip the drift experiment (c)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold start experiment (b)")
+    ap.add_argument(
+        "--curve",
+        type=float,
+        nargs="*",
+        default=None,
+        help="also fit full-information routers on these fractions of the training queries "
+        "(e.g. 0.2 0.3 0.4 0.6): how much of (a)'s gap more fully labelled data closes",
+    )
     ap.add_argument("--refit-variants", action="store_true",
                     help=f"also refit with {', '.join(REFIT_VARIANT_SETTINGS)}")  # fmt: skip
     ap.add_argument("--dr-cap", type=float, default=None,
@@ -407,6 +447,11 @@ def main() -> None:
         test = test.select_models(train.models)
         X, Xt = emb.embed(train.queries), emb.embed(test.queries)
         full = Router(**SETTINGS).fit(train, embeddings=X)
+        if args.curve:
+            acc_full = accuracy(full, Xt, test)
+            for row in full_information_curve(train, test, X, Xt, args.curve, args.seeds, acc_full):
+                results.setdefault("curve", []).append({"dataset": name, **row})
+                print(json.dumps({"dataset": name, "curve": row}), flush=True)
         for seed in args.seeds:
             warm, cold = warm_and_cold(
                 name,
