@@ -280,11 +280,12 @@ def test_exploration_share_is_bounded_and_flagged() -> None:
         assert "new" in {d.model for d, e in zip(ds, explored, strict=True) if e}
 
 
-def test_exploration_respects_cost_weighting() -> None:
+@pytest.mark.parametrize("rule", ["thompson", "top-two"])
+def test_exploration_respects_cost_weighting(rule: str) -> None:
     data, X = _data(n=400, seed=8)
     Q = np.random.default_rng(9).normal(size=(2000, X.shape[1])).astype(np.float32)
     # alpha 0 ranks by cost only: drawing performance changes nothing, so nothing is explored
-    r = Router(4, explore=0.5, alpha=0.0).fit(data, embeddings=X)
+    r = Router(4, explore=0.5, alpha=0.0, explore_rule=rule).fit(data, embeddings=X)
     assert not any(d.explored for d in r.route_embeddings(Q))
     assert any(d.explored for d in r.route_embeddings(Q, alpha=1.0))
 

@@ -366,16 +366,17 @@ def top_two_pick(
     are repeated until another model wins (the challenger; after :data:`TOP_TWO_REDRAWS` draws
     without one, the leader's runner-up in its own draw) and the query goes to the challenger.
     Half the queries thus compare the two models most likely to be best, which is what finding
-    the best model of each cluster needs; plain Thompson sampling mostly confirms the leader."""
+    the best model of each cluster needs; plain Thompson sampling mostly confirms the leader.
+    With ``alpha`` 0 (a ranking by cost alone) the leader is returned: performance cannot change
+    the pick, so there is nothing to explore."""
     n_queries = len(performance)
-    rows = np.arange(n_queries)
     p = np.clip(performance, 0.0, 1.0)
     n = np.maximum(evidence, 0.0) + pseudo_count
     a, b = 1.0 + p * n, 1.0 + (1.0 - p) * n
     first = scoring.tradeoff(rng.beta(a, b), cost, alpha)
     leader = first.argmax(axis=1)
-    if first.shape[1] < 2:
-        return leader
+    if first.shape[1] < 2 or (alpha <= 0.0 and cost is not None):
+        return leader  # nothing to compare, or a ranking by cost alone: nothing to learn
     ranked = np.argsort(-first, axis=1)
     challenger = ranked[:, 1].copy()  # stands in where no redraw finds another winner
     found = np.zeros(n_queries, dtype=bool)
@@ -387,7 +388,7 @@ def top_two_pick(
         if found.all():
             break
     to_leader = rng.random(n_queries) < TOP_TWO_LEADER
-    pick: np.ndarray = np.where(to_leader, leader, challenger[rows])
+    pick: np.ndarray = np.where(to_leader, leader, challenger)
     return pick
 
 
