@@ -339,6 +339,37 @@ def test_serve_cli_bad_input(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "endpoint file not found" in r.output
 
 
+def test_serve_exploration_flags(
+    toy_router: Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--explore`` / ``--explore-rule`` change the served router's settings: a bad value is one
+    line and exit 2 before anything listens; the worker factory applies them from the env."""
+    from avengers.cli import app
+    from avengers.server import app_from_env
+    from typer.testing import CliRunner
+
+    toy_router.save_pretrained(tmp_path / "r")
+    (tmp_path / "e.json").write_text(
+        json.dumps({"endpoints": {"chef-model": {"base_url": "http://127.0.0.1:9/v1"}}})
+    )
+    base = ["serve", "-r", str(tmp_path / "r"), "-e", str(tmp_path / "e.json")]
+    r = CliRunner().invoke(app, [*base, "--explore", "2"])
+    assert r.exit_code == 2 and "explore must be" in r.output, r.output
+    r = CliRunner().invoke(app, [*base, "--explore", "0.5", "--explore-rule", "ucb"])
+    assert r.exit_code == 2 and "explore_rule must be" in r.output, r.output
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("AVENGERS_ROUTER", str(tmp_path / "r"))
+    monkeypatch.setenv("AVENGERS_ENDPOINTS", str(tmp_path / "e.json"))
+    monkeypatch.setenv(
+        "AVENGERS_ROUTER_SETTINGS", json.dumps({"explore": 0.3, "explore_rule": "top-two"})
+    )
+    served = app_from_env().state.answerer.router
+    assert (served.explore, served.explore_rule) == (0.3, "top-two")
+    monkeypatch.delenv("AVENGERS_ROUTER_SETTINGS")
+    served = app_from_env().state.answerer.router
+    assert (served.explore, served.explore_rule) == (toy_router.explore, "thompson")
+
+
 @pytest.mark.slow
 def test_several_workers(toy_router: Router, tmp_path: Path) -> None:
     up = FakeOpenAIServer({"chef": FakeModel(answers=["Six minutes."])}).start()

@@ -95,6 +95,20 @@ def serve(
         int,
         typer.Option(envvar="AVENGERS_CONVERSATION_MAX", help="Conversations kept at most."),
     ] = 10_000,
+    explore: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of queries that are exploration candidates, 0-1 (default: the router's "
+            "setting; see docs/online.md).",
+        ),
+    ] = None,
+    explore_rule: Annotated[
+        str | None,
+        typer.Option(
+            help="How exploration picks: thompson, or top-two for a learning phase (default: the "
+            "router's setting).",
+        ),
+    ] = None,
 ) -> None:
     """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
     import uvicorn
@@ -110,6 +124,12 @@ def serve(
     cfg = SamplingConfig(strategy=as_strategy(strategy), n_samples=samples, temperature=temperature)
     keys = load_api_keys(file=api_key_file)
     answerer = Answerer(router_arg(router), endpoints, cfg)  # validates everything up front
+    overrides = {
+        name: value
+        for name, value in (("explore", explore), ("explore_rule", explore_rule))
+        if value is not None
+    }
+    answerer.router.set_params(**overrides)  # a bad value: ConfigError, one line and exit 2
     if host not in ("127.0.0.1", "localhost", "::1") and not keys:
         typer.secho(
             f"warning: binding {host} without authentication; set AVENGERS_SERVER_KEYS or --api-key-file",
@@ -151,5 +171,6 @@ def serve(
         "AVENGERS_FEEDBACK_STORE": feedback_store or "",
         "AVENGERS_CONVERSATIONS": conversations, "AVENGERS_CONVERSATION_TTL": str(conversation_ttl),
         "AVENGERS_CONVERSATION_MAX": str(conversation_max),
+        "AVENGERS_ROUTER_SETTINGS": json.dumps(overrides),
     })  # fmt: skip
     uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]

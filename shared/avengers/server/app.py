@@ -169,13 +169,16 @@ def app_from_env() -> FastAPI:
     ``AVENGERS_MAX_FALLBACKS`` (``all`` or -1: no cap), ``AVENGERS_EMBED_CACHE``,
     ``AVENGERS_EMBED_CACHE_SIZE``, ``AVENGERS_BREAKER_THRESHOLD``, ``AVENGERS_BREAKER_COOLDOWN``,
     ``AVENGERS_FEEDBACK_STORE`` (feedback on), ``AVENGERS_CONVERSATIONS`` (``memory`` or
-    ``store``), ``AVENGERS_CONVERSATION_TTL``, ``AVENGERS_CONVERSATION_MAX``."""
+    ``store``), ``AVENGERS_CONVERSATION_TTL``, ``AVENGERS_CONVERSATION_MAX``,
+    ``AVENGERS_ROUTER_SETTINGS`` (JSON: router settings to change, e.g. ``explore``)."""
     from ..bundled import load_pretrained
     from ..feedback import open_store
     from ..router import Router
 
     rpath = os.environ.get("AVENGERS_ROUTER", "pretrained")
     router = load_pretrained() if rpath == "pretrained" else Router.from_pretrained(rpath)
+    if settings := os.environ.get("AVENGERS_ROUTER_SETTINGS"):
+        router.set_params(**json.loads(settings))
     eps = os.environ.get("AVENGERS_ENDPOINTS")
     if not eps:
         raise ConfigError("AVENGERS_ENDPOINTS is not set")
