@@ -337,11 +337,19 @@ def thompson_pick(
     """Per query, the model whose Thompson draw wins: every model's score is drawn from
     ``Beta(1 + p * n, 1 + (1 - p) * n)`` (``p`` its estimate, ``n`` its evidence plus
     ``pseudo_count``) and the draws are ranked by the routing trade-off (``alpha``, ``cost``)."""
+    a, b = _beta_posterior(performance, evidence, pseudo_count)
+    pick: np.ndarray = scoring.tradeoff(rng.beta(a, b), cost, alpha).argmax(axis=1)
+    return pick
+
+
+def _beta_posterior(
+    performance: np.ndarray, evidence: np.ndarray, pseudo_count: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Beta parameters exploration draws each model's score from: ``1 + p * n`` and
+    ``1 + (1 - p) * n``, ``p`` the estimate (clipped to [0, 1]), ``n`` evidence + pseudo count."""
     p = np.clip(performance, 0.0, 1.0)
     n = np.maximum(evidence, 0.0) + pseudo_count
-    draws = rng.beta(1.0 + p * n, 1.0 + (1.0 - p) * n)
-    pick: np.ndarray = scoring.tradeoff(draws, cost, alpha).argmax(axis=1)
-    return pick
+    return 1.0 + p * n, 1.0 + (1.0 - p) * n
 
 
 TOP_TWO_LEADER = 0.5
@@ -370,9 +378,7 @@ def top_two_pick(
     With ``alpha`` 0 (a ranking by cost alone) the leader is returned: performance cannot change
     the pick, so there is nothing to explore."""
     n_queries = len(performance)
-    p = np.clip(performance, 0.0, 1.0)
-    n = np.maximum(evidence, 0.0) + pseudo_count
-    a, b = 1.0 + p * n, 1.0 + (1.0 - p) * n
+    a, b = _beta_posterior(performance, evidence, pseudo_count)
     first = scoring.tradeoff(rng.beta(a, b), cost, alpha)
     leader = first.argmax(axis=1)
     if first.shape[1] < 2 or (alpha <= 0.0 and cost is not None):
