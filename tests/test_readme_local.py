@@ -62,9 +62,10 @@ def doc_blocks(doc: str) -> list[tuple[str, str]]:
 
 
 def commands(body: str) -> list[list[str]]:
+    """The ``avengers`` commands of a bash block, continuation lines joined."""
     return [
         shlex.split(line, comments=True)
-        for line in body.splitlines()
+        for line in body.replace("\\\n", " ").splitlines()
         if line.startswith("avengers ")
     ]
 
