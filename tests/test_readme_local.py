@@ -270,11 +270,12 @@ def test_readme_and_docs_run_in_order_against_the_local_models(
         assert printed[doc].rstrip().endswith("True"), printed[doc]
     assert '"seq"' in printed["online.md curl"], printed["online.md curl"]
     assert "applied 1 rating(s)" in printed["online.md"]
-    for folder in ("big-router", "my-router-v2", "online-router"):
+    for folder in ("big-router", "my-router-v2", "online-router", "refit-router"):
         assert (tmp_path / folder / "config.json").is_file(), folder
     ran = "\n".join(session.ran)
     for needed in ("local start", "collect --questions bundled", "train", "evaluate", "route",
-                   "answer", "info", "serve", "train --stream", "snapshot", "update"):  # fmt: skip
+                   "answer", "info", "serve", "train --stream", "snapshot", "update",
+                   "train --data outcome-log.jsonl --fill-from"):  # fmt: skip
         assert f"avengers {needed}" in ran, needed
     with capsys.disabled():
         print(f"\nREADME: {readme_done - t0:.0f}s, docs: {time.monotonic() - readme_done:.0f}s")

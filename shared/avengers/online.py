@@ -579,3 +579,48 @@ def apply_batch(router: Any, batch: OutcomeBatch, labels: np.ndarray, X: np.ndar
         (~np.isnan(batch.scores)).sum()
     )
     router.training_summary_ = summary
+
+
+def impute_outcomes(router: Any, data: OutcomeData, X: np.ndarray) -> OutcomeData:
+    """``data`` with each unknown outcome (NaN score) of a model the router knows replaced by the
+    router's expected score for it on that query (``Router.estimate``, with ``data.tasks`` as
+    hints); unknown costs likewise by the expected cost when both have costs. Known outcomes are
+    kept as they are. A model the router does not know keeps its gaps (said in ``notes``).
+
+    This is the direct method of off-policy learning: a bandit log reveals a model's outcome
+    where the policy picked it, which is where it looked good, so a fresh ``fit`` on the plain log
+    learns each model from its best part; filled in, every query counts for every model (measured
+    in docs/benchmarks.md, "Online learning")."""
+    X = np.asarray(X)
+    if len(X) != len(data):
+        raise DataError(f"{len(X)} embeddings for {len(data)} queries")
+    est = router.estimate(X, tasks=data.tasks)
+    known = [m for m in data.models if m in router.models_]
+    d_cols = [data.models.index(m) for m in known]
+    r_cols = [router.models_.index(m) for m in known]
+
+    def fill(table: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        out = table.copy()
+        part = out[:, d_cols]
+        out[:, d_cols] = np.where(np.isnan(part), expected[:, r_cols], part)
+        return out
+
+    scores = fill(data.scores, est.performance)
+    costs = data.costs
+    if costs is not None and est.cost is not None:
+        costs = fill(costs, est.cost)
+    notes = list(data.notes)
+    unknown = [m for m in data.models if m not in router.models_]
+    gaps = int(np.isnan(data.scores).sum() - np.isnan(scores).sum())
+    notes.append(f"filled {gaps} unknown outcome(s) with the router's expected scores")
+    if unknown:
+        notes.append(f"not filled (models the router does not know): {', '.join(unknown)}")
+    return OutcomeData(
+        list(data.queries),
+        list(data.models),
+        scores,
+        costs,
+        None if data.tasks is None else list(data.tasks),
+        source=data.source,
+        notes=notes,
+    )

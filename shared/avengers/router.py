@@ -386,6 +386,22 @@ class Router(BaseEstimator):
         online.add_model_columns(self, str(name))
         return self
 
+    def impute(
+        self,
+        data: OutcomeData | str | Path | Sequence[Any],
+        *,
+        embeddings: np.ndarray | None = None,
+    ) -> OutcomeData:
+        """A copy of outcome ``data`` with every unknown outcome of a model this router knows
+        filled with the router's expected score for it (known outcomes kept). For refitting on a
+        bandit log: ``Router(...).fit(online_router.impute(log))`` re-clusters on every logged
+        query without learning each model only where it was picked. ``embeddings`` (rows of
+        ``data``) skip embedding. See :func:`avengers.online.impute_outcomes`."""
+        self._check_fitted()
+        data = as_outcomes(data)
+        X = self.embed(data.queries) if embeddings is None else embeddings
+        return online.impute_outcomes(self, data, X)
+
     def calibrate(
         self,
         data: OutcomeData | str | Path | Sequence[Any],

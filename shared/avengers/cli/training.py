@@ -9,7 +9,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from ._common import fail, friendly, load_data
+from ._common import fail, friendly, load_data, router_arg
 
 
 @friendly
@@ -71,6 +71,15 @@ def train(
             "(computed by --embedder's model)."
         ),
     ] = "embedding",
+    fill_from: Annotated[
+        str | None,
+        typer.Option(
+            "--fill-from",
+            help="A router (folder or hub id) whose expected scores fill the outcomes the data "
+            "lacks: for refitting on a bandit log (docs/online.md). Its embedder is used unless "
+            "--embedder is given.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a router on outcome data and save it (``--stream``: a Parquet file larger than
     memory, in chunks)."""
@@ -79,6 +88,8 @@ def train(
     from ..params import ClusterAlgorithm, Scoring
     from ..router import Router
 
+    if stream and fill_from:
+        fail("--fill-from does not work with --stream: fill the log first (Router.impute)")
     if stream:
         _train_stream(
             data,
@@ -99,6 +110,14 @@ def train(
         return
     grid = _parse_grid(tune_grid or [])
     outcomes = load_data(data, duplicates)
+    X = None
+    if fill_from:
+        filler = router_arg(fill_from)
+        embedder = embedder if embedder is not None else filler.embedder
+        X = filler.embed(outcomes.queries, show_progress=True)
+        outcomes = filler.impute(outcomes, embeddings=X)
+        if embedder != filler.embedder:
+            X = None  # the new router embeds with its own model
     for note in outcomes.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     router = Router(
@@ -115,7 +134,8 @@ def train(
     if grid:
         if folds < 2 or folds > len(outcomes):
             fail(f"--folds must be between 2 and the number of queries ({len(outcomes)})")
-        X = router.embed(outcomes.queries, show_progress=True)
+        if X is None:
+            X = router.embed(outcomes.queries, show_progress=True)
         best, results = tune(outcomes, grid, base=router, embeddings=X, folds=folds, seed=seed)
         baseline = cross_validate_best_single(outcomes, folds=folds, seed=seed)
         keys = list(grid)
@@ -128,7 +148,7 @@ def train(
         router.set_params(**{name: best[name] for name in keys})
     with warnings.catch_warnings():  # said below as a note, in the command's own words
         warnings.simplefilter("ignore", ClusterCountWarning)
-        if grid:
+        if X is not None:
             router.fit(outcomes, embeddings=X)
         else:
             router.fit(outcomes, show_progress=True)
