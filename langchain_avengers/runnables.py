@@ -11,13 +11,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from avengers import Answerer, Router, SamplingConfig
+from avengers.answer import stick
 from avengers.answer_config import fold_settings
 from avengers.bundled import resolve_router
+from avengers.conversations import ConversationStore, MemoryConversations, check_key
+from avengers.decision import RouteDecision
 from avengers.exceptions import ConfigError
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import patch_config
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from ._core import RunnableBackend, as_messages, routing_text, to_openai
 
@@ -55,6 +58,14 @@ class _RouterFields(RunnableSerializable[Any, Any]):
     (see :mod:`avengers.messages`)."""
     alpha: float | None = None
     """Cost/quality trade-off for routing (None: the router's own)."""
+    conversation: str | None = None
+    """A conversation key: every call stays on the model the conversation's first routed call
+    went to (see :mod:`avengers.conversations`). A call's ``config={"configurable":
+    {"conversation": ...}}`` replaces it, and ``conversation_key`` replaces both."""
+    conversation_key: str | None = None
+    """For dict inputs: the key that holds the conversation key (e.g. ``"session_id"``)."""
+
+    _conversations: ConversationStore = PrivateAttr(default_factory=MemoryConversations)
 
     def _router(self) -> Router:
         r = _load_router(self.router)
@@ -65,21 +76,55 @@ class _RouterFields(RunnableSerializable[Any, Any]):
     def _text(self, value: Any) -> str:
         return query_text(value, input_key=self.input_key, routing=self.routing)
 
+    def _conversation(self, value: Any, config: RunnableConfig | None) -> str | None:
+        """This call's conversation key: the input's ``conversation_key`` (dict inputs), else
+        the config's ``configurable["conversation"]``, else the ``conversation`` field."""
+        if self.conversation_key is not None and isinstance(value, Mapping):
+            if self.conversation_key not in value:
+                raise ConfigError(
+                    f"input has no conversation key {self.conversation_key!r} "
+                    f"(keys: {sorted(value)})"
+                )
+            return check_key(value[self.conversation_key])
+        configured = ((config or {}).get("configurable") or {}).get("conversation")
+        key = configured if configured is not None else self.conversation
+        return None if key is None else check_key(key)
+
 
 class AvengersRouteOnly(_RouterFields):
     """Returns the :class:`~avengers.decision.RouteDecision` for the input (or its dict with
-    ``as_dict=True``) without calling any model, for branching yourself."""
+    ``as_dict=True``) without calling any model, for branching yourself. With a conversation
+    key, a conversation's later turns get its first turn's model first, and ``decision.sticky``
+    says so."""
 
     as_dict: bool = False
     """Return ``decision.to_dict()`` instead of the decision object."""
 
-    def _route(self, value: Any) -> Any:
-        d = self._router().route(self._text(value), alpha=self.alpha)
+    def _stick(self, d: RouteDecision, conversation: str | None) -> Any:
+        """As :meth:`avengers.Answerer.aroute`: the conversation's model first (``d.sticky``),
+        or a new conversation sticks to ``d.model``."""
+        if conversation is not None:
+            stuck = self._conversations.get(conversation)
+            sticky = stick(d, stuck) if stuck is not None else d
+            if sticky.sticky:
+                d = sticky
+            else:
+                self._conversations.set(conversation, d.model)
         return d.to_dict() if self.as_dict else d
 
-    async def _aroute(self, value: Any) -> Any:
+    def _route(
+        self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        conversation = self._conversation(value, config)
+        d = self._router().route(self._text(value), alpha=self.alpha)
+        return self._stick(d, conversation)
+
+    async def _aroute(
+        self, value: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        conversation = self._conversation(value, config)
         d = await self._router().aroute(self._text(value), alpha=self.alpha)
-        return d.to_dict() if self.as_dict else d
+        return self._stick(d, conversation)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return self._call_with_config(self._route, input, config)
@@ -103,7 +148,12 @@ class AvengersRouterChain(_RouterFields):
     ``temperature``, ``max_tokens`` and ``stop`` set in ``sampling`` reach candidates that are
     LangChain chat models or LLMs (through ``bind``); other candidates run with their own
     settings, with a warning. The former fields (``n_samples=5``, ``strategy=...``,
-    ``answer_type=...``) still work as keywords and fold into ``sampling``."""
+    ``answer_type=...``) still work as keywords and fold into ``sampling``.
+
+    With a conversation key (``conversation``, per call ``config={"configurable":
+    {"conversation": ...}}``, or the input's ``conversation_key``) a conversation's turns stay on
+    the candidate its first turn went to, unless that candidate fails (see
+    :mod:`avengers.conversations`); the conversations are kept in this chain's memory."""
 
     runnables: dict[str, Runnable[Any, Any]] = Field(default_factory=dict)
     """Candidates by the router's model names."""
@@ -139,7 +189,10 @@ class AvengersRouterChain(_RouterFields):
         backend = RunnableBackend(
             self.runnables, value, config, max_concurrency=self.max_concurrency, sync=sync
         )
-        return Answerer(router, backend, self.sampling_config), backend
+        answerer = Answerer(
+            router, backend, self.sampling_config, conversations=self._conversations
+        )
+        return answerer, backend
 
     @staticmethod
     def _messages(value: Any, text: str) -> list[dict[str, Any]]:
@@ -158,7 +211,8 @@ class AvengersRouterChain(_RouterFields):
         child = patch_config(config, callbacks=run_manager.get_child())
         answerer, backend = self._answerer(value, child, sync=True)
         text = self._text(value)
-        res = answerer.answer(self._messages(value, text), text=text)
+        conversation = self._conversation(value, config)
+        res = answerer.answer(self._messages(value, text), text=text, conversation=conversation)
         return self._finish(res, backend)
 
     async def _arun(
@@ -167,7 +221,10 @@ class AvengersRouterChain(_RouterFields):
         child = patch_config(config, callbacks=run_manager.get_child())
         answerer, backend = self._answerer(value, child)
         text = self._text(value)
-        res = await answerer.aanswer(self._messages(value, text), text=text)
+        conversation = self._conversation(value, config)
+        res = await answerer.aanswer(
+            self._messages(value, text), text=text, conversation=conversation
+        )
         return self._finish(res, backend)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:

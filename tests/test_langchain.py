@@ -276,6 +276,7 @@ def test_doc_examples_run(
     assert out[5].split(" {")[0] in math and "'391': " in out[5]  # router chain, voted
     assert out[6].startswith("gemma3-270m ")  # route only
     assert out[7] in math  # branching on the decision
+    assert out[8] == "True True"  # route only, a conversation's second turn kept its model
     gemma = [r for r in local_server.requests if r.get("model") == "gemma3-270m"]
     assert gemma and all("prompt" in r for r in gemma)  # the base model got plain completions
 
@@ -408,3 +409,81 @@ def test_feedback_through_the_server(
         assert out["model"] == "chef-model" and len(store.ratings()) == 2
     finally:
         running.stop()
+
+
+def _echo_candidates(router: Router) -> dict[str, Any]:
+    return {m: RunnableLambda(lambda _, m=m: f"{m} answered") for m in router.models_}
+
+
+def test_router_chain_keeps_a_conversation_on_its_model(toy_router: Router) -> None:
+    chain = AvengersRouterChain(
+        router=toy_router, runnables=_echo_candidates(toy_router), conversation="c1"
+    )
+    assert chain.invoke(MATH_Q) == "math-model answered"
+    assert chain.invoke(COOK_Q) == "math-model answered"  # turn 2 stays on turn 1's model
+    # a call's config replaces the field; conversations are independent
+    c2 = {"configurable": {"conversation": "c2"}}
+    assert chain.invoke(COOK_Q, config=c2) == "chef-model answered"
+    assert chain.invoke(MATH_Q, config=c2) == "chef-model answered"
+    assert chain.invoke(COOK_Q) == "math-model answered"
+    bound = chain.with_config(configurable={"conversation": "c2"})
+    assert bound.invoke(MATH_Q) == "chef-model answered"
+    # without a key, each turn is routed on its own
+    free = AvengersRouterChain(router=toy_router, runnables=_echo_candidates(toy_router))
+    assert [free.invoke(q) for q in (MATH_Q, COOK_Q)] == [
+        "math-model answered",
+        "chef-model answered",
+    ]
+    with pytest.raises(ConfigError, match="conversation key must be a non-empty string"):
+        chain.invoke(MATH_Q, config={"configurable": {"conversation": ""}})
+
+
+async def test_router_chain_conversation_async_and_from_dict_inputs(toy_router: Router) -> None:
+    chain = AvengersRouterChain(
+        router=toy_router, runnables=_echo_candidates(toy_router), input_key="question",
+        conversation_key="session_id", return_account=True,
+    )  # fmt: skip
+    first = await chain.ainvoke({"question": COOK_Q, "session_id": "ann"})
+    assert first["output"] == "chef-model answered"
+    second = await chain.ainvoke({"question": MATH_Q, "session_id": "ann"})
+    assert second["output"] == "chef-model answered"
+    assert second["account"]["decision"]["sticky"] is True
+    other = await chain.ainvoke({"question": MATH_Q, "session_id": "bob"})
+    assert other["output"] == "math-model answered"
+    assert other["account"]["decision"]["sticky"] is False
+    # the input's key wins over the config's
+    cfg: Any = {"configurable": {"conversation": "bob"}}
+    again = await chain.ainvoke({"question": MATH_Q, "session_id": "ann"}, config=cfg)
+    assert again["output"] == "chef-model answered"
+    # sync turns share the async turns' conversations
+    assert chain.invoke({"question": MATH_Q, "session_id": "ann"})["output"] == (
+        "chef-model answered"
+    )
+    with pytest.raises(ConfigError, match="no conversation key 'session_id'"):
+        await chain.ainvoke({"question": MATH_Q})
+    with pytest.raises(ConfigError, match="non-empty string, got 7"):
+        await chain.ainvoke({"question": MATH_Q, "session_id": 7})
+
+
+async def test_route_only_conversations_are_sticky(toy_router: Router) -> None:
+    route = AvengersRouteOnly(router=toy_router, conversation="c1")
+    first = route.invoke(MATH_Q)
+    assert first.model == "math-model" and first.sticky is False
+    second = route.invoke(COOK_Q)
+    assert second.model == "math-model" and second.sticky is True
+    assert "sticky: kept math-model" in second.explain()
+    fresh = await route.ainvoke(COOK_Q, config={"configurable": {"conversation": "c2"}})
+    assert fresh.model == "chef-model" and fresh.sticky is False
+    later = await route.ainvoke(MATH_Q, config={"configurable": {"conversation": "c2"}})
+    assert later.model == "chef-model" and later.sticky is True
+    by_key = AvengersRouteOnly(
+        router=toy_router, input_key="q", conversation_key="session_id", as_dict=True
+    )
+    assert by_key.invoke({"q": COOK_Q, "session_id": "s"})["sticky"] is False
+    d = by_key.invoke({"q": MATH_Q, "session_id": "s"})
+    assert d["models"] == ["chef-model"] and d["sticky"] is True
+    assert route.invoke(MATH_Q, config={"configurable": {"conversation": "c3"}}).sticky is False
+    plain = AvengersRouteOnly(router=toy_router)
+    assert [plain.invoke(q).sticky for q in (MATH_Q, COOK_Q)] == [False, False]
+    with pytest.raises(ConfigError, match="at most 256 characters"):
+        route.invoke(MATH_Q, config={"configurable": {"conversation": "x" * 300}})

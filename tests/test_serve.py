@@ -370,6 +370,38 @@ def test_serve_exploration_flags(
     assert (served.explore, served.explore_rule) == (toy_router.explore, "thompson")
 
 
+def test_serve_warns_when_workers_keep_their_own_conversations(
+    toy_router: Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several workers with ``--conversations memory`` (the default): one warning line on
+    stderr at start-up; none with one worker or with the shared store."""
+    from avengers.cli import app
+    from typer.testing import CliRunner
+
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: started.append(kw))
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # serve sets the workers' env vars
+    monkeypatch.delenv("AVENGERS_CONVERSATIONS", raising=False)
+    toy_router.save_pretrained(tmp_path / "r")
+    (tmp_path / "e.json").write_text(
+        json.dumps({"endpoints": {"chef-model": {"base_url": "http://127.0.0.1:9/v1"}}})
+    )
+    base = ["serve", "-r", str(tmp_path / "r"), "-e", str(tmp_path / "e.json")]
+    r = CliRunner().invoke(app, [*base, "--workers", "2"])
+    assert r.exit_code == 0, r.output
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("warning:")]
+    assert "--workers 2 with --conversations memory" in line
+    assert "--conversations store --feedback-store FILE" in line
+    assert "warning" not in r.stdout and started[-1]["workers"] == 2
+    for args in (
+        [],
+        ["--workers", "2", "--conversations", "store", "--feedback-store", str(tmp_path / "f.db")],
+    ):
+        r = CliRunner().invoke(app, [*base, *args])
+        assert r.exit_code == 0 and "warning" not in r.output, r.output
+    assert len(started) == 3
+
+
 @pytest.mark.slow
 def test_several_workers(toy_router: Router, tmp_path: Path) -> None:
     up = FakeOpenAIServer({"chef": FakeModel(answers=["Six minutes."])}).start()

@@ -146,6 +146,13 @@ def serve(
         fail("--conversations store keeps them in the feedback store: give --feedback-store")
     if not conversation_ttl > 0 or conversation_max < 1:
         fail("--conversation-ttl must be > 0 and --conversation-max >= 1")
+    if workers > 1 and conversations == "memory":
+        typer.secho(
+            f"warning: --workers {workers} with --conversations memory: each worker knows only "
+            "its own conversations, so a conversation may change model when a turn reaches "
+            "another worker; use --conversations store --feedback-store FILE to share them",
+            fg=typer.colors.YELLOW, err=True,
+        )  # fmt: skip
     live: dict[str, Any] = {"request_timeout": request_timeout, "max_fallbacks": None if max_fallbacks < 0 else max_fallbacks,
             "embed_cache": embed_cache, "breaker_threshold": breaker_threshold,
             "breaker_cooldown": breaker_cooldown, "conversations": conversations,
