@@ -104,6 +104,8 @@ def test_impute_fills_only_the_gaps_with_the_routers_expected_scores() -> None:
     assert not np.isnan(filled.scores[:, :3]).any()
     assert any("new" in n and "not filled" in n for n in filled.notes)
     assert any(f"filled {int((~known).sum())} unknown" in n for n in filled.notes)
+    part = online.impute(data.select_models(["a", "b"]), embeddings=X)
+    assert any("not added" in n and n.endswith(": c") for n in part.notes)
     assert np.isnan(data.scores).any()  # the input is not changed in place
     with pytest.raises(DataError, match="embeddings for"):
         online.impute(data, embeddings=X[:-1])

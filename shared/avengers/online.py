@@ -585,7 +585,8 @@ def impute_outcomes(router: Any, data: OutcomeData, X: np.ndarray) -> OutcomeDat
     """``data`` with each unknown outcome (NaN score) of a model the router knows replaced by the
     router's expected score for it on that query (``Router.estimate``, with ``data.tasks`` as
     hints); unknown costs likewise by the expected cost when both have costs. Known outcomes are
-    kept as they are. A model the router does not know keeps its gaps (said in ``notes``).
+    kept as they are. A model the router does not know keeps its gaps, and a model of the router
+    that the data never names is not added (both said in ``notes``).
 
     This is the direct method of off-policy learning: a bandit log reveals a model's outcome
     where the policy picked it, which is where it looked good, so a fresh ``fit`` on the plain log
@@ -615,6 +616,9 @@ def impute_outcomes(router: Any, data: OutcomeData, X: np.ndarray) -> OutcomeDat
     notes.append(f"filled {gaps} unknown outcome(s) with the router's expected scores")
     if unknown:
         notes.append(f"not filled (models the router does not know): {', '.join(unknown)}")
+    absent = [m for m in router.models_ if m not in data.models]
+    if absent:
+        notes.append(f"not added (models the data never names): {', '.join(absent)}")
     return OutcomeData(
         list(data.queries),
         list(data.models),
