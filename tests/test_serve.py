@@ -370,11 +370,11 @@ def test_serve_exploration_flags(
     assert (served.explore, served.explore_rule) == (toy_router.explore, "thompson")
 
 
-def test_serve_warns_when_workers_keep_their_own_conversations(
+def test_serve_notes_when_workers_keep_their_own_conversations(
     toy_router: Router, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Several workers with ``--conversations memory`` (the default): one warning line on
-    stderr at start-up; none with one worker or with the shared store."""
+    """Several workers with ``--conversations memory`` (the default): one note on stderr at
+    start-up; none with one worker or with the shared store."""
     from avengers.cli import app
     from typer.testing import CliRunner
 
@@ -389,16 +389,16 @@ def test_serve_warns_when_workers_keep_their_own_conversations(
     base = ["serve", "-r", str(tmp_path / "r"), "-e", str(tmp_path / "e.json")]
     r = CliRunner().invoke(app, [*base, "--workers", "2"])
     assert r.exit_code == 0, r.output
-    (line,) = [x for x in r.stderr.splitlines() if x.startswith("warning:")]
-    assert "--workers 2 with --conversations memory" in line
+    (line,) = [x for x in r.stderr.splitlines() if "conversations memory" in x]
+    assert line.startswith("note: --workers 2 with --conversations memory")
     assert "--conversations store --feedback-store FILE" in line
-    assert "warning" not in r.stdout and started[-1]["workers"] == 2
+    assert "conversations memory" not in r.stdout and started[-1]["workers"] == 2
     for args in (
         [],
         ["--workers", "2", "--conversations", "store", "--feedback-store", str(tmp_path / "f.db")],
     ):
         r = CliRunner().invoke(app, [*base, *args])
-        assert r.exit_code == 0 and "warning" not in r.output, r.output
+        assert r.exit_code == 0 and "conversations memory" not in r.output, r.output
     assert len(started) == 3
 
 

@@ -148,9 +148,9 @@ def serve(
         fail("--conversation-ttl must be > 0 and --conversation-max >= 1")
     if workers > 1 and conversations == "memory":
         typer.secho(
-            f"warning: --workers {workers} with --conversations memory: each worker knows only "
-            "its own conversations, so a conversation may change model when a turn reaches "
-            "another worker; use --conversations store --feedback-store FILE to share them",
+            f"note: --workers {workers} with --conversations memory: each worker knows only the "
+            "conversations it served, so a conversation key may change model when a turn reaches "
+            "another worker; --conversations store --feedback-store FILE shares them",
             fg=typer.colors.YELLOW, err=True,
         )  # fmt: skip
     live: dict[str, Any] = {"request_timeout": request_timeout, "max_fallbacks": None if max_fallbacks < 0 else max_fallbacks,
