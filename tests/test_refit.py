@@ -166,3 +166,45 @@ def test_online_doc_fill_from_command_runs(tmp_path, monkeypatch, capsys) -> Non
                                    "no-such-router", "--out", "x"])  # fmt: skip
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert not (tmp_path / "x").exists()
+    by_task = CliRunner().invoke(app, [*shlex.split(line)[1:-2], "--fill-by", "task",
+                                       "--out", "by-task"])  # fmt: skip
+    assert by_task.exit_code == 0, by_task.output
+    assert "filled 4 unknown outcome(s) with the router's per-task mean scores" in by_task.output
+    assert "no row has a task the router was fitted with" in by_task.output  # no task labels
+    bad = CliRunner().invoke(app, [*shlex.split(line)[1:], "--fill-by", "cluster"])
+    assert bad.exit_code == 2 and "--fill-by must be query or task" in bad.output
+
+
+def test_impute_by_task_fills_each_gap_with_the_models_mean_on_its_task() -> None:
+    import pytest
+    from avengers.exceptions import ConfigError
+
+    data, X = _bandit_log(seed=4)
+    tasks = ["math" if i % 3 else "chat" for i in range(len(data))]
+    labelled = OutcomeData(data.queries, data.models, data.scores, data.costs, tasks)
+    first = np.arange(60)
+    initial = Router(6).fit(labelled.subset(first), embeddings=X[first])
+    # rows of the log: the fitted tasks, plus one the router never saw and one unlabelled
+    log_tasks = [*tasks[:-2], "poetry", ""]
+    log = OutcomeData(data.queries, data.models, data.scores, data.costs, log_tasks)
+    filled = initial.impute(log, by="task")  # no embeddings needed
+    fitted = labelled.subset(first)
+    gaps = np.isnan(data.scores)
+    for i in np.flatnonzero(gaps.any(axis=1)):
+        t = log_tasks[i]
+        rows = [r for r in range(60) if tasks[r] == t] if t in ("math", "chat") else list(range(60))
+        expected = np.nanmean(fitted.scores[rows], axis=0)
+        np.testing.assert_allclose(filled.scores[i, gaps[i]], expected[gaps[i]])
+        np.testing.assert_allclose(filled.costs[i, gaps[i]], initial.global_costs_[gaps[i]])  # type: ignore[index]
+    np.testing.assert_array_equal(filled.scores[~gaps], data.scores[~gaps])
+    assert any("per-task mean scores" in n for n in filled.notes)
+    assert not any("no row has a task" in n for n in filled.notes)
+    # the same from a router updated online: update leaves the per-task statistics alone
+    online = Router(6).fit(labelled.subset(first), embeddings=X[first])
+    online.update(log.subset(np.arange(60, len(data))), embeddings=X[60:])
+    labelled_rows = [i for i, t in enumerate(log_tasks) if t in ("math", "chat")]
+    np.testing.assert_allclose(
+        online.impute(log, by="task").scores[labelled_rows], filled.scores[labelled_rows]
+    )
+    with pytest.raises(ConfigError, match="by must be one of query, task"):
+        initial.impute(log, by="cluster")  # type: ignore[arg-type]

@@ -50,14 +50,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from . import scoring
 from .classifier import PRIOR_PRECISION, update_success_classifiers
 from .data import OutcomeData, as_outcomes
-from .exceptions import DataError
+from .exceptions import ConfigError, DataError
+from .params import ImputeBy
 
 __all__ = [
     "ADDED_KEY",
@@ -74,9 +75,11 @@ __all__ = [
     "decay_factor",
     "explore_picks",
     "global_means",
+    "impute_outcomes",
     "observed_cells",
     "pick_first",
     "pick_probabilities",
+    "task_means",
     "unknown_model_prior",
 ]
 
@@ -581,24 +584,67 @@ def apply_batch(router: Any, batch: OutcomeBatch, labels: np.ndarray, X: np.ndar
     router.training_summary_ = summary
 
 
-def impute_outcomes(router: Any, data: OutcomeData, X: np.ndarray) -> OutcomeData:
-    """``data`` with each unknown outcome (NaN score) of a model the router knows replaced by the
-    router's expected score for it on that query (``Router.estimate``, with ``data.tasks`` as
-    hints); unknown costs likewise by the expected cost when both have costs. Known outcomes are
-    kept as they are. A model the router does not know keeps its gaps, and a model of the router
-    that the data never names is not added (both said in ``notes``).
+IMPUTE_BY = get_args(ImputeBy)
+
+
+def check_impute_by(by: Any) -> None:
+    if by not in IMPUTE_BY:
+        raise ConfigError(f"by must be one of {', '.join(IMPUTE_BY)}, not {by!r}")
+
+
+def task_means(router: Any, tasks: Sequence[str | None] | None, n: int) -> np.ndarray:
+    """(n, m) each model's mean score on each row's task in the data the router was fitted on
+    (``update`` does not change these); its global mean for a row without a known task."""
+    out = np.tile(np.asarray(router.global_scores_, dtype=np.float64), (n, 1))
+    known = getattr(router, "tasks_", None)
+    sums = getattr(router, "task_score_sums_", None)
+    counts = getattr(router, "task_score_counts_", None)
+    if tasks is None or not known or sums is None or counts is None:
+        return out
+    means = scoring.shrunk_means(
+        sums.sum(axis=1), counts.sum(axis=1), np.asarray(router.global_scores_)[None, :], 0.0
+    )
+    pos = {t: i for i, t in enumerate(known)}
+    for row, t in enumerate(tasks):
+        if t is not None and t in pos:
+            out[row] = means[pos[t]]
+    return out
+
+
+def impute_outcomes(
+    router: Any, data: OutcomeData, X: np.ndarray, *, by: ImputeBy = "query"
+) -> OutcomeData:
+    """``data`` with each unknown outcome (NaN score) of a model the router knows filled in;
+    known outcomes are kept as they are.
+
+    ``by="query"``: the router's expected score for that model on that query
+    (``Router.estimate``, with ``data.tasks`` as hints). ``by="task"``: the model's mean score on
+    the row's task in the data the router was fitted on (:func:`task_means`; its global mean for
+    an unlabelled row). Unknown costs are filled with the expected cost (``"query"``) or the
+    model's mean cost (``"task"``) when both have costs. A model the router does not know keeps its
+    gaps, and a model of the router that the data never names is not added (both said in
+    ``notes``).
 
     This is the direct method of off-policy learning: a bandit log reveals a model's outcome
     where the policy picked it, which is where it looked good, so a fresh ``fit`` on the plain log
-    learns each model from its best part; filled in, every query counts for every model (measured
-    in docs/benchmarks.md, "Online learning")."""
+    learns each model from its best part; filled in, every query counts for every model. The task
+    fill brings no local estimate of its own, so the refit's local differences come from revealed
+    outcomes only; with task labels it was the better refit on the shared data, without them (a
+    global mean for every gap) much the worse (docs/benchmarks.md, "Online learning")."""
+    check_impute_by(by)
     X = np.asarray(X)
     if len(X) != len(data):
         raise DataError(f"{len(X)} embeddings for {len(data)} queries")
-    est = router.estimate(X, tasks=data.tasks)
     known = [m for m in data.models if m in router.models_]
     d_cols = [data.models.index(m) for m in known]
     r_cols = [router.models_.index(m) for m in known]
+    if by == "query":
+        est = router.estimate(X, tasks=data.tasks)
+        perf, cost = est.performance, est.cost
+    else:
+        perf = task_means(router, data.tasks, len(data))
+        gc = getattr(router, "global_costs_", None)
+        cost = None if gc is None else np.tile(np.asarray(gc, dtype=np.float64), (len(data), 1))
 
     def fill(table: np.ndarray, expected: np.ndarray) -> np.ndarray:
         out = table.copy()
@@ -606,14 +652,20 @@ def impute_outcomes(router: Any, data: OutcomeData, X: np.ndarray) -> OutcomeDat
         out[:, d_cols] = np.where(np.isnan(part), expected[:, r_cols], part)
         return out
 
-    scores = fill(data.scores, est.performance)
+    scores = fill(data.scores, perf)
     costs = data.costs
-    if costs is not None and est.cost is not None:
-        costs = fill(costs, est.cost)
+    if costs is not None and cost is not None:
+        costs = fill(costs, cost)
     notes = list(data.notes)
     unknown = [m for m in data.models if m not in router.models_]
     gaps = int(np.isnan(data.scores).sum() - np.isnan(scores).sum())
-    notes.append(f"filled {gaps} unknown outcome(s) with the router's expected scores")
+    source = "expected scores" if by == "query" else "per-task mean scores"
+    notes.append(f"filled {gaps} unknown outcome(s) with the router's {source}")
+    if by == "task" and not set(data.tasks or ()) & set(getattr(router, "tasks_", None) or ()):
+        notes.append(
+            "no row has a task the router was fitted with: every gap got the model's global "
+            'mean, which made a much worse refit on the shared data than by="query"'
+        )
     if unknown:
         notes.append(f"not filled (models the router does not know): {', '.join(unknown)}")
     absent = [m for m in router.models_ if m not in data.models]

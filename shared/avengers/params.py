@@ -33,6 +33,9 @@ ExploreRule = Literal["thompson", "top-two"]
 """How an exploration candidate picks its model: the Thompson winner (learns while it serves),
 or top-two Thompson sampling (the leader or, half the time, its challenger: learns which model is
 best faster, at a higher cost per explored query)."""
+ImputeBy = Literal["query", "task"]
+"""What fills an unknown outcome in :meth:`avengers.Router.impute`: the router's expected score
+for that query, or the model's mean score on the query's task."""
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,15 @@ from .exceptions import (
     EmbedderMismatchError,
     NotFittedError,
 )
-from .params import ROUTER_PARAMS, ExploreRule, Scoring, TemperatureMode, check_alpha, check_params
+from .params import (
+    ROUTER_PARAMS,
+    ExploreRule,
+    ImputeBy,
+    Scoring,
+    TemperatureMode,
+    check_alpha,
+    check_params,
+)
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
 
@@ -391,16 +399,23 @@ class Router(BaseEstimator):
         data: OutcomeData | str | Path | Sequence[Any],
         *,
         embeddings: np.ndarray | None = None,
+        by: ImputeBy = "query",
     ) -> OutcomeData:
         """A copy of outcome ``data`` with every unknown outcome of a model this router knows
-        filled with the router's expected score for it (known outcomes kept). For refitting on a
-        bandit log: ``Router(...).fit(online_router.impute(log))`` re-clusters on every logged
-        query without learning each model only where it was picked. ``embeddings`` (rows of
-        ``data``) skip embedding. See :func:`avengers.online.impute_outcomes`."""
+        filled in (known outcomes kept): with the router's expected score for that query
+        (``by="query"``, the data's task labels as hints) or the model's mean score on the row's
+        task in the data the router was fitted on (``by="task"``). For refitting on a bandit
+        log: ``Router(...).fit(router.impute(log))`` re-clusters on every logged query without
+        learning each model only where it was picked. ``embeddings`` (rows of ``data``) skip
+        embedding. See :func:`avengers.online.impute_outcomes`."""
         self._check_fitted()
+        online.check_impute_by(by)
         data = as_outcomes(data)
-        X = self.embed(data.queries) if embeddings is None else embeddings
-        return online.impute_outcomes(self, data, X)
+        if by == "task":
+            X = np.zeros((len(data), 0)) if embeddings is None else embeddings  # not needed
+        else:
+            X = self.embed(data.queries) if embeddings is None else embeddings
+        return online.impute_outcomes(self, data, X, by=by)
 
     def calibrate(
         self,

@@ -80,12 +80,21 @@ def train(
             "--embedder is given.",
         ),
     ] = None,
+    fill_by: Annotated[
+        str,
+        typer.Option(
+            "--fill-by",
+            help="With --fill-from: fill each gap with that router's expected score for the "
+            "query (query), or the model's mean score on the row's task (task; needs task labels "
+            "in the data and the router).",
+        ),
+    ] = "query",
 ) -> None:
     """Fit a router on outcome data and save it (``--stream``: a Parquet file larger than
     memory, in chunks)."""
     from ..evaluation import cross_validate_best_single, tune
     from ..exceptions import ClusterCountWarning
-    from ..params import ClusterAlgorithm, Scoring
+    from ..params import ClusterAlgorithm, ImputeBy, Scoring
     from ..router import Router
 
     if stream and fill_from:
@@ -111,11 +120,14 @@ def train(
     grid = _parse_grid(tune_grid or [])
     outcomes = load_data(data, duplicates)
     X = None
+    if fill_by not in ("query", "task"):
+        fail(f"--fill-by must be query or task, not {fill_by!r}")
     if fill_from:
         filler = router_arg(fill_from)
         embedder = embedder if embedder is not None else filler.embedder
-        X = filler.embed(outcomes.queries, show_progress=True)
-        outcomes = filler.impute(outcomes, embeddings=X)
+        if fill_by == "query":
+            X = filler.embed(outcomes.queries, show_progress=True)
+        outcomes = filler.impute(outcomes, embeddings=X, by=cast(ImputeBy, fill_by))
         if embedder != filler.embedder:
             X = None  # the new router embeds with its own model
     for note in outcomes.notes:
