@@ -78,6 +78,7 @@ def test_online_doc_refit_example_runs(tmp_path, monkeypatch, capsys) -> None:
     # four queries with both outcomes, four with the routed model's only; filled: all sixteen
     assert "8 queries, 12 outcomes" in out
     assert "filled: 16 outcomes" in out
+    assert "no row has a task the router was fitted with" in out
 
 
 def test_impute_fills_only_the_gaps_with_the_routers_expected_scores() -> None:
