@@ -174,6 +174,9 @@ def test_online_doc_fill_from_command_runs(tmp_path, monkeypatch, capsys) -> Non
     assert "no row has a task the router was fitted with" in by_task.output  # no task labels
     bad = CliRunner().invoke(app, [*shlex.split(line)[1:], "--fill-by", "cluster"])
     assert bad.exit_code == 2 and "--fill-by must be query or task" in bad.output
+    alone = CliRunner().invoke(app, ["train", "-d", "outcome-log.jsonl", "--fill-by", "task",
+                                     "--out", "y"])  # fmt: skip
+    assert alone.exit_code == 2 and "give --fill-from" in alone.output
 
 
 def test_impute_by_task_fills_each_gap_with_the_models_mean_on_its_task() -> None:

@@ -122,6 +122,8 @@ def train(
     X = None
     if fill_by not in ("query", "task"):
         fail(f"--fill-by must be query or task, not {fill_by!r}")
+    if fill_by != "query" and not fill_from:
+        fail("--fill-by says how --fill-from's router fills the gaps: give --fill-from")
     if fill_from:
         filler = router_arg(fill_from)
         embedder = embedder if embedder is not None else filler.embedder
