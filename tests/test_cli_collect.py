@@ -143,7 +143,7 @@ def test_resume_after_a_crashed_endpoint_and_a_torn_line(
 
 def test_resume_after_ctrl_c(files: Path, server: FakeOpenAIServer) -> None:
     for m in server.models.values():
-        m.delay = 0.3
+        m.delay = 1.0  # 36 samples take 12 s or more: time to interrupt even on a loaded machine
     eps = json.loads((files / "e.json").read_text())
     for e in eps["endpoints"].values():
         e["max_concurrency"] = 1
@@ -158,6 +158,7 @@ def test_resume_after_ctrl_c(files: Path, server: FakeOpenAIServer) -> None:
         not log.exists() or len(log.read_text().splitlines()) < 6
     ):
         time.sleep(0.1)
+    assert p.poll() is None, "collect finished before it could be interrupted"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130 and b"Traceback" not in err and b"interrupted" in err
