@@ -592,27 +592,23 @@ def check_impute_by(by: Any) -> None:
         raise ConfigError(f"by must be one of {', '.join(IMPUTE_BY)}, not {by!r}")
 
 
-def task_means(router: Any, tasks: Sequence[str | None] | None, n: int) -> np.ndarray:
+def task_means(router: Any, rows: np.ndarray | None, n: int) -> np.ndarray:
     """(n, m) each model's mean score on each row's task in the data the router was fitted on
-    (``update`` does not change these); its global mean for a row without a known task."""
+    (``update`` does not change these); its global mean for a row without a known task. ``rows``:
+    each row's index in ``router.tasks_`` (-1: none), as ``Router._task_rows`` gives them (None:
+    no row has a known task)."""
     out = np.tile(np.asarray(router.global_scores_, dtype=np.float64), (n, 1))
-    known = getattr(router, "tasks_", None)
-    sums = getattr(router, "task_score_sums_", None)
-    counts = getattr(router, "task_score_counts_", None)
-    if tasks is None or not known or sums is None or counts is None:
-        return out
-    means = scoring.shrunk_means(
-        sums.sum(axis=1), counts.sum(axis=1), np.asarray(router.global_scores_)[None, :], 0.0
-    )
-    pos = {t: i for i, t in enumerate(known)}
-    for row, t in enumerate(tasks):
-        if t is not None and t in pos:
-            out[row] = means[pos[t]]
+    if rows is not None:
+        means = scoring.task_means(
+            router.task_score_sums_, router.task_score_counts_, np.asarray(router.global_scores_)
+        )
+        hit = rows >= 0
+        out[hit] = means[rows[hit]]
     return out
 
 
 def impute_outcomes(
-    router: Any, data: OutcomeData, X: np.ndarray, *, by: ImputeBy = "query"
+    router: Any, data: OutcomeData, X: np.ndarray | None, *, by: ImputeBy = "query"
 ) -> OutcomeData:
     """``data`` with each unknown outcome (NaN score) of a model the router knows filled in;
     known outcomes are kept as they are.
@@ -623,7 +619,7 @@ def impute_outcomes(
     an unlabelled row). Unknown costs are filled with the expected cost (``"query"``) or the
     model's mean cost (``"task"``) when both have costs. A model the router does not know keeps its
     gaps, and a model of the router that the data never names is not added (both said in
-    ``notes``).
+    ``notes``). ``X`` (the rows' embeddings) is needed for ``"query"`` only.
 
     This is the direct method of off-policy learning: a bandit log reveals a model's outcome
     where the policy picked it, which is where it looked good, so a fresh ``fit`` on the plain log
@@ -632,17 +628,17 @@ def impute_outcomes(
     outcomes only; with task labels it was the better refit on the shared data, without them (a
     global mean for every gap) much the worse (docs/benchmarks.md, "Online learning")."""
     check_impute_by(by)
-    X = np.asarray(X)
-    if len(X) != len(data):
-        raise DataError(f"{len(X)} embeddings for {len(data)} queries")
     known = [m for m in data.models if m in router.models_]
     d_cols = [data.models.index(m) for m in known]
     r_cols = [router.models_.index(m) for m in known]
+    hinted = router._task_rows(data.tasks, len(data)) if by == "task" else None
     if by == "query":
-        est = router.estimate(X, tasks=data.tasks)
+        if X is None or len(X) != len(data):
+            raise DataError(f"{0 if X is None else len(X)} embeddings for {len(data)} queries")
+        est = router.estimate(np.asarray(X), tasks=data.tasks)
         perf, cost = est.performance, est.cost
     else:
-        perf = task_means(router, data.tasks, len(data))
+        perf = task_means(router, hinted, len(data))
         gc = getattr(router, "global_costs_", None)
         cost = None if gc is None else np.tile(np.asarray(gc, dtype=np.float64), (len(data), 1))
 
@@ -661,7 +657,7 @@ def impute_outcomes(
     gaps = int(np.isnan(data.scores).sum() - np.isnan(scores).sum())
     source = "expected scores" if by == "query" else "per-task mean scores"
     notes.append(f"filled {gaps} unknown outcome(s) with the router's {source}")
-    if by == "task" and not set(data.tasks or ()) & set(getattr(router, "tasks_", None) or ()):
+    if by == "task" and hinted is None:
         notes.append(
             "no row has a task the router was fitted with: every gap got the model's global "
             'mean, which made a much worse refit on the shared data than by="query"'

@@ -411,10 +411,9 @@ class Router(BaseEstimator):
         self._check_fitted()
         online.check_impute_by(by)
         data = as_outcomes(data)
-        if by == "task":
-            X = np.zeros((len(data), 0)) if embeddings is None else embeddings  # not needed
-        else:
-            X = self.embed(data.queries) if embeddings is None else embeddings
+        X = embeddings
+        if X is None and by == "query":
+            X = self.embed(data.queries)
         return online.impute_outcomes(self, data, X, by=by)
 
     def calibrate(

@@ -139,11 +139,17 @@ def task_group_sums(
     return names, sums, counts
 
 
+def task_means(sums: np.ndarray, counts: np.ndarray, global_scores: np.ndarray) -> np.ndarray:
+    """(tasks, columns) each column's mean over a task's rows, from :func:`task_group_sums` (a
+    task without outcomes for a column: the global mean)."""
+    return shrunk_means(sums.sum(axis=1), counts.sum(axis=1), global_scores[None, :], 0.0)
+
+
 def task_cluster_scores(
     sums: np.ndarray, counts: np.ndarray, global_scores: np.ndarray, strength: float
 ) -> np.ndarray:
     """(tasks, groups, columns) estimates from :func:`task_group_sums`: each cell shrunk toward
     its task's mean score with ``strength`` (a task without outcomes for a column: the global
     mean). With strength 0 an empty cell takes the task's mean."""
-    task_means = shrunk_means(sums.sum(axis=1), counts.sum(axis=1), global_scores[None, :], 0.0)
-    return shrunk_means(sums, counts, task_means[:, None, :], strength)
+    means = task_means(sums, counts, global_scores)
+    return shrunk_means(sums, counts, means[:, None, :], strength)

@@ -94,6 +94,7 @@ def train(
     memory, in chunks)."""
     from ..evaluation import cross_validate_best_single, tune
     from ..exceptions import ClusterCountWarning
+    from ..online import IMPUTE_BY
     from ..params import ClusterAlgorithm, ImputeBy, Scoring
     from ..router import Router
 
@@ -120,8 +121,8 @@ def train(
     grid = _parse_grid(tune_grid or [])
     outcomes = load_data(data, duplicates)
     X = None
-    if fill_by not in ("query", "task"):
-        fail(f"--fill-by must be query or task, not {fill_by!r}")
+    if fill_by not in IMPUTE_BY:
+        fail(f"--fill-by must be {' or '.join(IMPUTE_BY)}, not {fill_by!r}")
     if fill_by != "query" and not fill_from:
         fail("--fill-by says how --fill-from's router fills the gaps: give --fill-from")
     if fill_from:
