@@ -132,6 +132,21 @@ def bandit_pass(
     return curve
 
 
+def seed_start(
+    train: OutcomeData, X: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, Router, np.ndarray]:
+    """A seed's start: which 10 % of the training rows start the router (``first``), the stream
+    order of the rest, the router fitted on ``first``, and the outcome log (shaped like
+    ``train.scores``, NaN where not revealed) holding ``first`` with full information."""
+    perm = np.random.default_rng(seed).permutation(len(train))
+    n10 = len(train) // 10
+    first, rest = perm[:n10], perm[n10:]
+    r10 = Router(**SETTINGS).fit(train.subset(first), embeddings=X[first])
+    log = np.full(train.scores.shape, np.nan)
+    log[first] = train.scores[first]
+    return first, rest, r10, log
+
+
 def warm_and_cold(
     name: str,
     train: OutcomeData,
@@ -149,12 +164,8 @@ def warm_and_cold(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One seed of (a) and (b) (None without ``cold_start``): which 10 % starts the router, and
     the stream order."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(train))
-    n10 = len(train) // 10
-    first, rest = perm[:n10], perm[n10:]
+    first, rest, r10, log = seed_start(train, X, seed)
     acc_full = accuracy(full, Xt, test)
-    r10 = Router(**SETTINGS).fit(train.subset(first), embeddings=X[first])
     acc10 = accuracy(r10, Xt, test)
     # the ceiling of online learning with the 10 % router's centroids (classifiers updated): the same
     # stream with full information (every model's outcome revealed)
@@ -163,8 +174,6 @@ def warm_and_cold(
     acc_ceiling = accuracy(ceiling, Xt, test)
     online = copy.deepcopy(r10).set_params(explore=explore, explore_rule=explore_rule)
     st: dict[str, float] = {}
-    log = np.full(train.scores.shape, np.nan)
-    log[first] = train.scores[first]  # the initial 10 %: full information
     prop = np.ones(len(train)) if dr_cap is not None else None
     curve = bandit_pass(
         online,

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from avengers import Router
 from avengers.datasets import load_dcrouter, load_routerdc
 from avengers.embedders import resolve_embedder
-from online import SETTINGS, accuracy, bandit_pass, logged_outcomes
+from online import SETTINGS, accuracy, bandit_pass, logged_outcomes, seed_start
 
 FILLS = ("plain", "query", "task")
 
@@ -45,15 +45,9 @@ def seeds_arg(text: str) -> list[int]:
 
 def one_seed(train: Any, test: Any, X: np.ndarray, Xt: np.ndarray, seed: int, explore: float,
              rule: str, fills: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(train))
-    n10 = len(train) // 10
-    first, rest = perm[:n10], perm[n10:]
-    r10 = Router(**SETTINGS).fit(train.subset(first), embeddings=X[first])
+    _, rest, r10, log = seed_start(train, X, seed)
     row: dict[str, Any] = {"seed": seed, "acc_10": accuracy(r10, Xt, test)}
     online = copy.deepcopy(r10).set_params(explore=explore, explore_rule=rule)
-    log = np.full(train.scores.shape, np.nan)
-    log[first] = train.scores[first]
     stats: dict[str, float] = {}
     bandit_pass(online, X, train, rest, log=log, stats=stats)
     row["acc_online"] = accuracy(online, Xt, test)
