@@ -595,7 +595,7 @@ def check_impute_by(by: Any) -> None:
 def task_means(router: Any, rows: np.ndarray | None, n: int) -> np.ndarray:
     """(n, m) each model's mean score on each row's task in the data the router was fitted on
     (``update`` does not change these); its global mean for a row without a known task. ``rows``:
-    each row's index in ``router.tasks_`` (-1: none), as ``Router._task_rows`` gives them (None:
+    each row's index in ``router.tasks_`` (-1: none), as :func:`scoring.task_rows` gives them (None:
     no row has a known task)."""
     out = np.tile(np.asarray(router.global_scores_, dtype=np.float64), (n, 1))
     if rows is not None:
@@ -631,7 +631,9 @@ def impute_outcomes(
     known = [m for m in data.models if m in router.models_]
     d_cols = [data.models.index(m) for m in known]
     r_cols = [router.models_.index(m) for m in known]
-    hinted = router._task_rows(data.tasks, len(data)) if by == "task" else None
+    hinted = None
+    if by == "task" and data.tasks is not None:
+        hinted = scoring.task_rows(getattr(router, "tasks_", None), data.tasks)
     if by == "query":
         if X is None or len(X) != len(data):
             raise DataError(f"{0 if X is None else len(X)} embeddings for {len(data)} queries")

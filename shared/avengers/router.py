@@ -754,12 +754,7 @@ class Router(BaseEstimator):
             return None
         if len(tasks) != n:
             raise ConfigError(f"{len(tasks)} task hints for {n} queries")
-        known = getattr(self, "tasks_", None)
-        if not known:
-            return None
-        pos = {t: i for i, t in enumerate(known)}
-        out = np.array([pos.get(t, -1) if t is not None else -1 for t in tasks], dtype=np.int64)
-        return out if (out >= 0).any() else None
+        return scoring.task_rows(getattr(self, "tasks_", None), tasks)
 
     def _blend_classifier(
         self,

@@ -5,6 +5,8 @@ All functions are pure NumPy over arrays shaped (rows, models); NaN marks an unk
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 # nearest distance below which a relative temperature is read against this floor instead (a
@@ -137,6 +139,16 @@ def task_group_sums(
         rows = task_arr == name
         sums[i], counts[i] = group_sums(labels[rows], values[rows], n_groups)
     return names, sums, counts
+
+
+def task_rows(known: Sequence[str] | None, tasks: Sequence[str | None]) -> np.ndarray | None:
+    """Per row, the index of its task hint in ``known`` (the fitted task names; -1: no hint or
+    an unknown one); None when no row has a usable hint."""
+    if not known:
+        return None
+    pos = {t: i for i, t in enumerate(known)}
+    out = np.array([pos.get(t, -1) if t is not None else -1 for t in tasks], dtype=np.int64)
+    return out if (out >= 0).any() else None
 
 
 def task_means(sums: np.ndarray, counts: np.ndarray, global_scores: np.ndarray) -> np.ndarray:
