@@ -159,7 +159,9 @@ class ChatAvengers(BaseChatModel):
             "ChatAvengers", kwargs, also=("stop", "model", "conversation", *OPTION_NAMES)
         )
         args.update({k: kwargs[k] for k in OPTION_NAMES if kwargs.get(k) is not None})
-        conversation = kwargs.get("conversation") or self.conversation
+        conversation = kwargs.get("conversation")
+        if conversation is None:
+            conversation = self.conversation
         if conversation is not None:
             args["conversation"] = conversation
         stops = stop if stop is not None else self.stop

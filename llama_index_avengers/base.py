@@ -373,7 +373,9 @@ class Avengers(FunctionCallingLLM):
     def _args(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
         over = call_settings("Avengers", kwargs, also=("conversation", *OPTION_NAMES))
         over.update({k: kwargs[k] for k in OPTION_NAMES if kwargs.get(k) is not None})
-        conversation = kwargs.get("conversation") or self.conversation
+        conversation = kwargs.get("conversation")
+        if conversation is None:
+            conversation = self.conversation
         if conversation is not None:
             over["conversation"] = conversation
         return {"text": routing_text(messages, self.routing), **over}

@@ -346,6 +346,8 @@ def test_conversation_per_instance_and_per_call(
     assert again.response_metadata["avengers"]["decision"]["sticky"] is True
     other = chat.invoke(COOK_Q, conversation="c2")
     assert other.response_metadata["model_name"] == "chef-model"
+    with pytest.raises(ConfigError, match="non-empty string"):  # as the runnables and the core
+        chat.invoke(COOK_Q, conversation="")
 
 
 def test_response_id_and_feedback_in_process(toy_router: Router, server: FakeOpenAIServer) -> None:

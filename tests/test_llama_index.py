@@ -377,6 +377,10 @@ def test_conversation_per_instance_and_per_call(
     again = asyncio.run(llm.acomplete(COOK_Q))  # the async answerer shares the store
     assert again.raw["model"] == "math-model" and again.raw["avengers"]["decision"]["sticky"]
     assert llm.complete(COOK_Q, conversation="c2").raw["model"] == "chef-model"
+    from avengers import ConfigError
+
+    with pytest.raises(ConfigError, match="non-empty string"):  # not the instance's key
+        llm.complete(COOK_Q, conversation="")
 
 
 def test_response_id_and_feedback_in_process(toy_router: Router, server: FakeOpenAIServer) -> None:
