@@ -44,9 +44,14 @@ def seeds_arg(text: str) -> list[int]:
 
 
 def one_seed(train: Any, test: Any, X: np.ndarray, Xt: np.ndarray, seed: int, explore: float,
-             rule: str, fills: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
-    _, rest, r10, log = seed_start(train, X, seed)
+             rule: str, fills: tuple[str, ...], shares: tuple[float, ...] = ()) -> dict[str, Any]:  # fmt: skip
+    first, rest, r10, log = seed_start(train, X, seed)
     row: dict[str, Any] = {"seed": seed, "acc_10": accuracy(r10, Xt, test)}
+    order = np.concatenate([first, rest])
+    for share in shares:  # the yardstick: full information on a larger share of the same order
+        idx = order[: int(len(train) * share)]
+        r = Router(**SETTINGS).fit(train.subset(idx), embeddings=X[idx])
+        row[f"acc_share_{round(share * 100)}"] = accuracy(r, Xt, test)
     online = copy.deepcopy(r10).set_params(explore=explore, explore_rule=rule)
     stats: dict[str, float] = {}
     bandit_pass(online, X, train, rest, log=log, stats=stats)
@@ -79,6 +84,10 @@ def main() -> None:
     ap.add_argument("--explore", type=float, default=1.0)
     ap.add_argument("--explore-rule", default="top-two")
     ap.add_argument("--fills", nargs="+", choices=FILLS, default=list(FILLS))
+    ap.add_argument("--shares", type=float, nargs="*", default=[],
+                    help="also fit routers with every model's outcome on these shares of the "
+                    "same seed's order (e.g. 0.4 0.6 0.8 0.9): how much full information the "
+                    "refit is worth")  # fmt: skip
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     loader = {"routerdc": load_routerdc, "dcrouter": load_dcrouter}[args.dataset]
@@ -89,10 +98,12 @@ def main() -> None:
     acc_full = accuracy(Router(**SETTINGS).fit(train, embeddings=X), Xt, test)
     rows = []
     for seed in args.seeds:
-        row = one_seed(train, test, X, Xt, seed, args.explore, args.explore_rule, tuple(args.fills))
+        row = one_seed(train, test, X, Xt, seed, args.explore, args.explore_rule,
+                       tuple(args.fills), tuple(args.shares))  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = ["acc_online", *(f"acc_refit_{f}" for f in args.fills)]
+    keys += [f"acc_share_{round(s * 100)}" for s in args.shares]
     summary = {"dataset": args.dataset, "seeds": args.seeds, "acc_full": acc_full,
                "acc_10": float(np.mean([r["acc_10"] for r in rows])),
                **{k: float(np.mean([r[k] for r in rows])) for k in keys},
