@@ -77,9 +77,9 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 
 def last_chat(server: FakeOpenAIServer) -> dict[str, Any]:
-    """The last chat request recorded for one of ``server``'s models. A stray request for another
-    model (an earlier test's client reaching this server on a reused port, seen once in CI: a
-    404 and a broken pipe) is not what the test sent, so it is skipped."""
+    """The last chat request recorded for one of ``server``'s models. A request whose body never
+    arrived (a surplus sample cancelled mid-send once the vote is decided: the fake server reads
+    ``{}``, answers 404 to a closed socket) is not a chat request, so it is skipped."""
     return next(
         r for r in reversed(server.requests) if r.get("model") in server.models and "messages" in r
     )
