@@ -98,6 +98,10 @@ class AnswerResult:
     data, in that data's unit, times the samples of each model); None if it knows no costs."""
     conversation: str | None = None
     """The conversation key the answer belongs to, if one was given."""
+    unavailable: list[str] = field(default_factory=list)
+    """The optional stores that failed while answering: ``feedback`` (the answer was not
+    remembered, so it cannot be rated) and ``conversation`` (the turn was routed afresh and not
+    recorded). Empty when every store answered, or none is used."""
 
     @property
     def share(self) -> float:
@@ -121,6 +125,7 @@ class AnswerResult:
         d["notes"] = list(self.notes)
         d["tool_calls"] = copy.deepcopy(self.tool_calls) if self.tool_calls else []
         d["excluded"] = dict(self.excluded)
+        d["unavailable"] = list(self.unavailable)
         d["share"] = self.share
         return d
 

@@ -23,6 +23,7 @@ from ..decision import RouteDecision
 from ..embedders import aembed
 from ..exceptions import AvengersError
 from ..messages import as_messages, routing_text
+from ..storeguard import StoreUnavailable
 from .checks import check_body_text
 from .middleware import Guard
 from .replies import dumps, error_response
@@ -49,18 +50,23 @@ async def route_only(request: Request) -> Any:
     except BadRequest as e:
         return error_response(e.status, e.message, "invalid_request_error", None, e.param)
     answerer = state.answerer
+    store_down = False
     try:
         text = routing_text(as_messages(query))
         if not text.strip():
             raise BadRequest("nothing to route on: the message text is empty", "messages")
-        if key is None:  # the batched fast path
+        decision = None
+        if key is not None:  # a conversation: its model comes first (one store lookup)
+            try:
+                decision = await answerer.aroute(
+                    query, alpha=alpha, text=text, conversation=key, task=task
+                )
+            except StoreUnavailable:  # routed afresh, and the reply says so
+                store_down = True
+        if decision is None:  # the batched fast path
             alpha = answerer.config.alpha if alpha is None else alpha
             batcher: RouteBatcher = request.app.state.route_batcher
             decision = await batcher.route(answerer.router, text, alpha, task)
-        else:  # a conversation: its model comes first (one store lookup, not batched)
-            decision = await answerer.aroute(
-                query, alpha=alpha, text=text, conversation=key, task=task
-            )
     except BadRequest as e:
         return error_response(e.status, e.message, "invalid_request_error", None, e.param)
     except AvengersError as e:
@@ -71,6 +77,11 @@ async def route_only(request: Request) -> Any:
         "conversation": key,
         "explanation": decision.explain(),
     }
+    if store_down:
+        payload["conversation_store"] = "unavailable"
+        payload["notes"] = ["conversation store unavailable: this turn was routed afresh"]
+        headers = {"x-avengers-conversation": "unavailable"}
+        return Response(dumps(payload), media_type=_JSON, headers=headers)
     return Response(dumps(payload), media_type=_JSON)
 
 

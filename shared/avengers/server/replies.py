@@ -67,6 +67,8 @@ def headers_for(res: AnswerResult) -> dict[str, str]:
         h["x-avengers-cost"] = f"{res.cost:.10g}"
     if res.decision is not None and res.decision.sticky:
         h["x-avengers-sticky"] = "1"
+    for store in res.unavailable:  # feedback: this id cannot be rated; conversation: afresh
+        h[f"x-avengers-{store}"] = "unavailable"
     return h
 
 

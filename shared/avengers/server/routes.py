@@ -7,6 +7,7 @@ would publish both in ``/openapi.json``, which stays as it was before the split.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from starlette.requests import Request
 from ..capabilities import CapabilityError, capabilities_of, request_needs, split_capable
 from ..exceptions import AvengersError
 from ..results import AnswerChunk
+from ..storeguard import StoreUnavailable
 from . import live, replies
 from .checks import check_body_text
 from .replies import CompletionReply, error_response
@@ -71,7 +73,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
         return StreamingResponse(
             stream_answer(state, req, comp, include_usage, pump.rest(first)),
             media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **store_state(state)},
         )
     try:
         res = await live.answer(state, request, req, comp.id)
@@ -115,6 +117,25 @@ async def stream_answer(
     except Exception as e:
         yield live.stream_failure(state, e) or replies.stream_internal_error()
     yield replies.STREAM_DONE
+
+
+def store_state(state: ServerState) -> dict[str, str]:
+    """``x-avengers-store: degraded`` while the store's last call failed (a stream's headers go
+    out before its answer is remembered; its final chunk's account says for sure)."""
+    guard = state.store_guard
+    return {"x-avengers-store": "degraded"} if guard is not None and guard.state != "ok" else {}
+
+
+async def probe_store(state: ServerState) -> dict[str, Any] | None:
+    """The store's state for ``/ready`` after one bounded write check (None: no store)."""
+    guard = state.store_guard
+    if guard is None:
+        return None
+    ping = getattr(state.answerer.feedback_store, "ping", None)
+    if ping is not None:
+        with contextlib.suppress(StoreUnavailable):
+            await guard.call(ping)
+    return guard.snapshot()
 
 
 def check_capable(state: ServerState, req: CompletionRequest) -> None:
@@ -165,6 +186,12 @@ async def ready(request: Request) -> Any:
     ok = bool(usable) if eps else True
     body = {"status": "ready" if ok else "unavailable", "router": True, "endpoints": results,
             "circuits": circuits}  # fmt: skip
+    store = await probe_store(state)
+    if store is not None:  # a store outage degrades feedback, it does not stop answers
+        body["store"] = store
+        if store["state"] != "ok" and state.require_store:
+            ok = False
+            body["status"] = "unavailable"
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -172,6 +199,8 @@ async def ready(request: Request) -> Any:
 async def metrics(request: Request) -> Any:
     state = server_state(request)
     text = state.metrics.render(live.circuits(state))
+    if state.store_guard is not None:
+        text += state.store_guard.prometheus()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
