@@ -69,6 +69,8 @@ class FakeModel:
     ``(name, arguments)`` calls, ``arguments`` a dict or a raw (possibly malformed) string."""
     json_answers: list[str] | None = None
     """For ``response_format`` requests, cycled per prompt: the raw content to return."""
+    usage: bool = True
+    """Report token counts (``usage``); False: send none, as some servers do."""
 
     def pick(self, prompt: str, i: int) -> str:
         for word, answers in self.keywords.items():
@@ -417,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
             opts = body.get("stream_options") or {}
-            if opts.get("include_usage"):
+            if opts.get("include_usage") and spec.usage:
                 u = {
                     "id": cid,
                     "object": "chat.completion.chunk",
@@ -451,7 +453,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "created": created,
                 "model": body.get("model"),
                 "choices": [choice],
-                "usage": usage,
+                **({"usage": usage} if spec.usage else {}),
             },
         )
 
@@ -525,18 +527,18 @@ def _instance(schema: dict[str, Any], prompt: str) -> Any:
     quoted = iter(re.findall(r"'([^']+)'|\"([^\"]+)\"", prompt))
     root = schema
 
-    def make(s: dict[str, Any]) -> Any:
+    def make(s: dict[str, Any], depth: int = 0) -> Any:  # recursive schemas: arrays end
         if "$ref" in s:
             node: Any = root
-            for part in s["$ref"][2:].split("/"):
+            for part in s["$ref"][2:].split("/") if s["$ref"] != "#" else ():
                 node = node[part]
-            return make(node)
+            return make(node, depth)
         for key in ("anyOf", "oneOf"):
             if key in s:
                 opts = [o for o in s[key] if o.get("type") != "null"] or s[key]
-                return make(opts[0])
+                return make(opts[0], depth)
         if "allOf" in s:
-            return make(s["allOf"][0])
+            return make(s["allOf"][0], depth)
         if "enum" in s:
             return s["enum"][0]
         if "const" in s:
@@ -544,9 +546,9 @@ def _instance(schema: dict[str, Any], prompt: str) -> Any:
         t = s.get("type", "object" if "properties" in s else "string")
         t = next((x for x in t if x != "null"), "null") if isinstance(t, list) else t
         if t == "object":
-            return {k: make(v) for k, v in (s.get("properties") or {}).items()}
+            return {k: make(v, depth + 1) for k, v in (s.get("properties") or {}).items()}
         if t == "array":
-            return [make(s.get("items") or {})]
+            return [make(s.get("items") or {}, depth + 1)] if depth < 4 else []
         if t in ("integer", "number"):
             n = next(numbers, "1")
             return int(float(n)) if t == "integer" else float(n) if "." in n else int(n)

@@ -40,6 +40,8 @@ class Sample:
     """What the call cost by its endpoint's prices (None: unknown, e.g. no prices configured)."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The sample's tool calls in the OpenAI wire form (empty for a text answer)."""
+    tokens_known: bool = True
+    """Whether the endpoint reported the token counts (False: unknown, counted as 0 above)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class AnswerResult:
     """The optional stores that failed while answering: ``feedback`` (the answer was not
     remembered, so it cannot be rated) and ``conversation`` (the turn was routed afresh and not
     recorded). Empty when every store answered, or none is used."""
+    tokens_known: bool = True
+    """Whether every sample's endpoint reported its token counts; when not, the token totals
+    above are incomplete and the server reports ``usage`` as unknown (null), never as zero."""
 
     @property
     def share(self) -> float:
@@ -222,6 +227,7 @@ def _sample_dict(x: Sample) -> dict[str, Any]:
         "latency": x.latency,
         "cost": x.cost,
         "tool_calls": copy.deepcopy(x.tool_calls) if x.tool_calls else [],
+        "tokens_known": x.tokens_known,
     }
 
 

@@ -144,15 +144,18 @@ def serve(
 
     from ..answer import Answerer, SamplingConfig
     from ..answer_config import as_strategy
+    from ..endpoints import check_names
     from ..server import create_app, load_api_keys
     from ..server.app import CONVERSATION_MODES
     from ..server.embedding import as_embed_cache
+    from ..server.protocol import uvicorn_settings
 
     if workers < 1:
         fail("--workers must be >= 1")
     cfg = SamplingConfig(strategy=as_strategy(strategy), n_samples=samples, temperature=temperature)
     keys = load_api_keys(file=api_key_file)
     answerer = Answerer(router_arg(router), endpoints, cfg)  # validates everything up front
+    check_names(answerer.backend.models(), answerer.router.models_, source=str(endpoints))
     overrides = {
         name: value
         for name, value in (("explore", explore), ("explore_rule", explore_rule))
@@ -166,8 +169,8 @@ def serve(
         )  # fmt: skip
     typer.echo(f"avengers serving on http://{host}:{port}/v1 (models: avengers, avengers-fast, "
                f"{', '.join(m for m in answerer.router.models_ if m in answerer.backend.models())})")  # fmt: skip
-    common = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning",
-              "access_log": False}  # fmt: skip
+    common: dict[str, Any] = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning",
+              "access_log": False, **uvicorn_settings()}  # fmt: skip
     as_embed_cache(embed_cache)  # fail now, not in each worker
     if conversations not in CONVERSATION_MODES:
         fail(f"--conversations must be one of {', '.join(CONVERSATION_MODES)}")
@@ -198,7 +201,7 @@ def serve(
         app = create_app(answerer, api_keys=keys, max_body_bytes=max_body,
                          max_tokens_limit=max_tokens, cors_origins=cors_origin or None,
                          feedback_store=store, freeze_gc=True, **live)  # fmt: skip
-        uvicorn.run(app, **common)  # type: ignore[arg-type]
+        uvicorn.run(app, **common)
         return
     os.environ.update({
         "AVENGERS_ROUTER": router, "AVENGERS_ENDPOINTS": str(endpoints.resolve()),
@@ -217,4 +220,4 @@ def serve(
         "AVENGERS_FEEDBACK_MAX_RESPONSES": str(feedback_max),
         "AVENGERS_ROUTER_SETTINGS": json.dumps(overrides),
     })  # fmt: skip
-    uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)

@@ -24,14 +24,10 @@ from ..embedders import aembed
 from ..exceptions import AvengersError
 from ..messages import as_messages, routing_text
 from ..storeguard import StoreUnavailable
-from .checks import check_body_text
 from .middleware import Guard
 from .replies import dumps, error_response
 from .state import server_state
-from .wire import BadRequest, conversation_key, prompt_messages, read_json
-
-if TYPE_CHECKING:
-    from ..router import Router
+from .wire import BadRequest, check_messages, conversation_key, prompt_messages, read_json
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -42,7 +38,6 @@ async def route_only(request: Request) -> Any:
     state = server_state(request)
     try:
         body = await read_json(request, state.max_body_bytes)
-        check_body_text(body)
         query, alpha, task = _parse(body)
         if alpha is None and isinstance(body.get("model"), str) and body["model"] in state.profiles:
             alpha = state.profiles[body["model"]].overrides.get("alpha")
@@ -165,9 +160,7 @@ async def _settle(group: list[_Item]) -> None:
 
 def _parse(body: dict[str, Any]) -> tuple[Any, float | None, str | None]:
     if "messages" in body:
-        query = body["messages"]
-        if not isinstance(query, list) or not query:
-            raise BadRequest("'messages' must be a non-empty list of messages", "messages")
+        query = check_messages(body["messages"])
     elif "query" in body:
         query = body["query"]
         if not isinstance(query, str) or not query.strip():
