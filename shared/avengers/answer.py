@@ -499,7 +499,7 @@ class Answerer:
         verdict = await decide(texts, [r.rank for r, _ in comps], cfg, plan.question, self._embed)
         samples = [
             Sample(c.model, r.rank, c.text, answer, c.prompt_tokens, c.completion_tokens,
-                   c.latency, c.cost, list(c.tool_calls))
+                   c.latency, c.cost, list(c.tool_calls), c.finish_reason)
             for (r, c), answer in zip(comps, verdict.extracted, strict=True)
         ]  # fmt: skip
         chosen = samples[verdict.winner]
@@ -541,6 +541,7 @@ class Answerer:
             id=plan.response_id or new_response_id(),
             expected_cost=total_cost([expected.get(s.model) for s in samples]),
             conversation=plan.conversation,
+            finish_reason=chosen.finish_reason,
         )
         if self.feedback_store is not None:
             store = self.feedback_store

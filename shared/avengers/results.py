@@ -40,6 +40,9 @@ class Sample:
     """What the call cost by its endpoint's prices (None: unknown, e.g. no prices configured)."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The sample's tool calls in the OpenAI wire form (empty for a text answer)."""
+    finish_reason: str | None = None
+    """Why the upstream stopped this sample, as it said (``stop``, ``length``: cut off at the
+    token limit, ``tool_calls``...; None when the backend does not say)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class AnswerResult:
     data, in that data's unit, times the samples of each model); None if it knows no costs."""
     conversation: str | None = None
     """The conversation key the answer belongs to, if one was given."""
+    finish_reason: str | None = None
+    """The chosen sample's upstream finish reason (see :attr:`Sample.finish_reason`)."""
 
     @property
     def share(self) -> float:
@@ -217,6 +222,7 @@ def _sample_dict(x: Sample) -> dict[str, Any]:
         "latency": x.latency,
         "cost": x.cost,
         "tool_calls": copy.deepcopy(x.tool_calls) if x.tool_calls else [],
+        "finish_reason": x.finish_reason,
     }
 
 
