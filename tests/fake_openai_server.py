@@ -71,6 +71,9 @@ class FakeModel:
     """For ``response_format`` requests, cycled per prompt: the raw content to return."""
     usage: bool = True
     """Report token counts (``usage``); False: send none, as some servers do."""
+    truncate: bool = False
+    """Cut a text answer longer than the request's ``max_tokens`` (counted in words) to that
+    many words and report ``finish_reason: "length"``, as a real server does at its limit."""
 
     def pick(self, prompt: str, i: int) -> str:
         for word, answers in self.keywords.items():
@@ -341,6 +344,10 @@ class _Handler(BaseHTTPRequestHandler):
         text = spec.pick(prompt, i)
         if chat and (body.get("tools") or body.get("response_format")):
             text, calls = _structured_reply(body, spec, prompt, i, text)
+        done = "tool_calls" if calls else "stop"
+        cap = body.get("max_tokens")
+        if spec.truncate and not calls and isinstance(cap, int) and len(text.split()) > cap:
+            text, done = " ".join(text.split()[:cap]), "length"
         usage = {
             "prompt_tokens": len(prompt.split()),
             "completion_tokens": len(text.split()),
@@ -408,7 +415,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
-            last: dict[str, Any] = {"index": 0, "finish_reason": "tool_calls" if calls else "stop"}
+            last: dict[str, Any] = {"index": 0, "finish_reason": done}
             last.update({"delta": {}} if chat else {"text": ""})
             end = {
                 "id": cid,
@@ -439,11 +446,11 @@ class _Handler(BaseHTTPRequestHandler):
             choice: dict[str, Any] = {
                 "index": 0,
                 "message": message,
-                "finish_reason": "tool_calls" if calls else "stop",
+                "finish_reason": done,
             }
             obj = "chat.completion"
         else:
-            choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+            choice = {"index": 0, "text": text, "finish_reason": done, "logprobs": None}
             obj = "text_completion"
         self._json(
             200,

@@ -517,7 +517,7 @@ class Answerer:
         verdict = await decide(texts, [r.rank for r, _ in comps], cfg, plan.question, self._embed)
         samples = [
             Sample(c.model, r.rank, c.text, answer, c.prompt_tokens, c.completion_tokens,
-                   c.latency, c.cost, list(c.tool_calls), c.tokens_known)
+                   c.latency, c.cost, list(c.tool_calls), c.tokens_known, c.finish_reason)
             for (r, c), answer in zip(comps, verdict.extracted, strict=True)
         ]  # fmt: skip
         chosen = samples[verdict.winner]
@@ -566,6 +566,7 @@ class Answerer:
             conversation=plan.conversation,
             unavailable=unavailable,
             tokens_known=all(s.tokens_known for s in samples),
+            finish_reason=chosen.finish_reason,
         )
         if self.feedback_store is not None:
             store = self.feedback_store

@@ -42,6 +42,9 @@ class Sample:
     """The sample's tool calls in the OpenAI wire form (empty for a text answer)."""
     tokens_known: bool = True
     """Whether the endpoint reported the token counts (False: unknown, counted as 0 above)."""
+    finish_reason: str | None = None
+    """Why the upstream stopped this sample, as it said (``stop``, ``length``: cut off at the
+    token limit, ``tool_calls``...; None when the backend does not say)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class AnswerResult:
     tokens_known: bool = True
     """Whether every sample's endpoint reported its token counts; when not, the token totals
     above are incomplete and the server reports ``usage`` as unknown (null), never as zero."""
+    finish_reason: str | None = None
+    """The chosen sample's upstream finish reason (see :attr:`Sample.finish_reason`)."""
 
     @property
     def share(self) -> float:
@@ -228,6 +233,7 @@ def _sample_dict(x: Sample) -> dict[str, Any]:
         "cost": x.cost,
         "tool_calls": copy.deepcopy(x.tool_calls) if x.tool_calls else [],
         "tokens_known": x.tokens_known,
+        "finish_reason": x.finish_reason,
     }
 
 
