@@ -11,18 +11,33 @@ import typer
 
 from ._common import fail, friendly, router_arg
 
+# Seconds `serve` gives requests in flight after SIGTERM (uvicorn's graceful shutdown); the
+# deployment recipe (deploy/) gives each replica longer than this before it is killed.
+DRAIN_TIMEOUT = 30.0
+
 
 @friendly
 def serve(
     endpoints: Annotated[
-        Path, typer.Option("--endpoints", "-e", help="Endpoint file (YAML/TOML/JSON).")
+        Path,
+        typer.Option(
+            "--endpoints", "-e", envvar="AVENGERS_ENDPOINTS", help="Endpoint file (YAML/TOML/JSON)."
+        ),
     ],
     router: Annotated[
-        str, typer.Option("--router", "-r", help="Router folder, hub id, or 'pretrained'.")
+        str,
+        typer.Option(
+            "--router",
+            "-r",
+            envvar="AVENGERS_ROUTER",
+            help="Router folder, hub id, or 'pretrained'.",
+        ),
     ] = "pretrained",
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    host: Annotated[
+        str, typer.Option(envvar="AVENGERS_HOST", help="Address to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="AVENGERS_PORT", help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(envvar="AVENGERS_WORKERS", help="Worker processes.")] = 1,
     strategy: Annotated[
         str, typer.Option(help="self_consistency, model_switch or direct.")
     ] = "self_consistency",
@@ -31,16 +46,20 @@ def serve(
     api_key_file: Annotated[
         Path | None,
         typer.Option(
-            help="File of accepted client keys, one per line (also: $AVENGERS_SERVER_KEYS)."
+            envvar="AVENGERS_SERVER_KEY_FILE",
+            help="File of accepted client keys, one per line (also: $AVENGERS_SERVER_KEYS).",
         ),
     ] = None,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option(help="Allow browser calls from this origin (CORS is off by default)."),
     ] = None,
-    max_body: Annotated[int, typer.Option(help="Largest request body in bytes.")] = 1_000_000,
+    max_body: Annotated[
+        int, typer.Option(envvar="AVENGERS_MAX_BODY", help="Largest request body in bytes.")
+    ] = 1_000_000,
     max_tokens: Annotated[
-        int, typer.Option(help="Largest max_tokens a client may ask for.")
+        int,
+        typer.Option(envvar="AVENGERS_MAX_TOKENS", help="Largest max_tokens a client may ask for."),
     ] = 4096,
     request_timeout: Annotated[
         float,
@@ -74,7 +93,10 @@ def serve(
     ] = 30.0,
     feedback_store: Annotated[
         str | None,
-        typer.Option(help="Accept POST /v1/feedback, kept in this SQLite file or redis:// URL."),
+        typer.Option(
+            envvar="AVENGERS_FEEDBACK_STORE",
+            help="Accept POST /v1/feedback, kept in this SQLite file or redis:// URL.",
+        ),
     ] = None,
     store_timeout: Annotated[
         float,
@@ -138,6 +160,14 @@ def serve(
             "router's setting).",
         ),
     ] = None,
+    drain_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="AVENGERS_DRAIN_TIMEOUT",
+            help="On SIGTERM or Ctrl-C: stop accepting, then give requests in flight this many "
+            "seconds to finish.",
+        ),
+    ] = DRAIN_TIMEOUT,
 ) -> None:
     """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
     import uvicorn
@@ -152,6 +182,8 @@ def serve(
 
     if workers < 1:
         fail("--workers must be >= 1")
+    if not drain_timeout > 0:
+        fail("--drain-timeout must be > 0")
     cfg = SamplingConfig(strategy=as_strategy(strategy), n_samples=samples, temperature=temperature)
     keys = load_api_keys(file=api_key_file)
     answerer = Answerer(router_arg(router), endpoints, cfg)  # validates everything up front
@@ -169,8 +201,8 @@ def serve(
         )  # fmt: skip
     typer.echo(f"avengers serving on http://{host}:{port}/v1 (models: avengers, avengers-fast, "
                f"{', '.join(m for m in answerer.router.models_ if m in answerer.backend.models())})")  # fmt: skip
-    common: dict[str, Any] = {"host": host, "port": port, "timeout_graceful_shutdown": 30, "log_level": "warning",
-              "access_log": False, **uvicorn_settings()}  # fmt: skip
+    common: dict[str, Any] = {"host": host, "port": port, "timeout_graceful_shutdown": drain_timeout,
+              "log_level": "warning", "access_log": False, **uvicorn_settings()}  # fmt: skip
     as_embed_cache(embed_cache)  # fail now, not in each worker
     if conversations not in CONVERSATION_MODES:
         fail(f"--conversations must be one of {', '.join(CONVERSATION_MODES)}")
