@@ -50,6 +50,7 @@ from .results import (
     AnswerResult,
     Failure,
     Sample,
+    answer_error,
     group_failures,
     new_response_id,
     total_cost,
@@ -271,7 +272,7 @@ class Answerer:
         cfg = plan.cfg or cfg
         draw = await Sampler(self.backend, msgs, plan.question, cfg, opts).draw(plan.order)
         if not draw.runs:
-            raise AnswerError("every candidate model failed", group_failures(draw.failures))
+            raise answer_error("every candidate model failed", group_failures(draw.failures))
         notes = [*plan.notes, *draw.notes]
         return await self._result(
             plan, draw.runs, draw.cfg, draw.failures, notes, draw.n_requested, draw.fallback
@@ -343,11 +344,11 @@ class Answerer:
                     yield AnswerChunk(piece)
             except CallError as e:
                 if emitted:
-                    raise AnswerError(
+                    raise answer_error(
                         f"{model} failed in the middle of a streamed answer", group_failures([e])
                     ) from None
                 failures.append(e)
-        raise AnswerError("every candidate model failed", group_failures(failures))
+        raise answer_error("every candidate model failed", group_failures(failures))
 
     def stream(self, query: Query, **kwargs: Any) -> Iterator[AnswerChunk]:
         """Sync twin of :meth:`astream`."""
@@ -567,6 +568,7 @@ class Answerer:
             unavailable=unavailable,
             tokens_known=all(s.tokens_known for s in samples),
             finish_reason=chosen.finish_reason,
+            chosen=verdict.winner,
         )
         if self.feedback_store is not None:
             store = self.feedback_store

@@ -17,12 +17,78 @@ from .exceptions import AvengersError
 
 
 class AnswerError(AvengersError):
-    """Every candidate failed. ``failures`` lists what happened to each."""
+    """Every candidate failed. ``failures`` lists what happened to each; :attr:`retryable` says
+    whether every failure was transient (rate limits, timeouts, connection and server errors,
+    open circuits, cut streams). Raised through :func:`answer_error`, which makes it an
+    instance of the matching ``openai`` error too when every failure is of one transient kind."""
 
     def __init__(self, message: str, failures: Sequence[Failure]) -> None:
         lines = [message] + [f"  - {f.model}: {f.kind} x{f.count} ({f.message})" for f in failures]
-        super().__init__("\n".join(lines))
+        Exception.__init__(self, "\n".join(lines))
         self.failures = list(failures)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether every failure was transient, so the same request may succeed later."""
+        return bool(self.failures) and all(f.kind in TRANSIENT_KINDS for f in self.failures)
+
+
+TRANSIENT_KINDS = frozenset(
+    {"rate_limit", "timeout", "connection", "server_error", "circuit_open", "truncated"}
+)
+"""Failure kinds that may pass by themselves (see :mod:`avengers.backends`)."""
+
+_OPENAI_TWINS: dict[type[Exception], type[AnswerError]] = {}
+
+
+def answer_error(message: str, failures: Sequence[Failure]) -> AnswerError:
+    """The :class:`AnswerError` for ``failures``. When every failure is of one transient kind it
+    is also the ``openai`` error a single call would have raised, so retry rules written for
+    the official client (``with_retry(retry_if_exception_type=(openai.RateLimitError,))``)
+    match it: every ``rate_limit`` -> ``openai.RateLimitError``, every ``timeout`` ->
+    ``openai.APITimeoutError``, every ``connection`` or ``timeout`` ->
+    ``openai.APIConnectionError``, every ``server_error`` -> ``openai.InternalServerError``."""
+    kinds = frozenset(f.kind for f in failures)
+    twin = _twin(kinds) if kinds else None
+    return (twin or AnswerError)(message, failures)
+
+
+def _twin(kinds: frozenset[str]) -> type[AnswerError] | None:
+    """The class that is both an :class:`AnswerError` and the openai error for ``kinds``."""
+    import httpx
+    import openai
+
+    base: type[Exception]
+    status: int | None
+    if kinds == {"rate_limit"}:
+        base, status = openai.RateLimitError, 429
+    elif kinds == {"timeout"}:
+        base, status = openai.APITimeoutError, None
+    elif kinds <= {"timeout", "connection"}:
+        base, status = openai.APIConnectionError, None
+    elif kinds == {"server_error"}:
+        base, status = openai.InternalServerError, 500
+    else:
+        return None
+    if base in _OPENAI_TWINS:
+        return _OPENAI_TWINS[base]
+
+    def init(self: Any, message: str, failures: Sequence[Failure]) -> None:
+        AnswerError.__init__(self, message, failures)
+        self.message = str(self)
+        self.request = httpx.Request("POST", "http://avengers.invalid/candidates")
+        self.body = None
+        self.code = self.param = self.type = None
+        if status is not None:
+            self.response = httpx.Response(status, request=self.request)
+            self.status_code = status
+            self.request_id = None
+
+    cls = type(f"Answer{base.__name__}", (AnswerError, base), {"__init__": init})
+    cls.__module__ = __name__
+    cls.__doc__ = f"Every candidate failed with one transient kind of fault: {base.__name__}."
+    _OPENAI_TWINS[base] = cls
+    return cls
 
 
 @dataclass(frozen=True)
@@ -112,6 +178,8 @@ class AnswerResult:
     above are incomplete and the server reports ``usage`` as unknown (null), never as zero."""
     finish_reason: str | None = None
     """The chosen sample's upstream finish reason (see :attr:`Sample.finish_reason`)."""
+    chosen: int = 0
+    """The index in :attr:`samples` of the sample returned as the answer."""
 
     @property
     def share(self) -> float:
@@ -119,10 +187,24 @@ class AnswerResult:
         total = sum(self.votes.values())
         return self.votes.get(self.answer, 0) / total if self.answer and total else 0.0
 
+    @property
+    def answer_usage(self) -> dict[str, int]:
+        """The returned sample's own tokens (``prompt_tokens``, ``completion_tokens``,
+        ``total_tokens``): what one call would have reported. :attr:`prompt_tokens` and
+        :attr:`completion_tokens` sum every sample drawn (what was paid)."""
+        if not self.samples:
+            return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        s = self.samples[min(self.chosen, len(self.samples) - 1)]
+        return {
+            "prompt_tokens": s.prompt_tokens,
+            "completion_tokens": s.completion_tokens,
+            "total_tokens": s.prompt_tokens + s.completion_tokens,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON-able values (what ``dataclasses.asdict`` gives, built field
         by field: ``asdict`` deep-copies every value and cost a routed request milliseconds),
-        the decision as :meth:`RouteDecision.to_dict`, plus ``share``."""
+        the decision as :meth:`RouteDecision.to_dict`, plus ``share`` and ``answer_usage``."""
         d = {f.name: getattr(self, f.name) for f in _RESULT_FIELDS}
         d["decision"] = self.decision.to_dict() if self.decision else None
         d["models_used"] = list(self.models_used)
@@ -137,6 +219,7 @@ class AnswerResult:
         d["excluded"] = dict(self.excluded)
         d["unavailable"] = list(self.unavailable)
         d["share"] = self.share
+        d["answer_usage"] = self.answer_usage
         return d
 
     def account(self) -> dict[str, Any]:
@@ -249,6 +332,7 @@ __all__ = [
     "Sample",
     "SamplingConfig",
     "Strategy",
+    "answer_error",
     "group_failures",
     "new_response_id",
     "total_cost",
