@@ -45,10 +45,12 @@ def test_chaos_redis_and_an_upstream(tmp_path: Path) -> None:
     phases = out["phases"]
     for phase in ("baseline", "redis killed", "redis stalled", "upstream died"):
         assert phases.get(phase, {}).get("requests", 0) > 0, f"no request started in {phase!r}"
-    # feedback was refused while Redis was away, and the store came back as ok
-    states = [s for _, _, s in out["store_states"]]
-    assert "degraded" in states and states[-1] == "ok"
-    assert out["acknowledged_ratings"] > 0
+    # ratings were refused (503) while Redis was away, accepted before and after
+    refused = sum(
+        phases[p]["responses"].get("503 store_unavailable", 0)
+        for p in ("redis killed", "redis stalled")
+    )
+    assert refused > 0 and out["acknowledged_ratings"] > 0
     base, stalled = out["route_p99_ms"]["baseline"], out["route_p99_ms"]["redis stalled"]
     assert not math.isnan(base) and not math.isnan(stalled)
     # route-only requests never touch the store: a stalled Redis does not slow them (2x the
@@ -62,6 +64,7 @@ def test_chaos_sqlite_on_a_full_disk(tmp_path: Path) -> None:
         pytest.skip("mounting a small tmpfs needs root")
     report("sqlite", out)
     check_every_response(out)
-    assert out["phases"].get("disk full", {}).get("requests", 0) > 0
-    states = [s for _, _, s in out["store_states"]]
-    assert "degraded" in states and states[-1] == "ok"
+    full = out["phases"].get("disk full", {})
+    assert full.get("requests", 0) > 0
+    assert full["responses"].get("503 store_unavailable", 0) > 0  # the full disk was felt
+    assert out["acknowledged_ratings"] > 0
