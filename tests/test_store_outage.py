@@ -458,3 +458,15 @@ def test_redis_store_keys_expire_and_are_bounded(redis_proc: RedisProcess) -> No
     assert store.prune() == 3 and raw.zcard("ret:responses") == 0
     raw.close()
     store.close()
+
+
+def test_online_doc_retention_example_runs(tmp_path: Path, monkeypatch: Any) -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "online.md").read_text()
+    (code,) = re.findall(r"```python retention\n(.*?)```", doc, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {}
+    exec(compile(code, "docs/online.md", "exec"), ns)
+    assert ns["removed"] == 0 and ns["store"].retention == 3 * 24 * 3600
+    assert (tmp_path / "feedback.db").exists()

@@ -70,6 +70,17 @@ class StoreUnavailable(AvengersError):
         super().__init__(f"the {store} store is unavailable ({kind}); retry later")
 
 
+def _describe(error: BaseException | None) -> str:
+    """``: Type`` (and the message of a store client's own error, which names the condition,
+    e.g. "database or disk is full", and carries no request data)."""
+    if error is None:
+        return ""
+    name = type(error).__name__
+    if type(error).__module__.split(".")[0] in ("sqlite3", "redis"):
+        return f": {name}: {str(error).splitlines()[0][:100] if str(error) else ''}"
+    return f": {name}"
+
+
 class StoreGuard:
     """Bounded, isolated, observed calls to one store (see the module docs). Thread-safe."""
 
@@ -122,8 +133,7 @@ class StoreGuard:
             self.failures[kind] = self.failures.get(kind, 0) + 1
             self.last_error = type(error).__name__ if error is not None else kind
             self._set_state("degraded")
-        what = f": {type(error).__name__}" if error is not None else ""
-        log.warning("%s store unavailable (%s%s)", self.name, kind, what)
+        log.warning("%s store unavailable (%s%s)", self.name, kind, _describe(error))
         return StoreUnavailable(self.name, kind, self.retry_after)
 
     def _ok(self) -> None:
