@@ -20,17 +20,16 @@ from typing import Any
 
 import httpx
 import pytest
+import schemathesis
 import uvicorn
 from avengers import Answerer, Endpoint, Router
 from avengers.feedback import open_store
 from avengers.serve import create_app
 from avengers.server.protocol import uvicorn_settings
 from fake_openai_server import FakeModel, FakeOpenAIServer
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from test_serve import free_port
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
