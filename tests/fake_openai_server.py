@@ -546,7 +546,7 @@ def _instance(schema: dict[str, Any], prompt: str) -> Any:
                 return make(opts[0], depth)
         if "allOf" in s:
             return make(s["allOf"][0], depth)
-        if "enum" in s:
+        if s.get("enum"):
             return s["enum"][0]
         if "const" in s:
             return s["const"]
@@ -566,7 +566,10 @@ def _instance(schema: dict[str, Any], prompt: str) -> Any:
         q = next(quoted, None)
         return (q[0] or q[1]) if q else "example"
 
-    return make(schema)
+    try:
+        return make(schema)
+    except (LookupError, TypeError, AttributeError, RecursionError):  # a schema it cannot follow
+        return {}
 
 
 @contextmanager

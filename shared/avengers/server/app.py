@@ -32,6 +32,7 @@ from .decide import RouteFastPath, add_route_only
 from .embedding import DEFAULT_EMBED_CACHE_SIZE, as_embed_cache, serving_embedder
 from .feedback import enable_feedback
 from .middleware import add_middleware
+from .openapi import describe_bodies
 from .routes import add_routes
 from .state import (
     DEFAULT_MAX_BODY,
@@ -135,6 +136,7 @@ def create_app(
         app.add_middleware(RouteFastPath)
     if feedback_store is not None:
         enable_feedback(app, state, feedback_store)
+    describe_bodies(app)
     return app
 
 
