@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from avengers import Router
 from avengers.cli import app
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from typer.testing import CliRunner
+from waiting import wait_until
 
 runner = CliRunner()
 
@@ -157,11 +157,12 @@ def test_resume_after_ctrl_c(files: Path, server: FakeOpenAIServer) -> None:
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     log = files / "out.jsonl.samples.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (
-        not log.exists() or len(log.read_text().splitlines()) < 6
-    ):
-        time.sleep(0.1)
+    wait_until(
+        lambda: log.exists() and len(log.read_text().splitlines()) >= 6,
+        60,
+        "collect logged 6 samples",
+        proc=p,
+    )
     assert p.poll() is None, "collect finished before it could be interrupted"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)

@@ -246,6 +246,8 @@ def test_deadline_remaining_time_on_its_clock() -> None:
     e = dl.exceeded()
     assert isinstance(e, DeadlineExceeded) and e.seconds == 10.0
     assert str(e) == "no answer within the request deadline of 10 s"
+    short = Deadline(0.5, clock=clock)  # under a second is still a deadline
+    assert short.bounded and short.remaining() == 0.5
     for none in (None, 0, -1):
         free = Deadline(none, clock=clock)
         assert not free.bounded and free.remaining() == math.inf and free.timeout() is None

@@ -165,17 +165,37 @@ def test_local_start_status_stop(state: Path, tmp_path: Path) -> None:
     assert not any(m.answers() for m in local_models())
 
 
-def test_skipped_tests_show_their_reason() -> None:
-    """Tests that need the research data skip with a reason that pytest prints (-rs)."""
-    import tomllib
+def test_skipped_tests_show_their_reason(tmp_path: Path) -> None:
+    """Tests that need the research data skip with a reason that pytest prints (-rs): a copy of
+    the project's pytest settings and conftest, in a folder with no research data beside it, runs
+    a test that asks for the data and reports the skip and where the data was looked for."""
+    import shutil
+    import subprocess
+    import sys
 
     root = Path(__file__).resolve().parents[1]
-    opts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
-    assert "-rs" in opts["addopts"].split()
-    assert (
-        'pytest.skip(f"research data folder not found at {DATA_DIR}")'
-        in (root / "tests" / "conftest.py").read_text()
+    project = tmp_path / "project"
+    (project / "tests").mkdir(parents=True)
+    shutil.copy(root / "pyproject.toml", project / "pyproject.toml")
+    for name in ("conftest.py", "toy.py"):
+        shutil.copy(root / "tests" / name, project / "tests" / name)
+    (project / "tests" / "test_needs_data.py").write_text(
+        "def test_reads_the_data(data_dir):\n    assert data_dir.is_dir()\n"
     )
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    missing = tmp_path / "shared" / "data"
+    assert "1 skipped" in out.stdout
+    assert re.search(
+        r"SKIPPED \[1\] .*research data folder not found at " + re.escape(str(missing)),
+        out.stdout,
+    ), out.stdout
 
 
 # ------------------------------------------------- set-up progress during the llama.cpp compile
