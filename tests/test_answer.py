@@ -445,3 +445,43 @@ async def test_whole_answers_send_the_endpoint_settings_on_the_wire(
     assert body["temperature"] == 0.3 and body["max_tokens"] == 77
     assert body["messages"][-1] == {"role": "user", "content": MATH_Q}
     assert {k.lower(): v for k, v in head.items()}["authorization"] == "Bearer sk-test-123"
+
+
+async def test_each_sample_carries_its_upstream_finish_reason(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    """The upstream's ``finish_reason`` reaches every sample, the result (the chosen sample's)
+    and the account, for whole and streamed answers; a sample cut at ``max_tokens`` says
+    ``length``."""
+    server.models["math"] = FakeModel(
+        answers=["391", "Let me think about this one carefully: the product is 391."],
+        truncate=True,
+    )
+    a = Answerer(
+        toy_router,
+        endpoints(server),
+        n_samples=4,
+        adaptive=False,
+        max_tokens=6,
+        answer_type="number",
+    )
+    res = await a.aanswer(MATH_Q)
+    assert sorted(s.finish_reason or "" for s in res.samples) == [
+        "length", "length", "stop", "stop",
+    ]  # fmt: skip
+    cut = next(s for s in res.samples if s.finish_reason == "length")
+    assert cut.text == "Let me think about this one" and cut.answer is None
+    assert res.answer == "391" and res.text == "391" and res.finish_reason == "stop"
+    assert [s["finish_reason"] for s in res.account()["samples"]] == [
+        s.finish_reason for s in res.samples
+    ]
+    direct = Answerer(toy_router, endpoints(server), strategy="direct", max_tokens=6)
+    whole = await direct.aanswer(MATH_Q)
+    streamed = [c async for c in direct.astream(MATH_Q)][-1].result
+    assert streamed is not None
+    for r in (whole, streamed):
+        assert r.finish_reason == r.samples[0].finish_reason
+        assert r.finish_reason == ("length" if len(r.text.split()) == 6 else "stop")
+    assert {whole.finish_reason, streamed.finish_reason} == {"stop", "length"}
+    server.models["math"] = FakeModel(answers=["391"])
+    assert (await direct.aanswer(MATH_Q)).finish_reason == "stop"

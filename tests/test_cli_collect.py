@@ -93,7 +93,8 @@ def test_collect_grades_against_gold_and_summarises(files: Path, server: FakeOpe
     assert t[("Pick one\nA) x\nB) y\nC) z", "beta")] == 0.0
     rows = [json.loads(x) for x in (files / "out.jsonl").read_text().splitlines()]
     assert {r["grading"] for r in rows} == {"gold"} and all(r["n_samples"] == 2 for r in rows)
-    assert len((files / "out.jsonl.samples.jsonl").read_text().splitlines()) == 36
+    logged = [json.loads(x) for x in (files / "out.jsonl.samples.jsonl").read_text().splitlines()]
+    assert len(logged) == 36 and {r["finish_reason"] for r in logged} == {"stop"}
     # the outcome table trains a router directly
     r = runner.invoke(
         app, ["train", "-d", str(files / "out.jsonl"), "--k", "2", "-o", str(files / "r")]

@@ -57,6 +57,7 @@ from .results import (
 )
 from .router import Router
 from .sampler import ModelRun, Sampler, candidates, fallback_note
+from .storeguard import StoreGuard, StoreUnavailable
 from .tally import decide
 from .toolcalls import ballot, split_options
 
@@ -88,6 +89,8 @@ class _Plan:
     stuck: str | None = None
     """The model the conversation was on before this turn."""
     response_id: str | None = None
+    unavailable: list[str] | None = None
+    """The optional stores that failed for this query (``conversation``, ``feedback``)."""
 
 
 def fit_budget(
@@ -185,6 +188,10 @@ class Answerer:
                 )
             feedback_store = MemoryFeedbackStore()
         self.feedback_store: FeedbackStore | None = feedback_store
+        self.store_guard: StoreGuard | None = None
+        """Set (the server does): store calls run on the guard's own pool, bounded by its timeout
+        and the deadline, and a failing store degrades an answer instead of failing it (see
+        :mod:`avengers.storeguard`)."""
         known = set(self.backend.models())
         if not known & set(router.models_):
             raise ConfigError(
@@ -384,9 +391,12 @@ class Answerer:
             await self.aclose()
 
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call a store method; off the event loop unless the store is in memory."""
+        """Call a store method; off the event loop unless the store is in memory (on the
+        :attr:`store_guard`'s pool when there is one: :class:`StoreUnavailable` on failure)."""
         if isinstance(getattr(fn, "__self__", None), (MemoryConversations, MemoryFeedbackStore)):
             return fn(*args)
+        if self.store_guard is not None:
+            return await self.store_guard.call(fn, *args)
         return await asyncio.to_thread(fn, *args)
 
     def _order(
@@ -446,8 +456,13 @@ class Answerer:
         stick_answer = conversation is not None and prefer is None
         if conversation is not None:
             check_key(conversation)
+        unavailable: list[str] = []
         if stick_answer and not decision.sticky:
-            stuck = await self._store(self.conversations.get, conversation)
+            try:
+                stuck = await self._store(self.conversations.get, conversation)
+            except StoreUnavailable:  # the answer never waits on the store: routed afresh
+                stick_answer = False
+                unavailable.append("conversation")
         fresh, kept = decision, False
         if stuck is not None and stuck in self.backend.models():
             decision = stick(decision, stuck)
@@ -464,6 +479,8 @@ class Answerer:
             )
         elif stuck is not None and not kept:
             notes.append(f"conversation's model {stuck!r} is no longer a candidate; routed afresh")
+        if unavailable:
+            notes.append("conversation store unavailable: this turn was routed afresh")
         return _Plan(
             question,
             decision,
@@ -477,6 +494,7 @@ class Answerer:
             stick_answer,
             stuck,
             response_id,
+            unavailable,
         )
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
@@ -500,16 +518,21 @@ class Answerer:
         verdict = await decide(texts, [r.rank for r, _ in comps], cfg, plan.question, self._embed)
         samples = [
             Sample(c.model, r.rank, c.text, answer, c.prompt_tokens, c.completion_tokens,
-                   c.latency, c.cost, list(c.tool_calls))
+                   c.latency, c.cost, list(c.tool_calls), c.tokens_known, c.finish_reason)
             for (r, c), answer in zip(comps, verdict.extracted, strict=True)
         ]  # fmt: skip
         chosen = samples[verdict.winner]
         drawn = sum(r.drawn for r in runs)
         notes = list(notes)
+        unavailable = list(plan.unavailable or ())
         if plan.conversation is not None and plan.stick:
             answered = runs[0].model  # the model the turn went to (first of model_switch)
             if answered != plan.stuck:
-                await self._store(self.conversations.set, plan.conversation, answered)
+                try:
+                    await self._store(self.conversations.set, plan.conversation, answered)
+                except StoreUnavailable:
+                    unavailable.append("conversation")
+                    notes.append("conversation store unavailable: this turn was not recorded")
                 if plan.stuck is not None:
                     notes.append(
                         f"conversation moved from {plan.stuck} to {answered} ({plan.stuck} failed)"
@@ -542,11 +565,18 @@ class Answerer:
             id=plan.response_id or new_response_id(),
             expected_cost=total_cost([expected.get(s.model) for s in samples]),
             conversation=plan.conversation,
+            unavailable=unavailable,
+            tokens_known=all(s.tokens_known for s in samples),
+            finish_reason=chosen.finish_reason,
             chosen=verdict.winner,
         )
         if self.feedback_store is not None:
             store = self.feedback_store
-            await self._store(store.remember, result.id, result.model, plan.decision.cluster)
+            try:
+                await self._store(store.remember, result.id, result.model, plan.decision.cluster)
+            except StoreUnavailable:  # served all the same; this answer cannot be rated
+                unavailable.append("feedback")
+                result.notes.append("feedback store unavailable: this answer cannot be rated")
         return result
 
 

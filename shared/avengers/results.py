@@ -106,6 +106,11 @@ class Sample:
     """What the call cost by its endpoint's prices (None: unknown, e.g. no prices configured)."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The sample's tool calls in the OpenAI wire form (empty for a text answer)."""
+    tokens_known: bool = True
+    """Whether the endpoint reported the token counts (False: unknown, counted as 0 above)."""
+    finish_reason: str | None = None
+    """Why the upstream stopped this sample, as it said (``stop``, ``length``: cut off at the
+    token limit, ``tool_calls``...; None when the backend does not say)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,15 @@ class AnswerResult:
     data, in that data's unit, times the samples of each model); None if it knows no costs."""
     conversation: str | None = None
     """The conversation key the answer belongs to, if one was given."""
+    unavailable: list[str] = field(default_factory=list)
+    """The optional stores that failed while answering: ``feedback`` (the answer was not
+    remembered, so it cannot be rated) and ``conversation`` (the turn was routed afresh and not
+    recorded). Empty when every store answered, or none is used."""
+    tokens_known: bool = True
+    """Whether every sample's endpoint reported its token counts; when not, the token totals
+    above are incomplete and the server reports ``usage`` as unknown (null), never as zero."""
+    finish_reason: str | None = None
+    """The chosen sample's upstream finish reason (see :attr:`Sample.finish_reason`)."""
     chosen: int = 0
     """The index in :attr:`samples` of the sample returned as the answer."""
 
@@ -203,6 +217,7 @@ class AnswerResult:
         d["notes"] = list(self.notes)
         d["tool_calls"] = copy.deepcopy(self.tool_calls) if self.tool_calls else []
         d["excluded"] = dict(self.excluded)
+        d["unavailable"] = list(self.unavailable)
         d["share"] = self.share
         d["answer_usage"] = self.answer_usage
         return d
@@ -300,6 +315,8 @@ def _sample_dict(x: Sample) -> dict[str, Any]:
         "latency": x.latency,
         "cost": x.cost,
         "tool_calls": copy.deepcopy(x.tool_calls) if x.tool_calls else [],
+        "tokens_known": x.tokens_known,
+        "finish_reason": x.finish_reason,
     }
 
 

@@ -39,9 +39,12 @@ def upstream_error_response(failures: Sequence[Failure]) -> JSONResponse:
     return JSONResponse(body, status_code=502)
 
 
-def usage(res: AnswerResult) -> dict[str, Any]:
+def usage(res: AnswerResult) -> dict[str, Any] | None:
     """The ``usage`` object: tokens over every sample drawn, and ``cost`` (USD by the endpoints'
-    prices, over every sample) when it is known; absent, never zero, when it is not."""
+    prices, over every sample) when it is known; absent, never zero, when it is not. None
+    (``"usage": null``) when an endpoint reported no token counts: unknown, never zero."""
+    if not res.tokens_known:
+        return None
     out: dict[str, Any] = {
         "prompt_tokens": res.prompt_tokens,
         "completion_tokens": res.completion_tokens,
@@ -67,6 +70,8 @@ def headers_for(res: AnswerResult) -> dict[str, str]:
         h["x-avengers-cost"] = f"{res.cost:.10g}"
     if res.decision is not None and res.decision.sticky:
         h["x-avengers-sticky"] = "1"
+    for store in res.unavailable:  # feedback: this id cannot be rated; conversation: afresh
+        h[f"x-avengers-{store}"] = "unavailable"
     return h
 
 

@@ -62,6 +62,11 @@ class ServerState:
     breaker: CircuitBreaker | None = None
     feedback: Any = None
     """The feedback settings (:class:`~avengers.server.feedback.FeedbackState`), None if off."""
+    store_guard: Any = None
+    """The :class:`~avengers.storeguard.StoreGuard` of the feedback / conversation store (None
+    without a store outside memory)."""
+    require_store: bool = False
+    """``/ready`` answers 503 while the store is degraded (default: ready, store degraded)."""
 
 
 def server_state(request: Request) -> ServerState:

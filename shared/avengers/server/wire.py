@@ -8,6 +8,7 @@ OpenAI-style error body (see :mod:`.replies`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,18 +51,96 @@ class CompletionRequest:
         return bool((self.body.get("stream_options") or {}).get("include_usage"))
 
 
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of objects and lists a request body may have (OpenAI's own bodies, tool
+schemas included, stay far below it). Deeper bodies are a 400, before anything walks them."""
+
+
 async def read_json(request: Request, max_body_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, at most ``max_body_bytes`` long."""
+    """The request body as a JSON object, at most ``max_body_bytes`` long; see :func:`parse_json`."""
     raw = await request.body()
     if len(raw) > max_body_bytes:
         raise BadRequest(f"request body larger than {max_body_bytes} bytes", None, 413)
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object the server can work with, else :class:`BadRequest` (400): valid
+    JSON, an object, nested at most :data:`MAX_JSON_DEPTH` deep, numbers finite (no ``NaN`` or
+    ``Infinity``) and integers within 64 bits (what the server could not send upstream is refused
+    here, not blamed on the upstream later), and every string (keys too) valid text (see
+    :func:`check_body_text`)."""
     try:
-        body = json.loads(raw)
+        body = json.loads(
+            raw, parse_constant=_no_constant, parse_float=_finite_float, parse_int=_int64
+        )
+    except _NotFinite as e:
+        raise BadRequest(
+            f"request body holds {e}: numbers must be finite, integers 64-bit"
+        ) from None
+    except RecursionError:
+        raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    check_body_text(body)
     return body
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _int64(text: str) -> int:
+    v = int(text) if len(text) <= 21 else None  # never convert a 5,000-digit number
+    if v is None or not -(2**63) <= v < 2**64:
+        raise _NotFinite(f"an integer out of range ({text[:20]}{'...' if len(text) > 20 else ''})")
+    return v
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise _NotFinite(f"a number out of range ({text[:20]})")
+    return v
+
+
+def check_body_text(body: dict[str, Any]) -> None:
+    """Raise :class:`BadRequest` (400) if ``body`` is nested deeper than :data:`MAX_JSON_DEPTH`,
+    or names the first string in it (a key or a value) that is not valid text, e.g.
+    ``messages[0].content``: JSON may carry a lone surrogate (``"\\ud800"``), which cannot be
+    embedded, sent upstream, stored or echoed in an error. One pass, without recursion."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest(f"request body is nested more than {MAX_JSON_DEPTH} levels deep")
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    _check_text(k, f"{path}.{{key}}" if path else "{key}")
+                    stack.append((v, f"{path}.{k}" if path else k, depth + 1))
+            else:
+                stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+
+
+def _check_text(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "backslashreplace").decode("utf-8")
+        raise BadRequest(
+            f"{shown} is not valid text: it cannot be encoded as UTF-8 "
+            "(a lone surrogate such as \\ud800?)",
+            shown,
+        ) from None
 
 
 def parse_request(
@@ -74,6 +153,14 @@ def parse_request(
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be true or false", "stream")
+    opts = body.get("stream_options")
+    if opts is not None and not (
+        isinstance(opts, dict) and isinstance(opts.get("include_usage", False), bool)
+    ):
+        raise BadRequest(
+            "'stream_options' must be an object such as {\"include_usage\": true}",
+            "stream_options",
+        )
     if mt is not None:
         over["max_tokens"] = mt
     if chat:
@@ -111,24 +198,39 @@ def tool_options(body: dict[str, Any]) -> dict[str, Any]:
 
 def messages_from(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The chat messages, reduced to role and content; at least one must be the user's."""
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise BadRequest("'messages' must be a non-empty list", "messages")
+    msgs = check_messages(body.get("messages"))
     out = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise BadRequest(f"messages[{i}] must be an object with a 'role'", f"messages[{i}]")
-        c = m.get("content")
-        if c is not None and not isinstance(c, (str, list)):
-            raise BadRequest(
-                f"messages[{i}].content must be a string or a list of parts",
-                f"messages[{i}].content",
-            )
-        out.append({"role": m["role"], "content": c})
+    for m in msgs:
+        out.append({"role": m["role"], "content": m.get("content")})
         out[-1].update({k: m[k] for k in ("tool_calls", "tool_call_id", "name") if m.get(k)})
     if not any(m["role"] == "user" for m in out):
         raise BadRequest("at least one user message is needed to route on", "messages")
     return out
+
+
+def check_messages(msgs: Any) -> list[dict[str, Any]]:
+    """``msgs`` if it is a non-empty list of chat messages: objects with a string ``role`` and a
+    ``content`` that is a string, null, or a list of content parts (objects with a string
+    ``type``; a ``text`` part's ``text`` a string). Else :class:`BadRequest` naming the field."""
+    if not isinstance(msgs, list) or not msgs:
+        raise BadRequest("'messages' must be a non-empty list", "messages")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequest(f"messages[{i}] must be an object with a 'role'", f"messages[{i}]")
+        c = m.get("content")
+        where = f"messages[{i}].content"
+        if c is None or isinstance(c, str):
+            continue
+        if not isinstance(c, list):
+            raise BadRequest(f"{where} must be a string or a list of parts", where)
+        for j, part in enumerate(c):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise BadRequest(
+                    f"{where}[{j}] must be an object with a 'type' (e.g. 'text')", f"{where}[{j}]"
+                )
+            if (part["type"] == "text" or "text" in part) and not isinstance(part.get("text"), str):
+                raise BadRequest(f"{where}[{j}].text must be a string", f"{where}[{j}].text")
+    return msgs
 
 
 def prompt_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
