@@ -444,9 +444,9 @@ class Avengers(FunctionCallingLLM):
                 "prompt_tokens": res.prompt_tokens,
                 "completion_tokens": res.completion_tokens,
                 "total_tokens": res.prompt_tokens + res.completion_tokens,
-            }
+            } if res.tokens_known else None  # unknown, never zero  # fmt: skip
             extra = {"id": res.id, "model": res.model, "avengers": res.account(),
-                     "usage": usage, **usage}  # fmt: skip
+                     "usage": usage, **(usage or {})}  # fmt: skip
         message = response_message(text, res.tool_calls if res is not None else ())
         return ChatResponse(
             message=message, delta=delta, raw=extra or None, additional_kwargs=extra
