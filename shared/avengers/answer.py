@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -524,6 +525,10 @@ class Answerer:
         chosen = samples[verdict.winner]
         drawn = sum(r.drawn for r in runs)
         notes = list(notes)
+        ended = Counter(sorted(s.finish_reason for s in samples if s.finish_reason))
+        if len(ended) > 1:  # e.g. some cut off at the token limit: the caller should know
+            how = ", ".join(f"{n} {why}" for why, n in sorted(ended.items(), key=lambda x: -x[1]))
+            notes.append(f"samples ended differently ({how}); the answer's: {chosen.finish_reason}")
         unavailable = list(plan.unavailable or ())
         if plan.conversation is not None and plan.stick:
             answered = runs[0].model  # the model the turn went to (first of model_switch)

@@ -95,7 +95,8 @@ class CompletionReply:
                 choice["message"].update(content=res.text or None, tool_calls=res.tool_calls)
             obj = "chat.completion"
         else:
-            choice = {"index": 0, "text": res.text, "finish_reason": "stop", "logprobs": None}
+            choice = {"index": 0, "text": res.text, "finish_reason": finish_reason(res),
+                      "logprobs": None}  # fmt: skip
             obj = "text_completion"
         payload = {
             "id": self.id, "object": obj, "created": self.created, "model": res.model,
@@ -168,7 +169,11 @@ def _finite(x: Any) -> Any:
 
 
 def finish_reason(res: AnswerResult) -> str:
-    """``tool_calls`` when the answer calls tools, else ``stop``."""
+    """The returned sample's own finish reason, as its upstream said (``length``: cut off at the
+    token limit); when the upstream said none, ``tool_calls`` for an answer that calls tools,
+    else ``stop``."""
+    if res.finish_reason:
+        return res.finish_reason
     return "tool_calls" if res.tool_calls else "stop"
 
 

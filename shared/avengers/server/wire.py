@@ -255,6 +255,28 @@ def number(body: dict[str, Any], key: str, lo: float, hi: float, *, integer: boo
     return v
 
 
+MAX_STOPS = 4
+"""The most stop sequences a request may give (OpenAI's limit)."""
+
+
+def parse_stop(body: dict[str, Any]) -> list[str] | None:
+    """The request's ``stop``: a string or a list of at most :data:`MAX_STOPS` non-empty
+    strings, sent to every sample (beside each endpoint's own); None when absent or empty."""
+    stop = body.get("stop")
+    if stop is None:
+        return None
+    stops = [stop] if isinstance(stop, str) else stop
+    if (
+        not isinstance(stops, list)
+        or len(stops) > MAX_STOPS
+        or not all(isinstance(x, str) and x for x in stops)
+    ):
+        raise BadRequest(
+            f"'stop' must be a non-empty string or a list of at most {MAX_STOPS} of them", "stop"
+        )
+    return stops or None
+
+
 def parse_alpha(body: dict[str, Any]) -> float | None:
     """The request's ``alpha`` (cost/quality trade-off), which must lie in [0, 1]."""
     a = number(body, "alpha", 0.0, 1.0)
@@ -279,6 +301,9 @@ def _plan(
     if mt is None:
         mt = number(body, "max_completion_tokens", 1, max_tokens_limit, integer=True)
     number(body, "n", 1, 1, integer=True)  # only n=1 is served: one (voted) answer
+    stops = parse_stop(body)
+    if stops is not None:
+        over["stop"] = stops
     ns = number(body, "n_samples", 1, 64, integer=True)
     if ns is not None:
         over["n_samples"] = ns

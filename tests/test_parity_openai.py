@@ -1,0 +1,173 @@
+"""Parity of ``avengers serve`` with the OpenAI wire: the official ``openai`` client (and
+LangChain's ``ChatOpenAI``) talks to the local fake upstream directly and, beside it, through
+the routing server in front of the same upstream; what each sees is compared: stop sequences
+reaching the upstream, finish reasons, parameters passed on or refused, stream identity, model
+retrieval, and what ``temperature: 0`` costs under voting.
+
+The fake's model ids are the router's candidate names, so ``model="math-model"`` straight to the
+fake and a request the server routes (or pins) to ``math-model`` reach the same upstream model."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+import uvicorn
+from avengers import Answerer, Endpoint, Router
+from avengers.serve import create_app
+from fake_openai_server import FakeModel, FakeOpenAIServer
+from langchain_openai import ChatOpenAI
+
+MATH_Q = "What is 17 times 23?"
+ANSWER = "The answer is 391 exactly."
+NAMES = ("math-model", "chef-model", "code-model")
+
+
+class Running:
+    """The app on a real port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAIServer]:
+    s = FakeOpenAIServer(
+        {
+            "math-model": FakeModel(answers=[ANSWER], truncate=True),
+            "chef-model": FakeModel(answers=["Boil it for six minutes."], truncate=True),
+            "code-model": FakeModel(answers=["def f(): pass"]),
+            "split-model": FakeModel(answers=["one two three four", "one two"], truncate=True),
+        }
+    ).start()
+    yield s
+    s.stop()
+
+
+def endpoints(up: FakeOpenAIServer, **over: Any) -> dict[str, Endpoint]:
+    return {n: Endpoint(n, up.base_url, max_retries=0, timeout=5, **over) for n in NAMES}
+
+
+@pytest.fixture
+def served(toy_router: Router, upstream: FakeOpenAIServer) -> Iterator[Running]:
+    r = Running(create_app(Answerer(toy_router, endpoints(upstream), adaptive=False)))
+    yield r
+    r.stop()
+
+
+def direct(up: FakeOpenAIServer) -> openai.OpenAI:
+    """The reference: the official client straight to the upstream."""
+    return openai.OpenAI(base_url=up.base_url, api_key="unused", max_retries=0)
+
+
+def routed(r: Running) -> openai.OpenAI:
+    """The same client through the routing server."""
+    return openai.OpenAI(base_url=r.url, api_key="unused", max_retries=0)
+
+
+def user(text: str = MATH_Q) -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+# ------------------------------------------------------------------------------ 1. stop
+
+
+def test_stop_reaches_the_upstream_as_it_does_directly(
+    served: Running, upstream: FakeOpenAIServer
+) -> None:
+    direct(upstream).chat.completions.create(model="math-model", messages=user(), stop=["\n"])
+    assert upstream.requests[-1]["stop"] == ["\n"]
+    for model in ("avengers", "avengers-fast", "math-model"):  # voting, streamed-direct, pinned
+        upstream.reset()
+        routed(served).chat.completions.create(model=model, messages=user(), stop=["\n"])
+        assert upstream.requests and all(r["stop"] == ["\n"] for r in upstream.requests)
+    upstream.reset()
+    routed(served).completions.create(model="avengers", prompt=MATH_Q, stop="END")
+    assert all(r["stop"] == ["END"] for r in upstream.requests)
+    upstream.reset()
+    list(routed(served).chat.completions.create(
+        model="avengers-fast", messages=user(), stop=["\n", "Q:"], stream=True
+    ))  # fmt: skip
+    assert upstream.requests[-1]["stop"] == ["\n", "Q:"]
+    # LangChain's ReAct-style binding, through the server (the issue's report)
+    upstream.reset()
+    chat = ChatOpenAI(base_url=served.url, api_key="unused", model="avengers", max_retries=0)  # type: ignore[arg-type]
+    chat.bind(stop=["Observation:"]).invoke(MATH_Q)
+    assert upstream.requests and all(r["stop"] == ["Observation:"] for r in upstream.requests)
+
+
+def test_a_bad_stop_is_a_400_naming_it(served: Running) -> None:
+    for bad in (["a", "b", "c", "d", "e"], [""], 5, ["ok", 3]):
+        with pytest.raises(openai.BadRequestError) as caught:
+            routed(served).chat.completions.create(model="avengers", messages=user(), stop=bad)
+        assert caught.value.body["param"] == "stop"  # type: ignore[index]
+
+
+# ----------------------------------------------------------------------- 2. finish_reason
+
+
+def test_a_cut_answer_says_length_whole_and_streamed(
+    served: Running, upstream: FakeOpenAIServer
+) -> None:
+    ref = direct(upstream).chat.completions.create(model="math-model", messages=user(),
+                                                   max_tokens=3)  # fmt: skip
+    assert ref.choices[0].finish_reason == "length"
+    for model in ("avengers", "avengers-fast", "math-model"):
+        got = routed(served).chat.completions.create(model=model, messages=user(), max_tokens=3)
+        assert got.choices[0].finish_reason == "length", model  # was rewritten to "stop"
+        assert got.choices[0].message.content == ref.choices[0].message.content
+        chunks = list(routed(served).chat.completions.create(
+            model=model, messages=user(), max_tokens=3, stream=True
+        ))  # fmt: skip
+        ends = [
+            c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+        ]
+        assert ends == ["length"], model
+    legacy_ref = direct(upstream).completions.create(model="math-model", prompt=MATH_Q,
+                                                     max_tokens=3)  # fmt: skip
+    legacy = routed(served).completions.create(model="avengers", prompt=MATH_Q, max_tokens=3)
+    assert legacy.choices[0].finish_reason == legacy_ref.choices[0].finish_reason == "length"
+    streamed = list(routed(served).completions.create(
+        model="avengers-fast", prompt=MATH_Q, max_tokens=3, stream=True
+    ))  # fmt: skip
+    assert [c.choices[0].finish_reason for c in streamed if c.choices][-1] == "length"
+    whole = routed(served).chat.completions.create(model="avengers", messages=user())
+    assert whole.choices[0].finish_reason == "stop"  # an answer that was not cut
+
+
+def test_the_account_says_when_samples_ended_differently(
+    toy_router: Router, upstream: FakeOpenAIServer
+) -> None:
+    eps = endpoints(upstream, model="split-model")
+    r = Running(create_app(Answerer(toy_router, eps, adaptive=False)))
+    try:
+        got = routed(r).chat.completions.create(
+            model="avengers", messages=user(), max_tokens=3, extra_body={"n_samples": 2}
+        )
+    finally:
+        r.stop()
+    account = (got.model_extra or {})["avengers"]
+    assert sorted(s["finish_reason"] for s in account["samples"]) == ["length", "stop"]
+    assert got.choices[0].finish_reason == account["finish_reason"]
+    assert any("samples ended differently (1 length, 1 stop)" in n for n in account["notes"]), (
+        account["notes"]
+    )
