@@ -171,3 +171,40 @@ def test_the_account_says_when_samples_ended_differently(
     assert any("samples ended differently (1 length, 1 stop)" in n for n in account["notes"]), (
         account["notes"]
     )
+
+
+# ------------------------------------------------------------------ 5. temperature 0
+
+
+def test_temperature_zero_draws_one_sample_and_says_so(
+    served: Running, upstream: FakeOpenAIServer
+) -> None:
+    """Greedy decoding answers the same every time: one call upstream, as the client straight to
+    the upstream makes, not ten identical paid-for ones."""
+    ref = direct(upstream).chat.completions.create(model="math-model", messages=user(),
+                                                   temperature=0)  # fmt: skip
+    assert upstream.calls("math-model") == 1
+    upstream.reset()
+    got = routed(served).chat.completions.create(model="avengers", messages=user(), temperature=0)
+    assert got.choices[0].message.content == ref.choices[0].message.content
+    assert upstream.calls("math-model") == 1
+    account = (got.model_extra or {})["avengers"]
+    assert account["n_drawn"] == 1 and account["n_requested"] == 1
+    assert any(n.startswith("temperature 0: one sample per model instead of 10") for n in
+               account["notes"])  # fmt: skip
+    assert got.usage is not None and ref.usage is not None
+    assert got.usage.total_tokens == ref.usage.total_tokens  # one call's usage, paid once
+    upstream.reset()
+    warm = routed(served).chat.completions.create(model="avengers", messages=user(),
+                                                  temperature=0.7)  # fmt: skip
+    assert upstream.calls("math-model") == 10 == (warm.model_extra or {})["avengers"]["n_drawn"]
+    # and a voting profile at temperature 0 streams token by token, as one sample does
+    upstream.reset()
+    chunks = list(routed(served).chat.completions.create(
+        model="avengers", messages=user(), temperature=0, stream=True
+    ))  # fmt: skip
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert "".join(pieces) == ANSWER and len(pieces) == len(ANSWER.split())
+    assert upstream.calls("math-model") == 1

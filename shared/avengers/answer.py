@@ -142,6 +142,19 @@ def fit_budget(
     return keep, reduced, notes
 
 
+def one_greedy_sample(cfg: SamplingConfig) -> tuple[SamplingConfig, list[str]]:
+    """``cfg`` with one sample per model when ``temperature`` is 0, and a note saying so.
+    Temperature 0 decodes greedily: every sample of a model is the same answer, so the vote
+    would only count (and the caller pay for) copies of the first."""
+    if cfg.temperature is None or cfg.temperature > 0 or cfg.samples_per_model == 1:
+        return cfg, []
+    note = (
+        f"temperature 0: one sample per model instead of {cfg.n_samples} (greedy decoding "
+        "gives the same answer every time)"
+    )
+    return cfg.updated(n_samples=1), [note]
+
+
 def stick(decision: RouteDecision, model: str) -> RouteDecision:
     """``decision`` with ``model`` (the conversation's) moved to the front of its ranking and
     marked sticky; unchanged if ``model`` is not among its candidates."""
@@ -268,13 +281,14 @@ class Answerer:
         support them (see :mod:`avengers.toolcalls`); other keywords override
         :class:`SamplingConfig` settings for this call."""
         cfg, opts = split_options(self.config, dict(overrides))
+        cfg, greedy = one_greedy_sample(cfg)
         msgs = as_messages(query)
         plan = await self._plan(msgs, text, decision, prefer, cfg, opts, conversation, response_id)
         cfg = plan.cfg or cfg
         draw = await Sampler(self.backend, msgs, plan.question, cfg, opts).draw(plan.order)
         if not draw.runs:
             raise answer_error("every candidate model failed", group_failures(draw.failures))
-        notes = [*plan.notes, *draw.notes]
+        notes = [*greedy, *plan.notes, *draw.notes]
         return await self._result(
             plan, draw.runs, draw.cfg, draw.failures, notes, draw.n_requested, draw.fallback
         )
@@ -315,6 +329,7 @@ class Answerer:
         first token); with voting, the winning answer is sent in one piece once decided. The last
         chunk has empty text and carries the :class:`AnswerResult`."""
         cfg, opts = split_options(self.config, dict(overrides))
+        cfg, greedy = one_greedy_sample(cfg)
         if cfg.samples_per_model > 1:
             res = await self.aanswer(
                 query, text=text, decision=decision, prefer=prefer, conversation=conversation,
@@ -337,7 +352,7 @@ class Answerer:
                         run = ModelRun(model, rank, (piece,), (), 1)
                         fallback = fallback_note(failures, model, rank) if rank else None
                         res = await self._result(
-                            plan, [run], cfg, failures, plan.notes, 1, fallback
+                            plan, [run], cfg, failures, [*greedy, *plan.notes], 1, fallback
                         )
                         yield AnswerChunk("", res)
                         return
@@ -595,6 +610,7 @@ __all__ = [
     "Sample",
     "SamplingConfig",
     "fit_budget",
+    "one_greedy_sample",
     "routing_text",
     "stick",
 ]
