@@ -208,3 +208,46 @@ def test_temperature_zero_draws_one_sample_and_says_so(
     ]
     assert "".join(pieces) == ANSWER and len(pieces) == len(ANSWER.split())
     assert upstream.calls("math-model") == 1
+
+
+# ------------------------------------------------------------------- 4. stream identity
+
+
+@pytest.mark.parametrize("model", ["avengers", "avengers-fast", "chef-model"])
+def test_every_chunk_names_the_answering_candidate_as_the_upstream_does(
+    served: Running, upstream: FakeOpenAIServer, model: str
+) -> None:
+    """The rule: every chunk's ``model`` (as the whole response's) is the candidate that answers
+    (it used to be the profile's name on text chunks and the candidate's on the last)."""
+    ref = list(direct(upstream).chat.completions.create(
+        model="math-model", messages=user(), stream=True, stream_options={"include_usage": True}
+    ))  # fmt: skip
+    assert {c.model for c in ref} == {"math-model"}
+    chunks = list(routed(served).chat.completions.create(
+        model=model, messages=user(), stream=True, stream_options={"include_usage": True}
+    ))  # fmt: skip
+    whole = routed(served).chat.completions.create(model=model, messages=user())
+    assert len({c.model for c in chunks}) == 1
+    assert (
+        chunks[0].model == whole.model == ("chef-model" if model == "chef-model" else "math-model")
+    )
+    assert {c.id for c in chunks} == {chunks[0].id}
+    fingerprints = {c.system_fingerprint for c in chunks} | {whole.system_fingerprint}
+    assert len(fingerprints) == 1 and str(fingerprints.pop()).startswith("fp_")
+    legacy = list(routed(served).completions.create(model=model, prompt=MATH_Q, stream=True))
+    assert len({c.model for c in legacy}) == 1 and legacy[0].system_fingerprint
+
+
+def test_models_retrieve_and_request_ids_as_openai_gives_them(served: Running) -> None:
+    c = routed(served)
+    for m in c.models.list().data:
+        got = c.models.retrieve(m.id)  # was a 404
+        assert (got.id, got.object, got.owned_by) == (m.id, "model", "avengers")
+    with pytest.raises(openai.NotFoundError) as caught:
+        c.models.retrieve("gpt-5")
+    assert caught.value.body["code"] == "model_not_found"  # type: ignore[index]
+    raw = c.chat.completions.with_raw_response.create(model="avengers", messages=user())
+    assert raw.request_id and raw.headers["x-request-id"] == raw.request_id
+    resp = c.chat.completions.create(model="avengers", messages=user())
+    assert resp._request_id  # the openai client reads x-request-id
+    assert resp.system_fingerprint == raw.parse().system_fingerprint  # one server, one fingerprint

@@ -335,8 +335,8 @@ class Answerer:
                 query, text=text, decision=decision, prefer=prefer, conversation=conversation,
                 response_id=response_id, **overrides,
             )  # fmt: skip
-            yield AnswerChunk(res.text)
-            yield AnswerChunk("", res)
+            yield AnswerChunk(res.text, model=res.model)
+            yield AnswerChunk("", res, res.model)
             return
         msgs = as_messages(query)
         plan = await self._plan(msgs, text, decision, prefer, cfg, opts, conversation, response_id)
@@ -354,10 +354,10 @@ class Answerer:
                         res = await self._result(
                             plan, [run], cfg, failures, [*greedy, *plan.notes], 1, fallback
                         )
-                        yield AnswerChunk("", res)
+                        yield AnswerChunk("", res, model)
                         return
                     emitted = True
-                    yield AnswerChunk(piece)
+                    yield AnswerChunk(piece, model=model)
             except CallError as e:
                 if emitted:
                     raise answer_error(

@@ -282,6 +282,8 @@ class AnswerChunk:
 
     text: str
     result: AnswerResult | None = None
+    model: str | None = None
+    """The candidate the text comes from (the answer's model; set on every text chunk)."""
 
 
 def new_response_id() -> str:
