@@ -251,3 +251,166 @@ def test_models_retrieve_and_request_ids_as_openai_gives_them(served: Running) -
     resp = c.chat.completions.create(model="avengers", messages=user())
     assert resp._request_id  # the openai client reads x-request-id
     assert resp.system_fingerprint == raw.parse().system_fingerprint  # one server, one fingerprint
+
+
+# -------------------------------------------------------------------- 3. parameters
+
+PASSED = {"seed": 7, "top_p": 0.5, "frequency_penalty": 0.25, "presence_penalty": -0.5,
+          "user": "user-42"}  # fmt: skip
+
+
+def test_passed_parameters_reach_every_sample_as_they_reach_the_upstream_directly(
+    served: Running, upstream: FakeOpenAIServer
+) -> None:
+    direct(upstream).chat.completions.create(model="math-model", messages=user(), **PASSED)
+    ref = {k: upstream.requests[-1][k] for k in PASSED}
+    assert ref == PASSED
+    for model in ("avengers", "avengers-fast", "math-model"):
+        upstream.reset()
+        routed(served).chat.completions.create(
+            model=model, messages=user(), extra_body={"n_samples": 3}, **PASSED
+        )
+        assert len(upstream.requests) == (1 if model == "avengers-fast" else 3)
+        assert all({k: r[k] for k in PASSED} == ref for r in upstream.requests), model
+    upstream.reset()
+    list(routed(served).chat.completions.create(model="avengers-fast", messages=user(),
+                                                stream=True, **PASSED))  # fmt: skip
+    assert {k: upstream.requests[-1][k] for k in PASSED} == ref
+    upstream.reset()
+    routed(served).completions.create(model="avengers", prompt=MATH_Q, seed=7, top_p=0.5)
+    assert all((r["seed"], r["top_p"]) == (7, 0.5) for r in upstream.requests)
+    # ChatOpenAI's bound parameters, through the server
+    upstream.reset()
+    chat = ChatOpenAI(base_url=served.url, api_key="unused", model="avengers-fast",  # type: ignore[arg-type]
+                      max_retries=0, seed=7, top_p=0.5)  # fmt: skip
+    chat.invoke(MATH_Q)
+    assert (upstream.requests[-1]["seed"], upstream.requests[-1]["top_p"]) == (7, 0.5)
+
+
+def test_logit_bias_is_passed_only_where_its_token_ids_mean_something(
+    served: Running, upstream: FakeOpenAIServer
+) -> None:
+    bias = {"391": 5, "17": -100}
+    direct(upstream).chat.completions.create(model="math-model", messages=user(), logit_bias=bias)
+    assert upstream.requests[-1]["logit_bias"] == bias
+    upstream.reset()
+    routed(served).chat.completions.create(model="math-model", messages=user(), logit_bias=bias)
+    assert upstream.requests and all(r["logit_bias"] == bias for r in upstream.requests)
+    with pytest.raises(openai.BadRequestError, match="pins a candidate") as caught:
+        routed(served).chat.completions.create(model="avengers", messages=user(), logit_bias=bias)
+    assert caught.value.body["param"] == "logit_bias"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("top_p", 5), ("top_p", -0.1), ("frequency_penalty", 2.5), ("presence_penalty", -3),
+        ("seed", 1.5), ("user", 7), ("logit_bias", {"1": 101}), ("logit_bias", {"word": 1}),
+        ("logit_bias", [1]), ("top_logprobs", 21), ("logprobs", "yes"),
+    ],
+)  # fmt: skip
+def test_parameters_are_validated_as_the_openai_api_does(
+    served: Running, param: str, value: Any
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        routed(served).chat.completions.create(
+            model="math-model", messages=user(), extra_body={param: value}
+        )
+    assert caught.value.body["param"] == param  # type: ignore[index]
+    assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param", "says"),
+    [
+        ({"logprobs": True}, "logprobs", "log-probabilities are not collected"),
+        ({"logprobs": True, "top_logprobs": 3}, "logprobs", "not collected"),
+        ({"top_logprobs": 3}, "top_logprobs", "needs 'logprobs': true"),
+        ({"functions": [{"name": "f", "parameters": {"type": "object"}}]}, "functions",
+         "use 'tools'"),
+        ({"function_call": "auto"}, "function_call", "use 'tool_choice'"),
+        ({"store": True}, "store", "not stored"),
+        ({"metadata": {"a": "b"}}, "metadata", "none are stored"),
+        ({"service_tier": "flex"}, "service_tier", "one tier"),
+        ({"extra_body": {"frobnicate": 1}}, "frobnicate", "Unrecognized request argument"),
+    ],
+)  # fmt: skip
+def test_what_cannot_be_honoured_is_a_400_naming_it(
+    served: Running, upstream: FakeOpenAIServer, kwargs: dict[str, Any], param: str, says: str
+) -> None:
+    upstream.reset()
+    with pytest.raises(openai.BadRequestError, match=says) as caught:
+        routed(served).chat.completions.create(model="avengers", messages=user(), **kwargs)
+    assert caught.value.body["param"] == param  # type: ignore[index]
+    assert upstream.requests == []  # refused before any sample is drawn
+    ok = routed(served).chat.completions.create(  # the harmless forms are accepted
+        model="avengers", messages=user(), logprobs=False, store=False, service_tier="auto"
+    )
+    assert ok.choices[0].message.content
+
+
+def test_legacy_parameters(served: Running, upstream: FakeOpenAIServer) -> None:
+    echoed = routed(served).completions.create(model="avengers", prompt=MATH_Q, echo=True)
+    assert echoed.choices[0].text == MATH_Q + ANSWER  # as OpenAI's echo: prompt, then answer
+    pieces = list(routed(served).completions.create(model="avengers-fast", prompt=MATH_Q,
+                                                    echo=True, stream=True))  # fmt: skip
+    assert "".join(c.choices[0].text for c in pieces if c.choices) == MATH_Q + ANSWER
+    assert routed(served).completions.create(model="avengers", prompt=MATH_Q, best_of=1).choices
+    for kwargs, param in (({"best_of": 3}, "best_of"), ({"logprobs": 2}, "logprobs"),
+                          ({"suffix": "!"}, "suffix"), ({"best_of": 0}, "best_of")):  # fmt: skip
+        with pytest.raises(openai.BadRequestError) as caught:
+            routed(served).completions.create(model="avengers", prompt=MATH_Q, **kwargs)
+        assert caught.value.body["param"] == param  # type: ignore[index]
+
+
+def test_allowed_tools_narrow_the_tools_offered(
+    toy_router: Router, upstream: FakeOpenAIServer
+) -> None:
+    tools = [
+        {"type": "function", "function": {"name": name, "parameters": {
+            "type": "object", "properties": {"a": {"type": "integer"}}}}}
+        for name in ("multiply", "add")
+    ]  # fmt: skip
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+        {"type": "function", "function": {"name": "add"}}]}}  # fmt: skip
+    r = Running(create_app(Answerer(toy_router, endpoints(upstream, capabilities={"tools": True}),
+                                    adaptive=False)))  # fmt: skip
+    try:
+        got = routed(r).chat.completions.create(
+            model="avengers",
+            messages=user(),
+            tools=tools,
+            tool_choice=choice,  # type: ignore[arg-type]
+            extra_body={"n_samples": 2},
+        )
+        sent = upstream.requests[-1]
+        assert [t["function"]["name"] for t in sent["tools"]] == ["add"]
+        assert sent["tool_choice"] == "required"
+        calls = got.choices[0].message.tool_calls
+        assert calls and calls[0].function.name == "add"  # type: ignore[union-attr]
+        assert got.choices[0].finish_reason == "tool_calls"
+        bad = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [
+            {"type": "function", "function": {"name": "divide"}}]}}  # fmt: skip
+        with pytest.raises(openai.BadRequestError, match="not given: \\['divide'\\]") as caught:
+            routed(r).chat.completions.create(
+                model="avengers",
+                messages=user(),
+                tools=tools,
+                tool_choice=bad,  # type: ignore[arg-type]
+            )
+        assert caught.value.body["param"] == "tool_choice"  # type: ignore[index]
+    finally:
+        r.stop()
+
+
+def test_the_docs_parameter_table_is_the_servers() -> None:
+    """docs/serve.md's table lists every parameter the server knows, handled as it says."""
+    import re
+    from pathlib import Path
+
+    from avengers.openai_params import PARAMETERS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "serve.md").read_text()
+    section = text.split("## OpenAI parameters", 1)[1].split("**Finish reasons.**", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| (\w+) \| (\w+) \|", section, flags=re.M)
+    assert rows == [(p.name, p.where, p.handling) for p in PARAMETERS]

@@ -82,6 +82,8 @@ class CompletionReply:
         self.chat = chat
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
+        self.echo = ""
+        """Legacy ``echo``: the prompt, sent before the answer's text."""
         self.fingerprint = fingerprint or None
         """``system_fingerprint`` of the response and of every chunk (the server's; see
         :func:`avengers.server.state.fingerprint`)."""
@@ -98,8 +100,8 @@ class CompletionReply:
                 choice["message"].update(content=res.text or None, tool_calls=res.tool_calls)
             obj = "chat.completion"
         else:
-            choice = {"index": 0, "text": res.text, "finish_reason": finish_reason(res),
-                      "logprobs": None}  # fmt: skip
+            choice = {"index": 0, "text": self.echo + res.text,
+                      "finish_reason": finish_reason(res), "logprobs": None}  # fmt: skip
             obj = "text_completion"
         payload = {
             "id": self.id, "object": obj, "created": self.created, "model": res.model,

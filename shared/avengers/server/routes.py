@@ -65,6 +65,7 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
         return error_response(400, e.message, "invalid_request_error", "unsupported_capability",
                               e.param)  # fmt: skip
     comp = CompletionReply(chat, state.fingerprint)
+    comp.echo = req.echo
     if req.stream:
         include_usage = req.include_usage
         pump = live.Pump(state, req, comp.id)
@@ -110,6 +111,9 @@ async def stream_answer(
     first = True
     try:
         async for part in parts:
+            if comp.echo and first:  # legacy echo: the prompt first, from the same candidate
+                model = part.model or (part.result.model if part.result else req.profile.name)
+                yield comp.chunk(comp.echo, None, model)
             if part.result is None:  # every chunk names the candidate answering, as the
                 yield comp.chunk(part.text, None, part.model or req.profile.name, first=first)
                 first = False  # whole response's "model" does
