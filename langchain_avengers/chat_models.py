@@ -38,7 +38,11 @@ from ._tools import StructuredMethod, ai_message, last_chunk, openai_tool_choice
 from ._tools import structured as _structured
 
 
-def _usage(res: AnswerResult) -> UsageMetadata:
+def _usage(res: AnswerResult) -> UsageMetadata | None:
+    """``usage_metadata``, summed over every sample; None when an endpoint reported no token
+    counts (unknown, never zero), as ``ChatOpenAI`` leaves it when the upstream sends none."""
+    if not res.tokens_known:
+        return None
     return UsageMetadata(
         input_tokens=res.prompt_tokens,
         output_tokens=res.completion_tokens,
@@ -46,9 +50,11 @@ def _usage(res: AnswerResult) -> UsageMetadata:
     )
 
 
-def token_usage(res: AnswerResult) -> dict[str, int]:
+def token_usage(res: AnswerResult) -> dict[str, int] | None:
     """``token_usage`` as ``ChatOpenAI`` reports it (OpenAI's names), summed over every sample
-    drawn; the answer's own usage is in the account's ``answer_usage``."""
+    drawn (None when unknown); the answer's own usage is in the account's ``answer_usage``."""
+    if not res.tokens_known:
+        return None
     return {
         "prompt_tokens": res.prompt_tokens,
         "completion_tokens": res.completion_tokens,
@@ -59,10 +65,8 @@ def token_usage(res: AnswerResult) -> dict[str, int]:
 def finish_reason(res: AnswerResult) -> str:
     """Why the returned sample ended, as its candidate said (``stop``, ``length``,
     ``tool_calls``, ...); ``tool_calls`` or ``stop`` when the candidate did not say."""
-    sample = res.samples[res.chosen] if 0 <= res.chosen < len(res.samples) else None
-    reason = getattr(sample, "finish_reason", None)
-    if isinstance(reason, str) and reason:
-        return reason
+    if res.finish_reason:
+        return res.finish_reason
     return "tool_calls" if res.tool_calls else "stop"
 
 

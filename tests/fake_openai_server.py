@@ -72,7 +72,8 @@ class FakeModel:
     usage: bool = True
     """Report token counts (``usage``); False: send none, as some servers do."""
     truncate: bool = False
-    """Cut a text answer longer than the request's ``max_tokens`` (counted in words) to that
+    """Cut a text answer longer than the request's ``max_tokens`` (or ``max_completion_tokens``,
+    which ``ChatOpenAI`` sends; counted in words) to that
     many words and report ``finish_reason: "length"``, as a real server does at its limit."""
 
     def pick(self, prompt: str, i: int) -> str:
@@ -345,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         if chat and (body.get("tools") or body.get("response_format")):
             text, calls = _structured_reply(body, spec, prompt, i, text)
         done = "tool_calls" if calls else "stop"
-        cap = body.get("max_tokens")
+        cap = body.get("max_tokens", body.get("max_completion_tokens"))
         if spec.truncate and not calls and isinstance(cap, int) and len(text.split()) > cap:
             text, done = " ".join(text.split()[:cap]), "length"
         usage = {

@@ -48,6 +48,8 @@ def server() -> Iterator[FakeOpenAIServer]:
             "code-model": FakeModel(answers=["def f(): pass"]),
             "limited": FakeModel(fault="429"),
             "broken": FakeModel(fault="500"),
+            "long": FakeModel(answers=["one two three four five six"], truncate=True),
+            "silent": FakeModel(answers=[ANSWER], usage=False),
         }
     ).start()
     yield s
@@ -135,6 +137,44 @@ def test_streamed_end_carries_finish_reason_and_model(
     for k in ("finish_reason", "model_name", "model_provider"):
         assert k in ref_full.response_metadata and k in our_full.response_metadata
     assert our_full.response_metadata["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_cut_answer_says_length_as_chatopenai_does(
+    toy_router: Router, server: FakeOpenAIServer, stream: bool
+) -> None:
+    """An upstream ``finish_reason: "length"`` reaches the caller (whole and streamed)."""
+    ref_end, our_end = Ends(), Ends()
+    ref_llm = reference(server, model="long", max_tokens=3)
+    our_llm = ChatAvengers(router=toy_router, endpoints=endpoints(server, model="long"),
+                           sampling={"n_samples": 1, "max_tokens": 3})  # fmt: skip
+    outs = []
+    for llm, end in ((ref_llm, ref_end), (our_llm, our_end)):
+        config: Any = {"callbacks": [end]}
+        if stream:
+            full = None
+            for c in llm.stream(MATH_Q, config=config):
+                full = c if full is None else full + c
+            outs.append(full)
+        else:
+            outs.append(llm.invoke(MATH_Q, config=config))
+    for out, end in zip(outs, (ref_end, our_end), strict=True):
+        assert out is not None and out.content == "one two three"
+        assert out.response_metadata["finish_reason"] == "length"
+        assert end.info["finish_reason"] == "length"
+
+
+def test_unknown_usage_is_left_out_as_chatopenai_leaves_it(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    ref = reference(server, model="silent").invoke(MATH_Q)
+    chat = ChatAvengers(router=toy_router, endpoints=endpoints(server, model="silent"),
+                        sampling={"n_samples": 2})  # fmt: skip
+    got = chat.invoke(MATH_Q)
+    assert ref.usage_metadata is None and got.usage_metadata is None  # unknown, never zero
+    assert not ref.response_metadata.get("token_usage")
+    assert not got.response_metadata.get("token_usage")
+    assert got.response_metadata["avengers"]["answer_usage"] is None
 
 
 def test_usage_is_summed_and_the_answers_own_is_in_the_account(

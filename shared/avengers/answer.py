@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -139,6 +140,19 @@ def fit_budget(
         f"(expected cost {price[best] * k:.4g})"
     )
     return keep, reduced, notes
+
+
+def one_greedy_sample(cfg: SamplingConfig) -> tuple[SamplingConfig, list[str]]:
+    """``cfg`` with one sample per model when ``temperature`` is 0, and a note saying so.
+    Temperature 0 decodes greedily: every sample of a model is the same answer, so the vote
+    would only count (and the caller pay for) copies of the first."""
+    if cfg.temperature is None or cfg.temperature > 0 or cfg.samples_per_model == 1:
+        return cfg, []
+    note = (
+        f"temperature 0: one sample per model instead of {cfg.n_samples} (greedy decoding "
+        "gives the same answer every time)"
+    )
+    return cfg.updated(n_samples=1), [note]
 
 
 def stick(decision: RouteDecision, model: str) -> RouteDecision:
@@ -267,13 +281,14 @@ class Answerer:
         support them (see :mod:`avengers.toolcalls`); other keywords override
         :class:`SamplingConfig` settings for this call."""
         cfg, opts = split_options(self.config, dict(overrides))
+        cfg, greedy = one_greedy_sample(cfg)
         msgs = as_messages(query)
         plan = await self._plan(msgs, text, decision, prefer, cfg, opts, conversation, response_id)
         cfg = plan.cfg or cfg
         draw = await Sampler(self.backend, msgs, plan.question, cfg, opts).draw(plan.order)
         if not draw.runs:
             raise answer_error("every candidate model failed", group_failures(draw.failures))
-        notes = [*plan.notes, *draw.notes]
+        notes = [*greedy, *plan.notes, *draw.notes]
         return await self._result(
             plan, draw.runs, draw.cfg, draw.failures, notes, draw.n_requested, draw.fallback
         )
@@ -314,13 +329,14 @@ class Answerer:
         first token); with voting, the winning answer is sent in one piece once decided. The last
         chunk has empty text and carries the :class:`AnswerResult`."""
         cfg, opts = split_options(self.config, dict(overrides))
+        cfg, greedy = one_greedy_sample(cfg)
         if cfg.samples_per_model > 1:
             res = await self.aanswer(
                 query, text=text, decision=decision, prefer=prefer, conversation=conversation,
                 response_id=response_id, **overrides,
             )  # fmt: skip
-            yield AnswerChunk(res.text)
-            yield AnswerChunk("", res)
+            yield AnswerChunk(res.text, model=res.model)
+            yield AnswerChunk("", res, res.model)
             return
         msgs = as_messages(query)
         plan = await self._plan(msgs, text, decision, prefer, cfg, opts, conversation, response_id)
@@ -336,12 +352,12 @@ class Answerer:
                         run = ModelRun(model, rank, (piece,), (), 1)
                         fallback = fallback_note(failures, model, rank) if rank else None
                         res = await self._result(
-                            plan, [run], cfg, failures, plan.notes, 1, fallback
+                            plan, [run], cfg, failures, [*greedy, *plan.notes], 1, fallback
                         )
-                        yield AnswerChunk("", res)
+                        yield AnswerChunk("", res, model)
                         return
                     emitted = True
-                    yield AnswerChunk(piece)
+                    yield AnswerChunk(piece, model=model)
             except CallError as e:
                 if emitted:
                     raise answer_error(
@@ -524,6 +540,10 @@ class Answerer:
         chosen = samples[verdict.winner]
         drawn = sum(r.drawn for r in runs)
         notes = list(notes)
+        ended = Counter(sorted(s.finish_reason for s in samples if s.finish_reason))
+        if len(ended) > 1:  # e.g. some cut off at the token limit: the caller should know
+            how = ", ".join(f"{n} {why}" for why, n in sorted(ended.items(), key=lambda x: -x[1]))
+            notes.append(f"samples ended differently ({how}); the answer's: {chosen.finish_reason}")
         unavailable = list(plan.unavailable or ())
         if plan.conversation is not None and plan.stick:
             answered = runs[0].model  # the model the turn went to (first of model_switch)
@@ -590,6 +610,7 @@ __all__ = [
     "Sample",
     "SamplingConfig",
     "fit_budget",
+    "one_greedy_sample",
     "routing_text",
     "stick",
 ]

@@ -188,13 +188,16 @@ class AnswerResult:
         return self.votes.get(self.answer, 0) / total if self.answer and total else 0.0
 
     @property
-    def answer_usage(self) -> dict[str, int]:
+    def answer_usage(self) -> dict[str, int] | None:
         """The returned sample's own tokens (``prompt_tokens``, ``completion_tokens``,
-        ``total_tokens``): what one call would have reported. :attr:`prompt_tokens` and
-        :attr:`completion_tokens` sum every sample drawn (what was paid)."""
+        ``total_tokens``): what one call would have reported; None when its endpoint reported
+        none (unknown, never zero). :attr:`prompt_tokens` and :attr:`completion_tokens` sum
+        every sample drawn (what was paid)."""
         if not self.samples:
-            return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+            return None
         s = self.samples[min(self.chosen, len(self.samples) - 1)]
+        if not s.tokens_known:
+            return None
         return {
             "prompt_tokens": s.prompt_tokens,
             "completion_tokens": s.completion_tokens,
@@ -279,6 +282,8 @@ class AnswerChunk:
 
     text: str
     result: AnswerResult | None = None
+    model: str | None = None
+    """The candidate the text comes from (the answer's model; set on every text chunk)."""
 
 
 def new_response_id() -> str:

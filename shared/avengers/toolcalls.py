@@ -34,6 +34,7 @@ from typing import Any
 
 from .exceptions import ConfigError
 from .messages import content_text
+from .openai_params import UPSTREAM, check_upstream
 
 TOOL_MARK = "\x1etool_calls\x1e"
 """Prefix of a ballot text that stands for a sample's tool calls (see :func:`ballot_text`)."""
@@ -512,8 +513,13 @@ OPTION_NAMES: tuple[str, ...] = ("tools", "tool_choice", "parallel_tool_calls", 
 def split_options(cfg: Any, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Take the request options out of an answer call's keywords: the call's
     :class:`~avengers.answer_config.SamplingConfig` (with the vote key as its answer type when
-    the request carries tools or a JSON format) and the checked options."""
+    the request carries tools or a JSON format) and the checked options, the OpenAI parameters
+    of :data:`avengers.openai_params.UPSTREAM` (``seed``, ``top_p``, ...) among them."""
     opts = request_options(**{k: overrides.pop(k) for k in OPTION_NAMES if k in overrides})
+    for name in UPSTREAM:  # OpenAI parameters handed to every sample (seed, top_p, ...)
+        if overrides.get(name) is not None:
+            opts[name] = check_upstream(name, overrides.pop(name))
+        overrides.pop(name, None)
     cfg = cfg.updated(**overrides)
     key = vote_key(opts, cfg.answer_type)
     return (cfg.updated(answer_type=key) if key is not None else cfg), opts

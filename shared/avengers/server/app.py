@@ -42,6 +42,7 @@ from .state import (
     Profile,
     ServerState,
     default_profiles,
+    fingerprint,
 )
 
 DEFAULT_PRUNE_INTERVAL = 60.0
@@ -115,6 +116,7 @@ def create_app(
         max_fallbacks=max_fallbacks,
         breaker=breaker,
     )
+    state.fingerprint = fingerprint(answerer, backend)
     answerer.conversations = conversation_store(
         conversations, feedback_store, conversation_ttl, conversation_max_entries
     )

@@ -64,7 +64,8 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
     except BadRequest as e:
         return error_response(400, e.message, "invalid_request_error", "unsupported_capability",
                               e.param)  # fmt: skip
-    comp = CompletionReply(chat)
+    comp = CompletionReply(chat, state.fingerprint)
+    comp.echo = req.echo
     if req.stream:
         include_usage = req.include_usage
         pump = live.Pump(state, req, comp.id)
@@ -110,14 +111,17 @@ async def stream_answer(
     first = True
     try:
         async for part in parts:
-            if part.result is None:
-                yield comp.chunk(part.text, None, req.profile.name, first=first)
-                first = False
+            if comp.echo and first:  # legacy echo: the prompt first, from the same candidate
+                model = part.model or (part.result.model if part.result else req.profile.name)
+                yield comp.chunk(comp.echo, None, model)
+            if part.result is None:  # every chunk names the candidate answering, as the
+                yield comp.chunk(part.text, None, part.model or req.profile.name, first=first)
+                first = False  # whole response's "model" does
                 continue
             res = part.result
             state.metrics.record(res, req.profile.name)
             if res.tool_calls:
-                yield comp.tool_calls_chunk(res, req.profile.name, first=first)
+                yield comp.tool_calls_chunk(res, res.model, first=first)
                 first = False
             finish = replies.finish_reason(res)
             yield comp.chunk(None, finish, res.model, {"avengers": res.account()}, first=first)
@@ -178,12 +182,26 @@ def check_capable(state: ServerState, req: CompletionRequest) -> None:
 
 # GET /v1/models: one entry per profile.
 async def list_models(request: Request) -> Any:
-    data = [
-        {"id": p.name, "object": "model", "created": 0, "owned_by": "avengers",
-         "description": p.description}
-        for p in server_state(request).profiles.values()
-    ]  # fmt: skip
+    data = [model_entry(p) for p in server_state(request).profiles.values()]
     return {"object": "list", "data": data}
+
+
+# GET /v1/models/{model_id}: one profile (client.models.retrieve), 404 in OpenAI's shape.
+async def retrieve_model(request: Request, model_id: str) -> Any:
+    profiles = server_state(request).profiles
+    prof = profiles.get(model_id)
+    if prof is None:
+        return error_response(
+            404, f"unknown model {model_id!r}; available: {sorted(profiles)}",
+            "invalid_request_error", "model_not_found", "model",
+        )  # fmt: skip
+    return model_entry(prof)
+
+
+def model_entry(p: Any) -> dict[str, Any]:
+    """A profile as an OpenAI model object."""
+    return {"id": p.name, "object": "model", "created": 0, "owned_by": "avengers",
+            "description": p.description}  # fmt: skip
 
 
 # GET /health: liveness (no authentication, no upstream calls).
@@ -236,6 +254,7 @@ def add_routes(app: FastAPI) -> None:
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.add_api_route("/v1/completions", completions, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="models")
+    app.add_api_route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"])
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/ready", ready, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"], name="prom")

@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from ..conversations import check_key
 from ..exceptions import ConfigError
+from ..openai_params import ParameterError, check_parameters
 from ..results import STRATEGIES, SamplingConfig
 from ..toolcalls import OPTION_NAMES, request_options
 from .state import Profile
@@ -44,6 +45,8 @@ class CompletionRequest:
     """The raw JSON body (``stream_options`` is read from it only when streaming)."""
     conversation: str | None = None
     """The conversation key (body field ``conversation`` or header ``X-Conversation-Id``)."""
+    echo: str = ""
+    """Legacy completions with ``echo``: the prompt, sent back before the answer."""
 
     @property
     def include_usage(self) -> bool:
@@ -149,7 +152,14 @@ def parse_request(
     """Validate a chat (``chat=True``) or text completion body, in the order clients see errors:
     model and sampling settings first, then the messages or prompt, then ``stream``."""
     prof, over, mt = _plan(body, profiles, max_tokens_limit)
+    try:  # every other OpenAI parameter: passed to the candidates, or a 400 naming it
+        over.update(check_parameters(body, chat=chat, pinned=prof.prefer is not None))
+    except ParameterError as e:
+        raise BadRequest(str(e), e.param) from None
     msgs = messages_from(body) if chat else prompt_messages(body)
+    echo = body.get("echo")
+    if echo is not None and not isinstance(echo, bool):
+        raise BadRequest("'echo' must be true or false", "echo")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("'stream' must be true or false", "stream")
@@ -165,7 +175,10 @@ def parse_request(
         over["max_tokens"] = mt
     if chat:
         over.update(tool_options(body))
-    return CompletionRequest(chat, msgs, prof, over, stream, body)
+    req = CompletionRequest(chat, msgs, prof, over, stream, body)
+    if echo:
+        req.echo = str(msgs[0]["content"])
+    return req
 
 
 CONVERSATION_HEADER = "x-conversation-id"
@@ -189,11 +202,53 @@ def conversation_key(body: dict[str, Any], headers: Any) -> str | None:
 def tool_options(body: dict[str, Any]) -> dict[str, Any]:
     """``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``, checked
     (see :func:`avengers.toolcalls.request_options`), for the answerer to pass on."""
+    given = {k: body[k] for k in OPTION_NAMES if body.get(k) is not None}
+    if isinstance(given.get("tool_choice"), dict) and given["tool_choice"].get("type") == (
+        "allowed_tools"
+    ):
+        given.update(allowed_tools(given["tool_choice"], given.get("tools")))
     try:
-        return request_options(**{k: body[k] for k in OPTION_NAMES if body.get(k) is not None})
+        return request_options(**given)
     except ConfigError as e:
         param = next((k for k in OPTION_NAMES if k in str(e)), None)
         raise BadRequest(str(e), param) from None
+
+
+def allowed_tools(choice: dict[str, Any], tools: Any) -> dict[str, Any]:
+    """``tool_choice: {"type": "allowed_tools", "allowed_tools": {"mode", "tools"}}`` as the
+    candidates take it: the offered ``tools`` narrowed to the allowed ones, and the ``mode``
+    (``auto`` or ``required``) as the ``tool_choice``."""
+    spec = choice.get("allowed_tools")
+    mode = spec.get("mode") if isinstance(spec, dict) else None
+    allowed = spec.get("tools") if isinstance(spec, dict) else None
+    if mode not in ("auto", "required") or not isinstance(allowed, list) or not allowed:
+        raise BadRequest(
+            '\'tool_choice\' of type allowed_tools needs {"allowed_tools": {"mode": "auto" '
+            'or "required", "tools": [{"type": "function", "function": '
+            '{"name": ...}}, ...]}}',
+            "tool_choice",
+        )
+    names = []
+    for t in allowed:
+        fn = t.get("function") if isinstance(t, dict) else None
+        name = (
+            fn.get("name")
+            if isinstance(fn, dict)
+            else t.get("name")
+            if isinstance(t, dict)
+            else None
+        )
+        if not isinstance(name, str):
+            raise BadRequest("each allowed tool needs a function name", "tool_choice")
+        names.append(name)
+    offered = tools if isinstance(tools, list) else []
+    keep = [
+        t for t in offered if isinstance(t, dict) and (t.get("function") or {}).get("name") in names
+    ]
+    missing = sorted(set(names) - {(t.get("function") or {}).get("name") for t in keep})
+    if missing:
+        raise BadRequest(f"'tool_choice' allows tools that are not given: {missing}", "tool_choice")
+    return {"tools": keep, "tool_choice": mode}
 
 
 def messages_from(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -255,6 +310,28 @@ def number(body: dict[str, Any], key: str, lo: float, hi: float, *, integer: boo
     return v
 
 
+MAX_STOPS = 4
+"""The most stop sequences a request may give (OpenAI's limit)."""
+
+
+def parse_stop(body: dict[str, Any]) -> list[str] | None:
+    """The request's ``stop``: a string or a list of at most :data:`MAX_STOPS` non-empty
+    strings, sent to every sample (beside each endpoint's own); None when absent or empty."""
+    stop = body.get("stop")
+    if stop is None:
+        return None
+    stops = [stop] if isinstance(stop, str) else stop
+    if (
+        not isinstance(stops, list)
+        or len(stops) > MAX_STOPS
+        or not all(isinstance(x, str) and x for x in stops)
+    ):
+        raise BadRequest(
+            f"'stop' must be a non-empty string or a list of at most {MAX_STOPS} of them", "stop"
+        )
+    return stops or None
+
+
 def parse_alpha(body: dict[str, Any]) -> float | None:
     """The request's ``alpha`` (cost/quality trade-off), which must lie in [0, 1]."""
     a = number(body, "alpha", 0.0, 1.0)
@@ -279,6 +356,9 @@ def _plan(
     if mt is None:
         mt = number(body, "max_completion_tokens", 1, max_tokens_limit, integer=True)
     number(body, "n", 1, 1, integer=True)  # only n=1 is served: one (voted) answer
+    stops = parse_stop(body)
+    if stops is not None:
+        over["stop"] = stops
     ns = number(body, "n_samples", 1, 64, integer=True)
     if ns is not None:
         over["n_samples"] = ns
