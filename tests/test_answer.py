@@ -485,3 +485,25 @@ async def test_each_sample_carries_its_upstream_finish_reason(
     assert {whole.finish_reason, streamed.finish_reason} == {"stop", "length"}
     server.models["math"] = FakeModel(answers=["391"])
     assert (await direct.aanswer(MATH_Q)).finish_reason == "stop"
+
+
+async def test_costs_carry_no_float_noise(toy_router: Router, server: FakeOpenAIServer) -> None:
+    """A priced answer's cost is the exact sum of its samples' costs (USD per million tokens
+    times tokens), not a float sum's noise such as ``3.1799999999999994e-05`` (these prices
+    give noise in plain float arithmetic: 5 tokens at 0.3 plus 1 at 0.1 is
+    ``1.6000000000000001e-06``)."""
+    from fractions import Fraction
+
+    for pin, pout in ((0.3, 0.1), (0.05, 0.05)):
+        prices = {"input_price": pin, "output_price": pout}
+        a = Answerer(toy_router, endpoints(server, **{"math-model": prices}), adaptive=False)
+        for n in (3, 7, 10):
+            res = await a.aanswer(MATH_Q, n_samples=n)
+            exact = [
+                (s.prompt_tokens * Fraction(str(pin)) + s.completion_tokens * Fraction(str(pout)))
+                / 10**6
+                for s in res.samples
+            ]
+            assert [s.cost for s in res.samples] == [float(x) for x in exact]
+            assert res.cost == float(sum(exact)) and repr(res.cost) == repr(float(sum(exact)))
+            assert len(repr(res.cost)) <= 8, res.cost  # 1.6e-05, never 1.6000000000000003e-05
