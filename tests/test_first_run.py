@@ -213,10 +213,15 @@ def _run_step(tmp_path: Path, command: str) -> str:
     not all(Path(f"/usr/bin/{t}").exists() for t in ("cmake", "ninja", "cc")),
     reason="needs cmake, ninja and a C compiler",
 )
-def test_setup_shows_compile_progress_from_a_real_cmake_ninja_build(tmp_path: Path) -> None:
+@pytest.mark.parametrize("verbose", [False, True])
+def test_setup_shows_compile_progress_from_a_real_cmake_ninja_build(
+    tmp_path: Path, verbose: bool
+) -> None:
     """While a real CMake + Ninja build runs (the generator scikit-build-core uses for
     llama-cpp-python), its output indented as ``pip -v`` shows it, the heartbeat names the
-    latest ``[n/N] Building C object ...`` line."""
+    latest ``[n/N] Building C object ...`` line; in a verbose build (``cmake --build -v``, what
+    scikit-build-core runs under ``pip -v``: whole compiler command lines) it shows
+    ``[n/N] p% of the build, compiling FILE``."""
     src = tmp_path / "src"
     src.mkdir()
     names = [f"part{i}" for i in range(4)]
@@ -231,11 +236,12 @@ def test_setup_shows_compile_progress_from_a_real_cmake_ninja_build(tmp_path: Pa
     slow.chmod(0o755)
     build = (
         f"cmake -S {src} -B {tmp_path / 'build'} -G Ninja -DCMAKE_C_COMPILER_LAUNCHER={slow} "
-        f"&& cmake --build {tmp_path / 'build'} -j1"
+        f"&& cmake --build {tmp_path / 'build'} -j1{' -v' if verbose else ''}"
     )
     err = _run_step(tmp_path, f"bash -c '({build}) 2>&1 | sed -u \"s/^/  /\"'")
     beats = [x for x in err.splitlines() if x.startswith("[setup]   build: ")]
-    compiling = [x for x in beats if re.search(r"\| \[\d+/\d+\] Building C object", x)]
+    shown = r"\d+% of the build, compiling part\d\.c$" if verbose else r"Building C object"
+    compiling = [x for x in beats if re.search(r"\| \[\d+/\d+\] " + shown, x)]
     assert compiling, err
     assert all(len(x.split("| ", 1)[1]) <= 100 for x in compiling)
     assert err.splitlines()[-1].startswith("[setup] build: done in ")
