@@ -59,7 +59,7 @@ from .results import (
 from .router import Router
 from .sampler import ModelRun, Sampler, candidates, fallback_note
 from .storeguard import StoreGuard, StoreUnavailable
-from .tally import decide
+from .tally import decide, is_cut
 from .toolcalls import ballot, split_options
 
 Query = str | Sequence[Message]
@@ -531,7 +531,9 @@ class Answerer:
         """Vote over the runs' samples and build the complete result with its account."""
         comps = [(r, c) for r in runs for c in r.completions]
         texts = [ballot(c) for _, c in comps]
-        verdict = await decide(texts, [r.rank for r, _ in comps], cfg, plan.question, self._embed)
+        ranks = [r.rank for r, _ in comps]
+        cut = [is_cut(c.finish_reason) for _, c in comps]
+        verdict = await decide(texts, ranks, cfg, plan.question, self._embed, cut)
         samples = [
             Sample(c.model, r.rank, c.text, answer, c.prompt_tokens, c.completion_tokens,
                    c.latency, c.cost, list(c.tool_calls), c.tokens_known, c.finish_reason)

@@ -175,13 +175,19 @@ class Endpoint:
         if not self.priced:
             return None
         pin, pout = self.input_price or 0.0, self.output_price or 0.0
-        return (prompt_tokens * pin + completion_tokens * pout) / 1e6
+        return round_cost((prompt_tokens * pin + completion_tokens * pout) / 1e6)
 
     def to_dict(self) -> dict[str, Any]:
         """Settings as plain data (holds the key's variable name, never the key)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["capabilities"] = self.capabilities.to_dict()
         return d
+
+
+def round_cost(usd: float) -> float:
+    """A cost to 10 significant digits: exact for any price list, without the float noise of
+    sums and quotients (``1.6000000000000003e-05`` is ``1.6e-05``)."""
+    return float(f"{usd:.10g}")
 
 
 _FIELDS = {f.name for f in fields(Endpoint)}

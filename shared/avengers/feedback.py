@@ -715,14 +715,16 @@ def send_feedback(
 ) -> dict[str, Any]:
     """Rate a response of an avengers server (``base_url`` like ``http://host:8000/v1``, as given
     to an OpenAI client): POST its id and a score in [0, 1] to ``/v1/feedback``. Returns the
-    server's JSON reply; raises ``httpx.HTTPStatusError`` on a 4xx or 5xx."""
+    server's JSON reply. Raises :class:`FeedbackError` when the server refuses the rating (any
+    4xx or 5xx, with its status and message), cannot be reached or does not answer in time."""
     import httpx
 
     url, body, headers = _feedback_request(base_url, response_id, score, cost, api_key)
-    r = httpx.post(url, json=body, headers=headers, timeout=timeout)
-    r.raise_for_status()
-    out: dict[str, Any] = r.json()
-    return out
+    try:
+        r = httpx.post(url, json=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as e:
+        raise _unsent(url, e) from None
+    return _feedback_reply(r)
 
 
 async def asend_feedback(
@@ -738,10 +740,36 @@ async def asend_feedback(
     import httpx
 
     url, body, headers = _feedback_request(base_url, response_id, score, cost, api_key)
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        r = await client.post(url, json=body, headers=headers)
-    r.raise_for_status()
-    out: dict[str, Any] = r.json()
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            r = await client.post(url, json=body, headers=headers)
+    except httpx.HTTPError as e:
+        raise _unsent(url, e) from None
+    return _feedback_reply(r)
+
+
+def _unsent(url: str, error: Exception) -> FeedbackError:
+    """The error for a rating that never reached the server (refused connection, timeout)."""
+    return FeedbackError(f"could not send the rating to {url}: {type(error).__name__}: {error}")
+
+
+def _feedback_reply(r: Any) -> dict[str, Any]:
+    """The server's reply to a rating (an ``httpx.Response``), a refusal raised as
+    :class:`FeedbackError`."""
+    import httpx
+
+    try:
+        r.raise_for_status()
+    except httpx.HTTPStatusError as e:
+        raise refused(e) from None
+    try:
+        out = r.json()
+    except ValueError:
+        out = None
+    if not isinstance(out, dict):
+        raise FeedbackError(
+            f"the server's reply to the rating is not a JSON object: {r.text[:200]}"
+        )
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from .answer_config import STRATEGIES, SamplingConfig, Strategy, VoteMethod
 from .backends import CallError
 from .decision import RouteDecision
+from .endpoints import round_cost
 from .exceptions import AvengersError
 
 
@@ -295,7 +296,7 @@ def total_cost(costs: Sequence[float | None]) -> float | None:
     """The sum of ``costs``, or None if any is unknown (or there are none)."""
     if not costs or any(c is None for c in costs):
         return None
-    return float(sum(c for c in costs if c is not None))
+    return round_cost(sum(c for c in costs if c is not None))
 
 
 def group_failures(errors: Sequence[CallError]) -> list[Failure]:
