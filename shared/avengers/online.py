@@ -250,6 +250,27 @@ def task_means(router: Any, rows: np.ndarray | None, n: int) -> np.ndarray:
     return out
 
 
+def _impute_notes(
+    data: OutcomeData, known: list[str], gaps: int, by: ImputeBy, *, no_task: bool
+) -> list[str]:
+    """``data``'s notes plus what imputing did (``gaps`` filled) and did not do."""
+    notes = list(data.notes)
+    source = "expected scores" if by == "query" else "per-task mean scores"
+    notes.append(f"filled {gaps} unknown outcome(s) with the router's {source}")
+    if no_task:
+        notes.append(
+            "no row has a task the router was fitted with: every gap got the model's global "
+            'mean, which made a much worse refit on the shared data than by="query"'
+        )
+    unknown = [m for m in data.models if m not in known]
+    if unknown:
+        notes.append(f"not filled (models the router does not know): {', '.join(unknown)}")
+    absent = [m for m in known if m not in data.models]
+    if absent:
+        notes.append(f"not added (models the data never names): {', '.join(absent)}")
+    return notes
+
+
 def impute_outcomes(
     router: Any, data: OutcomeData, X: np.ndarray | None, *, by: ImputeBy = "query"
 ) -> OutcomeData:
@@ -297,21 +318,8 @@ def impute_outcomes(
     costs = data.costs
     if costs is not None and cost is not None:
         costs = fill(costs, cost)
-    notes = list(data.notes)
-    unknown = [m for m in data.models if m not in router.models_]
     gaps = int(np.isnan(data.scores).sum() - np.isnan(scores).sum())
-    source = "expected scores" if by == "query" else "per-task mean scores"
-    notes.append(f"filled {gaps} unknown outcome(s) with the router's {source}")
-    if by == "task" and hinted is None:
-        notes.append(
-            "no row has a task the router was fitted with: every gap got the model's global "
-            'mean, which made a much worse refit on the shared data than by="query"'
-        )
-    if unknown:
-        notes.append(f"not filled (models the router does not know): {', '.join(unknown)}")
-    absent = [m for m in router.models_ if m not in data.models]
-    if absent:
-        notes.append(f"not added (models the data never names): {', '.join(absent)}")
+    notes = _impute_notes(data, router.models_, gaps, by, no_task=by == "task" and hinted is None)
     return OutcomeData(
         list(data.queries),
         list(data.models),
