@@ -185,6 +185,24 @@ def test_evaluation_gives_a_paired_interval_and_the_cost_headline_in_words() -> 
     assert (in_words(0.03), in_words(0.97), in_words(1.4)) == ("3%", "97%", "140%")
 
 
+def test_docs_cap_direct_calls_to_the_local_models_in_a_field_llama_cpp_reads() -> None:
+    """``ChatOpenAI(max_tokens=...)`` sends ``max_completion_tokens``, which llama.cpp's server
+    ignores: wherever the docs build a ``ChatOpenAI`` on a local model's port they cap it through
+    ``extra_body``, and say why."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    found = 0
+    for doc in [*sorted((root / "docs").glob("*.md")), root / "README.md"]:
+        text = doc.read_text()
+        for call in re.findall(r"ChatOpenAI\((?:[^()]|\([^()]*\))*\)", text):
+            if "127.0.0.1:808" in call:
+                found += 1
+                assert "max_tokens=" not in call and "extra_body" in call, (doc.name, call)
+                assert "max_completion_tokens" in text, doc.name
+    assert found >= 1
+
+
 def test_demo_fills_the_reproduction_report_from_its_summary(tmp_path: Path) -> None:
     """``benchmarks/reproduce.py --demo-only`` (the end of scripts/demo.sh) rewrites only the
     demo's section of docs/reproduction.md, from the summary the demo wrote."""
