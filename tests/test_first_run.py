@@ -405,3 +405,31 @@ def test_setup_progress_pattern_matches_pip_and_make_lines(tmp_path: Path) -> No
         )
         for x in beats
     ), err
+
+
+def test_server_speed_rows_never_reuse_a_text() -> None:
+    """benchmarks/server_speed.py measures what it says: no request text of one row (route only,
+    routed, direct, paced, warm-up) appears in another, nor in another run, so the server's
+    query and embedding caches never answer a measured routed request."""
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "server_speed.py"
+    spec = importlib.util.spec_from_file_location("server_speed", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    questions = ["What is 2 + 2?", "Name a prime.", "Sort a list in Python."]
+    rows = bench.plan_rows(questions, ["a", "b"], ["MiniLM", "static"], n=50, paced=20, warmup=10)
+    assert len(rows) == 15 and len(rows["MiniLM", "routed"]) == 50
+
+    def texts(bodies: list[tuple[str, bytes]]) -> list[str]:
+        return [json.loads(b)["messages"][-1]["content"] for _, b in bodies]
+
+    seen: dict[str, tuple[str, str]] = {}
+    for key, bodies in rows.items():
+        for t in texts(bodies):
+            assert t not in seen, (t, key, seen.get(t))
+            seen[t] = key
+    again = bench.plan_rows(questions, ["a", "b"], ["MiniLM"], n=50, paced=20, warmup=10)
+    assert not set(texts(again["MiniLM", "routed"])) & set(seen)
