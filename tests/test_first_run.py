@@ -433,3 +433,20 @@ def test_server_speed_rows_never_reuse_a_text() -> None:
             seen[t] = key
     again = bench.plan_rows(questions, ["a", "b"], ["MiniLM"], n=50, paced=20, warmup=10)
     assert not set(texts(again["MiniLM", "routed"])) & set(seen)
+
+
+def test_readme_times_give_the_load_they_were_measured_at() -> None:
+    """Every time the README states (set-up, demo, tests, the collection) says at which load
+    average it was measured: on a shared machine a time without its load misleads."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Time") : text.index("### After set-up")]
+    bullets = section.split("\n- ")[1:]
+    assert len(bullets) == 3
+    for b in bullets:
+        timed = re.findall(r"\d+(?:\.\d+)? (?:minutes|s)\b", b)
+        assert timed and re.search(r"load(?: average)? \d", b), b
+    collect = text[text.index("260 model calls") :].split("```")[0]
+    assert re.search(r"\d+ s on a fresh\s+clone at load average \d", collect), collect
+    assert re.search(r"at load \d+–\d+", collect), collect
