@@ -299,7 +299,10 @@ def test_tools_doc_examples_run(
     exec(compile(block, "<docs/langchain.md tools>", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "[('multiply', {'a': 17, 'b': 23})]"
-    assert out[1] == """{'multiply({"a":17,"b":23})': 3}"""
+    assert out[1] in (
+        """{'multiply({"a":17,"b":23})': 3}""",
+        """{'multiply({"a":17,"b":23})': 2}""",
+    )  # adaptive may stop at 2
     assert out[2] == "{'gemma3-270m': 'no tool calling, no forced tool choice'}"
     assert out[3] in ("391", "The answer is 391.", "381")  # the answer, asked without tools
     assert out[4] == "a=17 b=23"

@@ -335,7 +335,10 @@ def test_tools_doc_examples_run(
     exec(compile(block, "<docs/llamaindex.md tools>", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "[('multiply', {'a': 17, 'b': 23})]"
-    assert out[1] == """{'multiply({"a":17,"b":23})': 3}"""
+    assert out[1] in (
+        """{'multiply({"a":17,"b":23})': 3}""",
+        """{'multiply({"a":17,"b":23})': 2}""",
+    )  # adaptive may stop at 2
     assert out[2] == "391"  # the tool's output, called with the voted arguments
     assert out[3] == "a=17 b=23"
 
