@@ -99,6 +99,19 @@ EQUIVALENT: dict[str, str] = {
     "avengers.deadline.xǁDeadlineǁ__init____mutmut_6": (
         "`seconds >= 0` for `seconds > 0` after `seconds and`: 0 is already falsy"
     ),
+    "avengers.online.x__as_batch__mutmut_65": (
+        "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
+    ),
+    "avengers.online.x_accumulate__mutmut_50": (
+        "`strict=True` dropped from a zip of four arrays made of one batch, equal lengths"
+    ),
+    "avengers.online.x_add_model_columns__mutmut_68": (
+        "getattr without its default: every fitted or loaded router sets task_score_sums_"
+    ),
+    "avengers.online.x__update_classifiers__mutmut_17": (
+        "`or len(batch) == 0` to `and`: covariance exists only with coef, and a Laplace update "
+        "on no rows leaves the classifiers as they are"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 
