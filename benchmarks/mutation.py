@@ -52,9 +52,12 @@ class Target:
 
 
 BITE = "tests/test_decisions_bite.py"
+# the tests of BITE that load the embedding model (a few seconds in every mutant's run): left out
+# where the module's own tests do not need them
+NO_MODEL = ("-k", "not rating and not ratings and not cluster_scores_honour")
 
 MODULES: dict[str, Target] = {
-    "scoring": Target("scoring.py", (BITE, "tests/test_scoring_bite.py")),
+    "scoring": Target("scoring.py", (BITE, "tests/test_scoring_bite.py"), pytest_args=NO_MODEL),
     "router": Target(
         "router.py",
         ("tests/test_estimate_bite.py",),
@@ -70,7 +73,11 @@ MODULES: dict[str, Target] = {
             "xǁRouterǁ_blend_classifier",
         ),
     ),
-    "voting": Target("voting.py", (BITE, "tests/test_voting.py", "tests/test_voting_bite.py")),
+    "voting": Target(
+        "voting.py",
+        (BITE, "tests/test_voting.py", "tests/test_voting_bite.py"),
+        pytest_args=NO_MODEL,
+    ),
     "tally": Target("tally.py", ("tests/test_voting_bite.py",)),
     "online": Target("online.py", ("tests/test_online_bite.py",)),
     "feedback": Target(
@@ -79,9 +86,11 @@ MODULES: dict[str, Target] = {
         functions=("x_check_rating", "x_apply_rating", "xǁMemoryFeedbackStoreǁ*"),
         pytest_args=("-k", "not local and not parquet and not csv and not json and not utf8"),
     ),
-    "retry": Target("retry.py", (BITE,)),
-    "breaker": Target("breaker.py", (BITE,), functions=("xǁCircuitBreakerǁ*",)),
-    "deadline": Target("deadline.py", (BITE,)),
+    "retry": Target("retry.py", (BITE,), pytest_args=NO_MODEL),
+    "breaker": Target(
+        "breaker.py", (BITE,), functions=("xǁCircuitBreakerǁ*",), pytest_args=NO_MODEL
+    ),
+    "deadline": Target("deadline.py", (BITE,), pytest_args=NO_MODEL),
     "conversations": Target(
         "conversations.py",
         ("tests/test_conversations_bite.py",),
