@@ -82,9 +82,9 @@ MODULES: dict[str, Target] = {
     "online": Target("online.py", ("tests/test_online_bite.py",)),
     "feedback": Target(
         "feedback.py",
-        (BITE, "tests/test_online_bite.py", "tests/test_error_paths.py"),
+        (BITE, "tests/test_online_bite.py", "tests/test_feedback_bite.py"),
         functions=("x_check_rating", "x_apply_rating", "xǁMemoryFeedbackStoreǁ*"),
-        pytest_args=("-k", "not local and not parquet and not csv and not json and not utf8"),
+        pytest_args=NO_MODEL,
     ),
     "retry": Target("retry.py", (BITE,), pytest_args=NO_MODEL),
     "breaker": Target(
