@@ -308,6 +308,11 @@ def test_half_open_window_is_the_cooldown_when_it_is_over_a_second() -> None:
     clock.now = 4.0
     assert b.admit("m") == "circuit open after 2 consecutive failures; next probe in 1.0 s"
     assert b.snapshot()["m"] == {"state": "open", "failures": 2, "opened": 1, "probe_in": 1.0}
+    clock.now = 3.7654
+    assert b.snapshot()["m"]["probe_in"] == 1.235  # to the millisecond
+    clock.now = 4.0
+    clock.now = 6.0  # past the cool-down, no request yet: the probe is due
+    assert b.snapshot()["m"]["probe_in"] == 0.0
     clock.now = 5.0
     assert b.admit("m") is None and b.state("m") == "half_open"  # the probe
     for t in (5.0, 6.5, 9.99):  # the probe has 5 s (the cool-down), not 1 s, to report
