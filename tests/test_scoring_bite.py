@@ -147,3 +147,11 @@ def test_knn_estimate_takes_exactly_the_k_most_similar() -> None:
         top = np.argsort(-sims, axis=1)[:, :k]  # brute force
         np.testing.assert_allclose(est, train[top].mean(axis=1), rtol=1e-12)
         np.testing.assert_array_equal(counts, np.full((20, 3), k))
+    # many rows and a large k (370 and 212): where a partition short of k would differ
+    rng = np.random.default_rng(45)
+    n = int(rng.integers(3, 400))
+    k = int(rng.integers(2, n))
+    sims, train = rng.random((4, n)), np.random.default_rng(0).random((n, 2))
+    est, _ = scoring.knn_estimate(sims, train, k, np.zeros(2), 0.0)
+    top = np.argsort(-sims, axis=1)[:, :k]
+    np.testing.assert_allclose(est, train[top].mean(axis=1), rtol=1e-12)
