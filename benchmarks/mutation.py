@@ -112,6 +112,15 @@ EQUIVALENT: dict[str, str] = {
     "avengers.deadline.xǁDeadlineǁ__init____mutmut_6": (
         "`seconds >= 0` for `seconds > 0` after `seconds and`: 0 is already falsy"
     ),
+    "avengers.conversations.xǁSQLiteConversationsǁ__init____mutmut_33": (
+        "`pragma journal_mode = wal` in lower case: SQL keywords and the mode name ignore case"
+    ),
+    "avengers.conversations.xǁSQLiteConversationsǁ__init____mutmut_46": (
+        "`commit` in lower case: SQL keywords ignore case"
+    ),
+    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_6": (
+        "the DELETE statement in lower case: SQL keywords ignore case"
+    ),
     "avengers.online.x__as_batch__mutmut_65": (
         "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
     ),
