@@ -64,7 +64,7 @@ MODULES: dict[str, Target] = {
     "scoring": Target("scoring.py", (BITE, "tests/test_scoring_bite.py"), pytest_args=NO_MODEL),
     "router": Target(
         "router.py",
-        ("tests/test_estimate_bite.py",),
+        ("tests/test_estimate_bite.py", "tests/test_online_bite.py"),
         functions=(
             "xǁRouterǁcluster_scores",
             "xǁRouterǁcluster_costs",
