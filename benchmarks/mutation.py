@@ -121,6 +121,15 @@ EQUIVALENT: dict[str, str] = {
     "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_6": (
         "the DELETE statement in lower case: SQL keywords ignore case"
     ),
+    "avengers.tally.x_count__mutmut_21": (
+        "`VoteResult(None, 0, {}, 0)` without its last argument: n_abstained defaults to 0"
+    ),
+    "avengers.calibration.x_calibrate__mutmut_255": (
+        "warnings.warn without UserWarning: UserWarning is the default category"
+    ),
+    "avengers.calibration.x_calibrate__mutmut_99": (
+        "np.nan_to_num without nan=0.0: 0.0 is the default"
+    ),
     "avengers.online.x__as_batch__mutmut_65": (
         "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
     ),
