@@ -131,3 +131,21 @@ def test_conversations_follow_the_feedback_store(tmp_path: Path) -> None:
     assert (sq.ttl, sq.max_entries) == (8.0, 4)
     sq.close()
     fb.close()
+
+
+def test_sqlite_waits_for_another_writer(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    s = SQLiteConversations(tmp_path / "c.db", ttl=60)
+    other = sqlite3.connect(tmp_path / "c.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another worker holds the write lock for a moment
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    t0 = time.monotonic()
+    s.set("k", "m1")  # waits for the lock (busy timeout 30 s), then writes
+    assert time.monotonic() - t0 >= 0.4
+    assert s.get("k") == "m1"
+    release.join()
+    other.close()
+    s.close()

@@ -187,8 +187,10 @@ def test_backoff_past_the_remaining_time_gives_up_with_its_wait() -> None:
 
 def test_retry_after_cap_applies_only_without_a_deadline() -> None:
     over = str(MAX_RETRY_AFTER + 1)
-    out, waits, _ = _run_retrying([_Fault(429, {"retry-after": over})], 3, None)
+    fault = _Fault(429, {"retry-after": over})
+    out, waits, _ = _run_retrying([fault], 3, None)
     assert isinstance(out, GaveUp) and out.reason == "Retry-After 61 s is over 60 s"
+    assert str(out) == out.reason and out.cause is fault
     out, waits, _ = _run_retrying([_Fault(429, {"retry-after": str(MAX_RETRY_AFTER)})], 3, None)
     assert out == "ok" and waits == [MAX_RETRY_AFTER]
     # an unbounded deadline is no deadline: the cap applies
@@ -210,6 +212,23 @@ def test_retries_stop_after_max_retries_with_the_last_error() -> None:
                         (404, False), (422, False)]:  # fmt: skip
         out, _, calls = _run_retrying([_Fault(code, {"retry-after": "0"})], 1, None)
         assert (out == "ok") is again and calls == (2 if again else 1), code
+
+
+def test_what_is_retryable() -> None:
+    import openai
+    from avengers.retry import retryable
+
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    assert retryable(openai.APIConnectionError(request=request))
+    assert retryable(openai.APITimeoutError(request=request))
+    assert not retryable(ValueError("no status at all"))
+
+    class Odd(Exception):
+        status_code = "503"  # not a number: not an HTTP status to judge by
+
+    assert not retryable(Odd())
+    out, waits, calls = _run_retrying([openai.APIConnectionError(request=request)], 1, None)
+    assert out == "ok" and calls == 2 and len(waits) == 1 and 0.375 <= waits[0] <= 0.5
 
 
 def test_retry_after_header_forms() -> None:
@@ -289,6 +308,11 @@ def test_half_open_window_is_the_cooldown_when_it_is_over_a_second() -> None:
     clock.now = 4.0
     assert b.admit("m") == "circuit open after 2 consecutive failures; next probe in 1.0 s"
     assert b.snapshot()["m"] == {"state": "open", "failures": 2, "opened": 1, "probe_in": 1.0}
+    clock.now = 3.7654
+    assert b.snapshot()["m"]["probe_in"] == 1.235  # to the millisecond
+    clock.now = 4.0
+    clock.now = 6.0  # past the cool-down, no request yet: the probe is due
+    assert b.snapshot()["m"]["probe_in"] == 0.0
     clock.now = 5.0
     assert b.admit("m") is None and b.state("m") == "half_open"  # the probe
     for t in (5.0, 6.5, 9.99):  # the probe has 5 s (the cool-down), not 1 s, to report

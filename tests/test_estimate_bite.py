@@ -303,3 +303,18 @@ def test_bad_inputs() -> None:
     assert r.estimate(np.zeros((0, 4))).order.shape == (0, 3)
     np.testing.assert_array_equal(r.predict(QUERIES[:3]), [0, 1, 2])
     np.testing.assert_allclose(r.predict_scores(QUERIES[:1]), r.estimate(QUERIES[:1]).performance)
+
+
+def test_fallback_costs_are_the_global_means() -> None:
+    rows, X = _rows_and_vectors()
+    for row in rows:  # costs differ by topic, so cluster and global costs differ
+        scale = 1.0 + TOPIC[str(row["task"])]
+        row["costs"] = {m: c * scale for m, c in row["costs"].items()}  # type: ignore[attr-defined]
+    r = Router(n_clusters=3, embedder="precomputed", n_nearest=1, far_quantile=1.0,
+               classifier_weight=0.0).fit(rows, embeddings=X, centroids=CENTERS)  # fmt: skip
+    _, a = r.state()
+    (est,) = both_paths(r, NEAR)
+    np.testing.assert_allclose(est.cost[3], a["global_costs"], atol=1e-12)
+    assert est.fallback[3] is not None and est.fallback[0] is None
+    np.testing.assert_allclose(est.cost[0], r.cluster_costs()[est.nearest[0]], atol=1e-12)
+    assert np.abs(r.cluster_costs()[est.nearest[0]] - a["global_costs"]).max() > 0.1

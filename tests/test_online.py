@@ -487,10 +487,14 @@ def test_feedback_route_rates_responses_and_updates_the_router(feedback_app) -> 
     cluster = r.json()["avengers"]["decision"]["cluster"]
     j = router.models_.index(model)
     before = router.score_counts_[cluster, j]
-    ok = c.post("/v1/feedback", json={"id": rid, "score": 1.0})
+    before_sum = float(router.score_sums_[cluster, j])
+    ok = c.post("/v1/feedback", json={"id": rid, "score": 0.3})
     assert ok.status_code == 200, ok.text
     assert ok.json()["model"] == model and ok.json()["cluster"] == cluster
+    assert ok.json()["score"] == 0.3
+    # the rating counts once, with its own score (not as a success)
     assert router.score_counts_[cluster, j] == before + 1
+    assert router.score_sums_[cluster, j] == pytest.approx(before_sum + 0.3, abs=1e-12)
     assert [x.response_id for x in store.ratings()] == [rid]
 
     def error(resp: Any) -> tuple[int, str | None, str | None]:

@@ -244,3 +244,42 @@ def test_apply_rating_goes_through_update() -> None:
     after = _arrays(r)
     assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.3)
     assert after["cost_sums"][2, 2] - before["cost_sums"][2, 2] == pytest.approx(0.1)
+
+
+def test_added_model_prior_in_a_cluster_the_known_models_all_solve() -> None:
+    sums = np.array([[4.0, 4.0, 0.0], [1.0, 0.0, 0.0]])
+    counts = np.array([[4.0, 4.0, 0.0], [2.0, 2.0, 0.0]])
+    g = np.array([5 / 6, 4 / 6, 0.5])
+    prior = online.cluster_prior(sums, counts, g, np.array([False, False, True]), 0.0)
+    # cluster 0: the known models' estimate is 1, read as 0.999 (a logit must stay finite)
+    assert prior[0, 2] == pytest.approx(0.999, abs=1e-9)
+    assert prior[1, 2] == pytest.approx(0.25, abs=1e-9)
+    np.testing.assert_array_equal(prior[:, :2], [g[:2], g[:2]])
+
+
+def test_an_added_model_keeps_the_classifiers_usable() -> None:
+    r, _ = fitted(n_nearest=1, classifier_weight=0.3)
+    r.add_model("new-model")
+    coef = r.state()[1]["classifier_coef"]
+    assert coef.shape == (4, 4) and np.isnan(coef[3]).all() and not np.isnan(coef[:3]).any()
+    est = r.estimate(QUERIES[:2])  # the new model's classifier share falls back to its cluster
+    assert np.isfinite(est.performance).all()
+    np.testing.assert_allclose(
+        est.performance[:, 3], r.cluster_scores()[est.nearest, 3], atol=1e-12
+    )
+
+
+def test_impute_defaults_and_costs_a_router_does_not_keep() -> None:
+    r, _ = fitted(with_cost=False, n_nearest=1, shrinkage=0.0)
+    scores = np.array([[np.nan, 1.0, 0.5]])
+    costs = np.array([[np.nan, 2.0, 1.0]])
+    data = OutcomeData(["q1"], MODELS, scores, costs, ["code"])
+    out = online.impute_outcomes(r, data, QUERIES[2:3])  # by="query" unless told
+    assert out.notes[0] == "filled 1 unknown outcome(s) with the router's expected scores"
+    assert out.scores[0, 0] == pytest.approx(
+        r.estimate(QUERIES[2:3], tasks=["code"]).performance[0, 0]
+    )
+    for by in ("task", "query"):
+        kept = r.impute(data, embeddings=QUERIES[2:3], by=by)  # type: ignore[arg-type]
+        assert kept.costs is not None
+        np.testing.assert_array_equal(kept.costs, costs)  # no cost estimate: gaps stay gaps

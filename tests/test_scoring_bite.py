@@ -135,3 +135,23 @@ def test_carried_by_on_ties_uses_the_first_best() -> None:
     a = np.array([[0.5, 0.5]])
     assert scoring.carried_by(a, np.array([[0.1, 0.9]]), np.array([[0.6, 0.6]])) == ["cluster"]
     assert math.isclose(float(scoring.minmax(np.array([[3.0, 1.0]]))[0, 0]), 1.0)
+
+
+def test_knn_estimate_takes_exactly_the_k_most_similar() -> None:
+    rng = np.random.default_rng(3)
+    sims = rng.random((20, 50))
+    train = rng.random((50, 3))
+    prior = np.zeros(3)
+    for k in (1, 2, 5, 17):
+        est, counts = scoring.knn_estimate(sims, train, k, prior, 0.0)
+        top = np.argsort(-sims, axis=1)[:, :k]  # brute force
+        np.testing.assert_allclose(est, train[top].mean(axis=1), rtol=1e-12)
+        np.testing.assert_array_equal(counts, np.full((20, 3), k))
+    # many rows and a large k (370 and 212): where a partition short of k would differ
+    rng = np.random.default_rng(45)
+    n = int(rng.integers(3, 400))
+    k = int(rng.integers(2, n))
+    sims, train = rng.random((4, n)), np.random.default_rng(0).random((n, 2))
+    est, _ = scoring.knn_estimate(sims, train, k, np.zeros(2), 0.0)
+    top = np.argsort(-sims, axis=1)[:, :k]
+    np.testing.assert_allclose(est, train[top].mean(axis=1), rtol=1e-12)

@@ -176,7 +176,13 @@ def test_resolve_type_and_extractor() -> None:
 def test_count_methods() -> None:
     one = SamplingConfig(n_samples=1)
     res, method, atype = count(["42"], [0], one, "How many?")
-    assert (method, atype, res.winner, res.n_votes) == ("single", "number", 0, 0)
+    assert (method, atype, res.winner, res.n_votes, res.n_abstained) == (
+        "single",
+        "number",
+        0,
+        0,
+        0,
+    )
     # one sample from several per model is still voted on
     res, method, _ = count(["42"], [0], SamplingConfig(n_samples=3), "How many?")
     assert method == "majority" and res.counts == {"42": 1}
@@ -191,6 +197,12 @@ def test_count_methods() -> None:
     assert (method, atype, res.winner) == ("medoid", "text", None)
     res, method, _ = count(["no digits", "none"], [0, 0], SamplingConfig(answer_type="number"), "Q")
     assert method == "medoid" and res.n_abstained == 2
+
+
+def test_decide_reads_the_question() -> None:
+    # "auto" infers the type from the question: with options listed, letters are voted on
+    v = _decide(["(B)", "B.", "(C)"], [0, 0, 0], SamplingConfig(), MC)
+    assert (v.answer_type, v.answer, v.votes) == ("choice", "B", {"B": 2, "C": 1})
 
 
 def test_decide_verdicts() -> None:
@@ -245,6 +257,7 @@ def test_decide_over_tool_calls_and_json() -> None:
     assert v.method == "single" and v.winner == 0
     v = _decide(["[1", "{]"], [1, 0], SamplingConfig(answer_type=js))
     assert (v.method, v.winner, v.answer) == (NO_VALID_SAMPLE, 1, None)
+    assert v.extracted == [None, None] and v.votes == {}
     assert v.notes == [
         "no sample gave a valid JSON output: the best-ranked first sample was returned"
     ]
