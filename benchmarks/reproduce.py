@@ -352,6 +352,80 @@ def plot_votes(rows: dict[str, dict[str, list[float]]], ns: list[int], path: Pat
     plt.close(fig)
 
 
+# ----------------------------------------------------------------------------------------- demo
+
+DEMO_HEADING = "### Real models (the end-to-end demo)"
+DEMO_SUMMARIES = (
+    ROOT / "runs/demo/local-models/summary.json",
+    ROOT / "runs/demo-full/summary.json",
+)
+
+
+def find_demo_summary(
+    candidates: tuple[Path, ...] = DEMO_SUMMARIES,
+) -> tuple[dict[str, Any] | None, Path | None]:
+    """The summary the end-to-end demo wrote (``bash scripts/demo.sh``), if it has run here."""
+    for cand in candidates:
+        if cand.is_file():
+            return json.loads(cand.read_text()), cand
+    return None, None
+
+
+def demo_section(demo: dict[str, Any] | None, source: Path | None) -> list[str]:
+    """The report's section on the end-to-end demo, from its ``summary.json``."""
+    md = [DEMO_HEADING, ""]
+    if demo is None or source is None:
+        return [
+            *md,
+            "The demo has not been run on this machine (`bash scripts/demo.sh` writes "
+            "runs/demo/local-models/summary.json; it fills this section when it ends).",
+            "",
+        ]
+    shown = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    ev, cv = demo["evaluation"], demo.get("cross_validated")
+    minutes = f", {demo['seconds'] / 60:.1f} minutes" if demo.get("seconds") else ""
+    md.append(
+        f"From `{shown}` (SmolLM2-135M and Gemma-3-270M under llama.cpp, "
+        f"{demo.get('samples', '?')} samples per question for the outcomes, "
+        f"{demo.get('answer_samples', '?')} for the voted answers{minutes}):"
+    )
+    md += [
+        "",
+        f"- held-out split ({ev['n_queries']} test questions): routed accuracy "
+        f"{ev['accuracy']:.3f} vs best single ({ev['best_single_model']}) "
+        f"{ev['best_single']:.3f}; oracle {ev['oracle']:.3f}",
+    ]
+    if cv:
+        low, high = cv["ci95"]
+        md.append(
+            f"- cross-validated over all {cv['n_questions']} questions ({cv['repeats']} x "
+            f"{cv['folds']}-fold): routed {cv['routed']:.3f} vs best single "
+            f"{cv['best_single']:.3f}, difference {cv['difference']:+.3f} (95% interval "
+            f"{low:+.3f} to {high:+.3f}, paired bootstrap over questions)"
+        )
+    if demo.get("consensus_gold_correlation") is not None:
+        md.append(
+            "- consensus grading of the training samples (no gold answers) against gold grades: "
+            f"r = {demo['consensus_gold_correlation']:.2f}"
+        )
+    answers = demo.get("answers", [])
+    if answers:
+        md += ["- voted answers:"] + [
+            f"  - {a['question'].splitlines()[0]} gold {a['gold']!r}, voted {a['answer']!r} "
+            f"by {a['model']} (votes {a['votes']})"
+            for a in answers
+        ]
+    return [*md, ""]
+
+
+def replace_demo_section(doc: Path, section: list[str]) -> None:
+    """Rewrite only the demo section of an existing report (up to the next ``## `` heading)."""
+    text = doc.read_text()
+    start = text.index(DEMO_HEADING)
+    end = text.index("\n## ", start) + 1
+    doc.write_text(text[:start] + "\n".join(section) + "\n" + text[end:])
+
+
 # ----------------------------------------------------------------------------------------- main
 
 
@@ -374,7 +448,23 @@ def main() -> None:
         "different network; hours to embed on CPU the first time), the package's static "
         "embedder (MiniLM distilled; fast, a weaker test), or none (section left out)",
     )
+    ap.add_argument(
+        "--demo-only",
+        action="store_true",
+        help="only fill the end-to-end demo's section of the existing report from the demo's "
+        "summary.json (seconds; no research data needed; scripts/demo.sh runs this at its end)",
+    )
+    ap.add_argument("--summary", type=Path, default=None, help="with --demo-only: summary.json")
     args = ap.parse_args()
+    if args.demo_only:
+        doc = args.out or DOC
+        found = (
+            find_demo_summary((args.summary,)) if args.summary is not None else find_demo_summary()
+        )
+        replace_demo_section(doc, demo_section(*found))
+        print(f"{doc}: the demo section filled from {found[1]}" if found[1] else
+              f"{doc}: no demo summary found; the demo section says so")  # fmt: skip
+        return
     t_start = time.perf_counter()
     doc = args.out or (ROOT / "runs" / "reproduction-quick" / DOC.name if args.quick else DOC)
     img = doc.parent / "img" / "reproduction"  # the report links images relative to itself
@@ -700,35 +790,7 @@ def main() -> None:
         strat_rows.append((label, float(pa.mean()), sc, ms, sw))
     plot_votes(vote_plot, ns, img / "voting.png")
     md += ["", "![voting](img/reproduction/voting.png)", ""]
-    demo = None
-    for cand in (
-        ROOT / "runs/demo/local-models/summary.json",
-        ROOT / "runs/demo-full/summary.json",
-    ):
-        if cand.is_file():
-            demo = json.loads(cand.read_text())
-            break
-    md += ["### Real models (the end-to-end demo)", ""]
-    if demo:
-        changed = [a for a in demo.get("answers", [])]
-        md.append(f"From `{cand.relative_to(ROOT)}` (SmolLM2-135M and Gemma-3-270M under llama.cpp, "
-                  f"{demo.get('samples', '?')} samples per question for outcomes, "
-                  f"{demo.get('answer_samples', '?')} for answers): routed accuracy "
-                  f"{demo['evaluation']['accuracy']:.3f} vs best single {demo['evaluation']['best_single']:.3f} "
-                  f"on {demo['evaluation']['n_queries']} test questions; voted answers:")  # fmt: skip
-        md += (
-            [""]
-            + [
-                f"- {a['question'].splitlines()[0]} gold {a['gold']!r}, voted {a['answer']!r} (votes {a['votes']})"
-                for a in changed
-            ]
-            + [""]
-        )
-    else:
-        md += [
-            "The demo has not been run on this machine (`bash scripts/demo.sh` writes runs/demo/local-models/summary.json).",
-            "",
-        ]
+    md += demo_section(*find_demo_summary())
 
     md += ["## 5. Ensemble strategies and soft routing", "",
            "Simulated as in section 4 (W = 3): direct = one sample of the routed model; "

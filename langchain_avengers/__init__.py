@@ -4,12 +4,13 @@ a route-only runnable (:class:`AvengersRouteOnly`), and :func:`send_feedback` to
 All routing and voting happen in the ``avengers`` core."""
 
 from ._core import RunnableBackend, routing_text
-from .chat_models import ChatAvengers
+from .chat_models import LOAD_MAPPINGS, ChatAvengers
 from .embeddings import AvengersEmbeddings
 from .feedback import asend_feedback, send_feedback
 from .runnables import AvengersRouteOnly, AvengersRouterChain, query_text
 
 __all__ = [
+    "LOAD_MAPPINGS",
     "AvengersEmbeddings",
     "AvengersRouteOnly",
     "AvengersRouterChain",

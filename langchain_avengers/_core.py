@@ -165,6 +165,9 @@ class RunnableBackend(ObjectBackend[Runnable[Any, Any]]):
         self.original_input = original_input
         self.config = config
         self.outputs: list[tuple[str, str, Any]] = []
+        self.pending: list[Any] = []
+        """The streaming candidate's own chunks not yet handed on (see :meth:`take_chunks`);
+        a candidate that fails before its first text takes its chunks back."""
 
     async def complete(
         self,
@@ -206,19 +209,40 @@ class RunnableBackend(ObjectBackend[Runnable[Any, Any]]):
         )
         parts: list[str] = []
         full: Any = None
+        start = len(self.pending)
         try:
-            async for chunk in r.astream(self.original_input, self.config):
+            async for chunk in self._chunks(r):
                 full = chunk if full is None else _add(full, chunk)
+                self.pending.append(chunk)
                 piece = output_text(chunk)
                 if piece:
                     parts.append(piece)
                     yield piece
         except Exception as e:
+            if not parts:
+                del self.pending[start:]
             raise self.fault(model, e) from None
         text = "".join(parts)
         self.outputs.append((model, text, full))
         pt, ct = _usage(full)
         yield Completion(model, text, pt, ct, time.perf_counter() - t0)
+
+    async def _chunks(self, r: Runnable[Any, Any]) -> AsyncIterator[Any]:
+        """The runnable's stream: its native async one, or (``sync``) its sync one read on
+        worker threads."""
+        if not self.sync:
+            async for chunk in r.astream(self.original_input, self.config):
+                yield chunk
+            return
+        it = await asyncio.to_thread(lambda: iter(r.stream(self.original_input, self.config)))
+        done = object()
+        while (chunk := await asyncio.to_thread(next, it, done)) is not done:
+            yield chunk
+
+    def take_chunks(self) -> list[Any]:
+        """The streamed chunks of the candidate since the last call, as it produced them."""
+        out, self.pending[:] = list(self.pending), []
+        return out
 
     def output_for(self, model: str, text: str) -> Any:
         """The original output object of the sample that won."""

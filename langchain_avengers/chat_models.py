@@ -7,6 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
+from avengers.adapting import (
+    ROUTED,
+    check_keywords,
+    endpoints_data,
+    env_defaults,
+    missing_setup,
+    pinned,
+    router_data,
+    sampling_data,
+    token_ids,
+    with_call_settings,
+)
 from avengers.answer_config import call_settings, fold_settings
 from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
@@ -26,7 +38,11 @@ from ._tools import StructuredMethod, ai_message, last_chunk, openai_tool_choice
 from ._tools import structured as _structured
 
 
-def _usage(res: AnswerResult) -> UsageMetadata:
+def _usage(res: AnswerResult) -> UsageMetadata | None:
+    """``usage_metadata``, summed over every sample; None when an endpoint reported no token
+    counts (unknown, never zero), as ``ChatOpenAI`` leaves it when the upstream sends none."""
+    if not res.tokens_known:
+        return None
     return UsageMetadata(
         input_tokens=res.prompt_tokens,
         output_tokens=res.completion_tokens,
@@ -34,13 +50,44 @@ def _usage(res: AnswerResult) -> UsageMetadata:
     )
 
 
+def token_usage(res: AnswerResult) -> dict[str, int] | None:
+    """``token_usage`` as ``ChatOpenAI`` reports it (OpenAI's names), summed over every sample
+    drawn (None when unknown); the answer's own usage is in the account's ``answer_usage``."""
+    if not res.tokens_known:
+        return None
+    return {
+        "prompt_tokens": res.prompt_tokens,
+        "completion_tokens": res.completion_tokens,
+        "total_tokens": res.prompt_tokens + res.completion_tokens,
+    }
+
+
+def finish_reason(res: AnswerResult) -> str:
+    """Why the returned sample ended, as its candidate said (``stop``, ``length``,
+    ``tool_calls``, ...); ``tool_calls`` or ``stop`` when the candidate did not say."""
+    if res.finish_reason:
+        return res.finish_reason
+    return "tool_calls" if res.tool_calls else "stop"
+
+
 def _metadata(res: AnswerResult) -> dict[str, Any]:
+    """``response_metadata`` in ``ChatOpenAI``'s shape (``id``, ``model_name`` -- the candidate
+    that answered --, ``model_provider``, ``finish_reason``, ``token_usage``) plus the account."""
     return {
         "id": res.id,
         "model_name": res.model,
         "model_provider": "avengers",
+        "finish_reason": finish_reason(res),
+        "token_usage": token_usage(res),
         "avengers": res.account(),
     }
+
+
+_LC_ID = ("langchain_avengers", "chat_models", "ChatAvengers")
+LOAD_MAPPINGS: dict[tuple[str, ...], tuple[str, ...]] = {_LC_ID: _LC_ID}
+"""For ``langchain_core.load.load``/``loads``: ``additional_import_mappings=LOAD_MAPPINGS``
+(with ``valid_namespaces=["langchain_avengers"]``) lets a serialised chain bring its
+``ChatAvengers`` back beside LangChain's own classes."""
 
 
 class ChatAvengers(BaseChatModel):
@@ -64,7 +111,15 @@ class ChatAvengers(BaseChatModel):
 
     The sampling settings that used to be fields (``n_samples=5``, ``strategy=...``) still work
     as keywords: they fold into ``sampling``, with a deprecation warning (``temperature`` and
-    ``max_tokens`` without one).
+    ``max_tokens`` without one). Any other unknown keyword is an error naming it (never
+    swallowed). Without ``router`` or ``endpoints`` the environment variables
+    ``AVENGERS_ROUTER`` and ``AVENGERS_ENDPOINTS`` (the server's) supply them.
+
+    Like ``ChatOpenAI`` it serialises (``dumpd``/``dumps``; ``load(...,
+    valid_namespaces=["langchain_avengers"], additional_import_mappings=LOAD_MAPPINGS)`` brings
+    it back) when its router is given by folder, hub id or ``"pretrained"``; then it also
+    pickles, before and after calls (the copy opens its own connections). It deep-copies at any
+    time (a ``Router`` object is shared by the copy).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
@@ -73,9 +128,10 @@ class ChatAvengers(BaseChatModel):
     """A fitted :class:`avengers.Router`, a folder it was saved to, a hub id, or ``"pretrained"``."""
     endpoints: Any = None
     """Endpoint file path (YAML/TOML/JSON), a mapping of settings, or ``Endpoint`` objects."""
-    model_name: str = Field(default="avengers", alias="model")
-    """The name this model reports (the candidate that answered is in ``response_metadata``).
-    Passing ``model="<candidate>"`` to a call pins that candidate instead of routing."""
+    model_name: str = Field(default=ROUTED, alias="model")
+    """``avengers`` (the default) routes; a candidate's name pins that candidate for every call,
+    as ``ChatOpenAI(model=...)`` names its model. A call's ``model=`` replaces it. The candidate
+    that answered is ``response_metadata["model_name"]``."""
     sampling: SamplingConfig | dict[str, Any] | None = None
     """How to sample and vote: a :class:`avengers.SamplingConfig`, a dict of its settings, or
     None for the paper's defaults (10 samples at temperature 0.7, majority vote)."""
@@ -88,13 +144,66 @@ class ChatAvengers(BaseChatModel):
     conversation: str | None = None
     """A conversation key: every call of this model stays on the model its first call went to,
     unless that model fails (a call's ``conversation=`` replaces it)."""
+    timeout: float | None = None
+    """Seconds before one call to a candidate is abandoned, for every endpoint (None: each
+    endpoint's own ``timeout``)."""
+    max_retries: int | None = None
+    """Retries of one call to a candidate, for every endpoint (None: each endpoint's own)."""
+    streaming: bool = False
+    """Whether ``invoke`` streams (and so fires ``on_llm_new_token``) by default."""
 
     _answerer: Answerer | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
     def _fold_sampling(cls, data: Any) -> Any:
-        return fold_settings(data, cls.__name__, cls.model_fields)
+        data = fold_settings(data, cls.__name__, cls.model_fields)
+        if isinstance(data, dict):
+            fields = cls.model_fields
+            known = {*fields, *(f.alias for f in fields.values() if f.alias)}
+            check_keywords(cls.__name__, data, known)
+            data = env_defaults(data)
+        return data
+
+    # --------------------------------------------------------------- serialisation, copies
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_avengers", "chat_models"]
+
+    @property
+    def lc_attributes(self) -> dict[str, Any]:
+        """Settings as plain data for ``dumpd``: the sampling settings that differ from the
+        defaults, endpoints as their settings, a router folder as a string."""
+        out: dict[str, Any] = {"sampling": sampling_data(self.sampling)}
+        if self.endpoints is not None:
+            out["endpoints"] = endpoints_data(self.endpoints)
+        if self.router is not None:
+            out["router"] = router_data(self.router)
+        return out
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickled without the live answerer (its connections and locks); the copy makes its
+        own on first use."""
+        state = super().__getstate__()
+        private = state.get("__pydantic_private__")
+        if private:
+            state["__pydantic_private__"] = {**private, "_answerer": None}
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ChatAvengers:
+        """A copy without the live answerer (it makes its own); a ``Router`` object given as
+        ``router`` is shared, not copied (its embedder holds a model, caches and locks)."""
+        memo = {} if memo is None else memo
+        if self._answerer is not None:
+            memo[id(self._answerer)] = None
+        if isinstance(self.router, Router):
+            memo[id(self.router)] = self.router
+        return super().__deepcopy__(memo)
 
     @property
     def sampling_config(self) -> SamplingConfig:
@@ -144,11 +253,17 @@ class ChatAvengers(BaseChatModel):
         """The core :class:`avengers.Answerer` (created on first use; no network before)."""
         if self._answerer is None:
             if self.router is None or self.endpoints is None:
-                raise ConfigError("ChatAvengers needs a router and endpoints")
-            self._answerer = Answerer(
-                resolve_router(self.router), self.endpoints, self.sampling_config
+                raise missing_setup("ChatAvengers", self.router, self.endpoints)
+            endpoints = with_call_settings(
+                self.endpoints, timeout=self.timeout, max_retries=self.max_retries
             )
+            self._answerer = Answerer(resolve_router(self.router), endpoints, self.sampling_config)
         return self._answerer
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """``text``'s tokens by the router's own tokenizer (MiniLM's WordPiece, shipped with the
+        package, so counting works offline): an estimate; candidates' tokenizers differ."""
+        return token_ids(text)
 
     def _call_args(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
@@ -167,9 +282,9 @@ class ChatAvengers(BaseChatModel):
         stops = stop if stop is not None else self.stop
         if stops:
             args["stop"] = stops
-        pinned = kwargs.get("model")
-        if pinned and pinned != self.model_name:
-            args["prefer"] = pinned  # a per-call model= pins that candidate
+        pin = pinned(kwargs.get("model") or self.model_name)
+        if pin is not None:
+            args["prefer"] = pin  # model="<candidate>", per instance or per call, pins it
         return {"text": routing_text(messages, self.routing), **args}
 
     def feedback(self, response: Any, score: float, *, cost: float | None = None) -> Rating:
@@ -228,9 +343,15 @@ class ChatAvengers(BaseChatModel):
         msg = ai_message(
             res.text, res.tool_calls, response_metadata=_metadata(res), usage_metadata=_usage(res)
         )
+        info = {"finish_reason": finish_reason(res)}
         return ChatResult(
-            generations=[ChatGeneration(message=msg)],
-            llm_output={"model_name": res.model, "token_usage": dict(_usage(res))},
+            generations=[ChatGeneration(message=msg, generation_info=info)],
+            llm_output={
+                "token_usage": token_usage(res),
+                "model_provider": "avengers",
+                "model_name": res.model,
+                "id": res.id,
+            },
         )
 
     def _generate(
@@ -295,5 +416,6 @@ class ChatAvengers(BaseChatModel):
                 response_metadata=_metadata(res),
                 usage_metadata=_usage(res),
                 chunk_position="last",
-            )
+            ),
+            generation_info={"finish_reason": finish_reason(res), "model_name": res.model},
         )

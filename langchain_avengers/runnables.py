@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from avengers import Answerer, Router, SamplingConfig
@@ -20,6 +20,7 @@ from avengers.exceptions import ConfigError
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import patch_config
+from langchain_core.runnables.utils import AddableDict
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from ._core import RunnableBackend, as_messages, routing_text, to_openai
@@ -232,3 +233,70 @@ class AvengersRouterChain(_RouterFields):
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         return await self._acall_with_config(self._arun, input, config)
+
+    # ------------------------------------------------------------------------- streaming
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """With one sample, the chosen candidate's own chunks as it streams them (falling back
+        to the next candidate if it fails before its first text); with voting, the winning
+        output in one piece once decided. With ``return_account``, ``{"output": chunk}``
+        pieces and a last ``{"account": ...}``."""
+        yield from self._transform_stream_with_config(iter([input]), self._stream_run, config)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Async twin of :meth:`stream`."""
+
+        async def one() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self._atransform_stream_with_config(one(), self._astream_run, config):
+            yield chunk
+
+    def _out(self, chunk: Any) -> Any:
+        return AddableDict(output=chunk) if self.return_account else chunk
+
+    def _stream_run(
+        self,
+        inputs: Iterator[Any],
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> Iterator[Any]:
+        value = next(iter(inputs))
+        if self.sampling_config.samples_per_model > 1:
+            yield self._run(value, run_manager, config)
+            return
+        child = patch_config(config, callbacks=run_manager.get_child())
+        answerer, backend = self._answerer(value, child, sync=True)
+        text = self._text(value)
+        conversation = self._conversation(value, config)
+        msgs = self._messages(value, text)
+        for part in answerer.stream(msgs, text=text, conversation=conversation):
+            for chunk in backend.take_chunks():
+                yield self._out(chunk)
+            if part.result is not None and self.return_account:
+                yield AddableDict(account=part.result.account())
+
+    async def _astream_run(
+        self,
+        inputs: AsyncIterator[Any],
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> AsyncIterator[Any]:
+        value = await anext(inputs)
+        if self.sampling_config.samples_per_model > 1:
+            yield await self._arun(value, run_manager, config)
+            return
+        child = patch_config(config, callbacks=run_manager.get_child())
+        answerer, backend = self._answerer(value, child)
+        text = self._text(value)
+        conversation = self._conversation(value, config)
+        msgs = self._messages(value, text)
+        async for part in answerer.astream(msgs, text=text, conversation=conversation):
+            for chunk in backend.take_chunks():
+                yield self._out(chunk)
+            if part.result is not None and self.return_account:
+                yield AddableDict(account=part.result.account())

@@ -10,6 +10,14 @@ from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
 from avengers import messages as core
+from avengers.adapting import (
+    ROUTED,
+    check_keywords,
+    env_defaults,
+    missing_setup,
+    pinned,
+    with_call_settings,
+)
 from avengers.answer_config import call_settings, fold_settings
 from avengers.backends import Backend, Completion, ObjectBackend
 from avengers.bundled import resolve_router
@@ -196,7 +204,16 @@ class Avengers(FunctionCallingLLM):
     per call) keeps a conversation on one model (see :mod:`avengers.conversations`). The
     sampling settings that used to be fields (``n_samples=3``, ...) still work as keywords: they
     fold into ``sampling``, with a deprecation warning (``temperature``, ``max_tokens`` and
-    ``max_cost`` without one).
+    ``max_cost`` without one); any other unknown keyword is an error naming it. ``model``
+    works as ``OpenAILike``'s: ``avengers`` (the default) routes, a candidate's name pins that
+    candidate (per instance, or per call: ``llm.complete(..., model="gemma3-270m")``). Without
+    ``router`` or ``endpoints`` the environment variables ``AVENGERS_ROUTER`` and
+    ``AVENGERS_ENDPOINTS`` (the server's) supply them.
+
+    Usage is where LlamaIndex's ``TokenCountingHandler`` and OpenAI's LLMs put it:
+    ``raw["usage"]`` and ``additional_kwargs`` hold ``prompt_tokens``, ``completion_tokens`` and
+    ``total_tokens`` summed over every sample drawn (what was paid); the answer's own are in
+    ``raw["avengers"]["answer_usage"]``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -205,6 +222,11 @@ class Avengers(FunctionCallingLLM):
     endpoints: Any = Field(default=None, description="Endpoint file or mapping (or use llms).")
     llms: dict[str, Any] | None = Field(
         default=None, description="Model name -> LlamaIndex LLM, instead of endpoints."
+    )
+    model: str = Field(
+        default=ROUTED,
+        description="'avengers' routes; a candidate's name pins that candidate (as OpenAILike's "
+        "model names the model it calls).",
     )
     model_name: str = Field(default="avengers", description="The name this LLM reports.")
     sampling: SamplingConfig | dict[str, Any] | None = Field(
@@ -227,6 +249,16 @@ class Avengers(FunctionCallingLLM):
         description="A conversation key: calls stay on the model the first one went to, unless "
         "it fails (a call's conversation= replaces it).",
     )
+    timeout: float | None = Field(
+        default=None,
+        description="Seconds before one call to a candidate is abandoned, for every endpoint "
+        "(None: each endpoint's own).",
+    )
+    max_retries: int | None = Field(
+        default=None,
+        description="Retries of one call to a candidate, for every endpoint (None: each "
+        "endpoint's own).",
+    )
 
     _answerers: dict[bool, Answerer] = PrivateAttr(default_factory=dict)
     _conversations: ConversationStore = PrivateAttr(default_factory=MemoryConversations)
@@ -235,7 +267,13 @@ class Avengers(FunctionCallingLLM):
     @model_validator(mode="before")
     @classmethod
     def _fold_sampling(cls, data: Any) -> Any:
-        return fold_settings(data, cls.__name__, cls.model_fields)
+        data = fold_settings(data, cls.__name__, cls.model_fields)
+        if isinstance(data, dict):
+            fields = cls.model_fields
+            known = {*fields, *(f.alias for f in fields.values() if f.alias)}
+            check_keywords(cls.__name__, data, known)
+            data = env_defaults(data)
+        return data
 
     @classmethod
     def class_name(cls) -> str:
@@ -260,15 +298,17 @@ class Avengers(FunctionCallingLLM):
         get their own, which calls the LLMs' sync API (see :class:`LLMBackend`)."""
         key = sync and bool(self.llms)
         if key not in self._answerers:
-            if self.router is None:
-                raise ConfigError("Avengers needs a router")
+            if self.router is None or (self.endpoints is None and not self.llms):
+                given = self.llms or self.endpoints
+                hint = "" if given is not None else " (or llms, a mapping of LlamaIndex LLMs)"
+                raise missing_setup("Avengers", self.router, given, hint)
             backend: Backend | Any
             if self.llms:
                 backend = LLMBackend(self.llms, sync=key)
-            elif self.endpoints is not None:
-                backend = self.endpoints
             else:
-                raise ConfigError("Avengers needs endpoints or llms")
+                backend = with_call_settings(
+                    self.endpoints, timeout=self.timeout, max_retries=self.max_retries
+                )
             router = resolve_router(self.router)
             self._answerers[key] = Answerer(  # sync and async answerers share the stores
                 router, backend, self.sampling_config, conversations=self._conversations,
@@ -371,8 +411,11 @@ class Avengers(FunctionCallingLLM):
         return tool_selections(response, error_on_no_tool_call)
 
     def _args(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
-        over = call_settings("Avengers", kwargs, also=("conversation", *OPTION_NAMES))
+        over = call_settings("Avengers", kwargs, also=("conversation", "model", *OPTION_NAMES))
         over.update({k: kwargs[k] for k in OPTION_NAMES if kwargs.get(k) is not None})
+        pin = pinned(kwargs.get("model") or self.model)
+        if pin is not None:
+            over["prefer"] = pin  # model="<candidate>", per instance or per call, pins it
         conversation = kwargs.get("conversation")
         if conversation is None:
             conversation = self.conversation
@@ -397,13 +440,13 @@ class Avengers(FunctionCallingLLM):
         ``additional_kwargs`` (which LlamaIndex's chat-to-completion helpers carry over)."""
         extra: dict[str, Any] = {}
         if res is not None:
-            extra = {
-                "id": res.id,
-                "model": res.model,
-                "avengers": res.account(),
+            usage = {
                 "prompt_tokens": res.prompt_tokens,
                 "completion_tokens": res.completion_tokens,
-            }
+                "total_tokens": res.prompt_tokens + res.completion_tokens,
+            } if res.tokens_known else None  # unknown, never zero  # fmt: skip
+            extra = {"id": res.id, "model": res.model, "avengers": res.account(),
+                     "usage": usage, **(usage or {})}  # fmt: skip
         message = response_message(text, res.tool_calls if res is not None else ())
         return ChatResponse(
             message=message, delta=delta, raw=extra or None, additional_kwargs=extra

@@ -23,6 +23,8 @@ echo "accuracy = mean score of the chosen model's answers on held-out queries (1
 echo
 echo "== 2/2 the same pipeline on this machine: two tiny local models (SmolLM2-135M, Gemma-3-270M) =="
 .venv/bin/python -m avengers.demo --out "$out/local-models" "$@"
+# docs/reproduction.md's section on this demo, filled from the summary it just wrote
+.venv/bin/python benchmarks/reproduce.py --demo-only --summary "$out/local-models/summary.json"
 echo
 echo "demo done in $((SECONDS - T0))s (set-up included). Next: source .venv/bin/activate, then"
 echo "  avengers local start    # the two local models again, on ports 8081/8082, + endpoints.yaml"

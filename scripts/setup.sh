@@ -10,7 +10,9 @@ T0=$SECONDS
 
 # step LABEL CMD...: run CMD with its output in a temporary log; every 10 s print the elapsed
 # time and the latest progress line of the log (pip's Collecting/Downloading/Building lines,
-# cmake's "[ 42%] Building ..." lines while llama.cpp compiles). On failure show the log's tail.
+# the build tool's "[ 42%] Building ..." or "[n/N] ..." lines while llama.cpp compiles; under
+# pip -v, Ninja prints whole compiler command lines, shown as "[n/N] p% of the build, compiling
+# FILE"). On failure show the log's tail.
 # (AVENGERS_SETUP_HEARTBEAT sets the interval; tests/test_first_run.py checks these lines against
 # a real cmake/ninja build.)
 step() {
@@ -26,7 +28,13 @@ step() {
     sleep 1
     if [ "$SECONDS" -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
       next=$((SECONDS + every))
-      last=$(grep -aoE '\[ *[0-9]+(%|/[0-9]+)\] [A-Za-z].*|(Collecting|Downloading|Building|Installing|Successfully|Distilling|Embedding).*' "$log" | tail -1 | cut -c1-100 || true)
+      last=$(grep -aoE '\[ *[0-9]+(%|/[0-9]+)\] [A-Za-z/].*|(Collecting|Downloading|Building|Installing|Successfully|Distilling|Embedding).*' "$log" | tail -1 || true)
+      if [[ $last =~ ^\[\ *([0-9]+)/([0-9]+)\]\ / ]]; then # a verbose build's command line
+        local n=${BASH_REMATCH[1]} total=${BASH_REMATCH[2]} src
+        src=$(grep -oE ' -c [^ ]+' <<<"$last" | tail -1 || true)
+        last="[$n/$total] $((100 * n / total))% of the build${src:+, compiling ${src##*/}}"
+      fi
+      last=$(cut -c1-100 <<<"$last")
       echo "[setup]   $label: $((SECONDS - t0))s${last:+  | $last}" >&2
     fi
   done

@@ -69,6 +69,12 @@ class FakeModel:
     ``(name, arguments)`` calls, ``arguments`` a dict or a raw (possibly malformed) string."""
     json_answers: list[str] | None = None
     """For ``response_format`` requests, cycled per prompt: the raw content to return."""
+    usage: bool = True
+    """Report token counts (``usage``); False: send none, as some servers do."""
+    truncate: bool = False
+    """Cut a text answer longer than the request's ``max_tokens`` (or ``max_completion_tokens``,
+    which ``ChatOpenAI`` sends; counted in words) to that
+    many words and report ``finish_reason: "length"``, as a real server does at its limit."""
 
     def pick(self, prompt: str, i: int) -> str:
         for word, answers in self.keywords.items():
@@ -339,6 +345,10 @@ class _Handler(BaseHTTPRequestHandler):
         text = spec.pick(prompt, i)
         if chat and (body.get("tools") or body.get("response_format")):
             text, calls = _structured_reply(body, spec, prompt, i, text)
+        done = "tool_calls" if calls else "stop"
+        cap = body.get("max_tokens", body.get("max_completion_tokens"))
+        if spec.truncate and not calls and isinstance(cap, int) and len(text.split()) > cap:
+            text, done = " ".join(text.split()[:cap]), "length"
         usage = {
             "prompt_tokens": len(prompt.split()),
             "completion_tokens": len(text.split()),
@@ -406,7 +416,7 @@ class _Handler(BaseHTTPRequestHandler):
                 }
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
-            last: dict[str, Any] = {"index": 0, "finish_reason": "tool_calls" if calls else "stop"}
+            last: dict[str, Any] = {"index": 0, "finish_reason": done}
             last.update({"delta": {}} if chat else {"text": ""})
             end = {
                 "id": cid,
@@ -417,7 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
             opts = body.get("stream_options") or {}
-            if opts.get("include_usage"):
+            if opts.get("include_usage") and spec.usage:
                 u = {
                     "id": cid,
                     "object": "chat.completion.chunk",
@@ -437,11 +447,11 @@ class _Handler(BaseHTTPRequestHandler):
             choice: dict[str, Any] = {
                 "index": 0,
                 "message": message,
-                "finish_reason": "tool_calls" if calls else "stop",
+                "finish_reason": done,
             }
             obj = "chat.completion"
         else:
-            choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+            choice = {"index": 0, "text": text, "finish_reason": done, "logprobs": None}
             obj = "text_completion"
         self._json(
             200,
@@ -451,7 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "created": created,
                 "model": body.get("model"),
                 "choices": [choice],
-                "usage": usage,
+                **({"usage": usage} if spec.usage else {}),
             },
         )
 
@@ -525,28 +535,28 @@ def _instance(schema: dict[str, Any], prompt: str) -> Any:
     quoted = iter(re.findall(r"'([^']+)'|\"([^\"]+)\"", prompt))
     root = schema
 
-    def make(s: dict[str, Any]) -> Any:
+    def make(s: dict[str, Any], depth: int = 0) -> Any:  # recursive schemas: arrays end
         if "$ref" in s:
             node: Any = root
-            for part in s["$ref"][2:].split("/"):
+            for part in s["$ref"][2:].split("/") if s["$ref"] != "#" else ():
                 node = node[part]
-            return make(node)
+            return make(node, depth)
         for key in ("anyOf", "oneOf"):
             if key in s:
                 opts = [o for o in s[key] if o.get("type") != "null"] or s[key]
-                return make(opts[0])
+                return make(opts[0], depth)
         if "allOf" in s:
-            return make(s["allOf"][0])
-        if "enum" in s:
+            return make(s["allOf"][0], depth)
+        if s.get("enum"):
             return s["enum"][0]
         if "const" in s:
             return s["const"]
         t = s.get("type", "object" if "properties" in s else "string")
         t = next((x for x in t if x != "null"), "null") if isinstance(t, list) else t
         if t == "object":
-            return {k: make(v) for k, v in (s.get("properties") or {}).items()}
+            return {k: make(v, depth + 1) for k, v in (s.get("properties") or {}).items()}
         if t == "array":
-            return [make(s.get("items") or {})]
+            return [make(s.get("items") or {}, depth + 1)] if depth < 4 else []
         if t in ("integer", "number"):
             n = next(numbers, "1")
             return int(float(n)) if t == "integer" else float(n) if "." in n else int(n)
@@ -557,7 +567,10 @@ def _instance(schema: dict[str, Any], prompt: str) -> Any:
         q = next(quoted, None)
         return (q[0] or q[1]) if q else "example"
 
-    return make(schema)
+    try:
+        return make(schema)
+    except (LookupError, TypeError, AttributeError, RecursionError):  # a schema it cannot follow
+        return {}
 
 
 @contextmanager

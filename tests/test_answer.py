@@ -186,7 +186,9 @@ async def test_retries_with_backoff_hide_transient_faults(
     eps = endpoints(server, **{"math-model": {"max_retries": 3, "max_concurrency": 1}})
     res = await Answerer(toy_router, eps, n_samples=3, adaptive=False).aanswer(MATH_Q)
     assert res.failures == [] and res.votes == {"391": 3}
-    assert server.calls("math") > 3  # the rate-limited calls were retried
+    # every other call is rate-limited (the 1st, 3rd, 5th): each of the three samples took one
+    # failed call and one retry that answered, so exactly six calls
+    assert server.calls("math") == 6
 
 
 async def test_every_candidate_failing_is_one_clear_error(
@@ -445,3 +447,110 @@ async def test_whole_answers_send_the_endpoint_settings_on_the_wire(
     assert body["temperature"] == 0.3 and body["max_tokens"] == 77
     assert body["messages"][-1] == {"role": "user", "content": MATH_Q}
     assert {k.lower(): v for k, v in head.items()}["authorization"] == "Bearer sk-test-123"
+
+
+async def test_each_sample_carries_its_upstream_finish_reason(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    """The upstream's ``finish_reason`` reaches every sample, the result (the chosen sample's)
+    and the account, for whole and streamed answers; a sample cut at ``max_tokens`` says
+    ``length``."""
+    server.models["math"] = FakeModel(
+        answers=["391", "Let me think about this one carefully: the product is 391."],
+        truncate=True,
+    )
+    a = Answerer(
+        toy_router,
+        endpoints(server),
+        n_samples=4,
+        adaptive=False,
+        max_tokens=6,
+        answer_type="number",
+    )
+    res = await a.aanswer(MATH_Q)
+    assert sorted(s.finish_reason or "" for s in res.samples) == [
+        "length", "length", "stop", "stop",
+    ]  # fmt: skip
+    cut = next(s for s in res.samples if s.finish_reason == "length")
+    assert cut.text == "Let me think about this one" and cut.answer is None
+    assert res.answer == "391" and res.text == "391" and res.finish_reason == "stop"
+    assert [s["finish_reason"] for s in res.account()["samples"]] == [
+        s.finish_reason for s in res.samples
+    ]
+    direct = Answerer(toy_router, endpoints(server), strategy="direct", max_tokens=6)
+    whole = await direct.aanswer(MATH_Q)
+    streamed = [c async for c in direct.astream(MATH_Q)][-1].result
+    assert streamed is not None
+    for r in (whole, streamed):
+        assert r.finish_reason == r.samples[0].finish_reason
+        assert r.finish_reason == ("length" if len(r.text.split()) == 6 else "stop")
+    assert {whole.finish_reason, streamed.finish_reason} == {"stop", "length"}
+    server.models["math"] = FakeModel(answers=["391"])
+    assert (await direct.aanswer(MATH_Q)).finish_reason == "stop"
+
+
+async def test_costs_carry_no_float_noise(toy_router: Router, server: FakeOpenAIServer) -> None:
+    """A priced answer's cost is the exact sum of its samples' costs (USD per million tokens
+    times tokens), not a float sum's noise such as ``3.1799999999999994e-05`` (these prices
+    give noise in plain float arithmetic: 5 tokens at 0.3 plus 1 at 0.1 is
+    ``1.6000000000000001e-06``)."""
+    from fractions import Fraction
+
+    for pin, pout in ((0.3, 0.1), (0.05, 0.05)):
+        prices = {"input_price": pin, "output_price": pout}
+        a = Answerer(toy_router, endpoints(server, **{"math-model": prices}), adaptive=False)
+        for n in (3, 7, 10):
+            res = await a.aanswer(MATH_Q, n_samples=n)
+            exact = [
+                (s.prompt_tokens * Fraction(str(pin)) + s.completion_tokens * Fraction(str(pout)))
+                / 10**6
+                for s in res.samples
+            ]
+            assert [s.cost for s in res.samples] == [float(x) for x in exact]
+            assert res.cost == float(sum(exact)) and repr(res.cost) == repr(float(sum(exact)))
+            assert len(repr(res.cost)) <= 8, res.cost  # 1.6e-05, never 1.6000000000000003e-05
+
+
+LONG = "Let us compute 17 times 23 step by step: 17 times 20 is 340, plus 51 makes 391."
+
+
+async def test_samples_cut_at_the_token_limit_do_not_outvote_complete_ones(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    """A reply cut off at ``max_tokens`` (finish_reason ``length``) ends mid-thought; its last
+    number is often one of the question's ("23"). Its extracted answer does not vote while a
+    complete sample answers, and the notes say so (the README's "What is 17 times 23?" case)."""
+    server.models["math"] = FakeModel(answers=["391", LONG, LONG, LONG, "391"], truncate=True)
+    a = Answerer(
+        toy_router, endpoints(server), n_samples=5, adaptive=False, max_tokens=6,
+        answer_type="number",
+    )  # fmt: skip
+    res = await a.aanswer(MATH_Q)
+    assert res.answer == "391" and res.votes == {"391": 2}
+    cut = [s for s in res.samples if s.finish_reason == "length"]
+    assert len(cut) == 3 and all(s.text.endswith("17 times 23") and s.answer is None for s in cut)
+    assert any(
+        "3 of 5 samples were cut off at the token limit" in n and "not counted" in n
+        for n in res.notes
+    ), res.notes
+    # every sample cut: they are all the evidence there is, so they vote, and the notes say so
+    server.models["math"] = FakeModel(answers=[LONG], truncate=True)
+    res = await a.aanswer(MATH_Q)
+    assert res.answer == "23" and res.votes == {"23": 5}
+    assert any("counted, as no complete sample gave an answer" in n for n in res.notes)
+    # a generous limit: nothing is cut, nothing is said
+    res = await a.aanswer(MATH_Q, max_tokens=100)
+    assert res.answer == "391" and not any("cut off" in n for n in res.notes)
+
+
+async def test_adaptive_sampling_does_not_stop_on_cut_samples(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    """Three cut replies saying "23" would decide a 5-sample vote if they counted; they do not,
+    so sampling goes on and the complete answers win."""
+    server.models["math"] = FakeModel(answers=[LONG, LONG, LONG, "391", "391"], truncate=True)
+    one_at_a_time = endpoints(server, **{"math-model": {"max_concurrency": 1}})
+    a = Answerer(toy_router, one_at_a_time, n_samples=5, max_tokens=6, answer_type="number")
+    res = await a.aanswer(MATH_Q)
+    assert res.answer == "391" and res.n_drawn == 5 and res.samples_saved == 0
+    assert [s.finish_reason for s in res.samples] == ["length"] * 3 + ["stop"] * 2

@@ -86,6 +86,17 @@ def test_reachable_target_does_not_warn(router: Router) -> None:
         router.calibrate(data, target_cost=100.0, embeddings=X)
 
 
+def test_calibrate_shows_progress_when_asked(router: Router, capsys) -> None:
+    """A long calibration (82 s on dcrouter) is never silent when asked to show progress: a bar
+    over each fold's fit and alphas; without ``show_progress`` nothing is printed."""
+    data, X = two_topic_data()
+    router.calibrate(data, target_cost=6.0, embeddings=X, folds=3)
+    assert capsys.readouterr().err == ""
+    router.calibrate(data, target_cost=6.0, embeddings=X, folds=3, show_progress=True)
+    err = capsys.readouterr().err
+    assert "calibrating alpha (3 folds)" in err and "66/66" in err  # 3 x (1 fit + 21 alphas)
+
+
 def test_calibrated_alpha_is_saved(router: Router, tmp_path) -> None:
     data, X = two_topic_data()
     res = router.calibrate(data, target_cost=2.0, embeddings=X)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -271,3 +272,40 @@ def test_tokenizer_threads_only_for_train(
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     cli.main([command, "--help"])
     assert seen[-1] == "false"
+
+
+def _help(*args: str) -> str:
+    env = {**os.environ, "COLUMNS": "80", "TERM": "dumb"}
+    r = subprocess.run([sys.executable, "-m", "avengers", *args, "--help"], env=env,
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_help_wraps_descriptions_only_where_the_terminal_ends() -> None:
+    """``avengers --help`` lists every command's description as running text: a line breaks
+    only where the next word would not fit (never at a docstring's own line breaks), and no RST
+    double backticks show, in the list or in any command's own help."""
+    out = _help()
+    box = out[out.index("Commands") :].splitlines()[1:]
+    entries: list[list[str]] = []
+    for line in box:
+        if not line.startswith("│"):
+            break
+        inner = line[1 : line.rindex("│")]
+        name, text = inner[:12].strip(), inner[12:].rstrip()
+        if name:
+            entries.append([text])
+        else:
+            entries[-1].append(text)
+        width = len(inner) - 12 - 1  # the description column, less the right padding
+    assert len(entries) == 12, out
+    for lines in entries:
+        for line, after in itertools.pairwise(lines):
+            assert len(line.strip()) + 1 + len(after.split()[0]) > width, lines
+    assert "``" not in out
+    train = _help("train")  # its docstring holds an RST literal and a line break
+    assert "``" not in train and "(--stream: a Parquet file larger than memory" in " ".join(
+        train.split()
+    )
+    assert "``" not in _help("local", "start")

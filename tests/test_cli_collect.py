@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from avengers import Router
 from avengers.cli import app
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from typer.testing import CliRunner
+from waiting import wait_until
 
 runner = CliRunner()
 
@@ -93,7 +93,8 @@ def test_collect_grades_against_gold_and_summarises(files: Path, server: FakeOpe
     assert t[("Pick one\nA) x\nB) y\nC) z", "beta")] == 0.0
     rows = [json.loads(x) for x in (files / "out.jsonl").read_text().splitlines()]
     assert {r["grading"] for r in rows} == {"gold"} and all(r["n_samples"] == 2 for r in rows)
-    assert len((files / "out.jsonl.samples.jsonl").read_text().splitlines()) == 36
+    logged = [json.loads(x) for x in (files / "out.jsonl.samples.jsonl").read_text().splitlines()]
+    assert len(logged) == 36 and {r["finish_reason"] for r in logged} == {"stop"}
     # the outcome table trains a router directly
     r = runner.invoke(
         app, ["train", "-d", str(files / "out.jsonl"), "--k", "2", "-o", str(files / "r")]
@@ -156,11 +157,12 @@ def test_resume_after_ctrl_c(files: Path, server: FakeOpenAIServer) -> None:
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     log = files / "out.jsonl.samples.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (
-        not log.exists() or len(log.read_text().splitlines()) < 6
-    ):
-        time.sleep(0.1)
+    wait_until(
+        lambda: log.exists() and len(log.read_text().splitlines()) >= 6,
+        60,
+        "collect logged 6 samples",
+        proc=p,
+    )
     assert p.poll() is None, "collect finished before it could be interrupted"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)

@@ -23,6 +23,7 @@ from avengers.conversations import (
 from avengers.feedback import MemoryFeedbackStore, RedisFeedbackStore, SQLiteFeedbackStore
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_online import redis_url  # noqa: F401  (the real redis-server fixture)
+from waiting import answers, wait_until
 
 MATH_Q = "What is 17 times 23?"
 COOK_Q = "How long should I boil an egg for a runny yolk?"
@@ -102,13 +103,14 @@ def test_sqlite_keeps_digests_not_keys(tmp_path: Path) -> None:
     assert model == "math-model" and "alice" not in key and len(key) == 64
 
 
-def _stick_many(path: Path, worker: int, n: int) -> None:
+def _stick_many(path: Path, worker: int, n: int, written: Any) -> None:
     store = SQLiteConversations(path, max_entries=1000)
     for i in range(n):
         store.set(f"w{worker}-{i}", f"m{worker}")
+    written.wait(60)  # every worker has written all of its conversations
     for i in range(n):  # every worker sees every other worker's conversations
         for other in range(3):
-            assert store.get(f"w{other}-{i}") in (None, f"m{other}")
+            assert store.get(f"w{other}-{i}") == f"m{other}", (worker, other, i)
     store.close()
 
 
@@ -116,7 +118,8 @@ def test_sqlite_store_is_shared_by_processes(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     SQLiteFeedbackStore(path).close()  # the feedback store's file holds the conversations too
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_stick_many, args=(path, w, 40)) for w in range(3)]
+    written = ctx.Barrier(3)
+    procs = [ctx.Process(target=_stick_many, args=(path, w, 40, written)) for w in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -328,13 +331,7 @@ def test_avengers_serve_with_two_workers_keeps_conversations_in_the_store(
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_until(answers(f"{url}/ready"), 300, "two workers answered /ready", proc=p)
 
         def turn(q: str) -> Any:
             body = {"model": "avengers", "messages": [{"role": "user", "content": q}],

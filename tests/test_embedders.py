@@ -272,6 +272,21 @@ def test_disk_cache_keeps_at_most_max_rows(tmp_path: Path) -> None:
     assert fake.calls[-1] == ["text 0"]
 
 
+def test_disk_cache_embeds_small_batches_first_so_progress_shows_early(tmp_path: Path) -> None:
+    """The first batches are small and grow to ``chunk_size``: the progress bar moves after 16
+    texts, not after 512 (most of a minute of MiniLM on a busy 2-core machine)."""
+    fake = Fake()
+    cached = CachedEmbedder(fake, tmp_path, chunk_size=512, show_progress=True)
+    texts = [f"question {i}" for i in range(1500)]
+    v = cached.embed(texts)
+    assert [len(c) for c in fake.calls] == [16, 32, 64, 128, 256, 512, 492]
+    assert [t for c in fake.calls for t in c] == texts
+    np.testing.assert_allclose(v, fake.embed(texts), atol=1e-6)
+    small = CachedEmbedder(Fake(), tmp_path / "small", chunk_size=5)
+    small.embed(texts[:12])
+    assert [len(c) for c in small.inner.calls] == [5, 5, 2]  # type: ignore[attr-defined]
+
+
 def test_resolve_embedder_cache_modes() -> None:
     from avengers.embedders import MemoryCachedEmbedder, resolve_embedder
 

@@ -106,6 +106,124 @@ def test_alpha_labels_merge_points_that_coincide() -> None:
     assert labels == ["0.0-0.2", "0.5", "1.0"]
 
 
+def test_alpha_labels_never_cover_each_other_or_a_point(tmp_path: Path) -> None:
+    """The crowded low-cost end of the dcrouter alpha curve (alphas 0.0-0.8 within a fifth of the
+    cost axis, as the demo's plot has it): every label sits clear of the other labels, of every
+    point and of the legend, inside the axes."""
+    from avengers.evaluation import Evaluation
+    from avengers.plots import _plt, place_alpha_labels
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    curve = [(0.100, 0.513), (0.101, 0.514), (0.102, 0.514), (0.107, 0.517), (0.127, 0.528),
+             (0.140, 0.541), (0.152, 0.538), (0.158, 0.541), (0.176, 0.547), (0.422, 0.563),
+             (0.771, 0.599)]  # fmt: skip
+
+    def ev(alpha: float, c: float, acc: float) -> Evaluation:
+        return Evaluation(
+            n_queries=305, accuracy=acc, best_single_model="m", best_single=0.563, oracle=0.73,
+            random=0.38, gain=0.0, gap_closed=0.0, cost=c, best_single_cost=0.9,
+            per_model={}, routed_share={}, n_fallback=0, settings={"alpha": alpha},
+        )  # fmt: skip
+
+    results = [ev(i / 10, c, acc) for i, (c, acc) in enumerate(curve)]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    costs = [c for c, _ in curve]
+    ax.plot(costs, [a for _, a in curve], "o-", label="routed")
+    ax.scatter([0.9], [0.563], marker="s", label="best single")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    anns = place_alpha_labels(ax, results, costs)
+    fig.savefig(tmp_path / "curve.png")
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(a, renderer) for a in anns]
+    points = [Bbox.from_bounds(x - 3, y - 3, 6, 6) for x, y in ax.transData.transform(curve)]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert len(anns) >= 9  # 0.0-0.2 merged, every other alpha labelled
+    for i, box in enumerate(boxes):
+        assert not any(box.overlaps(other) for other in boxes[i + 1 :]), anns[i].get_text()
+        assert not any(box.overlaps(p) for p in points), anns[i].get_text()
+        assert not box.overlaps(legend) and ax.get_window_extent(renderer).contains(*box.p0)
+    plt.close(fig)
+
+
+def test_evaluation_gives_a_paired_interval_and_the_cost_headline_in_words() -> None:
+    """The demo's first part prints its gain with a paired 95% interval, and the alpha curve's
+    headline (the cheapest alpha as accurate as the best single model) in words."""
+    import numpy as np
+    from avengers import OutcomeData, Router
+    from avengers.evaluation import cost_headline, evaluate, in_words, sweep_alpha
+
+    rng = np.random.default_rng(0)
+    n, dim = 120, 8
+    topic = np.arange(n) % 2
+    X = np.eye(dim, dtype=np.float32)[topic] + 0.01 * rng.standard_normal((n, dim)).astype(
+        np.float32
+    )
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    # the pricey model is right everywhere, the cheap one only on topic 1 (half the queries):
+    # routing topic 1 to the cheap one is as accurate at (1 + 20) / 2 / 20 = 52.5 % of the cost
+    scores = np.column_stack([topic, np.ones(n)]).astype(float)
+    costs = np.tile([[1.0, 20.0]], (n, 1))
+    data = OutcomeData([f"q{i}" for i in range(n)], ["cheap", "pricey"], scores, costs)
+    router = Router(n_clusters=2, n_nearest=1, shrinkage=0.0, classifier_weight=0.0)
+    router.fit(data, embeddings=X)
+    ev = evaluate(router, data, embeddings=X)
+    routed = scores[np.arange(n), router.estimate(X).best]
+    diff = routed - scores[:, 1]
+    half = 1.96 * diff.std(ddof=1) / np.sqrt(n)
+    assert ev.gain_ci95 == pytest.approx((diff.mean() - half, diff.mean() + half))
+    assert "(95% interval" in ev.table() and "paired over the 120 queries" in ev.table()
+    line = cost_headline(sweep_alpha(router, data, test_embeddings=X))
+    assert line is not None and line.startswith("at alpha ")
+    assert "as accurate as the best single model (1.000 vs 1.000, pricey)" in line
+    assert "about half of its average cost (10.5 vs 20 per query)" in line
+    assert [in_words(x) for x in (0.48, 0.26, 0.34, 0.12)] == [
+        "about half", "about a quarter", "about a third", "about a tenth",
+    ]  # fmt: skip
+    assert (in_words(0.03), in_words(0.97), in_words(1.4)) == ("3%", "97%", "140%")
+
+
+def test_demo_fills_the_reproduction_report_from_its_summary(tmp_path: Path) -> None:
+    """``benchmarks/reproduce.py --demo-only`` (the end of scripts/demo.sh) rewrites only the
+    demo's section of docs/reproduction.md, from the summary the demo wrote."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    assert "reproduce.py --demo-only --summary" in (root / "scripts" / "demo.sh").read_text()
+    doc = tmp_path / "reproduction.md"
+    original = (root / "docs" / "reproduction.md").read_text()
+    doc.write_text(original)
+    summary = {
+        "samples": 3, "answer_samples": 5, "seconds": 612.0,
+        "evaluation": {"n_queries": 43, "accuracy": 0.512, "best_single_model": "gemma3-270m",
+                       "best_single": 0.488, "oracle": 0.651},
+        "cross_validated": {"n_questions": 130, "repeats": 5, "folds": 5, "routed": 0.5,
+                            "best_single": 0.47, "difference": 0.03, "ci95": [-0.02, 0.08]},
+        "consensus_gold_correlation": 0.61,
+        "answers": [{"question": "What is 3 times 9?", "gold": "27", "answer": "27",
+                     "model": "smollm2-135m", "votes": {"27": 4, "12": 1}}],
+    }  # fmt: skip
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    r = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "reproduce.py"), "--demo-only",
+         "--summary", str(tmp_path / "summary.json"), "--out", str(doc)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    text = doc.read_text()
+    assert "has not been run" not in text
+    for shown in ("routed accuracy 0.512 vs best single (gemma3-270m) 0.488",
+                  "difference +0.030 (95% interval -0.020 to +0.080", "r = 0.61",
+                  "What is 3 times 9? gold '27', voted '27' by smollm2-135m", "10.2 minutes"):  # fmt: skip
+        assert shown in text, shown
+    head, _, rest = original.partition("### Real models (the end-to-end demo)")
+    assert text.startswith(head) and text.endswith(rest[rest.index("\n## ") :])
+
+
 # ------------------------------------------------------------------ avengers local
 
 
@@ -165,17 +283,37 @@ def test_local_start_status_stop(state: Path, tmp_path: Path) -> None:
     assert not any(m.answers() for m in local_models())
 
 
-def test_skipped_tests_show_their_reason() -> None:
-    """Tests that need the research data skip with a reason that pytest prints (-rs)."""
-    import tomllib
+def test_skipped_tests_show_their_reason(tmp_path: Path) -> None:
+    """Tests that need the research data skip with a reason that pytest prints (-rs): a copy of
+    the project's pytest settings and conftest, in a folder with no research data beside it, runs
+    a test that asks for the data and reports the skip and where the data was looked for."""
+    import shutil
+    import subprocess
+    import sys
 
     root = Path(__file__).resolve().parents[1]
-    opts = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
-    assert "-rs" in opts["addopts"].split()
-    assert (
-        'pytest.skip(f"research data folder not found at {DATA_DIR}")'
-        in (root / "tests" / "conftest.py").read_text()
+    project = tmp_path / "project"
+    (project / "tests").mkdir(parents=True)
+    shutil.copy(root / "pyproject.toml", project / "pyproject.toml")
+    for name in ("conftest.py", "toy.py"):
+        shutil.copy(root / "tests" / name, project / "tests" / name)
+    (project / "tests" / "test_needs_data.py").write_text(
+        "def test_reads_the_data(data_dir):\n    assert data_dir.is_dir()\n"
     )
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    missing = tmp_path / "shared" / "data"
+    assert "1 skipped" in out.stdout
+    assert re.search(
+        r"SKIPPED \[1\] .*research data folder not found at " + re.escape(str(missing)),
+        out.stdout,
+    ), out.stdout
 
 
 # ------------------------------------------------- set-up progress during the llama.cpp compile
@@ -213,10 +351,15 @@ def _run_step(tmp_path: Path, command: str) -> str:
     not all(Path(f"/usr/bin/{t}").exists() for t in ("cmake", "ninja", "cc")),
     reason="needs cmake, ninja and a C compiler",
 )
-def test_setup_shows_compile_progress_from_a_real_cmake_ninja_build(tmp_path: Path) -> None:
+@pytest.mark.parametrize("verbose", [False, True])
+def test_setup_shows_compile_progress_from_a_real_cmake_ninja_build(
+    tmp_path: Path, verbose: bool
+) -> None:
     """While a real CMake + Ninja build runs (the generator scikit-build-core uses for
     llama-cpp-python), its output indented as ``pip -v`` shows it, the heartbeat names the
-    latest ``[n/N] Building C object ...`` line."""
+    latest ``[n/N] Building C object ...`` line; in a verbose build (``cmake --build -v``, what
+    scikit-build-core runs under ``pip -v``: whole compiler command lines) it shows
+    ``[n/N] p% of the build, compiling FILE``."""
     src = tmp_path / "src"
     src.mkdir()
     names = [f"part{i}" for i in range(4)]
@@ -231,11 +374,12 @@ def test_setup_shows_compile_progress_from_a_real_cmake_ninja_build(tmp_path: Pa
     slow.chmod(0o755)
     build = (
         f"cmake -S {src} -B {tmp_path / 'build'} -G Ninja -DCMAKE_C_COMPILER_LAUNCHER={slow} "
-        f"&& cmake --build {tmp_path / 'build'} -j1"
+        f"&& cmake --build {tmp_path / 'build'} -j1{' -v' if verbose else ''}"
     )
     err = _run_step(tmp_path, f"bash -c '({build}) 2>&1 | sed -u \"s/^/  /\"'")
     beats = [x for x in err.splitlines() if x.startswith("[setup]   build: ")]
-    compiling = [x for x in beats if re.search(r"\| \[\d+/\d+\] Building C object", x)]
+    shown = r"\d+% of the build, compiling part\d\.c$" if verbose else r"Building C object"
+    compiling = [x for x in beats if re.search(r"\| \[\d+/\d+\] " + shown, x)]
     assert compiling, err
     assert all(len(x.split("| ", 1)[1]) <= 100 for x in compiling)
     assert err.splitlines()[-1].startswith("[setup] build: done in ")

@@ -281,6 +281,25 @@ def test_doc_examples_run(
     assert gemma and all("prompt" in r for r in gemma)  # the base model got plain completions
 
 
+def test_conventions_doc_example_runs(
+    local_router: Router,
+    local_server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/langchain.md's table of the partner package's conventions, its example."""
+    text = DOC.read_text()
+    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, local_server.base_url))
+    local_router.save_pretrained(tmp_path / "my-router")
+    monkeypatch.chdir(tmp_path)
+    (block,) = re.findall(r"```python dialect\n(.*?)```", text, flags=re.S)
+    exec(compile(block, "<docs/langchain.md dialect>", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["smollm2-135m stop", "True", "gemma3-270m", "smollm2-135m", "gemma3-270m"]
+
+
 def test_tools_doc_examples_run(
     local_router: Router,
     local_server: FakeOpenAIServer,

@@ -6,10 +6,13 @@ mode are on: the endpoints declare those capabilities and the fake server answer
 requests with tool calls (arguments from the tool's schema and the prompt) and response_format
 requests with JSON. Capabilities declared absent (their standard tests are skipped by the suite
 itself, not here): image, PDF, audio and video inputs and Anthropic-style inputs -- the fake
-server and the routing recipe read text only. Also skipped by the suite: serdes
-(the model holds a live Router, not a serializable config), init-from-env (no settings come
-from the environment; endpoint keys are read by name at call time) and the VCR timing test.
-A per-call `model=` pins that candidate instead of routing.
+server and the routing recipe read text only. Expected to fail here: the standard serdes test (it loads
+with ``allowed_objects="all"``, LangChain's list of its partner packages, which cannot name
+this one; tests/test_parity_langchain.py round-trips ChatAvengers beside ChatOpenAI with
+``allowed_objects=[ChatAvengers]``) and the VCR timing test. The unit suite's standard
+``api_key`` is left out: ChatAvengers refuses it (each endpoint's key is read from the
+environment variable its ``api_key_env`` names). A per-call `model=` pins that candidate
+instead of routing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import atexit
 from functools import cache
 from typing import Any
 
+import pytest
 from avengers import Endpoint, Router
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from langchain_tests.integration_tests import ChatModelIntegrationTests
@@ -81,6 +85,28 @@ class _Common:
 
 
 class TestChatAvengersUnit(_Common, ChatModelUnitTests):
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        params = super().standard_chat_model_params
+        params.pop("api_key")  # refused: keys are read per endpoint from the environment
+        return params
+
+    @property
+    def init_from_env_params(self) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        return (
+            {"AVENGERS_ROUTER": "pretrained", "AVENGERS_ENDPOINTS": "endpoints.yaml"},
+            {},
+            {"router": "pretrained", "endpoints": "endpoints.yaml"},
+        )
+
+    @pytest.mark.xfail(
+        reason="loads with allowed_objects='all', LangChain's list of its partner packages, "
+        "which cannot name this one (and compares with a stored snapshot); "
+        "tests/test_parity_langchain.py round-trips ChatAvengers beside ChatOpenAI"
+    )
+    def test_serdes(self, model: Any, snapshot: Any) -> None:
+        super().test_serdes(model, snapshot)
+
     @property
     def chat_model_params(self) -> dict[str, Any]:
         # no network at construction: endpoints that nothing listens on are fine here

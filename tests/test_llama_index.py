@@ -220,6 +220,24 @@ def local_server() -> Iterator[FakeOpenAIServer]:
     s.stop()
 
 
+def test_conventions_doc_example_runs(
+    local_router: Router,
+    local_server: FakeOpenAIServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/llamaindex.md's table of the partner package's conventions, its example."""
+    text = DOC.read_text()
+    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, local_server.base_url))
+    local_router.save_pretrained(tmp_path / "my-router")
+    monkeypatch.chdir(tmp_path)
+    (block,) = re.findall(r"```python dialect\n(.*?)```", text, flags=re.S)
+    exec(compile(block, "<docs/llamaindex.md dialect>", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["smollm2-135m", "True", "True", "gemma3-270m"]
+
+
 def test_doc_examples_run(
     local_router: Router,
     local_server: FakeOpenAIServer,

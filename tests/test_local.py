@@ -9,13 +9,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from avengers.demo.local import LlamaCppServer, describe_exit, free_port, port_taken
 from avengers.exceptions import ConfigError
+from waiting import answers, wait_until
 
 # Answers GET /v1/models, and kills itself with SIGSEGV on the first POST, like a bad build.
 CRASHING_SERVER = textwrap.dedent(
@@ -69,13 +68,7 @@ def test_a_server_that_dies_on_its_first_request_is_reported(tmp_path: Path) -> 
     try:
         srv = LlamaCppServer(tmp_path / "m.gguf", "bad-build", port=port)
         srv.process = proc
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{srv.base_url}/models", timeout=1.0)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_until(answers(f"{srv.base_url}/models"), 30, "the fake server answered", proc=proc)
         assert srv.exit_status() is None
         with pytest.raises(ConfigError) as err:
             srv._first_request()

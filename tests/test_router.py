@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import numpy as np
 import pytest
@@ -116,9 +117,29 @@ def test_thin_clusters_fall_back_to_global(embedder) -> None:
 
 
 def test_far_queries_fall_back_to_global(embedder) -> None:
-    r = Router.paper(3, far_quantile=0.5, embedder=embedder).fit(toy_rows())
-    decisions = r.route_batch(["Quantum chromodynamics of gluon plasma", "What is 2 plus 2?"])
-    assert decisions[0].fallback is not None and "far from every cluster" in decisions[0].fallback
+    # the threshold is the training queries' 99th distance percentile: an arithmetic question
+    # is within it, a physics one beyond (at the median, 0.5, even some training-like
+    # arithmetic questions are beyond it)
+    r = Router.paper(3, far_quantile=0.99, embedder=embedder).fit(toy_rows())
+    far, near = r.route_batch(["Quantum chromodynamics of gluon plasma", "What is 2 plus 2?"])
+    said = re.fullmatch(
+        r"query is far from every cluster \(distance (\d\.\d{3}) > (\d\.\d{3})\): "
+        r"global ranking used",
+        far.fallback or "",
+    )
+    assert said, far.fallback
+    threshold = float(said[2])
+    assert said[1] == f"{far.distance:.3f}" and far.distance > threshold
+    assert np.quantile(r.train_distances_, 0) <= threshold <= r.train_distances_.max()
+    assert far.method == "global"
+    assert far.ranking[0].performance == pytest.approx(r.global_scores_.max())
+    # the near query is routed by its cluster as usual
+    assert near.fallback is None and near.method == "cluster"
+    assert near.distance < threshold and near.model == "math-model"
+    # its estimate is its cluster's (n_nearest 1, plain means), not the global one
+    cluster_mean = r.cluster_scores()[near.cluster, r.models_.index("math-model")]
+    assert near.ranking[0].performance == pytest.approx(cluster_mean)
+    assert cluster_mean > r.global_scores_.max() + 0.3
 
 
 def test_missing_outcomes_are_not_zeros(embedder) -> None:

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import uvicorn
 from avengers import Answerer, Endpoint, Router
 from avengers.serve import create_app
 from fake_openai_server import FakeModel, FakeOpenAIServer
+from waiting import answers, wait_until
 
 MATH_Q = "What is 17 times 23?"
 COOK_Q = "How long should I boil an egg for a runny yolk?"
@@ -41,9 +41,7 @@ class Running:
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: self.server.started, 60, "the in-process server started", interval=0.05)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
@@ -293,6 +291,7 @@ def test_upstream_killed_mid_run_falls_back(
 
 def test_graceful_shutdown_finishes_in_flight_requests(toy_router: Router, tmp_path: Path) -> None:
     up = FakeOpenAIServer({"chef": FakeModel(answers=["Six minutes."], delay=2.0)}).start()
+    p: subprocess.Popen[bytes] | None = None
     try:
         toy_router.save_pretrained(tmp_path / "r")
         (tmp_path / "e.json").write_text(
@@ -306,13 +305,7 @@ def test_graceful_shutdown_finishes_in_flight_requests(toy_router: Router, tmp_p
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_until(answers(f"{url}/health"), 300, "avengers serve answered /health", proc=p)
         result: dict[str, Any] = {}
 
         def call() -> None:
@@ -321,13 +314,17 @@ def test_graceful_shutdown_finishes_in_flight_requests(toy_router: Router, tmp_p
 
         t = threading.Thread(target=call)
         t.start()
-        time.sleep(0.8)  # the request is now waiting on the slow upstream
+        # SIGTERM once the request is waiting on the slow upstream
+        wait_until(lambda: up.in_flight.get("chef", 0) == 1, 60, "the request reached the upstream")
         p.send_signal(signal.SIGTERM)
         t.join(30)
         p.wait(30)
         assert result["r"].status_code == 200
         assert result["r"].json()["choices"][0]["message"]["content"] == "Six minutes."
     finally:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(30)
         up.stop()
 
 
@@ -417,13 +414,7 @@ def test_several_workers(toy_router: Router, tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        wait_until(answers(f"{url}/ready"), 300, "two workers answered /ready", proc=p)
         c = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
         for _ in range(4):
             r = c.chat.completions.create(

@@ -271,6 +271,7 @@ async def test_majority_over_tool_calls_with_malformed_arguments(
     d = res.to_dict()
     want = dataclasses.asdict(res)
     want["decision"], want["share"] = res.decision.to_dict() if res.decision else None, res.share
+    want["answer_usage"] = res.answer_usage
     assert d == want and list(d) == list(want)
     d["tool_calls"][0]["function"]["name"] = "changed"
     d["samples"][0]["tool_calls"].clear()

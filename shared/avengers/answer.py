@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -50,13 +51,15 @@ from .results import (
     AnswerResult,
     Failure,
     Sample,
+    answer_error,
     group_failures,
     new_response_id,
     total_cost,
 )
 from .router import Router
 from .sampler import ModelRun, Sampler, candidates, fallback_note
-from .tally import decide
+from .storeguard import StoreGuard, StoreUnavailable
+from .tally import decide, is_cut
 from .toolcalls import ballot, split_options
 
 Query = str | Sequence[Message]
@@ -87,6 +90,8 @@ class _Plan:
     stuck: str | None = None
     """The model the conversation was on before this turn."""
     response_id: str | None = None
+    unavailable: list[str] | None = None
+    """The optional stores that failed for this query (``conversation``, ``feedback``)."""
 
 
 def fit_budget(
@@ -137,6 +142,19 @@ def fit_budget(
     return keep, reduced, notes
 
 
+def one_greedy_sample(cfg: SamplingConfig) -> tuple[SamplingConfig, list[str]]:
+    """``cfg`` with one sample per model when ``temperature`` is 0, and a note saying so.
+    Temperature 0 decodes greedily: every sample of a model is the same answer, so the vote
+    would only count (and the caller pay for) copies of the first."""
+    if cfg.temperature is None or cfg.temperature > 0 or cfg.samples_per_model == 1:
+        return cfg, []
+    note = (
+        f"temperature 0: one sample per model instead of {cfg.n_samples} (greedy decoding "
+        "gives the same answer every time)"
+    )
+    return cfg.updated(n_samples=1), [note]
+
+
 def stick(decision: RouteDecision, model: str) -> RouteDecision:
     """``decision`` with ``model`` (the conversation's) moved to the front of its ranking and
     marked sticky; unchanged if ``model`` is not among its candidates."""
@@ -184,6 +202,10 @@ class Answerer:
                 )
             feedback_store = MemoryFeedbackStore()
         self.feedback_store: FeedbackStore | None = feedback_store
+        self.store_guard: StoreGuard | None = None
+        """Set (the server does): store calls run on the guard's own pool, bounded by its timeout
+        and the deadline, and a failing store degrades an answer instead of failing it (see
+        :mod:`avengers.storeguard`)."""
         known = set(self.backend.models())
         if not known & set(router.models_):
             raise ConfigError(
@@ -259,13 +281,14 @@ class Answerer:
         support them (see :mod:`avengers.toolcalls`); other keywords override
         :class:`SamplingConfig` settings for this call."""
         cfg, opts = split_options(self.config, dict(overrides))
+        cfg, greedy = one_greedy_sample(cfg)
         msgs = as_messages(query)
         plan = await self._plan(msgs, text, decision, prefer, cfg, opts, conversation, response_id)
         cfg = plan.cfg or cfg
         draw = await Sampler(self.backend, msgs, plan.question, cfg, opts).draw(plan.order)
         if not draw.runs:
-            raise AnswerError("every candidate model failed", group_failures(draw.failures))
-        notes = [*plan.notes, *draw.notes]
+            raise answer_error("every candidate model failed", group_failures(draw.failures))
+        notes = [*greedy, *plan.notes, *draw.notes]
         return await self._result(
             plan, draw.runs, draw.cfg, draw.failures, notes, draw.n_requested, draw.fallback
         )
@@ -306,13 +329,14 @@ class Answerer:
         first token); with voting, the winning answer is sent in one piece once decided. The last
         chunk has empty text and carries the :class:`AnswerResult`."""
         cfg, opts = split_options(self.config, dict(overrides))
+        cfg, greedy = one_greedy_sample(cfg)
         if cfg.samples_per_model > 1:
             res = await self.aanswer(
                 query, text=text, decision=decision, prefer=prefer, conversation=conversation,
                 response_id=response_id, **overrides,
             )  # fmt: skip
-            yield AnswerChunk(res.text)
-            yield AnswerChunk("", res)
+            yield AnswerChunk(res.text, model=res.model)
+            yield AnswerChunk("", res, res.model)
             return
         msgs = as_messages(query)
         plan = await self._plan(msgs, text, decision, prefer, cfg, opts, conversation, response_id)
@@ -328,19 +352,19 @@ class Answerer:
                         run = ModelRun(model, rank, (piece,), (), 1)
                         fallback = fallback_note(failures, model, rank) if rank else None
                         res = await self._result(
-                            plan, [run], cfg, failures, plan.notes, 1, fallback
+                            plan, [run], cfg, failures, [*greedy, *plan.notes], 1, fallback
                         )
-                        yield AnswerChunk("", res)
+                        yield AnswerChunk("", res, model)
                         return
                     emitted = True
-                    yield AnswerChunk(piece)
+                    yield AnswerChunk(piece, model=model)
             except CallError as e:
                 if emitted:
-                    raise AnswerError(
+                    raise answer_error(
                         f"{model} failed in the middle of a streamed answer", group_failures([e])
                     ) from None
                 failures.append(e)
-        raise AnswerError("every candidate model failed", group_failures(failures))
+        raise answer_error("every candidate model failed", group_failures(failures))
 
     def stream(self, query: Query, **kwargs: Any) -> Iterator[AnswerChunk]:
         """Sync twin of :meth:`astream`."""
@@ -383,9 +407,12 @@ class Answerer:
             await self.aclose()
 
     async def _store(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call a store method; off the event loop unless the store is in memory."""
+        """Call a store method; off the event loop unless the store is in memory (on the
+        :attr:`store_guard`'s pool when there is one: :class:`StoreUnavailable` on failure)."""
         if isinstance(getattr(fn, "__self__", None), (MemoryConversations, MemoryFeedbackStore)):
             return fn(*args)
+        if self.store_guard is not None:
+            return await self.store_guard.call(fn, *args)
         return await asyncio.to_thread(fn, *args)
 
     def _order(
@@ -445,8 +472,13 @@ class Answerer:
         stick_answer = conversation is not None and prefer is None
         if conversation is not None:
             check_key(conversation)
+        unavailable: list[str] = []
         if stick_answer and not decision.sticky:
-            stuck = await self._store(self.conversations.get, conversation)
+            try:
+                stuck = await self._store(self.conversations.get, conversation)
+            except StoreUnavailable:  # the answer never waits on the store: routed afresh
+                stick_answer = False
+                unavailable.append("conversation")
         fresh, kept = decision, False
         if stuck is not None and stuck in self.backend.models():
             decision = stick(decision, stuck)
@@ -463,6 +495,8 @@ class Answerer:
             )
         elif stuck is not None and not kept:
             notes.append(f"conversation's model {stuck!r} is no longer a candidate; routed afresh")
+        if unavailable:
+            notes.append("conversation store unavailable: this turn was routed afresh")
         return _Plan(
             question,
             decision,
@@ -476,6 +510,7 @@ class Answerer:
             stick_answer,
             stuck,
             response_id,
+            unavailable,
         )
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
@@ -496,19 +531,30 @@ class Answerer:
         """Vote over the runs' samples and build the complete result with its account."""
         comps = [(r, c) for r in runs for c in r.completions]
         texts = [ballot(c) for _, c in comps]
-        verdict = await decide(texts, [r.rank for r, _ in comps], cfg, plan.question, self._embed)
+        ranks = [r.rank for r, _ in comps]
+        cut = [is_cut(c.finish_reason) for _, c in comps]
+        verdict = await decide(texts, ranks, cfg, plan.question, self._embed, cut)
         samples = [
             Sample(c.model, r.rank, c.text, answer, c.prompt_tokens, c.completion_tokens,
-                   c.latency, c.cost, list(c.tool_calls))
+                   c.latency, c.cost, list(c.tool_calls), c.tokens_known, c.finish_reason)
             for (r, c), answer in zip(comps, verdict.extracted, strict=True)
         ]  # fmt: skip
         chosen = samples[verdict.winner]
         drawn = sum(r.drawn for r in runs)
         notes = list(notes)
+        ended = Counter(sorted(s.finish_reason for s in samples if s.finish_reason))
+        if len(ended) > 1:  # e.g. some cut off at the token limit: the caller should know
+            how = ", ".join(f"{n} {why}" for why, n in sorted(ended.items(), key=lambda x: -x[1]))
+            notes.append(f"samples ended differently ({how}); the answer's: {chosen.finish_reason}")
+        unavailable = list(plan.unavailable or ())
         if plan.conversation is not None and plan.stick:
             answered = runs[0].model  # the model the turn went to (first of model_switch)
             if answered != plan.stuck:
-                await self._store(self.conversations.set, plan.conversation, answered)
+                try:
+                    await self._store(self.conversations.set, plan.conversation, answered)
+                except StoreUnavailable:
+                    unavailable.append("conversation")
+                    notes.append("conversation store unavailable: this turn was not recorded")
                 if plan.stuck is not None:
                     notes.append(
                         f"conversation moved from {plan.stuck} to {answered} ({plan.stuck} failed)"
@@ -541,10 +587,18 @@ class Answerer:
             id=plan.response_id or new_response_id(),
             expected_cost=total_cost([expected.get(s.model) for s in samples]),
             conversation=plan.conversation,
+            unavailable=unavailable,
+            tokens_known=all(s.tokens_known for s in samples),
+            finish_reason=chosen.finish_reason,
+            chosen=verdict.winner,
         )
         if self.feedback_store is not None:
             store = self.feedback_store
-            await self._store(store.remember, result.id, result.model, plan.decision.cluster)
+            try:
+                await self._store(store.remember, result.id, result.model, plan.decision.cluster)
+            except StoreUnavailable:  # served all the same; this answer cannot be rated
+                unavailable.append("feedback")
+                result.notes.append("feedback store unavailable: this answer cannot be rated")
         return result
 
 
@@ -558,6 +612,7 @@ __all__ = [
     "Sample",
     "SamplingConfig",
     "fit_budget",
+    "one_greedy_sample",
     "routing_text",
     "stick",
 ]

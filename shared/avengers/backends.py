@@ -45,6 +45,9 @@ class Completion:
     finish_reason: str | None = None
     tool_calls: tuple[dict[str, Any], ...] = ()
     """Tool calls in the OpenAI wire form (see :mod:`avengers.toolcalls`), if the model made any."""
+    tokens_known: bool = True
+    """Whether the endpoint reported token counts (False: it sent no ``usage``, and the zero
+    counts above stand for unknown, never for zero tokens)."""
 
 
 class CallError(AvengersError):
@@ -382,7 +385,9 @@ class OpenAIBackend:
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
         cost = ep.cost(pt, ct) if usage is not None else None
-        yield Completion(model, "".join(parts), pt, ct, latency, cost, finish, calls.calls())
+        yield Completion(
+            model, "".join(parts), pt, ct, latency, cost, finish, calls.calls(), usage is not None
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP clients made on the running loop."""
@@ -430,6 +435,7 @@ def _completion_from(
         ep.cost(pt, ct) if usage is not None else None,
         finish if isinstance(finish, str) else None,
         calls,
+        usage is not None,
     )
 
 

@@ -119,10 +119,13 @@ def calibrate(
     embeddings: np.ndarray | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> CalibrationResult:
     """Choose ``alpha`` for ``router`` so the target is met (see the module text); sets
     ``router.alpha`` and returns the figures. ``data`` is the training outcome data (if the
-    router is not fitted yet it is fitted on all of it); ``embeddings`` are its rows' embeddings."""
+    router is not fitted yet it is fitted on all of it); ``embeddings`` are its rows' embeddings.
+    ``show_progress`` shows bars (on stderr) for embedding the queries and for the folds: each
+    fold's fit, then each ``alpha`` evaluated on its held-out queries."""
     if (target_cost is None) == (target_share is None):
         raise ConfigError("give exactly one of target_cost or target_share=(models, share)")
     data = as_outcomes(data)
@@ -131,7 +134,11 @@ def calibrate(
     grid_alphas = sorted({float(a) for a in alphas})
     if not grid_alphas or any(not 0.0 <= a <= 1.0 for a in grid_alphas):
         raise ConfigError(f"alphas must be a non-empty list of numbers in [0, 1], got {alphas}")
-    X = router.embed(data.queries) if embeddings is None else np.asarray(embeddings, np.float32)
+    X = (
+        router.embed(data.queries, show_progress=show_progress)
+        if embeddings is None
+        else np.asarray(embeddings, np.float32)
+    )
     if len(X) != len(data):
         raise DataError(f"{len(X)} embeddings for {len(data)} queries")
     if not router.is_fitted():
@@ -166,10 +173,21 @@ def calibrate(
     acc = np.zeros((a, n))
     picked_share = np.zeros((a, n), dtype=bool)
     fold_of = np.zeros(n, dtype=int)
-    for f, (train_idx, test_idx) in enumerate(fold_indices(n, folds, seed)):
+    splits = fold_indices(n, folds, seed)
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=folds * (1 + a), desc=f"calibrating alpha ({folds} folds)", unit="step")
+    for f, (train_idx, test_idx) in enumerate(splits):
         fold_of[test_idx] = f
         r = clone(router).set_embedder(router.get_embedder())
+        if bar is not None:
+            bar.set_postfix_str(f"fold {f + 1}: fitting")
         r.fit(data.subset(train_idx), embeddings=X[train_idx])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"fold {f + 1}: {a} alphas")
         for i, alpha in enumerate(grid_alphas):
             est = r.estimate(X[test_idx], alpha=alpha)
             choice = est.best
@@ -186,6 +204,10 @@ def calibrate(
             cost[i, test_idx] = actual
             if share_cols is not None:
                 picked_share[i, test_idx] = share_cols[choice]
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     if target_cost is not None and np.isnan(cost).all():
         raise DataError("the data has no costs (and the router knows none): cannot meet a cost")
 

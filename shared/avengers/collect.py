@@ -278,7 +278,7 @@ async def acollect(
                 "id": q.id, "model": m, "sample": s, "text": c.text, "extracted": ext,
                 "gold_score": None if gold is None else float(ext is not None and ext == gold),
                 "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-                "latency": round(c.latency, 4), "cost": c.cost,
+                "latency": round(c.latency, 4), "cost": c.cost, "finish_reason": c.finish_reason,
             }  # fmt: skip
         fh.write(json.dumps(row) + "\n")
         fh.flush()

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .exceptions import ConfigError
-from .feedback import FeedbackStore, RedisFeedbackStore, SQLiteFeedbackStore
+from .feedback import (
+    FeedbackStore,
+    RedisFeedbackStore,
+    SQLiteFeedbackStore,
+    SQLiteFile,
+    redis_client,
+)
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
@@ -181,23 +187,7 @@ class SQLiteConversations:
         _check_bounds(ttl, max_entries)
         self.path = Path(path)
         self.ttl, self.max_entries, self.clock = float(ttl), max_entries, clock
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        self.file = SQLiteFile(self.path, _SCHEMA, timeout=timeout)
 
     def __repr__(self) -> str:
         return (
@@ -207,21 +197,15 @@ class SQLiteConversations:
 
     def _write(self, sql: str, *params: Any) -> list[Any]:
         """Run statements in one write transaction; returns the first statement's rows."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._db.execute(sql, params).fetchall()
-                self._prune()
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self.file.transaction() as db:
+            rows = db.execute(sql, params).fetchall()
+            self._prune(db)
         return rows
 
-    def _prune(self) -> None:
+    def _prune(self, db: sqlite3.Connection) -> None:
         """Drop expired conversations and the least recently used beyond the bound."""
-        self._db.execute("DELETE FROM conversations WHERE touched < ?", (self.clock() - self.ttl,))
-        self._db.execute(
+        db.execute("DELETE FROM conversations WHERE touched < ?", (self.clock() - self.ttl,))
+        db.execute(
             "DELETE FROM conversations WHERE key IN (SELECT key FROM conversations "
             "ORDER BY touched DESC LIMIT -1 OFFSET ?)",
             (self.max_entries,),
@@ -246,15 +230,13 @@ class SQLiteConversations:
         )
 
     def __len__(self) -> int:
-        with self._lock:
-            (n,) = self._db.execute(
-                "SELECT COUNT(*) FROM conversations WHERE touched >= ?", (self.clock() - self.ttl,)
-            ).fetchone()
+        ((n,),) = self.file.read(
+            "SELECT COUNT(*) FROM conversations WHERE touched >= ?", (self.clock() - self.ttl,)
+        )
         return int(n)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.file.close()
 
 
 # --------------------------------------------------------------------------- Redis
@@ -307,13 +289,12 @@ class RedisConversations:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Clock = time.time,
         client: Any = None,
+        timeout: float = 5.0,
     ) -> None:
         _check_bounds(ttl, max_entries)
-        import redis
-
         self.url, self.prefix = url, prefix
         self.ttl, self.max_entries, self.clock = float(ttl), max_entries, clock
-        self._redis = client if client is not None else redis.Redis.from_url(url)
+        self._redis = client if client is not None else redis_client(url, timeout)
         self._keys = [prefix + "lru", prefix + "models"]
         self._get = self._redis.register_script(_GET_SCRIPT)
         self._set = self._redis.register_script(_SET_SCRIPT)
@@ -355,7 +336,9 @@ def conversations_for(
     keys under the same Redis prefix on the same connection, or (``store`` None, or a store of
     another kind) this process's memory."""
     if isinstance(store, SQLiteFeedbackStore):
-        return SQLiteConversations(store.path, ttl=ttl, max_entries=max_entries)
+        return SQLiteConversations(
+            store.path, ttl=ttl, max_entries=max_entries, timeout=store.file.timeout
+        )
     if isinstance(store, RedisFeedbackStore):
         return RedisConversations(
             store.url,

@@ -23,11 +23,12 @@ API keys are read from the environment when a client is created; they are never 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -174,13 +175,19 @@ class Endpoint:
         if not self.priced:
             return None
         pin, pout = self.input_price or 0.0, self.output_price or 0.0
-        return (prompt_tokens * pin + completion_tokens * pout) / 1e6
+        return round_cost((prompt_tokens * pin + completion_tokens * pout) / 1e6)
 
     def to_dict(self) -> dict[str, Any]:
         """Settings as plain data (holds the key's variable name, never the key)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["capabilities"] = self.capabilities.to_dict()
         return d
+
+
+def round_cost(usd: float) -> float:
+    """A cost to 10 significant digits: exact for any price list, without the float noise of
+    sums and quotients (``1.6000000000000003e-05`` is ``1.6e-05``)."""
+    return float(f"{usd:.10g}")
 
 
 _FIELDS = {f.name for f in fields(Endpoint)}
@@ -281,3 +288,23 @@ def load_endpoints(
             return endpoints_from_mapping({"endpoints": source})  # {name: settings}
         return endpoints_from_mapping(source)
     raise ConfigError(f"cannot read endpoints from {type(source).__name__}")
+
+
+def check_names(names: Iterable[str], models: Sequence[str], *, source: str = "endpoints") -> None:
+    """Raise :class:`ConfigError` naming every endpoint in ``names`` that is not one of the
+    router's ``models`` (such an endpoint is never routed to: most likely a typo), each with the
+    closest router model when there is one (``qwen2.5-7b-instruc``: did you mean
+    ``qwen2.5-7b-instruct``?)."""
+    known = list(models)
+    problems = []
+    for name in names:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"router models: {', '.join(known)}"
+        problems.append(f"{name!r} ({hint})")
+    if problems:
+        raise ConfigError(
+            f"{source}: no router model is named {'; '.join(problems)}; an endpoint must be named "
+            "after the router model it serves"
+        )

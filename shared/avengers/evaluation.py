@@ -40,9 +40,14 @@ class Evaluation:
     n_fallback: int
     per_task: dict[str, dict[str, float]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    gain_ci95: tuple[float, float] | None = None
+    """95% interval of :attr:`gain`, paired over the test queries (each query's routed score
+    minus the best single model's, normal approximation); None with fewer than two queries."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["gain_ci95"] = list(self.gain_ci95) if self.gain_ci95 is not None else None
+        return d
 
     def table(self) -> str:
         """A small plain-text table."""
@@ -56,8 +61,64 @@ class Evaluation:
         for name, acc, cost in rows:
             c = "" if cost is None else f"{cost:10.4g}"
             out.append(f"{name:44} {acc:9.4f} {c:>10}")
-        out.append(f"gain over best single: {self.gain:+.4f}   gap closed: {self.gap_closed:.1%}")
+        ci = ""
+        if self.gain_ci95 is not None:
+            low, high = self.gain_ci95
+            ci = f" (95% interval {low:+.4f} to {high:+.4f}, paired over the {self.n_queries} queries)"
+        out.append(
+            f"gain over best single: {self.gain:+.4f}{ci}   gap closed: {self.gap_closed:.1%}"
+        )
         return "\n".join(out)
+
+
+def paired_interval(diff: np.ndarray, z: float = 1.96) -> tuple[float, float] | None:
+    """The 95% interval of the mean of per-query differences (normal approximation)."""
+    d = np.asarray(diff, dtype=np.float64)
+    if len(d) < 2:
+        return None
+    half = z * float(d.std(ddof=1)) / np.sqrt(len(d))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+_FRACTIONS = (
+    (0.1, "a tenth"), (0.2, "a fifth"), (0.25, "a quarter"), (1 / 3, "a third"),
+    (0.4, "two fifths"), (0.5, "half"), (0.6, "three fifths"), (2 / 3, "two thirds"),
+    (0.75, "three quarters"), (0.8, "four fifths"), (0.9, "nine tenths"),
+)  # fmt: skip
+
+
+def in_words(ratio: float) -> str:
+    """A cost ratio as words: 0.48 gives "about half", 0.27 "about a quarter"."""
+    value, words = min(_FRACTIONS, key=lambda f: abs(f[0] - ratio))
+    return f"about {words}" if abs(value - ratio) <= 0.05 else f"{ratio:.0%}"
+
+
+def cost_headline(results: Sequence[Evaluation]) -> str | None:
+    """The accuracy-cost trade-off in words, from an alpha sweep (:func:`sweep_alpha`): the
+    cheapest alpha at which routing is at least as accurate as the best single model, and what
+    it costs next to that model. None when the costs are unknown."""
+    known = [r for r in results if r.cost is not None and r.best_single_cost]
+    if not known:
+        return None
+    best = known[0]
+    base = best.best_single_cost or 0.0
+    good = [r for r in known if r.accuracy >= r.best_single - 1e-12]
+    if not good:
+        top = max(known, key=lambda r: r.accuracy)
+        return (
+            f"at no alpha is routing as accurate as the best single model "
+            f"({best.best_single_model}, {best.best_single:.3f}); its best, alpha "
+            f"{top.settings.get('alpha', float('nan')):g}, reaches {top.accuracy:.3f} at "
+            f"{(top.cost or 0.0) / base:.0%} of that model's cost"
+        )
+    cheap = min(good, key=lambda r: (r.cost or 0.0, -r.accuracy))
+    ratio = (cheap.cost or 0.0) / base
+    return (
+        f"at alpha {cheap.settings.get('alpha', float('nan')):g} routing is as accurate as the "
+        f"best single model ({cheap.accuracy:.3f} vs {cheap.best_single:.3f}, "
+        f"{cheap.best_single_model}) at {in_words(ratio)} of its average cost "
+        f"({cheap.cost:.4g} vs {base:.4g} per query)"
+    )
 
 
 def _settings(router: Router) -> dict[str, Any]:
@@ -147,6 +208,7 @@ def evaluate(
         n_fallback=sum(f is not None for f in est.fallback),
         per_task=per_task,
         settings=_settings(router),
+        gain_ci95=paired_interval(acc_rows - S[:, b]),
     )
 
 

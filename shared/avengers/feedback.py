@@ -11,6 +11,13 @@ Two stores share one interface (:class:`FeedbackStore`):
   script (atomic). Durability is the Redis server's (run it with ``appendonly yes`` and
   ``appendfsync always`` to keep every acknowledged rating across a Redis crash).
 
+Every store is bounded: a remembered response can be rated for ``retention`` seconds (default
+7 days; an older id is unknown, 404 on the server), at most ``max_responses`` responses and
+``max_ratings`` ratings are kept (oldest out first); :meth:`FeedbackStore.prune` enforces the
+bounds and a server runs it in the background. A store that cannot be reached raises whatever
+its client raises (``sqlite3.Error``, ``redis.RedisError``); the server keeps such failures off
+the answer path with a :class:`~avengers.storeguard.StoreGuard`.
+
 What is stored, and only when the operator turns feedback on: per response id, the model that
 answered and the query's nearest cluster (never the query text, nor its embedding); per rating,
 the score in [0, 1] and optional cost. Every accepted rating is one observation: it is appended to
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import sqlite3
 import threading
@@ -36,6 +44,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .exceptions import AvengersError, ConfigError
+
+_log = logging.getLogger("avengers.store")
 
 __all__ = [
     "AlreadyRatedError",
@@ -119,7 +129,16 @@ class FeedbackStore(Protocol):
         ...
 
     def ratings(self, after: int = 0) -> list[Rating]:
-        """Every accepted rating with a sequence number above ``after``, in order."""
+        """Every accepted rating with a sequence number above ``after``, in order (the log is
+        bounded: the oldest ratings beyond the store's ``max_ratings`` are gone)."""
+        ...
+
+    def ping(self) -> None:
+        """Return if the store can be written now, else raise (what ``/ready`` checks)."""
+        ...
+
+    def prune(self, older_than: float | None = None) -> int:
+        """Enforce the retention and the size bounds now; how many entries were removed."""
         ...
 
     def close(self) -> None: ...
@@ -181,6 +200,12 @@ class MemoryFeedbackStore:
         with self._lock:
             return [r for r in self._log if r.seq > after]
 
+    def ping(self) -> None:
+        pass
+
+    def prune(self, older_than: float | None = None) -> int:
+        return 0  # bounded at every call already
+
     def close(self) -> None:
         pass
 
@@ -202,6 +227,27 @@ def apply_rating(router: Any, rating: Rating, lock: threading.Lock | None = None
     return True
 
 
+# --------------------------------------------------------------------------- retention
+
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+"""Seconds a remembered response can be rated (7 days); older ids answer 404."""
+DEFAULT_MAX_RESPONSES = 1_000_000
+"""Remembered responses kept at most (the oldest are forgotten first)."""
+DEFAULT_MAX_RATINGS = 1_000_000
+"""Ratings kept at most in the log (the oldest are dropped first; apply them with
+``avengers snapshot`` well before)."""
+
+
+def _check_retention(retention: float | None, *bounds: int | None) -> None:
+    if retention is not None and (
+        isinstance(retention, bool) or not isinstance(retention, (int, float)) or not retention > 0
+    ):
+        raise ConfigError(f"retention must be a number of seconds > 0 (or None), got {retention!r}")
+    for b in bounds:
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise ConfigError(f"a store's size bound must be a whole number >= 1, got {b!r}")
+
+
 # --------------------------------------------------------------------------- SQLite
 
 _SCHEMA = """
@@ -212,6 +258,7 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL,
     n_ratings INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS responses_created ON responses (created);
 CREATE TABLE IF NOT EXISTS ratings (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     response_id TEXT,
@@ -221,46 +268,130 @@ CREATE TABLE IF NOT EXISTS ratings (
     cost REAL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS health (
+    id INTEGER PRIMARY KEY,
+    checked REAL NOT NULL
+);
 """
+
+
+class SQLiteFile:
+    """One connection to an SQLite file (WAL, ``synchronous=FULL``, a busy timeout of
+    ``timeout`` seconds) shared by a store's threads. A connection that fails (disk full,
+    read-only file, I/O error) is closed and opened again by the next call, so the store
+    resumes by itself once the file is usable again."""
+
+    def __init__(self, path: str | Path, schema: str, *, timeout: float) -> None:
+        self.path, self.schema, self.timeout = Path(path), schema, float(timeout)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        try:
+            with self.transaction():
+                pass  # opens the file and creates the tables now
+        except sqlite3.OperationalError as e:  # read-only, full, locked: retried at each call
+            _log.warning("SQLite store %s cannot be written now (%s)", self.path.name, e)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(
+                str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                db.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                db.execute("BEGIN IMMEDIATE")
+                for statement in self.schema.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("COMMIT")
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _drop(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (taken before reading, so check-then-write is atomic across
+        processes), committed before the block's result is returned."""
+        with self.lock:
+            try:
+                db = self._connect()
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                self._drop()
+                raise
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException as e:
+                try:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self._drop()
+                if isinstance(e, sqlite3.Error) and not _busy(e):
+                    self._drop()  # an I/O error, a full disk, a read-only file: start afresh
+                raise
+
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self.lock:
+            try:
+                return self._connect().execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                if not _busy(e):
+                    self._drop()
+                raise
+
+    def close(self) -> None:
+        with self.lock:
+            self._drop()
+
+
+def _busy(e: sqlite3.Error) -> bool:
+    return "locked" in str(e) or "busy" in str(e)
 
 
 class SQLiteFeedbackStore:
     """A feedback store in one SQLite file (created if missing). Safe to share between threads
-    and between processes (each opens its own)."""
+    and between processes (each opens its own). Remembered responses can be rated for
+    ``retention`` seconds (None: no limit), at most ``max_responses`` are kept and the log holds
+    at most ``max_ratings`` ratings; :meth:`prune` enforces the bounds (the server runs it in the
+    background), and an expired id is unknown at once. ``timeout``: seconds a call waits for a
+    lock held by another process before it fails."""
 
     def __init__(
-        self, path: str | Path, *, allow_updates: bool = False, timeout: float = 30.0
+        self,
+        path: str | Path,
+        *,
+        allow_updates: bool = False,
+        timeout: float = 30.0,
+        retention: float | None = DEFAULT_RETENTION,
+        max_responses: int | None = DEFAULT_MAX_RESPONSES,
+        max_ratings: int | None = DEFAULT_MAX_RATINGS,
     ) -> None:
+        _check_retention(retention, max_responses, max_ratings)
         self.path = Path(path)
         self.allow_updates = allow_updates
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        with self._transaction() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+        self.retention, self.max_responses, self.max_ratings = retention, max_responses, max_ratings
+        self.file = SQLiteFile(self.path, _SCHEMA, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"SQLiteFeedbackStore({str(self.path)!r}, allow_updates={self.allow_updates})"
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (taken before reading, so check-then-write is atomic across
-        processes), committed before the block's result is returned."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> Any:
+        return self.file.transaction()
+
+    def _oldest(self) -> float:
+        return -math.inf if self.retention is None else time.time() - self.retention
 
     def remember(self, response_id: str, model: str, cluster: int) -> None:
         with self._transaction() as db:
@@ -273,10 +404,11 @@ class SQLiteFeedbackStore:
         score, cost = check_rating(score, cost)
         with self._transaction() as db:
             row = db.execute(
-                "SELECT model, cluster, n_ratings FROM responses WHERE id = ?", (response_id,)
+                "SELECT model, cluster, n_ratings FROM responses WHERE id = ? AND created >= ?",
+                (response_id, self._oldest()),
             ).fetchone()
             if row is None:
-                raise UnknownResponseError(f"no response with id {response_id!r}")
+                raise UnknownResponseError(f"no response with id {response_id!r} (or it expired)")
             model, cluster, n = row
             if n > 0 and not self.allow_updates:
                 raise AlreadyRatedError(f"response {response_id!r} was rated already")
@@ -309,24 +441,48 @@ class SQLiteFeedbackStore:
         return int(cur.lastrowid or 0)
 
     def ratings(self, after: int = 0) -> list[Rating]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, response_id, model, cluster, score, cost FROM ratings "
-                "WHERE seq > ? ORDER BY seq",
-                (int(after),),
-            ).fetchall()
+        rows = self.file.read(
+            "SELECT seq, response_id, model, cluster, score, cost FROM ratings "
+            "WHERE seq > ? ORDER BY seq",
+            (int(after),),
+        )
         return [Rating(int(s), r, m, int(c), float(x), y) for s, r, m, c, x, y in rows]
 
-    def prune(self, older_than: float) -> int:
-        """Forget responses remembered more than ``older_than`` seconds ago (ratings stay);
-        returns how many were removed."""
+    def ping(self) -> None:
+        """One small committed write: raises if the file cannot be written now (full disk,
+        read-only file, a lock held by another process beyond the timeout)."""
         with self._transaction() as db:
-            cur = db.execute("DELETE FROM responses WHERE created < ?", (time.time() - older_than,))
-        return int(cur.rowcount)
+            db.execute("INSERT OR REPLACE INTO health (id, checked) VALUES (1, ?)", (time.time(),))
+
+    def prune(self, older_than: float | None = None) -> int:
+        """Forget responses remembered more than ``older_than`` seconds ago (default: the
+        retention) and the oldest beyond ``max_responses``; drop the oldest ratings beyond
+        ``max_ratings``. Returns how many rows were removed."""
+        horizon = self.retention if older_than is None else older_than
+        removed = 0
+        with self._transaction() as db:
+            if horizon is not None:
+                cur = db.execute(
+                    "DELETE FROM responses WHERE created < ?", (time.time() - horizon,)
+                )
+                removed += cur.rowcount
+            if self.max_responses is not None:
+                cur = db.execute(
+                    "DELETE FROM responses WHERE id IN (SELECT id FROM responses "
+                    "ORDER BY created DESC LIMIT -1 OFFSET ?)",
+                    (self.max_responses,),
+                )
+                removed += cur.rowcount
+            if self.max_ratings is not None:
+                cur = db.execute(
+                    "DELETE FROM ratings WHERE seq <= (SELECT MAX(seq) FROM ratings) - ?",
+                    (self.max_ratings,),
+                )
+                removed += cur.rowcount
+        return int(removed)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.file.close()
 
 
 # --------------------------------------------------------------------------- Redis
@@ -357,9 +513,28 @@ return {seq, model, cluster}
 """
 
 
+def redis_client(url: str, timeout: float) -> Any:
+    """A Redis client whose every call is bounded by ``timeout`` seconds (connecting and each
+    reply) and never retried by the client itself (the caller decides what a failure means)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
 class RedisFeedbackStore:
     """A feedback store in Redis (``url`` like ``redis://host:6379/0``), under keys starting with
-    ``prefix``. Remembered responses expire after ``ttl`` seconds if given; ratings do not."""
+    ``prefix``. Remembered responses expire after ``retention`` seconds (Redis TTL; None: never),
+    at most ``max_responses`` are kept (an index by time, trimmed by :meth:`prune`), and the log
+    keeps at most ``max_ratings`` ratings. Every call is bounded by ``timeout`` seconds."""
 
     def __init__(
         self,
@@ -367,17 +542,27 @@ class RedisFeedbackStore:
         *,
         prefix: str = "avengers:feedback:",
         allow_updates: bool = False,
-        ttl: int | None = None,
+        ttl: float | None = None,
+        retention: float | None = DEFAULT_RETENTION,
+        max_responses: int | None = DEFAULT_MAX_RESPONSES,
+        max_ratings: int | None = DEFAULT_MAX_RATINGS,
+        timeout: float = 5.0,
         client: Any = None,
     ) -> None:
-        import redis
-
+        if ttl is not None:  # the older name of the retention
+            retention = ttl
+        _check_retention(retention, max_responses, max_ratings)
         self.url = url
         self.prefix = prefix
         self.allow_updates = allow_updates
-        self.ttl = ttl
-        self._redis = client if client is not None else redis.Redis.from_url(url)
+        self.retention, self.max_responses, self.max_ratings = retention, max_responses, max_ratings
+        self._redis = client if client is not None else redis_client(url, timeout)
         self._rate = self._redis.register_script(_RATE_SCRIPT)
+
+    @property
+    def ttl(self) -> float | None:
+        """The retention (its older name)."""
+        return self.retention
 
     def __repr__(self) -> str:
         return f"RedisFeedbackStore({self.url!r}, prefix={self.prefix!r})"
@@ -396,8 +581,9 @@ class RedisFeedbackStore:
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(key)
         pipe.hset(key, mapping={"model": model, "cluster": int(cluster), "n_ratings": 0})
-        if self.ttl:
-            pipe.expire(key, int(self.ttl))
+        if self.retention:
+            pipe.expire(key, max(1, math.ceil(self.retention)))
+        pipe.zadd(self.prefix + "responses", {response_id: time.time()})
         pipe.execute()
 
     def _run(
@@ -411,7 +597,7 @@ class RedisFeedbackStore:
         )  # fmt: skip
         seq = int(out[0])
         if seq == -1:
-            raise UnknownResponseError(f"no response with id {response_id!r}")
+            raise UnknownResponseError(f"no response with id {response_id!r} (or it expired)")
         if seq == -2:
             raise AlreadyRatedError(f"response {response_id!r} was rated already")
         m = out[1].decode() if isinstance(out[1], bytes) else str(out[1])
@@ -441,18 +627,69 @@ class RedisFeedbackStore:
             )
         return out
 
+    def ping(self) -> None:
+        """Raises if Redis does not answer now."""
+        self._redis.ping()
+
+    def prune(self, older_than: float | None = None) -> int:
+        """Drop the index entries of expired responses (their keys expire by TTL), forget the
+        oldest responses beyond ``max_responses`` and the oldest ratings beyond
+        ``max_ratings``. Returns how many entries were removed."""
+        horizon = self.retention if older_than is None else older_than
+        index = self.prefix + "responses"
+        removed = 0
+        if horizon is not None:
+            old = self._redis.zrangebyscore(index, "-inf", f"({time.time() - horizon!r}")
+            if old:
+                self._drop_responses(old)
+                removed += len(old)
+        if self.max_responses is not None:
+            extra = int(self._redis.zcard(index)) - self.max_responses
+            if extra > 0:
+                ids = self._redis.zrange(index, 0, extra - 1)
+                self._drop_responses(ids)
+                removed += len(ids)
+        if self.max_ratings is not None:
+            removed += int(
+                self._redis.zremrangebyrank(self.prefix + "log", 0, -self.max_ratings - 1)
+            )
+        return removed
+
+    def _drop_responses(self, ids: list[Any]) -> None:
+        names = [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(*(self._key(n) for n in names))
+        pipe.zrem(self.prefix + "responses", *names)
+        pipe.execute()
+
     def close(self) -> None:
         self._redis.close()
 
 
-def open_store(spec: str, *, allow_updates: bool = False) -> FeedbackStore:
+def open_store(
+    spec: str,
+    *,
+    allow_updates: bool = False,
+    timeout: float | None = None,
+    retention: float | None = DEFAULT_RETENTION,
+    max_responses: int | None = DEFAULT_MAX_RESPONSES,
+    max_ratings: int | None = DEFAULT_MAX_RATINGS,
+) -> FeedbackStore:
     """A store from a string: ``redis://...`` (or ``rediss://``) for Redis, anything else is the
-    path of a SQLite file (``sqlite:///path`` also works)."""
+    path of a SQLite file (``sqlite:///path`` also works). ``timeout``: seconds a store call may
+    wait (Redis socket, SQLite lock; default 5 and 30); ``retention``, ``max_responses`` and
+    ``max_ratings`` bound what is kept (see :class:`SQLiteFeedbackStore`)."""
+    bounds: dict[str, Any] = {
+        "allow_updates": allow_updates, "retention": retention,
+        "max_responses": max_responses, "max_ratings": max_ratings,
+    }  # fmt: skip
+    if timeout is not None:
+        bounds["timeout"] = timeout
     if spec.startswith(("redis://", "rediss://", "unix://")):
-        return RedisFeedbackStore(spec, allow_updates=allow_updates)
+        return RedisFeedbackStore(spec, **bounds)
     if spec.startswith("sqlite:///"):
         spec = spec[len("sqlite:///") - 1 :]
-    return SQLiteFeedbackStore(spec, allow_updates=allow_updates)
+    return SQLiteFeedbackStore(spec, **bounds)
 
 
 def _feedback_request(
@@ -478,14 +715,16 @@ def send_feedback(
 ) -> dict[str, Any]:
     """Rate a response of an avengers server (``base_url`` like ``http://host:8000/v1``, as given
     to an OpenAI client): POST its id and a score in [0, 1] to ``/v1/feedback``. Returns the
-    server's JSON reply; raises ``httpx.HTTPStatusError`` on a 4xx or 5xx."""
+    server's JSON reply. Raises :class:`FeedbackError` when the server refuses the rating (any
+    4xx or 5xx, with its status and message), cannot be reached or does not answer in time."""
     import httpx
 
     url, body, headers = _feedback_request(base_url, response_id, score, cost, api_key)
-    r = httpx.post(url, json=body, headers=headers, timeout=timeout)
-    r.raise_for_status()
-    out: dict[str, Any] = r.json()
-    return out
+    try:
+        r = httpx.post(url, json=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as e:
+        raise _unsent(url, e) from None
+    return _feedback_reply(r)
 
 
 async def asend_feedback(
@@ -501,10 +740,36 @@ async def asend_feedback(
     import httpx
 
     url, body, headers = _feedback_request(base_url, response_id, score, cost, api_key)
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        r = await client.post(url, json=body, headers=headers)
-    r.raise_for_status()
-    out: dict[str, Any] = r.json()
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            r = await client.post(url, json=body, headers=headers)
+    except httpx.HTTPError as e:
+        raise _unsent(url, e) from None
+    return _feedback_reply(r)
+
+
+def _unsent(url: str, error: Exception) -> FeedbackError:
+    """The error for a rating that never reached the server (refused connection, timeout)."""
+    return FeedbackError(f"could not send the rating to {url}: {type(error).__name__}: {error}")
+
+
+def _feedback_reply(r: Any) -> dict[str, Any]:
+    """The server's reply to a rating (an ``httpx.Response``), a refusal raised as
+    :class:`FeedbackError`."""
+    import httpx
+
+    try:
+        r.raise_for_status()
+    except httpx.HTTPStatusError as e:
+        raise refused(e) from None
+    try:
+        out = r.json()
+    except ValueError:
+        out = None
+    if not isinstance(out, dict):
+        raise FeedbackError(
+            f"the server's reply to the rating is not a JSON object: {r.text[:200]}"
+        )
     return out
 
 

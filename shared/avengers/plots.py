@@ -88,13 +88,66 @@ def _alpha_labels(
     ]
 
 
+_LABEL_OFFSETS: tuple[tuple[float, float], ...] = tuple(
+    (r * dx, r * dy)
+    for r in (4, 12, 22, 34, 48)
+    for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1.4), (0, -1.4), (1.4, 0), (-1.4, 0))
+)
+"""Where an alpha label may go, in points from its point: nearest first, around the point."""
+
+
+def place_alpha_labels(ax: Any, results: list[Evaluation], costs: list[float]) -> list[Any]:
+    """Annotate the alpha curve's points so no label covers another label or a point: each label
+    takes the nearest free spot of :data:`_LABEL_OFFSETS` (a thin leader line joins a label
+    placed away from its point). Returns the annotations. Call once the axes hold every
+    artist (the positions are measured in the rendered figure)."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    taken = [
+        Bbox.from_bounds(x - 4, y - 4, 8, 8)
+        for x, y in ax.transData.transform(np.column_stack([costs, [r.accuracy for r in results]]))
+    ]
+    legend = ax.get_legend()
+    if legend is not None:
+        taken.append(legend.get_window_extent(renderer))
+    inside = ax.get_window_extent(renderer)
+    placed = []
+    for label, point in _alpha_labels(results, costs):
+        chosen = None
+        for dx, dy in _LABEL_OFFSETS:
+            far = abs(dx) > 6 or abs(dy) > 6
+            ann = ax.annotate(
+                label, point, fontsize=7, xytext=(dx, dy), textcoords="offset points",
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5, "shrinkA": 0,
+                            "shrinkB": 3} if far else None,
+            )  # fmt: skip
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer).padded(1)
+            fits = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0
+            if fits and box.y1 <= inside.y1 and not any(box.overlaps(t) for t in taken):
+                chosen = (ann, box)
+                break
+            ann.remove()
+        if chosen is None:  # nowhere free: the plain spot, as before
+            ann = ax.annotate(label, point, fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ann.update_positions(renderer)
+            chosen = (ann, Text.get_window_extent(ann, renderer))
+        placed.append(chosen[0])
+        taken.append(chosen[1])
+    return placed
+
+
 def plot_alpha_curve(results: list[Evaluation], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     costs = [r.cost or 0.0 for r in results]
     ax.plot(costs, [r.accuracy for r in results], "o-", label="routed, alpha 0..1")
-    for label, (c, acc) in _alpha_labels(results, costs):
-        ax.annotate(label, (c, acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
     b = results[0]
     if b.best_single_cost is not None:
         ax.scatter(
@@ -111,6 +164,7 @@ def plot_alpha_curve(results: list[Evaluation], path: Path) -> Path:
     ax.set_title("Accuracy-cost trade-off over alpha")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    place_alpha_labels(ax, results, costs)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -13,16 +13,83 @@ from typing import Any
 from .answer_config import STRATEGIES, SamplingConfig, Strategy, VoteMethod
 from .backends import CallError
 from .decision import RouteDecision
+from .endpoints import round_cost
 from .exceptions import AvengersError
 
 
 class AnswerError(AvengersError):
-    """Every candidate failed. ``failures`` lists what happened to each."""
+    """Every candidate failed. ``failures`` lists what happened to each; :attr:`retryable` says
+    whether every failure was transient (rate limits, timeouts, connection and server errors,
+    open circuits, cut streams). Raised through :func:`answer_error`, which makes it an
+    instance of the matching ``openai`` error too when every failure is of one transient kind."""
 
     def __init__(self, message: str, failures: Sequence[Failure]) -> None:
         lines = [message] + [f"  - {f.model}: {f.kind} x{f.count} ({f.message})" for f in failures]
-        super().__init__("\n".join(lines))
+        Exception.__init__(self, "\n".join(lines))
         self.failures = list(failures)
+
+    @property
+    def retryable(self) -> bool:
+        """Whether every failure was transient, so the same request may succeed later."""
+        return bool(self.failures) and all(f.kind in TRANSIENT_KINDS for f in self.failures)
+
+
+TRANSIENT_KINDS = frozenset(
+    {"rate_limit", "timeout", "connection", "server_error", "circuit_open", "truncated"}
+)
+"""Failure kinds that may pass by themselves (see :mod:`avengers.backends`)."""
+
+_OPENAI_TWINS: dict[type[Exception], type[AnswerError]] = {}
+
+
+def answer_error(message: str, failures: Sequence[Failure]) -> AnswerError:
+    """The :class:`AnswerError` for ``failures``. When every failure is of one transient kind it
+    is also the ``openai`` error a single call would have raised, so retry rules written for
+    the official client (``with_retry(retry_if_exception_type=(openai.RateLimitError,))``)
+    match it: every ``rate_limit`` -> ``openai.RateLimitError``, every ``timeout`` ->
+    ``openai.APITimeoutError``, every ``connection`` or ``timeout`` ->
+    ``openai.APIConnectionError``, every ``server_error`` -> ``openai.InternalServerError``."""
+    kinds = frozenset(f.kind for f in failures)
+    twin = _twin(kinds) if kinds else None
+    return (twin or AnswerError)(message, failures)
+
+
+def _twin(kinds: frozenset[str]) -> type[AnswerError] | None:
+    """The class that is both an :class:`AnswerError` and the openai error for ``kinds``."""
+    import httpx
+    import openai
+
+    base: type[Exception]
+    status: int | None
+    if kinds == {"rate_limit"}:
+        base, status = openai.RateLimitError, 429
+    elif kinds == {"timeout"}:
+        base, status = openai.APITimeoutError, None
+    elif kinds <= {"timeout", "connection"}:
+        base, status = openai.APIConnectionError, None
+    elif kinds == {"server_error"}:
+        base, status = openai.InternalServerError, 500
+    else:
+        return None
+    if base in _OPENAI_TWINS:
+        return _OPENAI_TWINS[base]
+
+    def init(self: Any, message: str, failures: Sequence[Failure]) -> None:
+        AnswerError.__init__(self, message, failures)
+        self.message = str(self)
+        self.request = httpx.Request("POST", "http://avengers.invalid/candidates")
+        self.body = None
+        self.code = self.param = self.type = None
+        if status is not None:
+            self.response = httpx.Response(status, request=self.request)
+            self.status_code = status
+            self.request_id = None
+
+    cls = type(f"Answer{base.__name__}", (AnswerError, base), {"__init__": init})
+    cls.__module__ = __name__
+    cls.__doc__ = f"Every candidate failed with one transient kind of fault: {base.__name__}."
+    _OPENAI_TWINS[base] = cls
+    return cls
 
 
 @dataclass(frozen=True)
@@ -40,6 +107,11 @@ class Sample:
     """What the call cost by its endpoint's prices (None: unknown, e.g. no prices configured)."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     """The sample's tool calls in the OpenAI wire form (empty for a text answer)."""
+    tokens_known: bool = True
+    """Whether the endpoint reported the token counts (False: unknown, counted as 0 above)."""
+    finish_reason: str | None = None
+    """Why the upstream stopped this sample, as it said (``stop``, ``length``: cut off at the
+    token limit, ``tool_calls``...; None when the backend does not say)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +170,17 @@ class AnswerResult:
     data, in that data's unit, times the samples of each model); None if it knows no costs."""
     conversation: str | None = None
     """The conversation key the answer belongs to, if one was given."""
+    unavailable: list[str] = field(default_factory=list)
+    """The optional stores that failed while answering: ``feedback`` (the answer was not
+    remembered, so it cannot be rated) and ``conversation`` (the turn was routed afresh and not
+    recorded). Empty when every store answered, or none is used."""
+    tokens_known: bool = True
+    """Whether every sample's endpoint reported its token counts; when not, the token totals
+    above are incomplete and the server reports ``usage`` as unknown (null), never as zero."""
+    finish_reason: str | None = None
+    """The chosen sample's upstream finish reason (see :attr:`Sample.finish_reason`)."""
+    chosen: int = 0
+    """The index in :attr:`samples` of the sample returned as the answer."""
 
     @property
     def share(self) -> float:
@@ -105,10 +188,27 @@ class AnswerResult:
         total = sum(self.votes.values())
         return self.votes.get(self.answer, 0) / total if self.answer and total else 0.0
 
+    @property
+    def answer_usage(self) -> dict[str, int] | None:
+        """The returned sample's own tokens (``prompt_tokens``, ``completion_tokens``,
+        ``total_tokens``): what one call would have reported; None when its endpoint reported
+        none (unknown, never zero). :attr:`prompt_tokens` and :attr:`completion_tokens` sum
+        every sample drawn (what was paid)."""
+        if not self.samples:
+            return None
+        s = self.samples[min(self.chosen, len(self.samples) - 1)]
+        if not s.tokens_known:
+            return None
+        return {
+            "prompt_tokens": s.prompt_tokens,
+            "completion_tokens": s.completion_tokens,
+            "total_tokens": s.prompt_tokens + s.completion_tokens,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON-able values (what ``dataclasses.asdict`` gives, built field
         by field: ``asdict`` deep-copies every value and cost a routed request milliseconds),
-        the decision as :meth:`RouteDecision.to_dict`, plus ``share``."""
+        the decision as :meth:`RouteDecision.to_dict`, plus ``share`` and ``answer_usage``."""
         d = {f.name: getattr(self, f.name) for f in _RESULT_FIELDS}
         d["decision"] = self.decision.to_dict() if self.decision else None
         d["models_used"] = list(self.models_used)
@@ -121,7 +221,9 @@ class AnswerResult:
         d["notes"] = list(self.notes)
         d["tool_calls"] = copy.deepcopy(self.tool_calls) if self.tool_calls else []
         d["excluded"] = dict(self.excluded)
+        d["unavailable"] = list(self.unavailable)
         d["share"] = self.share
+        d["answer_usage"] = self.answer_usage
         return d
 
     def account(self) -> dict[str, Any]:
@@ -181,6 +283,8 @@ class AnswerChunk:
 
     text: str
     result: AnswerResult | None = None
+    model: str | None = None
+    """The candidate the text comes from (the answer's model; set on every text chunk)."""
 
 
 def new_response_id() -> str:
@@ -192,7 +296,7 @@ def total_cost(costs: Sequence[float | None]) -> float | None:
     """The sum of ``costs``, or None if any is unknown (or there are none)."""
     if not costs or any(c is None for c in costs):
         return None
-    return float(sum(c for c in costs if c is not None))
+    return round_cost(sum(c for c in costs if c is not None))
 
 
 def group_failures(errors: Sequence[CallError]) -> list[Failure]:
@@ -217,6 +321,8 @@ def _sample_dict(x: Sample) -> dict[str, Any]:
         "latency": x.latency,
         "cost": x.cost,
         "tool_calls": copy.deepcopy(x.tool_calls) if x.tool_calls else [],
+        "tokens_known": x.tokens_known,
+        "finish_reason": x.finish_reason,
     }
 
 
@@ -232,6 +338,7 @@ __all__ = [
     "Sample",
     "SamplingConfig",
     "Strategy",
+    "answer_error",
     "group_failures",
     "new_response_id",
     "total_cost",

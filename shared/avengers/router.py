@@ -424,12 +424,14 @@ class Router(BaseEstimator):
         target_share: tuple[Sequence[str], float] | None = None,
         folds: int = 5,
         embeddings: np.ndarray | None = None,
+        show_progress: bool = False,
     ) -> CalibrationResult:
         """Choose ``alpha`` by cross-validation on training ``data`` so the expected average cost
         per query stays within ``target_cost`` (or at most ``share`` of queries go to the named
         ``models`` with ``target_share=(models, share)``), set it, and return the expected cost
         and accuracy with their standard errors. Warns and picks the closest setting when the
-        target cannot be met. See :mod:`avengers.calibration`."""
+        target cannot be met. ``show_progress`` shows progress bars on stderr (embedding, then
+        each fold's fit and alphas). See :mod:`avengers.calibration`."""
         return calibrate(
             self,
             data,
@@ -437,6 +439,7 @@ class Router(BaseEstimator):
             target_share=target_share,
             folds=folds,
             embeddings=embeddings,
+            show_progress=show_progress,
         )
 
     def is_fitted(self) -> bool:

@@ -18,7 +18,7 @@ from .answer_config import Role, SamplingConfig
 from .backends import Backend, CallError, Completion
 from .breaker import OPEN_KIND, skip_reason
 from .messages import Message
-from .tally import count, extractor_for, resolve_type
+from .tally import count, counted, extractor_for, is_cut, resolve_type, stopping_rule
 from .toolcalls import ballot
 from .voting import counts_margin
 
@@ -119,7 +119,8 @@ class Sampler:
             self.cfg = cfg = cfg.updated(answer_type=resolve_type(cfg, self.question, texts))
         if cfg.strategy == "model_switch":
             texts = [ballot(c) for c in first.completions]
-            vote = count(texts, [first.rank] * len(texts), cfg, self.question)[0]
+            cut = [is_cut(c.finish_reason) for c in first.completions]
+            vote = count(texts, [first.rank] * len(texts), cfg, self.question, cut)[0]
             verdict = f"{first.model}'s majority share {vote.share:.2f}"
             if vote.answer is not None and vote.share >= cfg.switch_threshold:
                 notes.append(f"{verdict} >= {cfg.switch_threshold}: second model not needed")
@@ -148,7 +149,9 @@ class Sampler:
         options = {**self.cfg.call_options(), **self.options}
 
         def decided() -> bool:
-            return self.decided([ballot(c) for c in completions], n - started + len(pending), role)
+            texts = [ballot(c) for c in completions]
+            cut = [is_cut(c.finish_reason) for c in completions]
+            return self.decided(texts, n - started + len(pending), role, cut)
 
         try:
             while True:
@@ -179,9 +182,13 @@ class Sampler:
                 await asyncio.gather(*pending, return_exceptions=True)
         return ModelRun(model, rank, tuple(completions), tuple(failures), started - cancelled)
 
-    def decided(self, texts: list[str], remaining: int, role: Role) -> bool:
+    def decided(
+        self, texts: list[str], remaining: int, role: Role, cut: Sequence[bool] = ()
+    ) -> bool:
         """Whether more samples are pointless: the leader cannot be overtaken by the
-        ``remaining`` ones (adaptive), or the first answers agree (``stop_on_agreement``)."""
+        ``remaining`` ones (adaptive), or the first answers agree (``stop_on_agreement``).
+        ``cut`` marks samples cut off at the token limit: their answers count as in the vote
+        (:func:`avengers.tally.weigh_cut`)."""
         cfg = self.cfg
         if not texts or cfg.samples_per_model == 1:
             return False
@@ -190,7 +197,7 @@ class Sampler:
         extractor = extractor_for(cfg, self.question, texts)
         if extractor is None:
             return False
-        answers = [extractor(t) for t in texts]
+        answers = counted(extractor, texts, cut, stopping_rule())[0]
         counts: dict[str, int] = {}
         for a in answers:
             if a:

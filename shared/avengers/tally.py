@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -18,12 +19,65 @@ from .voting import (
     get_extractor,
     infer_answer_type,
     medoid,
+    states_answer,
     vote,
     vote_equivalence,
 )
 
 Embed = Callable[[list[str]], Awaitable[np.ndarray]]
 """Embeds sample texts, for choosing the medoid when there is nothing to vote on."""
+
+CutRule = Literal["count", "exclude", "fallback", "explicit"]
+CUT_RULES: tuple[CutRule, ...] = ("count", "exclude", "fallback", "explicit")
+CUT_RULE: CutRule = "fallback"
+"""How a sample cut off at the token limit (``finish_reason`` ``length``) votes: ``count`` as any
+other; ``exclude`` never; ``fallback`` only when no complete sample yields an answer;
+``explicit`` only when it states its answer (``\\boxed{}``, "the answer is"), not by the
+last-number fallback. Chosen by ``benchmarks/cut_votes.py`` on real samples of the two local
+models (docs/benchmarks.md, "Samples cut off at the token limit")."""
+
+
+def is_cut(finish_reason: str | None) -> bool:
+    """Whether a sample ended at the token limit rather than where the model chose to stop."""
+    return finish_reason == "length"
+
+
+def weigh_cut(
+    answers: Sequence[str | None],
+    texts: Sequence[str],
+    cut: Sequence[bool],
+    rule: CutRule = CUT_RULE,
+) -> tuple[list[str | None], int]:
+    """The extracted ``answers`` that count in the vote under ``rule``, and how many cut
+    samples' answers were dropped. ``cut`` may be empty (no sample known to be cut)."""
+    out = list(answers)
+    if not any(cut) or rule == "count":
+        return out, 0
+    if rule == "fallback" and not any(a for a, c in zip(answers, cut, strict=True) if not c):
+        return out, 0  # no complete sample gave an answer: the cut ones are all there is
+    dropped = 0
+    for i, (a, t, c) in enumerate(zip(answers, texts, cut, strict=True)):
+        if c and a and not (rule == "explicit" and states_answer(t)):
+            out[i] = None
+            dropped += 1
+    return out, dropped
+
+
+def cut_note(dropped: int, n_cut: int, n: int, voted: bool) -> str | None:
+    """The account's note on samples cut off at the token limit (None: none were). ``voted``:
+    whether answers were extracted and voted on."""
+    if not n_cut:
+        return None
+    head = (
+        f"{n_cut} of {n} samples were cut off at the token limit (finish_reason 'length')"
+        if n > 1
+        else "the answer was cut off at the token limit (finish_reason 'length')"
+    )
+    if not voted:
+        return head
+    if dropped:
+        return f"{head}: the {dropped} answer(s) extracted from them were not counted in the vote"
+    return f"{head}: counted, as no complete sample gave an answer"
 
 
 def resolve_type(cfg: SamplingConfig, question: str, texts: Sequence[str]) -> str:
@@ -45,10 +99,15 @@ def extractor_for(cfg: SamplingConfig, question: str, texts: Sequence[str]) -> E
 
 
 def count(
-    texts: Sequence[str], ranks: Sequence[int], cfg: SamplingConfig, question: str
+    texts: Sequence[str],
+    ranks: Sequence[int],
+    cfg: SamplingConfig,
+    question: str,
+    cut: Sequence[bool] = (),
 ) -> tuple[VoteResult, VoteMethod, str]:
     """Count the votes of samples ``texts`` from models of ``ranks``: the vote, the method that
-    decides the winner, and the answer type."""
+    decides the winner, and the answer type. ``cut`` marks samples cut off at the token limit;
+    their extracted answers count as :data:`CUT_RULE` says."""
     atype = resolve_type(cfg, question, texts)
     n = len(texts)
     if n == 1 and cfg.samples_per_model == 1:
@@ -61,10 +120,30 @@ def count(
     extractor = extractor_for(cfg, question, texts)
     if extractor is None:
         return VoteResult(None, None, {}, 0, n), "medoid", atype
-    res = vote(
-        [Ballot(extractor(t), rk, i) for i, (t, rk) in enumerate(zip(texts, ranks, strict=True))]
-    )
+    answers = counted(extractor, texts, cut)[0]
+    res = vote([Ballot(a, rk, i) for i, (a, rk) in enumerate(zip(answers, ranks, strict=True))])
     return res, ("medoid" if res.answer is None else "majority"), atype
+
+
+def counted(
+    extractor: Extractor,
+    texts: Sequence[str],
+    cut: Sequence[bool] = (),
+    rule: CutRule = CUT_RULE,
+) -> tuple[list[str | None], int]:
+    """Each sample's extracted answer as it counts in the vote (see :func:`weigh_cut`), and how
+    many cut samples' answers were dropped."""
+    answers = [extractor(t) for t in texts]
+    if isinstance(extractor, VoteKey):  # tool calls and JSON: a cut reply fails to parse anyway
+        return answers, 0
+    return weigh_cut(answers, texts, cut, rule)
+
+
+def stopping_rule(rule: CutRule = CUT_RULE) -> CutRule:
+    """The rule adaptive stopping counts cut samples by: ``fallback`` counts them only while no
+    complete sample answers, and a later complete one would discount them all, so stopping
+    early on them could change the winner; stopping counts them as ``exclude`` does."""
+    return "exclude" if rule == "fallback" else rule
 
 
 @dataclass(frozen=True)
@@ -84,16 +163,33 @@ class Verdict:
 
 
 async def decide(
-    texts: Sequence[str], ranks: Sequence[int], cfg: SamplingConfig, question: str, embed: Embed
+    texts: Sequence[str],
+    ranks: Sequence[int],
+    cfg: SamplingConfig,
+    question: str,
+    embed: Embed,
+    cut: Sequence[bool] = (),
 ) -> Verdict:
     """Vote over the samples; with nothing to vote on, choose the embedding medoid. Tool calls
-    and JSON outputs vote by their canonical keys (:mod:`avengers.toolcalls`)."""
-    res, method, atype = count(texts, ranks, cfg, question)
+    and JSON outputs vote by their canonical keys (:mod:`avengers.toolcalls`). ``cut`` marks
+    samples cut off at the token limit (see :data:`CUT_RULE`)."""
+    res, method, atype = count(texts, ranks, cfg, question, cut)
     if isinstance(cfg.answer_type, VoteKey):
-        return await _decide_keys(cfg.answer_type, res, method, texts, ranks, cfg, question, embed)
-    extractor = extractor_for(cfg, question, texts) if method == "majority" else None
+        return await _decide_keys(
+            cfg.answer_type, res, method, texts, ranks, cfg, question, embed, cut
+        )
+    extractor = extractor_for(cfg, question, texts) if method in ("majority", "medoid") else None
+    extracted: list[str | None] = [None] * len(texts)
+    dropped = 0
+    if extractor is not None:
+        answers, dropped = counted(extractor, texts, cut)
+        if method == "majority":
+            extracted = answers
     winner = res.winner if res.winner is not None else 0
     notes = [f"tie broken by {res.tie_break}"] if res.tie_break else []
+    n_cut = sum(bool(c) for c in cut)
+    if (note := cut_note(dropped, n_cut, len(texts), extractor is not None)) is not None:
+        notes.append(note)
     if method == "medoid":
         if atype != "text":
             notes.append(f"no sample yielded a {atype} answer: the most typical sample was chosen")
@@ -111,7 +207,7 @@ async def decide(
         winner=winner,
         answer=res.answer,
         votes=dict(res.counts),
-        extracted=[extractor(t) if extractor else None for t in texts],
+        extracted=extracted,
         notes=notes,
     )
 
@@ -125,6 +221,7 @@ async def _decide_keys(
     cfg: SamplingConfig,
     question: str,
     embed: Embed,
+    cut: Sequence[bool] = (),
 ) -> Verdict:
     """The vote over tool calls or JSON outputs: no valid sample means the best-ranked first
     sample; "a text reply" winning means the text samples are voted on again as text."""
@@ -146,6 +243,7 @@ async def _decide_keys(
             cfg.updated(answer_type=key.text_type),
             question,
             embed,
+            [cut[i] for i in idx] if cut else (),
         )
         for j, i in enumerate(idx):
             extracted[i] = sub.extracted[j]

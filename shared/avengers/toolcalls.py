@@ -29,11 +29,12 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .exceptions import ConfigError
 from .messages import content_text
+from .openai_params import UPSTREAM, check_upstream
 
 TOOL_MARK = "\x1etool_calls\x1e"
 """Prefix of a ballot text that stands for a sample's tool calls (see :func:`ballot_text`)."""
@@ -68,6 +69,14 @@ def request_options(
                     f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ..., "
                     "'parameters': {...}}}}"
                 )
+            params = fn.get("parameters")
+            if params is not None:
+                if not isinstance(params, Mapping):
+                    raise ConfigError(
+                        f"tools[{i}].function.parameters must be a JSON schema object, "
+                        f"got {type(params).__name__}"
+                    )
+                check_schema(params, f"tools[{i}].function.parameters")
             checked.append({"type": "function", "function": dict(fn)})
         out["tools"] = checked
         if tool_choice is not None:
@@ -100,6 +109,7 @@ def request_options(
                     "response_format json_schema needs "
                     "{'json_schema': {'name': ..., 'schema': {...}}}"
                 )
+            check_schema(js.get("schema", {}), "response_format.json_schema.schema")
         elif kind not in ("json_object", "text"):
             raise ConfigError(
                 f"response_format type must be 'text', 'json_object' or 'json_schema', got {kind!r}"
@@ -149,12 +159,87 @@ def parse_json_text(text: str) -> Any:
 
 def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
     ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        node: Any = root
-        for part in ref[2:].split("/"):
-            node = node.get(part, {}) if isinstance(node, Mapping) else {}
-        return node if isinstance(node, Mapping) else {}
+    if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
+        return _pointer(ref, root) or {}
     return schema
+
+
+def check_schema(schema: Mapping[str, Any], where: str = "schema") -> None:
+    """Raise :class:`~avengers.exceptions.ConfigError` if ``schema`` cannot be checked against:
+    a local ``$ref`` that resolves to no schema, or references that loop without going down a
+    level of the value (``{"$ref": "#"}``, ``{"anyOf": [{"$ref": "#"}]}``), which no value
+    could ever be checked against. Recursive schemas that go down a level (a tree whose
+    ``children`` items refer back to the root) are fine. Walks the schema without recursion, so
+    any depth is safe."""
+    # every schema node, and the nodes each one hands the same value to (a $ref's target, the
+    # members of anyOf / oneOf / allOf): a cycle among those edges never ends
+    same_value: dict[int, list[Mapping[str, Any]]] = {}
+    nodes: list[Mapping[str, Any]] = [schema]
+    seen = {id(schema)}
+    while nodes:
+        node = nodes.pop()
+        edges: list[Mapping[str, Any]] = []
+        ref = node.get("$ref")
+        if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
+            target = _pointer(ref, schema)
+            if target is None:
+                raise ConfigError(f"{where}: $ref {ref!r} does not point to a schema")
+            edges.append(target)
+        for key in ("anyOf", "oneOf", "allOf"):
+            members = node.get(key)
+            if isinstance(members, list):
+                edges += [m for m in members if isinstance(m, Mapping)]
+        same_value[id(node)] = edges
+        stack: list[Any] = list(node.values())
+        while stack:  # every schema below this node (through any keyword)
+            v = stack.pop()
+            if isinstance(v, Mapping):
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    nodes.append(v)
+            elif isinstance(v, list):
+                stack.extend(v)
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for start in same_value:
+        if start in state:
+            continue
+        path: list[tuple[int, Iterator[Mapping[str, Any]]]] = [(start, iter(same_value[start]))]
+        state[start] = 1
+        while path:
+            node_id, it = path[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node_id] = 2
+                path.pop()
+                continue
+            k = id(nxt)
+            if state.get(k) == 1:
+                raise ConfigError(
+                    f"{where}: a self-referential $ref (it refers back to itself without "
+                    "describing a nested value, so no value can ever match)"
+                )
+            if k not in state:
+                state[k] = 1
+                path.append((k, iter(same_value.get(k, ()))))
+
+
+def _pointer(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The node a local JSON pointer (``#`` or ``#/a/b``) names in ``root``, or None."""
+    node: Any = root
+    for part in ref[2:].split("/") if ref.startswith("#/") else ():
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node if isinstance(node, Mapping) else None
+
+
+MAX_SCHEMA_DEPTH = 200
+"""Nested checks :func:`matches_schema` makes at most before it gives up (no match): a value
+nested deeper than this under a recursive schema does not count as a vote."""
 
 
 _TYPES: dict[str, Any] = {
@@ -171,14 +256,18 @@ _TYPES: dict[str, Any] = {
 }
 
 
-def matches_schema(value: Any, schema: Any, root: Any = None) -> bool:
+def matches_schema(value: Any, schema: Any, root: Any = None, _depth: int = 0) -> bool:
     """Whether ``value`` matches a JSON schema. Covers what tool and response schemas use:
     ``type``, ``properties``, ``required``, ``additionalProperties``, ``items``, ``enum``,
     ``const``, ``anyOf`` / ``oneOf`` / ``allOf``, local ``$ref`` and numeric and length bounds.
-    Keywords it does not know are not checked."""
+    Keywords it does not know are not checked. Beyond :data:`MAX_SCHEMA_DEPTH` nested checks
+    the value does not match (a looping or very deep schema never exhausts the stack)."""
     if not isinstance(schema, Mapping):
         return True
+    if _depth > MAX_SCHEMA_DEPTH:
+        return False
     root = schema if root is None else root
+    d = _depth + 1
     schema = _resolve(schema, root)
     t = schema.get("type")
     if t is not None:
@@ -190,9 +279,9 @@ def matches_schema(value: Any, schema: Any, root: Any = None) -> bool:
     if "const" in schema and _canon(value) != _canon(schema["const"]):
         return False
     for key in ("anyOf", "oneOf"):
-        if key in schema and not any(matches_schema(value, s, root) for s in schema[key]):
+        if key in schema and not any(matches_schema(value, s, root, d) for s in schema[key]):
             return False
-    if "allOf" in schema and not all(matches_schema(value, s, root) for s in schema["allOf"]):
+    if "allOf" in schema and not all(matches_schema(value, s, root, d) for s in schema["allOf"]):
         return False
     if isinstance(value, dict):
         props = schema.get("properties") or {}
@@ -201,15 +290,15 @@ def matches_schema(value: Any, schema: Any, root: Any = None) -> bool:
         extra = schema.get("additionalProperties", True)
         for k, v in value.items():
             if k in props:
-                if not matches_schema(v, props[k], root):
+                if not matches_schema(v, props[k], root, d):
                     return False
             elif extra is False or (
-                isinstance(extra, Mapping) and not matches_schema(v, extra, root)
+                isinstance(extra, Mapping) and not matches_schema(v, extra, root, d)
             ):
                 return False
     if isinstance(value, list):
         items = schema.get("items")
-        if isinstance(items, Mapping) and not all(matches_schema(v, items, root) for v in value):
+        if isinstance(items, Mapping) and not all(matches_schema(v, items, root, d) for v in value):
             return False
         if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", math.inf):
             return False
@@ -376,6 +465,7 @@ __all__ = [
     "ballot",
     "ballot_text",
     "canonical_json",
+    "check_schema",
     "flatten_tool_turns",
     "is_tool_ballot",
     "matches_schema",
@@ -423,8 +513,13 @@ OPTION_NAMES: tuple[str, ...] = ("tools", "tool_choice", "parallel_tool_calls", 
 def split_options(cfg: Any, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Take the request options out of an answer call's keywords: the call's
     :class:`~avengers.answer_config.SamplingConfig` (with the vote key as its answer type when
-    the request carries tools or a JSON format) and the checked options."""
+    the request carries tools or a JSON format) and the checked options, the OpenAI parameters
+    of :data:`avengers.openai_params.UPSTREAM` (``seed``, ``top_p``, ...) among them."""
     opts = request_options(**{k: overrides.pop(k) for k in OPTION_NAMES if k in overrides})
+    for name in UPSTREAM:  # OpenAI parameters handed to every sample (seed, top_p, ...)
+        if overrides.get(name) is not None:
+            opts[name] = check_upstream(name, overrides.pop(name))
+        overrides.pop(name, None)
     cfg = cfg.updated(**overrides)
     key = vote_key(opts, cfg.answer_type)
     return (cfg.updated(answer_type=key) if key is not None else cfg), opts

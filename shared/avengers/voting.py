@@ -133,6 +133,12 @@ def extract_number(text: str) -> str | None:
     return nums[-1] if nums else None
 
 
+def states_answer(text: str) -> bool:
+    """True if ``text`` states its answer explicitly (``\\boxed{}`` or "the answer is ..."),
+    rather than leaving the extractors to fall back on its last number or letter."""
+    return bool(text) and bool(_BOXED.search(text) or _ANSWER_IS.search(text))
+
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = re.compile(r"[^\w\s]")
 

@@ -10,7 +10,9 @@ are in the private :mod:`._common`.
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import sys
 
 import typer
@@ -49,6 +51,20 @@ for _command in (
 ):
     app.command()(_command)
 app.add_typer(local)
+
+
+def plain_help(doc: str) -> str:
+    """A command's docstring as ``--help`` text: each paragraph's lines joined (the terminal
+    wraps them, never mid-sentence at the docstring's own line breaks) and RST literals
+    (````x````) written plainly."""
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(doc))
+    text = "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
+    return re.sub(r"``(.+?)``", r"\1", text)
+
+
+for _info in (*app.registered_commands, *local.registered_commands):
+    _doc = _info.help or inspect.getdoc(_info.callback) or ""
+    _info.help = plain_help(_doc)
 
 
 def main(argv: list[str] | None = None) -> None:

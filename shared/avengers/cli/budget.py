@@ -62,6 +62,7 @@ def calibrate(
             target_share=None if target_share is None else (share_model or [], target_share),
             folds=folds,
             embeddings=X,
+            show_progress=not as_json,
         )
     dest = out if out is not None else Path(router)
     if out is None and not dest.is_dir():

@@ -29,12 +29,15 @@ def evaluate(
     ] = "mean",
 ) -> None:
     """Measure a router on test outcomes against best single model, oracle and random."""
+    from ..evaluation import cost_headline, sweep_alpha
     from ..evaluation import evaluate as run_eval
 
     r = router_arg(router)
     test = load_data(data, duplicates)
     X = r.embed(test.queries, show_progress=not as_json)
     result = run_eval(r, test, embeddings=X)
+    # the trade-off in words (the alpha curve's headline): alpha acts at routing time, no refit
+    headline = cost_headline(sweep_alpha(r, test, test_embeddings=X)) if result.cost else None
     written: list[str] = []
     if plots is not None:
         from ..plots import skipped_plots, write_evaluation_plots
@@ -52,9 +55,12 @@ def evaluate(
     if as_json:
         payload = result.to_dict()
         payload["plots"] = written
+        payload["cost_headline"] = headline
         typer.echo(json.dumps(payload, indent=2))
         return
     typer.echo(result.table())
+    if headline:
+        typer.echo(f"cost: {headline}")
     typer.echo("\nper model (test):")
     for m, v in sorted(result.per_model.items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {m:44} {v:.4f}   routed {result.routed_share[m]:6.1%}")

@@ -98,6 +98,35 @@ def serve(
             help="Accept POST /v1/feedback, kept in this SQLite file or redis:// URL.",
         ),
     ] = None,
+    store_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="AVENGERS_STORE_TIMEOUT",
+            help="Seconds one feedback/conversation store call may take; a store that fails or "
+            "stalls degrades feedback, never answers.",
+        ),
+    ] = 1.0,
+    require_store: Annotated[
+        bool,
+        typer.Option(
+            envvar="AVENGERS_REQUIRE_STORE",
+            help="/ready answers 503 while the store is degraded (default: still ready).",
+        ),
+    ] = False,
+    feedback_retention: Annotated[
+        float,
+        typer.Option(
+            envvar="AVENGERS_FEEDBACK_RETENTION",
+            help="Seconds an answer can be rated (then forgotten; 0: keep). Default 7 days.",
+        ),
+    ] = 7 * 24 * 3600.0,
+    feedback_max: Annotated[
+        int,
+        typer.Option(
+            envvar="AVENGERS_FEEDBACK_MAX_RESPONSES",
+            help="Remembered answers kept at most (oldest forgotten first).",
+        ),
+    ] = 1_000_000,
     conversations: Annotated[
         str,
         typer.Option(
@@ -145,9 +174,11 @@ def serve(
 
     from ..answer import Answerer, SamplingConfig
     from ..answer_config import as_strategy
+    from ..endpoints import check_names
     from ..server import create_app, load_api_keys
     from ..server.app import CONVERSATION_MODES
     from ..server.embedding import as_embed_cache
+    from ..server.protocol import uvicorn_settings
 
     if workers < 1:
         fail("--workers must be >= 1")
@@ -156,6 +187,7 @@ def serve(
     cfg = SamplingConfig(strategy=as_strategy(strategy), n_samples=samples, temperature=temperature)
     keys = load_api_keys(file=api_key_file)
     answerer = Answerer(router_arg(router), endpoints, cfg)  # validates everything up front
+    check_names(answerer.backend.models(), answerer.router.models_, source=str(endpoints))
     overrides = {
         name: value
         for name, value in (("explore", explore), ("explore_rule", explore_rule))
@@ -169,8 +201,8 @@ def serve(
         )  # fmt: skip
     typer.echo(f"avengers serving on http://{host}:{port}/v1 (models: avengers, avengers-fast, "
                f"{', '.join(m for m in answerer.router.models_ if m in answerer.backend.models())})")  # fmt: skip
-    common = {"host": host, "port": port, "timeout_graceful_shutdown": drain_timeout,
-              "log_level": "warning", "access_log": False}  # fmt: skip
+    common: dict[str, Any] = {"host": host, "port": port, "timeout_graceful_shutdown": drain_timeout,
+              "log_level": "warning", "access_log": False, **uvicorn_settings()}  # fmt: skip
     as_embed_cache(embed_cache)  # fail now, not in each worker
     if conversations not in CONVERSATION_MODES:
         fail(f"--conversations must be one of {', '.join(CONVERSATION_MODES)}")
@@ -188,15 +220,20 @@ def serve(
     live: dict[str, Any] = {"request_timeout": request_timeout, "max_fallbacks": None if max_fallbacks < 0 else max_fallbacks,
             "embed_cache": embed_cache, "breaker_threshold": breaker_threshold,
             "breaker_cooldown": breaker_cooldown, "conversations": conversations,
-            "conversation_ttl": conversation_ttl, "conversation_max_entries": conversation_max}  # fmt: skip
+            "conversation_ttl": conversation_ttl, "conversation_max_entries": conversation_max,
+            "store_timeout": store_timeout, "require_store": require_store}  # fmt: skip
+    if not store_timeout > 0 or feedback_retention < 0 or feedback_max < 1:
+        fail("--store-timeout must be > 0, --feedback-retention >= 0, --feedback-max >= 1")
     if workers == 1:
         from ..feedback import open_store
 
-        store = open_store(feedback_store) if feedback_store else None
+        store = open_store(feedback_store, timeout=store_timeout,
+                           retention=feedback_retention or None,
+                           max_responses=feedback_max) if feedback_store else None  # fmt: skip
         app = create_app(answerer, api_keys=keys, max_body_bytes=max_body,
                          max_tokens_limit=max_tokens, cors_origins=cors_origin or None,
                          feedback_store=store, freeze_gc=True, **live)  # fmt: skip
-        uvicorn.run(app, **common)  # type: ignore[arg-type]
+        uvicorn.run(app, **common)
         return
     os.environ.update({
         "AVENGERS_ROUTER": router, "AVENGERS_ENDPOINTS": str(endpoints.resolve()),
@@ -210,6 +247,9 @@ def serve(
         "AVENGERS_FEEDBACK_STORE": feedback_store or "",
         "AVENGERS_CONVERSATIONS": conversations, "AVENGERS_CONVERSATION_TTL": str(conversation_ttl),
         "AVENGERS_CONVERSATION_MAX": str(conversation_max),
+        "AVENGERS_STORE_TIMEOUT": str(store_timeout), "AVENGERS_REQUIRE_STORE": str(int(require_store)),
+        "AVENGERS_FEEDBACK_RETENTION": str(feedback_retention),
+        "AVENGERS_FEEDBACK_MAX_RESPONSES": str(feedback_max),
         "AVENGERS_ROUTER_SETTINGS": json.dumps(overrides),
     })  # fmt: skip
-    uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -25,11 +26,13 @@ from ..conversations import (
 from ..exceptions import ConfigError
 from ..feedback import FeedbackStore
 from ..results import SamplingConfig
+from ..storeguard import DEFAULT_STORE_TIMEOUT, StoreGuard
 from .auth import load_api_keys
 from .decide import RouteFastPath, add_route_only
 from .embedding import DEFAULT_EMBED_CACHE_SIZE, as_embed_cache, serving_embedder
 from .feedback import enable_feedback
 from .middleware import add_middleware
+from .openapi import describe_bodies
 from .routes import add_routes
 from .state import (
     DEFAULT_MAX_BODY,
@@ -39,7 +42,11 @@ from .state import (
     Profile,
     ServerState,
     default_profiles,
+    fingerprint,
 )
+
+DEFAULT_PRUNE_INTERVAL = 60.0
+"""Seconds between two rounds of enforcing the feedback store's retention and size bounds."""
 
 
 def create_app(
@@ -62,6 +69,9 @@ def create_app(
     conversation_ttl: float = DEFAULT_TTL,
     conversation_max_entries: int = DEFAULT_MAX_ENTRIES,
     freeze_gc: bool = False,
+    store_timeout: float = DEFAULT_STORE_TIMEOUT,
+    require_store: bool = False,
+    prune_interval: float = DEFAULT_PRUNE_INTERVAL,
 ) -> FastAPI:
     """The FastAPI app. Run it with uvicorn (``avengers serve`` does).
 
@@ -80,7 +90,11 @@ def create_app(
     warm-up, move every object alive into the garbage collector's permanent generation
     (``gc.freeze``), so full collections skip the libraries and the router: shorter pauses in a
     server process (``avengers serve`` sets it); it affects the whole process, so an app embedded
-    in another program leaves it off."""
+    in another program leaves it off. ``store_timeout``: seconds any one call to the feedback or
+    conversation store may take (also bounded by the request's deadline); a store that fails or
+    stalls never fails an answer (see docs/serve.md, "Degraded operation"); ``require_store``
+    makes ``/ready`` answer 503 while the store is degraded; the store's retention and size
+    bounds are enforced every ``prune_interval`` seconds in the background."""
     if request_timeout is not None and not request_timeout >= 0:
         raise ConfigError(f"request_timeout must be >= 0 seconds, got {request_timeout!r}")
     if max_fallbacks is not None and max_fallbacks < 0:
@@ -102,11 +116,17 @@ def create_app(
         max_fallbacks=max_fallbacks,
         breaker=breaker,
     )
+    state.fingerprint = fingerprint(answerer, backend)
     answerer.conversations = conversation_store(
         conversations, feedback_store, conversation_ttl, conversation_max_entries
     )
     answerer.feedback_store = None  # nothing kept unless feedback is on (below)
+    if feedback_store is not None or not isinstance(answerer.conversations, MemoryConversations):
+        state.store_guard = StoreGuard("feedback", timeout=store_timeout)
+        state.require_store = require_store
+        answerer.store_guard = state.store_guard
     app = FastAPI(title="avengers router", lifespan=_lifespan, docs_url=None, redoc_url=None)
+    app.state.prune_interval = prune_interval
     app.state.server = state
     app.state.metrics = state.metrics
     app.state.answerer = answerer
@@ -118,6 +138,7 @@ def create_app(
         app.add_middleware(RouteFastPath)
     if feedback_store is not None:
         enable_feedback(app, state, feedback_store)
+    describe_bodies(app)
     return app
 
 
@@ -157,8 +178,28 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # longer walks millions of start-up objects (pauses of tens of ms in the p99).
         gc.collect()
         gc.freeze()
+    pruner = asyncio.ensure_future(_prune_forever(app))
     yield
+    pruner.cancel()
     await answerer.aclose()
+    guard: StoreGuard | None = app.state.server.store_guard
+    if guard is not None:
+        guard.close()
+
+
+async def _prune_forever(app: FastAPI) -> None:
+    """Enforce the feedback store's retention and size bounds now and then (on the store's own
+    pool, never the one embedding uses); a failure waits for the next round."""
+    state: ServerState = app.state.server
+    store = state.answerer.feedback_store
+    guard: StoreGuard | None = state.store_guard
+    prune = getattr(store, "prune", None)
+    if guard is None or prune is None or not app.state.prune_interval:
+        return
+    while True:
+        with contextlib.suppress(Exception):
+            await guard.background(prune)
+        await asyncio.sleep(app.state.prune_interval)
 
 
 def app_from_env() -> FastAPI:
@@ -170,7 +211,9 @@ def app_from_env() -> FastAPI:
     ``AVENGERS_EMBED_CACHE_SIZE``, ``AVENGERS_BREAKER_THRESHOLD``, ``AVENGERS_BREAKER_COOLDOWN``,
     ``AVENGERS_FEEDBACK_STORE`` (feedback on), ``AVENGERS_CONVERSATIONS`` (``memory`` or
     ``store``), ``AVENGERS_CONVERSATION_TTL``, ``AVENGERS_CONVERSATION_MAX``,
-    ``AVENGERS_ROUTER_SETTINGS`` (JSON: router settings to change, e.g. ``explore``)."""
+    ``AVENGERS_ROUTER_SETTINGS`` (JSON: router settings to change, e.g. ``explore``),
+    ``AVENGERS_STORE_TIMEOUT``, ``AVENGERS_REQUIRE_STORE`` and the store bounds of
+    :func:`store_settings_from_env`."""
     from ..bundled import load_pretrained
     from ..feedback import open_store
     from ..router import Router
@@ -185,14 +228,15 @@ def app_from_env() -> FastAPI:
     cfg = SamplingConfig(**json.loads(os.environ.get("AVENGERS_CONFIG", "{}")))
     cors = [o for o in os.environ.get("AVENGERS_CORS", "").split(",") if o]
     store = os.environ.get("AVENGERS_FEEDBACK_STORE")
+    live = live_settings_from_env()
     return create_app(
         Answerer(router, eps, cfg),
         api_keys=load_api_keys(file=os.environ.get("AVENGERS_SERVER_KEY_FILE") or None),
         max_body_bytes=int(os.environ.get("AVENGERS_MAX_BODY", DEFAULT_MAX_BODY)),
         max_tokens_limit=int(os.environ.get("AVENGERS_MAX_TOKENS", DEFAULT_MAX_TOKENS)),
         cors_origins=cors or None,
-        **live_settings_from_env(),
-        feedback_store=open_store(store) if store else None,
+        **live,
+        feedback_store=open_store(store, **store_settings_from_env(live)) if store else None,
         freeze_gc=True,  # a worker process of `avengers serve`
     )
 
@@ -220,4 +264,23 @@ def live_settings_from_env() -> dict[str, Any]:
         out["conversation_ttl"] = float(v)
     if v := env.get("AVENGERS_CONVERSATION_MAX"):
         out["conversation_max_entries"] = int(v)
+    if v := env.get("AVENGERS_STORE_TIMEOUT"):
+        out["store_timeout"] = float(v)
+    if v := env.get("AVENGERS_REQUIRE_STORE"):
+        out["require_store"] = v.lower() in ("1", "true", "yes")
+    return out
+
+
+def store_settings_from_env(live: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`~avengers.feedback.open_store`'s bounds set in the environment:
+    ``AVENGERS_FEEDBACK_RETENTION`` (seconds; 0: keep), ``AVENGERS_FEEDBACK_MAX_RESPONSES``,
+    ``AVENGERS_FEEDBACK_MAX_RATINGS``, and the store timeout."""
+    env = os.environ
+    out: dict[str, Any] = {"timeout": (live or {}).get("store_timeout", DEFAULT_STORE_TIMEOUT)}
+    if v := env.get("AVENGERS_FEEDBACK_RETENTION"):
+        out["retention"] = float(v) or None
+    if v := env.get("AVENGERS_FEEDBACK_MAX_RESPONSES"):
+        out["max_responses"] = int(v)
+    if v := env.get("AVENGERS_FEEDBACK_MAX_RATINGS"):
+        out["max_ratings"] = int(v)
     return out

@@ -12,15 +12,21 @@ from ..exceptions import ConfigError
 
 def load_api_keys(env: str = "AVENGERS_SERVER_KEYS", file: str | Path | None = None) -> set[str]:
     """Client keys the server accepts: comma-separated in an environment variable and/or one per
-    line in a file. An empty set means no authentication."""
+    line in a file (blank lines and ``#`` comments skipped). An empty set means no
+    authentication; a file without any key is a :class:`ConfigError`, never an open server."""
     keys = {k.strip() for k in os.environ.get(env, "").split(",") if k.strip()}
     if file is not None:
         p = Path(file)
         if not p.is_file():
             raise ConfigError(f"API key file not found: {p}")
-        keys |= {
-            ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")
+        found = {
+            ln.strip()
+            for ln in p.read_text().splitlines()
+            if ln.strip() and not ln.strip().startswith("#")
         }
+        if not found:  # an operator who gives a key file means to require keys
+            raise ConfigError(f"API key file {p} holds no keys (only blank lines or comments)")
+        keys |= found
     return keys
 
 

@@ -23,14 +23,11 @@ from ..decision import RouteDecision
 from ..embedders import aembed
 from ..exceptions import AvengersError
 from ..messages import as_messages, routing_text
-from .checks import check_body_text
+from ..storeguard import StoreUnavailable
 from .middleware import Guard
 from .replies import dumps, error_response
 from .state import server_state
-from .wire import BadRequest, conversation_key, prompt_messages, read_json
-
-if TYPE_CHECKING:
-    from ..router import Router
+from .wire import BadRequest, check_messages, conversation_key, prompt_messages, read_json
 
 if TYPE_CHECKING:
     from ..router import Router
@@ -41,7 +38,6 @@ async def route_only(request: Request) -> Any:
     state = server_state(request)
     try:
         body = await read_json(request, state.max_body_bytes)
-        check_body_text(body)
         query, alpha, task = _parse(body)
         if alpha is None and isinstance(body.get("model"), str) and body["model"] in state.profiles:
             alpha = state.profiles[body["model"]].overrides.get("alpha")
@@ -49,18 +45,23 @@ async def route_only(request: Request) -> Any:
     except BadRequest as e:
         return error_response(e.status, e.message, "invalid_request_error", None, e.param)
     answerer = state.answerer
+    store_down = False
     try:
         text = routing_text(as_messages(query))
         if not text.strip():
             raise BadRequest("nothing to route on: the message text is empty", "messages")
-        if key is None:  # the batched fast path
+        decision = None
+        if key is not None:  # a conversation: its model comes first (one store lookup)
+            try:
+                decision = await answerer.aroute(
+                    query, alpha=alpha, text=text, conversation=key, task=task
+                )
+            except StoreUnavailable:  # routed afresh, and the reply says so
+                store_down = True
+        if decision is None:  # the batched fast path
             alpha = answerer.config.alpha if alpha is None else alpha
             batcher: RouteBatcher = request.app.state.route_batcher
             decision = await batcher.route(answerer.router, text, alpha, task)
-        else:  # a conversation: its model comes first (one store lookup, not batched)
-            decision = await answerer.aroute(
-                query, alpha=alpha, text=text, conversation=key, task=task
-            )
     except BadRequest as e:
         return error_response(e.status, e.message, "invalid_request_error", None, e.param)
     except AvengersError as e:
@@ -71,6 +72,11 @@ async def route_only(request: Request) -> Any:
         "conversation": key,
         "explanation": decision.explain(),
     }
+    if store_down:
+        payload["conversation_store"] = "unavailable"
+        payload["notes"] = ["conversation store unavailable: this turn was routed afresh"]
+        headers = {"x-avengers-conversation": "unavailable"}
+        return Response(dumps(payload), media_type=_JSON, headers=headers)
     return Response(dumps(payload), media_type=_JSON)
 
 
@@ -154,9 +160,7 @@ async def _settle(group: list[_Item]) -> None:
 
 def _parse(body: dict[str, Any]) -> tuple[Any, float | None, str | None]:
     if "messages" in body:
-        query = body["messages"]
-        if not isinstance(query, list) or not query:
-            raise BadRequest("'messages' must be a non-empty list of messages", "messages")
+        query = check_messages(body["messages"])
     elif "query" in body:
         query = body["query"]
         if not isinstance(query, str) or not query.strip():

@@ -14,19 +14,24 @@ Request bodies::
     {"query": "...", "model": "gpt-4o", "score": 0.0}        # an outcome for a query (if allowed)
 
 Errors: 400 (bad JSON, missing field, score out of [0, 1], unknown model), 401 (no or bad key,
-as for every ``/v1/`` route), 404 (unknown or expired response id), 409 (already rated).
+as for every ``/v1/`` route), 404 (unknown or expired response id), 409 (already rated), 503
+with ``Retry-After`` (the store is unavailable: down, stalled, full, read-only or locked; the
+rating was not recorded, send it again later).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
+from ..deadline import Deadline, within
 from ..feedback import (
     AlreadyRatedError,
     FeedbackError,
@@ -38,6 +43,7 @@ from ..feedback import (
     rating_reply,
 )
 from ..router import Router
+from ..storeguard import StoreUnavailable
 from .replies import error_response
 from .state import ServerState, server_state
 from .wire import BadRequest, read_json
@@ -74,25 +80,43 @@ def _field(body: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
-def _rate(state: ServerState, fb: FeedbackState, body: dict[str, Any]) -> Rating:
-    """Validate, store (committed) and apply one rating; runs in a worker thread."""
+def _check(state: ServerState, fb: FeedbackState, body: dict[str, Any]) -> Callable[[], Rating]:
+    """Validate one rating (embedding the query of the query form) and return the store call
+    that records it; runs in a worker thread."""
     router = state.answerer.router
     try:
         score, cost = check_rating(body.get("score"), body.get("cost"))
     except FeedbackError as e:
         raise BadRequest(str(e), "cost" if str(e).startswith("cost") else "score") from None
     if "id" in body:
-        rating = fb.store.rate(_field(body, "id", str), score, cost)
-    else:
-        if not fb.allow_queries:
-            raise BadRequest("'id' is required (feedback by query is turned off)", "id")
-        query, model = _field(body, "query", str), _field(body, "model", str)
-        if model not in router.models_:
-            raise BadRequest(f"unknown model {model!r}", "model")
-        cluster = int(router.estimate(router.embed([query])).nearest[0])
-        rating = fb.store.add(model, cluster, score, cost)
-    _apply(router, fb, rating)
+        rid = _field(body, "id", str)
+        return lambda: fb.store.rate(rid, score, cost)
+    if not fb.allow_queries:
+        raise BadRequest("'id' is required (feedback by query is turned off)", "id")
+    query, model = _field(body, "query", str), _field(body, "model", str)
+    if model not in router.models_:
+        raise BadRequest(f"unknown model {model!r}", "model")
+    cluster = int(router.estimate(router.embed([query])).nearest[0])
+    return lambda: fb.store.add(model, cluster, score, cost)
+
+
+async def _record(state: ServerState, record: Callable[[], Rating]) -> Rating:
+    """Commit the rating to the store: on the store's own pool, bounded by the store timeout and
+    the request's deadline, when the server has a guard (:class:`StoreUnavailable` if the store
+    fails)."""
+    guard = state.store_guard
+    if guard is None:
+        return await asyncio.to_thread(record)
+    with within(Deadline(state.request_timeout)):
+        rating: Rating = await guard.call(record)
     return rating
+
+
+def unavailable_response(e: StoreUnavailable) -> JSONResponse:
+    """503 in the OpenAI error shape, with ``Retry-After``: the rating was not recorded."""
+    resp = error_response(503, str(e), "server_error", "store_unavailable")
+    resp.headers["retry-after"] = str(e.retry_after)
+    return resp
 
 
 # POST /v1/feedback
@@ -103,7 +127,9 @@ async def post_feedback(request: Request) -> Any:
         return error_response(404, "feedback is not enabled", "invalid_request_error")
     try:
         body = await read_json(request, state.max_body_bytes)
-        rating = await asyncio.to_thread(_rate, state, fb, body)
+        record = await asyncio.to_thread(_check, state, fb, body)
+        rating = await _record(state, record)
+        await asyncio.to_thread(_apply, state.answerer.router, fb, rating)
     except BadRequest as e:
         return error_response(e.status, e.message, "invalid_request_error", None, e.param)
     except UnknownResponseError as e:
@@ -112,4 +138,6 @@ async def post_feedback(request: Request) -> Any:
         return error_response(409, str(e), "invalid_request_error", "already_rated", "id")
     except FeedbackError as e:
         return error_response(400, str(e), "invalid_request_error", None, "score")
+    except StoreUnavailable as e:
+        return unavailable_response(e)
     return rating_reply(rating)

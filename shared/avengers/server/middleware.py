@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 
@@ -20,14 +21,22 @@ from .state import ServerState
 log = logging.getLogger(__name__)
 
 
+REQUEST_ID_HEADER = "x-request-id"
+
+
 class Guard:
     """Checks, times and counts every request; never dies on one and never leaks internals.
 
     Plain ASGI middleware (a ``BaseHTTPMiddleware`` would wrap every reply in a stream and
     every request in extra tasks): the API-key and body-size checks (:func:`precheck`) before
-    the app, the request's status and duration into the metrics once its reply is sent, and a
-    generic 500 for anything the app raises before its reply started. An error after the reply
-    started (a stream cut short) can only close the connection."""
+    the app, the request's status and duration into the metrics once its reply is sent (labelled
+    by route, never by the client's path: see :func:`route_label`), and a generic 500 for
+    anything the app raises before its reply started. An error after the reply started (a stream
+    cut short) can only close the connection.
+
+    Every request gets an id (``x-request-id`` on every response; the client's own is ignored):
+    a 500 is logged as one line with that id and the exception's type and place, never its
+    message (which may hold user text), and the error body carries the id too."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -38,14 +47,16 @@ class Guard:
             return
         state: ServerState = scope["app"].state.server
         t0 = time.perf_counter()
-        path: str = scope["path"]
         status = 500
         started = False
+        rid = request_id(scope)
+        id_header = (REQUEST_ID_HEADER.encode(), rid.encode())
 
         async def sending(message: Any) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
             await send(message)
 
         state.metrics.in_flight += 1
@@ -55,17 +66,58 @@ class Guard:
                 await early(scope, receive, sending)
             else:
                 await self.app(scope, receive, sending)
-        except Exception:
+        except Exception as e:
+            log_failure(rid, e, "before" if not started else "after")
             if not started:
-                await error_response(500, "internal server error", "server_error")(
-                    scope, receive, sending
-                )
-            else:
-                log.warning("request to %s failed after its reply started", path, exc_info=True)
+                body = {"error": {"message": f"internal server error (request id {rid})",
+                                  "type": "server_error", "param": None, "code": None,
+                                  "request_id": rid}}  # fmt: skip
+                await JSONResponse(body, status_code=500)(scope, receive, sending)
         finally:
             state.metrics.in_flight -= 1
-            label = path if path.startswith("/v1/") else "other"
-            state.metrics.observe(label, status, time.perf_counter() - t0)
+            state.metrics.observe(route_label(scope), status, time.perf_counter() - t0)
+
+
+def request_id(scope: Any) -> str:
+    """The id of the request (made on first use, kept in the scope for the app to read)."""
+    st = scope.setdefault("state", {})
+    rid = st.get("request_id")
+    if rid is None:
+        rid = st["request_id"] = uuid.uuid4().hex
+    return str(rid)
+
+
+def log_failure(rid: str, exc: BaseException, when: str = "before") -> None:
+    """One log line for a request the server failed: its id, the exception's type and where it
+    was raised (module and line), never the exception's message."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_globals.get('__name__', '?')}:{tb.tb_lineno}" if tb else "?"
+    log.error("request %s failed %s its reply started: %s at %s", rid, when,
+              type(exc).__name__, where)  # fmt: skip
+
+
+OTHER_ROUTE = "other"
+"""The one metrics label of every request to a path the server has no route for."""
+
+
+def route_label(scope: Any) -> str:
+    """The metrics label of a request: the path of the route it matched (a template, the same
+    for every request to it), or :data:`OTHER_ROUTE` for any path the app does not serve, so
+    clients can neither add series nor write their own text into label values."""
+    path = scope.get("path", "")
+    known = _known_paths(scope["app"])
+    return path if path in known else OTHER_ROUTE
+
+
+def _known_paths(app: Any) -> frozenset[str]:
+    routes = getattr(app, "routes", ())
+    cached = getattr(app.state, "route_paths", None)
+    if cached is None or cached[0] != len(routes):  # routes mounted after the first request
+        cached = (len(routes), frozenset(getattr(r, "path", "") for r in routes))
+        app.state.route_paths = cached
+    return cached[1]
 
 
 def precheck(state: ServerState, request: Request) -> Response | None:

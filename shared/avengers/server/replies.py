@@ -39,9 +39,12 @@ def upstream_error_response(failures: Sequence[Failure]) -> JSONResponse:
     return JSONResponse(body, status_code=502)
 
 
-def usage(res: AnswerResult) -> dict[str, Any]:
+def usage(res: AnswerResult) -> dict[str, Any] | None:
     """The ``usage`` object: tokens over every sample drawn, and ``cost`` (USD by the endpoints'
-    prices, over every sample) when it is known; absent, never zero, when it is not."""
+    prices, over every sample) when it is known; absent, never zero, when it is not. None
+    (``"usage": null``) when an endpoint reported no token counts: unknown, never zero."""
+    if not res.tokens_known:
+        return None
     out: dict[str, Any] = {
         "prompt_tokens": res.prompt_tokens,
         "completion_tokens": res.completion_tokens,
@@ -67,16 +70,23 @@ def headers_for(res: AnswerResult) -> dict[str, str]:
         h["x-avengers-cost"] = f"{res.cost:.10g}"
     if res.decision is not None and res.decision.sticky:
         h["x-avengers-sticky"] = "1"
+    for store in res.unavailable:  # feedback: this id cannot be rated; conversation: afresh
+        h[f"x-avengers-{store}"] = "unavailable"
     return h
 
 
 class CompletionReply:
     """Identity of one completion (id, creation time, object kinds) and its response bodies."""
 
-    def __init__(self, chat: bool) -> None:
+    def __init__(self, chat: bool, fingerprint: str = "") -> None:
         self.chat = chat
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
+        self.echo = ""
+        """Legacy ``echo``: the prompt, sent before the answer's text."""
+        self.fingerprint = fingerprint or None
+        """``system_fingerprint`` of the response and of every chunk (the server's; see
+        :func:`avengers.server.state.fingerprint`)."""
 
     def response(self, res: AnswerResult) -> Response:
         """The whole (non-streamed) answer, with its account and headers."""
@@ -90,11 +100,13 @@ class CompletionReply:
                 choice["message"].update(content=res.text or None, tool_calls=res.tool_calls)
             obj = "chat.completion"
         else:
-            choice = {"index": 0, "text": res.text, "finish_reason": "stop", "logprobs": None}
+            choice = {"index": 0, "text": self.echo + res.text,
+                      "finish_reason": finish_reason(res), "logprobs": None}  # fmt: skip
             obj = "text_completion"
         payload = {
             "id": self.id, "object": obj, "created": self.created, "model": res.model,
-            "choices": [choice], "usage": usage(res), "avengers": res.account(),
+            "system_fingerprint": self.fingerprint, "choices": [choice], "usage": usage(res),
+            "avengers": res.account(),
         }  # fmt: skip
         return Response(dumps(payload), media_type="application/json", headers=headers_for(res))
 
@@ -121,6 +133,7 @@ class CompletionReply:
             "object": self.chunk_object,
             "created": self.created,
             "model": model,
+            "system_fingerprint": self.fingerprint,
             "choices": [ch],
         }
         if extra:
@@ -134,12 +147,14 @@ class CompletionReply:
         if first:
             delta = {"role": "assistant", "content": None, **delta}
         return sse({"id": self.id, "object": self.chunk_object, "created": self.created,
-                    "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})  # fmt: skip
+                    "model": model, "system_fingerprint": self.fingerprint,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})  # fmt: skip
 
     def usage_chunk(self, res: AnswerResult) -> bytes:
         """The extra last chunk a client asked for with ``stream_options.include_usage``."""
         return sse({"id": self.id, "object": self.chunk_object, "created": self.created,
-                    "model": res.model, "choices": [], "usage": usage(res)})  # fmt: skip
+                    "model": res.model, "system_fingerprint": self.fingerprint, "choices": [],
+                    "usage": usage(res)})  # fmt: skip
 
 
 try:  # orjson, when installed, writes the reply several times faster; it is optional
@@ -163,7 +178,11 @@ def _finite(x: Any) -> Any:
 
 
 def finish_reason(res: AnswerResult) -> str:
-    """``tool_calls`` when the answer calls tools, else ``stop``."""
+    """The returned sample's own finish reason, as its upstream said (``length``: cut off at the
+    token limit); when the upstream said none, ``tool_calls`` for an answer that calls tools,
+    else ``stop``."""
+    if res.finish_reason:
+        return res.finish_reason
     return "tool_calls" if res.tool_calls else "stop"
 
 

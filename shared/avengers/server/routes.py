@@ -7,6 +7,7 @@ would publish both in ``/openapi.json``, which stays as it was before the split.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,11 +15,18 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.requests import Request
 
-from ..capabilities import CapabilityError, capabilities_of, request_needs, split_capable
+from ..capabilities import (
+    Capabilities,
+    CapabilityError,
+    capabilities_of,
+    request_needs,
+    split_capable,
+)
 from ..exceptions import AvengersError
 from ..results import AnswerChunk
+from ..storeguard import StoreUnavailable
 from . import live, replies
-from .checks import check_body_text
+from .middleware import log_failure, request_id
 from .replies import CompletionReply, error_response
 from .state import ServerState, server_state
 from .wire import (
@@ -44,7 +52,6 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
     """Validate the request, then answer it whole or as a stream of server-sent events."""
     try:
         body = await read_json(request, state.max_body_bytes)
-        check_body_text(body)  # a lone surrogate anywhere: 400, before any work
         req = parse_request(body, state.profiles, state.max_tokens_limit, chat=chat)
         req.conversation = conversation_key(body, request.headers)
     except BadRequest as e:
@@ -54,9 +61,13 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
         check_capable(state, req)
     except CapabilityError as e:
         return error_response(400, str(e), "invalid_request_error", "unsupported_capability")
-    comp = CompletionReply(chat)
+    except BadRequest as e:
+        return error_response(400, e.message, "invalid_request_error", "unsupported_capability",
+                              e.param)  # fmt: skip
+    comp = CompletionReply(chat, state.fingerprint)
+    comp.echo = req.echo
     if req.stream:
-        include_usage = req.include_usage  # read now: a malformed stream_options is a 500
+        include_usage = req.include_usage
         pump = live.Pump(state, req, comp.id)
         try:  # the first chunk before the response starts: early failures keep their status
             first = await pump.next(request)
@@ -69,9 +80,11 @@ async def complete(state: ServerState, request: Request, *, chat: bool) -> Respo
                 return error_response(400, str(e), "invalid_request_error")
             raise
         return StreamingResponse(
-            stream_answer(state, req, comp, include_usage, pump.rest(first)),
+            stream_answer(
+                state, req, comp, include_usage, pump.rest(first), request_id(request.scope)
+            ),
             media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **store_state(state)},
         )
     try:
         res = await live.answer(state, request, req, comp.id)
@@ -90,6 +103,7 @@ async def stream_answer(
     comp: CompletionReply,
     include_usage: bool,
     parts: AsyncIterator[AnswerChunk],
+    rid: str = "",
 ) -> AsyncIterator[bytes]:
     """The answer as server-sent events: text pieces, a final chunk carrying the routing account,
     optionally a usage chunk, then ``[DONE]``. Failures (an upstream dying mid-answer, the
@@ -97,14 +111,17 @@ async def stream_answer(
     first = True
     try:
         async for part in parts:
-            if part.result is None:
-                yield comp.chunk(part.text, None, req.profile.name, first=first)
-                first = False
+            if comp.echo and first:  # legacy echo: the prompt first, from the same candidate
+                model = part.model or (part.result.model if part.result else req.profile.name)
+                yield comp.chunk(comp.echo, None, model)
+            if part.result is None:  # every chunk names the candidate answering, as the
+                yield comp.chunk(part.text, None, part.model or req.profile.name, first=first)
+                first = False  # whole response's "model" does
                 continue
             res = part.result
             state.metrics.record(res, req.profile.name)
             if res.tool_calls:
-                yield comp.tool_calls_chunk(res, req.profile.name, first=first)
+                yield comp.tool_calls_chunk(res, res.model, first=first)
                 first = False
             finish = replies.finish_reason(res)
             yield comp.chunk(None, finish, res.model, {"avengers": res.account()}, first=first)
@@ -113,15 +130,50 @@ async def stream_answer(
     except asyncio.CancelledError:
         raise
     except Exception as e:
-        yield live.stream_failure(state, e) or replies.stream_internal_error()
+        event = live.stream_failure(state, e)
+        if event is None:
+            log_failure(rid, e, "after")
+        yield event or replies.stream_internal_error()
     yield replies.STREAM_DONE
+
+
+def store_state(state: ServerState) -> dict[str, str]:
+    """``x-avengers-store: degraded`` while the store's last call failed (a stream's headers go
+    out before its answer is remembered; its final chunk's account says for sure)."""
+    guard = state.store_guard
+    return {"x-avengers-store": "degraded"} if guard is not None and guard.state != "ok" else {}
+
+
+async def probe_store(state: ServerState) -> dict[str, Any] | None:
+    """The store's state for ``/ready`` after one bounded write check (None: no store)."""
+    guard = state.store_guard
+    if guard is None:
+        return None
+    ping = getattr(state.answerer.feedback_store, "ping", None)
+    if ping is not None:
+        with contextlib.suppress(StoreUnavailable):
+            await guard.call(ping)
+    return guard.snapshot()
 
 
 def check_capable(state: ServerState, req: CompletionRequest) -> None:
     """Raise :class:`CapabilityError` (a 400, before any stream starts) when no endpoint at all
-    has what the request needs (tools, JSON output, images)."""
+    has what the request needs (tools, JSON output, images), or :class:`BadRequest` when the
+    request pins a model (``model="gemma3-270m"``) that lacks it: a pinned request is answered
+    by that model or not at all for want of a capability."""
     backend = state.answerer.backend
     needs = request_needs(req.messages, req.overrides)
+    pinned = req.profile.prefer
+    if needs and pinned is not None:
+        caps = capabilities_of(backend)(pinned) or Capabilities()
+        missing = [n for n in needs if not caps.has(n)]
+        if missing:
+            raise BadRequest(
+                f"model {pinned!r} lacks the capability this request needs "
+                f"({', '.join(missing)}): its endpoint does not declare it; ask for model "
+                "'avengers' to be routed to a model that has it",
+                "model",
+            )
     if needs:
         capable, excluded = split_capable(list(backend.models()), needs, capabilities_of(backend))
         if not capable:
@@ -130,12 +182,26 @@ def check_capable(state: ServerState, req: CompletionRequest) -> None:
 
 # GET /v1/models: one entry per profile.
 async def list_models(request: Request) -> Any:
-    data = [
-        {"id": p.name, "object": "model", "created": 0, "owned_by": "avengers",
-         "description": p.description}
-        for p in server_state(request).profiles.values()
-    ]  # fmt: skip
+    data = [model_entry(p) for p in server_state(request).profiles.values()]
     return {"object": "list", "data": data}
+
+
+# GET /v1/models/{model_id}: one profile (client.models.retrieve), 404 in OpenAI's shape.
+async def retrieve_model(request: Request, model_id: str) -> Any:
+    profiles = server_state(request).profiles
+    prof = profiles.get(model_id)
+    if prof is None:
+        return error_response(
+            404, f"unknown model {model_id!r}; available: {sorted(profiles)}",
+            "invalid_request_error", "model_not_found", "model",
+        )  # fmt: skip
+    return model_entry(prof)
+
+
+def model_entry(p: Any) -> dict[str, Any]:
+    """A profile as an OpenAI model object."""
+    return {"id": p.name, "object": "model", "created": 0, "owned_by": "avengers",
+            "description": p.description}  # fmt: skip
 
 
 # GET /health: liveness (no authentication, no upstream calls).
@@ -165,6 +231,12 @@ async def ready(request: Request) -> Any:
     ok = bool(usable) if eps else True
     body = {"status": "ready" if ok else "unavailable", "router": True, "endpoints": results,
             "circuits": circuits}  # fmt: skip
+    store = await probe_store(state)
+    if store is not None:  # a store outage degrades feedback, it does not stop answers
+        body["store"] = store
+        if store["state"] != "ok" and state.require_store:
+            ok = False
+            body["status"] = "unavailable"
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -172,6 +244,8 @@ async def ready(request: Request) -> Any:
 async def metrics(request: Request) -> Any:
     state = server_state(request)
     text = state.metrics.render(live.circuits(state))
+    if state.store_guard is not None:
+        text += state.store_guard.prometheus()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
@@ -180,6 +254,7 @@ def add_routes(app: FastAPI) -> None:
     app.add_api_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.add_api_route("/v1/completions", completions, methods=["POST"])
     app.add_api_route("/v1/models", list_models, methods=["GET"], name="models")
+    app.add_api_route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"])
     app.add_api_route("/health", health, methods=["GET"])
     app.add_api_route("/ready", ready, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"], name="prom")

@@ -4,9 +4,11 @@ the middleware read it from there."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from starlette.requests import Request
 
 from ..answer import Answerer
@@ -60,8 +62,36 @@ class ServerState:
     max_fallbacks: int | None = DEFAULT_MAX_FALLBACKS
     """At most this many lower-ranked models are tried after the strategy's own (None: all)."""
     breaker: CircuitBreaker | None = None
+    fingerprint: str = ""
+    """``system_fingerprint`` of every completion: this server's version, router and candidates
+    (see :func:`fingerprint`); it changes when any of them does."""
     feedback: Any = None
     """The feedback settings (:class:`~avengers.server.feedback.FeedbackState`), None if off."""
+    store_guard: Any = None
+    """The :class:`~avengers.storeguard.StoreGuard` of the feedback / conversation store (None
+    without a store outside memory)."""
+    require_store: bool = False
+    """``/ready`` answers 503 while the store is degraded (default: ready, store degraded)."""
+
+
+def fingerprint(answerer: Answerer, backend: Any) -> str:
+    """A ``system_fingerprint`` (``fp_`` and 12 hex digits) of what shapes this server's
+    answers: the package version, the router's settings and fitted arrays, the sampling
+    settings, and each candidate's endpoint and model id."""
+    import hashlib
+
+    from ..version import __version__
+
+    h = hashlib.sha256(__version__.encode())
+    config, arrays = answerer.router.state()
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name in sorted(arrays):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(arrays[name]).tobytes())
+    h.update(repr(answerer.config).encode())
+    for name, ep in sorted(getattr(backend, "endpoints", {}).items()):
+        h.update(f"{name}|{ep.base_url}|{ep.model_id}".encode())
+    return f"fp_{h.hexdigest()[:12]}"
 
 
 def server_state(request: Request) -> ServerState:

@@ -1,0 +1,248 @@
+"""Mutation testing of the modules that make decisions, each against its own targeted fast tests.
+
+    nice -n 10 python benchmarks/mutation.py                 # every module in MODULES
+    nice -n 10 python benchmarks/mutation.py scoring voting  # some of them
+    python benchmarks/mutation.py --sample 150 --seed 0 router
+
+Uses mutmut (the ``dev`` extra). mutmut wants the package under ``src/``, so for each module a
+scratch project is laid out in a temporary folder (``src/avengers`` a copy of
+``shared/avengers``, ``tests`` a copy of the tests, a ``pyproject.toml`` naming the file to
+mutate and the tests to run); nothing in the work tree is changed. mutmut runs, for each mutant,
+only the selected tests that execute the mutated function (it records which do in a first, clean
+run). ``functions`` limits a module to some of its functions (the router: its estimate);
+``--sample N`` draws N of a module's mutants with ``--seed`` (for a slow module on a small
+machine). Prints killed / survived / equivalent / other per module; the killed share is of the
+non-equivalent mutants. Mutants judged equivalent (no test can tell them apart from the original)
+are listed in EQUIVALENT with the reason; their names carry mutmut's numbering, so they must be
+checked again when the module changes.
+
+To follow a module that moves (router.py is being split into ``avengers/routing/``), change its
+``path`` and ``functions`` in MODULES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str
+    """The file to mutate, relative to ``shared/avengers``."""
+    tests: tuple[str, ...]
+    """Test files (or node ids) run against its mutants."""
+    functions: tuple[str, ...] = ()
+    """Globs on mutmut's mangled function names (``x_name`` for functions, ``xǁClassǁname`` for
+    methods) limiting which mutants count; empty: all."""
+    pytest_args: tuple[str, ...] = ()
+    """Extra pytest arguments for this module's runs (e.g. ``-k`` to leave out slow tests)."""
+
+
+BITE = "tests/test_decisions_bite.py"
+
+MODULES: dict[str, Target] = {
+    "scoring": Target("scoring.py", (BITE, "tests/test_scoring_bite.py")),
+    "router": Target(
+        "router.py",
+        ("tests/test_estimate_bite.py",),
+        functions=(
+            "xǁRouterǁcluster_scores",
+            "xǁRouterǁcluster_costs",
+            "xǁRouterǁ_far_threshold",
+            "xǁRouterǁ_knn_estimate",
+            "xǁRouterǁ_sharpen_weights",
+            "xǁRouterǁestimate",
+            "xǁRouterǁ_estimate_one",
+            "xǁRouterǁ_task_rows",
+            "xǁRouterǁ_blend_classifier",
+        ),
+    ),
+    "voting": Target("voting.py", (BITE, "tests/test_voting.py", "tests/test_voting_bite.py")),
+    "tally": Target("tally.py", ("tests/test_voting_bite.py",)),
+    "online": Target("online.py", ("tests/test_online_bite.py",)),
+    "feedback": Target(
+        "feedback.py",
+        (BITE, "tests/test_online_bite.py", "tests/test_error_paths.py"),
+        functions=("x_check_rating", "x_apply_rating", "xǁMemoryFeedbackStoreǁ*"),
+        pytest_args=("-k", "not local and not parquet and not csv and not json and not utf8"),
+    ),
+    "retry": Target("retry.py", (BITE,)),
+    "breaker": Target("breaker.py", (BITE,), functions=("xǁCircuitBreakerǁ*",)),
+    "deadline": Target("deadline.py", (BITE,)),
+    "conversations": Target(
+        "conversations.py",
+        ("tests/test_conversations_bite.py",),
+        functions=(
+            "x_check_key",
+            "x__check_bounds",
+            "xǁMemoryConversationsǁ*",
+            "xǁSQLiteConversationsǁ*",
+        ),
+    ),
+    "calibration": Target("calibration.py", ("tests/test_calibration_bite.py",)),
+}
+
+EQUIVALENT: dict[str, str] = {
+    "avengers.deadline.xǁDeadlineǁ__init____mutmut_6": (
+        "`seconds >= 0` for `seconds > 0` after `seconds and`: 0 is already falsy"
+    ),
+}
+"""Surviving mutants that behave exactly like the original, with the reason."""
+
+STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped")
+
+
+@dataclass
+class Outcome:
+    name: str
+    counts: dict[str, int] = field(default_factory=dict)
+    survivors: list[str] = field(default_factory=list)
+    equivalent: list[str] = field(default_factory=list)
+    sampled: str = ""
+    seconds: float = 0.0
+
+    @property
+    def score(self) -> float:
+        killed = self.counts.get("killed", 0) + self.counts.get("timeout", 0)
+        total = sum(self.counts.values())
+        return killed / total if total else float("nan")
+
+
+def _scratch(target: Target, folder: Path) -> None:
+    """Lay out a project mutmut can mutate: src/avengers, tests, pyproject.toml."""
+    shutil.copytree(
+        ROOT / "shared" / "avengers",
+        folder / "src" / "avengers",
+        ignore=shutil.ignore_patterns("__pycache__"),
+        symlinks=True,
+    )
+    shutil.copytree(ROOT / "tests", folder / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    selection = ", ".join(f'"{t}"' for t in target.tests)
+    extra = ", ".join(f'"{a}"' for a in ("-p", "no:cacheprovider", "-x", *target.pytest_args))
+    (folder / "pyproject.toml").write_text(
+        "[tool.mutmut]\n"
+        'source_paths = ["src"]\n'
+        f'only_mutate = ["src/avengers/{target.path}"]\n'
+        f"pytest_add_cli_args_test_selection = [{selection}]\n"
+        f"pytest_add_cli_args = [{extra}]\n"
+        'process_isolation = "forkserver"\n'
+        "use_git_change_detection = false\n"
+        "\n[tool.pytest.ini_options]\n"
+        'asyncio_mode = "auto"\n'
+        'asyncio_default_fixture_loop_scope = "function"\n'
+        'markers = ["slow: long-running tests"]\n'
+    )
+
+
+def _module_name(target: Target) -> str:
+    return "avengers." + target.path[: -len(".py")].replace("/", ".")
+
+
+def _wanted(name: str, target: Target) -> bool:
+    if not target.functions:
+        return True
+    mangled = name.split(".")[-1].partition("__mutmut_")[0]
+    return any(fnmatch.fnmatchcase(mangled, f) for f in target.functions)
+
+
+def _mutmut(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> str:
+    cmd = [sys.executable, "-m", "mutmut", *args]
+    with log.open("a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        out = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=f, text=True)
+        f.write(out.stdout)
+    return out.stdout
+
+
+def _results(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        m = re.fullmatch(r"\s*(\S+__mutmut_\d+): (.+)", line)
+        if m:
+            out[m[1]] = m[2].strip()
+    return out
+
+
+def run_module(
+    key: str, target: Target, *, sample: int | None, seed: int, keep: Path | None
+) -> Outcome:
+    t0 = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix=f"mutation-{key}-")) if keep is None else keep / key
+    if keep is not None and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _scratch(target, folder)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", MUTMUT_NO_COLOR="1")
+    log = folder / "mutmut.log"
+    # first pass with an impossible name: generates the mutants and the test mapping only
+    _mutmut(["run", "--max-children", "1", "no-such-mutant"], folder, env, log)
+    listed = _results(_mutmut(["results", "--all", "true"], folder, env, log))
+    prefix = _module_name(target) + "."
+    names = sorted(n for n in listed if n.startswith(prefix) and _wanted(n, target))
+    outcome = Outcome(key)
+    if sample is not None and len(names) > sample:
+        outcome.sampled = f"{sample} of {len(names)} (seed {seed})"
+        names = sorted(random.Random(seed).sample(names, sample))
+    if names:
+        _mutmut(["run", "--max-children", "2", *names], folder, env, log)
+    status = _results(_mutmut(["results", "--all", "true"], folder, env, log))
+    for name in names:
+        s = status.get(name, "not checked")
+        if s == "survived" and name in EQUIVALENT:
+            outcome.equivalent.append(name)
+            continue
+        outcome.counts[s] = outcome.counts.get(s, 0) + 1
+        if s != "killed":
+            outcome.survivors.append(f"{name}: {s}")
+    outcome.seconds = time.monotonic() - t0
+    if keep is None:
+        shutil.rmtree(folder, ignore_errors=True)
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("modules", nargs="*", help=f"of: {', '.join(MODULES)} (default: all)")
+    ap.add_argument("--sample", type=int, help="mutants per module at most, drawn at random")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", type=Path, help="keep the scratch projects here (mutmut show ...)")
+    ap.add_argument("--survivors", action="store_true", help="list the surviving mutants")
+    args = ap.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        ap.error(f"unknown modules {unknown}; known: {', '.join(MODULES)}")
+    rows = []
+    print(f"{'module':14} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} "
+          f"{'other':>5} {'score':>6} {'time':>6}  sample")  # fmt: skip
+    for key in args.modules or list(MODULES):
+        o = run_module(key, MODULES[key], sample=args.sample, seed=args.seed, keep=args.keep)
+        rows.append(o)
+        killed = o.counts.get("killed", 0) + o.counts.get("timeout", 0)
+        survived = o.counts.get("survived", 0)
+        other = sum(o.counts.values()) - killed - survived
+        total = sum(o.counts.values()) + len(o.equivalent)
+        print(f"{key:14} {total:7d} {killed:6d} {survived:8d} {len(o.equivalent):6d} {other:5d} "
+              f"{o.score:6.1%} {o.seconds:5.0f}s  {o.sampled}", flush=True)  # fmt: skip
+        if args.survivors:
+            for s in o.survivors:
+                print(f"    {s}")
+    return 0 if all(o.score >= 0.9 for o in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

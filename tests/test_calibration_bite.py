@@ -1,0 +1,160 @@
+"""Calibration of ``alpha`` with figures worked out by hand, on hand-made embeddings where every
+fold routes each topic to its specialist (alpha 1) or everything to the cheapest model (alpha 0)
+(``benchmarks/mutation.py calibration``)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from avengers import Router
+from avengers.calibration import calibrate, fold_indices
+from avengers.exceptions import ConfigError, DataError
+from test_estimate_bite import CENTERS, _rows_and_vectors
+
+# the toy data (costs: math 1.0, chef 0.5, code 2.0 per call) with rows 0, 11 and 22 at 0.5
+# for every model: routed to the specialists, 27 rows score 1 and 3 score 0.5
+SPECIALIST_ACC = (27 + 1.5) / 30
+SPECIALIST_COST = (10 * 1.0 + 10 * 0.5 + 10 * 2.0) / 30
+# everything to the chef model: cooking 9 x 1.0, arithmetic 9 x 0.1, code 9 x 0.0, 3 x 0.5
+CHEF_ACC = (9 * 1.0 + 9 * 0.1 + 9 * 0.0 + 3 * 0.5) / 30
+
+
+def _router(with_cost: bool = True) -> tuple[Router, list[dict[str, object]], np.ndarray]:
+    rows, X = _rows_and_vectors(with_cost)
+    r = Router(n_clusters=3, embedder="precomputed", n_nearest=1, shrinkage=0.0,
+               classifier_weight=0.0).fit(rows, embeddings=X, centroids=CENTERS)  # fmt: skip
+    return r, rows, X
+
+
+def _se(values: list[float]) -> float:
+    x = np.array(values)
+    return float(x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def test_grid_figures_by_hand() -> None:
+    r, rows, X = _router()
+    res = calibrate(r, rows, target_cost=0.5, embeddings=X, alphas=[1.0, 0.0, 1.0], folds=3)
+    assert [p.alpha for p in res.grid] == [0.0, 1.0]  # sorted, repeats dropped
+    cheap, best = res.grid
+    assert cheap.cost == pytest.approx(0.5) and cheap.cost_se == pytest.approx(0.0)
+    assert cheap.accuracy == pytest.approx(CHEF_ACC)
+    assert best.cost == pytest.approx(SPECIALIST_COST)
+    assert best.accuracy == pytest.approx(SPECIALIST_ACC)
+    costs = [1.0] * 10 + [0.5] * 10 + [2.0] * 10
+    assert best.cost_se == pytest.approx(_se(costs))
+    accs = [1.0] * 27 + [0.5] * 3
+    assert best.accuracy_se == pytest.approx(_se(accs))
+    assert len(best.fold_costs) == 3 and len(best.fold_accuracies) == 3
+    assert cheap.fold_costs == pytest.approx([0.5, 0.5, 0.5])
+    assert cheap.share is None and cheap.share_se is None
+    # only alpha 0 costs at most 0.5 per query
+    assert (res.alpha, res.feasible, r.alpha) == (0.0, True, 0.0)
+    assert res.expected_cost == pytest.approx(0.5)
+    assert res.expected_accuracy == pytest.approx(CHEF_ACC)
+    assert (res.target, res.target_value, res.folds, res.n_queries) == ("cost", 0.5, 3, 30)
+    assert res.to_dict()["grid"][1]["alpha"] == 1.0
+    lines = res.table().splitlines()
+    assert lines[0] == f"  {'alpha':>6} {'cost':>11} {'± se':>10} {'accuracy':>9} {'± se':>7}"
+    assert lines[1] == (
+        f"*  0.000 {0.5:11.4g} {0.0:10.2g} {CHEF_ACC:9.4f} {cheap.accuracy_se:7.4f}"
+    )
+    assert lines[2].startswith("   1.000 ")
+    assert lines[-1] == (
+        f"target cost <= 0.5: met; alpha = 0, expected cost 0.5 ± 0, accuracy {CHEF_ACC:.4f} "
+        f"± {cheap.accuracy_se:.4f}"
+    )
+    # a budget both settings meet: the more accurate
+    res = calibrate(r, rows, target_cost=2.0, embeddings=X, alphas=[0.0, 1.0], folds=3)
+    assert (res.alpha, res.feasible) == (1.0, True)
+
+
+def test_a_target_no_setting_meets_warns_and_takes_the_closest() -> None:
+    r, rows, X = _router()
+    with pytest.warns(UserWarning) as caught:
+        res = calibrate(r, rows, target_cost=0.1, embeddings=X, alphas=[0.0, 1.0], folds=3)
+    assert str(caught[0].message) == (
+        "calibration: no alpha in [0, 1] meets cost <= 0.1 (lowest reachable: 0.5); "
+        "choosing the closest setting, alpha = 0"
+    )
+    assert (res.alpha, res.feasible) == (0.0, False)
+    assert "NOT met (closest setting chosen)" in res.table()
+
+
+def test_share_targets() -> None:
+    r, rows, X = _router()
+    res = calibrate(r, rows, target_share=("code-model", 0.2), embeddings=X, alphas=[0.0, 1.0],
+                    folds=3)  # fmt: skip
+    assert res.share_models == ["code-model"] and res.target == "share(code-model)"
+    shares = [p.share for p in res.grid]
+    assert shares == pytest.approx([0.0, 1 / 3])
+    assert res.grid[1].share_se == pytest.approx(_se([1.0] * 10 + [0.0] * 20))
+    assert (res.alpha, res.feasible, res.expected_share) == (0.0, True, 0.0)
+    assert "  share" in res.table().splitlines()[0]
+    res = calibrate(r, rows, target_share=(["code-model", "math-model"], 0.7), embeddings=X,
+                    alphas=[0.0, 1.0], folds=3)  # fmt: skip
+    assert res.expected_share == pytest.approx(2 / 3) and res.alpha == 1.0
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        res = calibrate(r, rows, target_share=(["chef-model"], 0.0), embeddings=X,
+                        alphas=[0.0, 1.0], folds=3)  # fmt: skip
+    assert (res.alpha, res.feasible, res.expected_share) == (1.0, False, pytest.approx(1 / 3))
+
+
+def test_settings_and_data_are_checked() -> None:
+    r, rows, X = _router()
+    cases = [
+        ({}, ConfigError, r"give exactly one of target_cost or target_share=\(models, share\)"),
+        ({"target_cost": 1, "target_share": ("chef-model", 0.5)}, ConfigError, "exactly one"),
+        ({"target_cost": 1, "alphas": [1.5]}, ConfigError,
+         r"alphas must be a non-empty list of numbers in \[0, 1\], got \[1.5\]"),
+        ({"target_cost": 1, "alphas": []}, ConfigError, "alphas must be a non-empty list"),
+        ({"target_cost": -1}, ConfigError, "target_cost must be a number >= 0, got -1"),
+        ({"target_cost": float("nan")}, ConfigError, "target_cost must be a number >= 0"),
+        ({"target_share": ("x-model", 0.5)}, ConfigError,
+         r"target_share names unknown models \['x-model'\]; router has"),
+        ({"target_share": ([], 0.5)}, ConfigError, "target_share names unknown models"),
+        ({"target_share": ("chef-model", 1.5)}, ConfigError,
+         r"target share must be in \[0, 1\], got 1.5"),
+        ({"target_cost": 1, "folds": 1}, DataError,
+         "folds must be between 2 and the number of queries, got 1"),
+        ({"target_cost": 1, "folds": 31}, DataError, "got 31"),
+    ]  # fmt: skip
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            calibrate(r, rows, embeddings=X, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="29 embeddings for 30 queries"):
+        calibrate(r, rows, target_cost=1, embeddings=X[:29])
+    few = [{"query": row["query"], "scores": {"math-model": 1.0}} for row in rows]
+    with pytest.raises(
+        DataError, match=r"no outcomes for router models: \['chef-model', 'code-model'\]"
+    ):
+        calibrate(r, few, target_cost=1, embeddings=X)
+    plain, rows2, X2 = _router(with_cost=False)
+    with pytest.raises(DataError, match=r"the data has no costs \(and the router knows none\)"):
+        calibrate(plain, rows2, target_cost=1, embeddings=X2, folds=3)
+
+
+def test_an_unfitted_router_is_fitted_first() -> None:
+    _, rows, X = _router()
+    r = Router(n_clusters=3, embedder="precomputed", n_nearest=1, shrinkage=0.0,
+               classifier_weight=0.0)  # fmt: skip
+    res = r.calibrate(rows, target_cost=0.5, embeddings=X, folds=3)
+    assert r.is_fitted() and res.alpha == r.alpha and res.feasible
+    assert [p.alpha for p in res.grid] == [round(a, 4) for a in np.linspace(0, 1, 21)]
+
+
+def test_fold_indices() -> None:
+    folds = fold_indices(7, 3, seed=2)
+    assert len(folds) == 3
+    held = [set(t.tolist()) for _, t in folds]
+    assert sorted(len(h) for h in held) == [2, 2, 3]
+    assert set().union(*held) == set(range(7)) and sum(len(h) for h in held) == 7
+    for train, test in folds:
+        assert sorted(train.tolist() + test.tolist()) == list(range(7))
+    same = fold_indices(7, 3, seed=2)  # the seed fixes the split
+    assert [t.tolist() for _, t in same] == [t.tolist() for _, t in folds]
+    with pytest.raises(DataError, match="got 8"):
+        fold_indices(7, 8)

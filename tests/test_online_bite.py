@@ -1,0 +1,246 @@
+"""Online learning with exact results (``benchmarks/mutation.py online``): the statistics an
+update adds (weights, forgetting), global means, the prior of an added model, exploration picks
+and their probabilities, and imputation; on hand-made embeddings (fast, no embedding model)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from avengers import online
+from avengers.data import OutcomeData
+from avengers.exceptions import ConfigError, DataError
+from avengers.feedback import Rating, apply_rating
+from test_estimate_bite import MODELS, QUERIES, fitted
+
+
+def _arrays(r: object) -> dict[str, np.ndarray]:
+    """Copies of the router's state arrays (``state()`` hands out the live ones)."""
+    return {k: np.array(v, dtype=np.float64) for k, v in r.state()[1].items()}  # type: ignore[attr-defined]
+
+
+def test_batches_are_checked() -> None:
+    b = online.as_batch(None, models=["a", "b", "a"], scores=[1.0, 0.5, 0.0], costs=[1, 2, 3])
+    assert b.models == ["a", "b"] and len(b) == 3 and b.queries is None
+    np.testing.assert_array_equal(b.scores, [[1.0, np.nan], [np.nan, 0.5], [0.0, np.nan]])
+    np.testing.assert_array_equal(b.costs, [[1.0, np.nan], [np.nan, 2.0], [3.0, np.nan]])
+    w = online.as_batch(None, models=["a"], scores=[1.0], weights=[2.5])
+    np.testing.assert_array_equal(w.weights, [2.5])
+    cases = [
+        (
+            {"models": ["a"], "scores": [1.0], "weights": [0.0]},
+            "weights must be finite numbers > 0",
+        ),
+        ({"models": ["a"], "scores": [1.0], "weights": [1, 2]}, "2 weights for 1 outcomes"),
+        ({"models": ["a"]}, "update needs data, or models and scores"),
+        ({"models": ["a", "b"], "scores": [1.0]}, "1 scores for 2 models"),
+        ({"models": ["a"], "scores": [1.5]}, r"scores must be finite numbers in \[0, 1\]"),
+        ({"models": ["a"], "scores": [-0.1]}, r"scores must be finite numbers in \[0, 1\]"),
+        ({"models": ["a"], "scores": [0.5], "costs": [-1]}, "costs must be one finite number"),
+        ({"models": ["a"], "scores": [0.5], "costs": [1, 2]}, "costs must be one finite number"),
+        ({"models": ["a"], "scores": [0.5], "queries": ["q", "r"]}, "2 queries for 1 scores"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(DataError, match=message):
+            online.as_batch(None, **kwargs)  # type: ignore[arg-type]
+    rows = [{"query": "q", "scores": {"a": 1.0}}]
+    with pytest.raises(DataError, match="give either data or models and scores, not both"):
+        online.as_batch(rows, models=["a"], scores=[1.0])
+    d = online.as_batch(rows)
+    assert d.queries == ["q"] and d.models == ["a"]
+
+
+def test_accumulate_weights_and_forgetting() -> None:
+    sums, counts = np.zeros((2, 2)), np.zeros((2, 2))
+    online.accumulate(sums, counts, [0, 0, 1], [1, 1, 0], [1.0, 0.5, 0.25], weights=[1, 2, 4])
+    np.testing.assert_array_equal(sums, [[0.0, 2.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(counts, [[0.0, 3.0], [4.0, 0.0]])
+    # forgetting: each new observation first multiplies its own cell by the factor
+    sums, counts = np.array([[2.0, 1.0]]), np.array([[4.0, 2.0]])
+    online.accumulate(sums, counts, [0, 0], [0, 0], [1.0, 0.0], decay=0.5, weights=[1, 3])
+    np.testing.assert_allclose(sums, [[(2.0 * 0.5 + 1.0) * 0.5 + 0.0, 1.0]])
+    np.testing.assert_allclose(counts, [[(4.0 * 0.5 + 1.0) * 0.5 + 3.0, 2.0]])
+    assert online.decay_factor(None) == 1.0 and online.decay_factor(math.inf) == 1.0
+    assert online.decay_factor(2.0) == pytest.approx(2**-0.5)
+
+
+def test_global_means_and_the_unknown_model_prior() -> None:
+    sums = np.array([[1.0, 0.0, 0.0], [2.0, 0.5, 0.0]])
+    counts = np.array([[2.0, 0.0, 0.0], [2.0, 1.0, 0.0]])
+    prev = np.array([0.9, 0.9, 0.7])
+    np.testing.assert_allclose(online.global_means(sums, counts, prev), [0.75, 0.5, 0.7])
+    g = np.array([0.6, 0.2, 0.9])
+    assert online.unknown_model_prior(g, counts) == pytest.approx(0.4)  # known models only
+    assert online.unknown_model_prior(g, counts, 0.25) == 0.25
+    assert online.unknown_model_prior(g, np.zeros((2, 3))) == 0.5
+
+
+def test_update_adds_weighted_outcomes_exactly() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)
+    r.update(models=["chef-model", "math-model"], scores=[0.3, 1.0], costs=[0.2, 0.4],
+             clusters=[1, 2], weights=[2.0, 0.5])  # fmt: skip
+    after = _arrays(r)
+    d_sums = after["score_sums"] - before["score_sums"]
+    d_counts = after["score_counts"] - before["score_counts"]
+    want_sums, want_counts = np.zeros((3, 3)), np.zeros((3, 3))
+    want_sums[1, 1], want_counts[1, 1] = 0.6, 2.0
+    want_sums[2, 0], want_counts[2, 0] = 0.5, 0.5
+    np.testing.assert_allclose(d_sums, want_sums, atol=1e-12)
+    np.testing.assert_allclose(d_counts, want_counts, atol=1e-12)
+    np.testing.assert_allclose(
+        after["cost_sums"] - before["cost_sums"], want_counts * [[0.4, 0.2, 0]], atol=1e-12
+    )
+    np.testing.assert_array_equal(after["cluster_sizes"] - before["cluster_sizes"], [0, 1, 1])
+    np.testing.assert_allclose(
+        after["global_scores"], after["score_sums"].sum(0) / after["score_counts"].sum(0)
+    )
+    summary = r.training_summary_
+    assert summary["online_updates"] == 1 and summary["online_outcomes"] == 2
+    r.update(models=["code-model"], scores=[1.0], clusters=[0])
+    assert r.training_summary_["online_updates"] == 2
+    assert r.training_summary_["online_outcomes"] == 3
+    with pytest.raises(DataError, match=r"cluster ids must be in \[0, 3\)"):
+        r.update(models=["code-model"], scores=[1.0], clusters=[3])
+    with pytest.raises(DataError, match="2 clusters or embeddings for 1 outcomes"):
+        r.update(models=["code-model"], scores=[1.0], clusters=[0, 1])
+    with pytest.raises(DataError, match=r"expected embeddings of shape \(n, 4\)"):
+        r.update(models=["code-model"], scores=[1.0], embeddings=np.zeros((1, 3)))
+    with pytest.raises(DataError, match="update needs queries, embeddings or clusters"):
+        r.update(models=["code-model"], scores=[1.0])
+    # by embeddings: the nearest cluster
+    mid = _arrays(r)
+    r.update(models=["code-model"], scores=[0.25], embeddings=QUERIES[2:3])
+    assert (_arrays(r)["score_sums"] - mid["score_sums"])[2, 2] == pytest.approx(0.25)
+
+
+def test_forgetting_in_update() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0, half_life=1.0)
+    before = _arrays(r)
+    r.update(models=["math-model"], scores=[0.0], clusters=[0])
+    after = _arrays(r)
+    assert after["score_sums"][0, 0] == pytest.approx(before["score_sums"][0, 0] * 0.5)
+    assert after["score_counts"][0, 0] == pytest.approx(before["score_counts"][0, 0] * 0.5 + 1)
+    np.testing.assert_array_equal(after["score_sums"][1:], before["score_sums"][1:])
+
+
+def test_added_model_prior_follows_the_clusters() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=10.0)
+    known_global = r.global_scores_.copy()
+    r.add_model("new-model")
+    assert r.models_ == [*MODELS, "new-model"]
+    assert r.training_summary_["added_models"] == ["new-model"]
+    np.testing.assert_array_equal(online.added_mask(r), [False, False, False, True])
+    assert r.global_scores_[3] == pytest.approx(known_global.mean())
+    assert r.global_costs_ is not None and r.global_costs_[3] == pytest.approx(
+        r.global_costs_[:3].mean()
+    )
+    a = _arrays(r)
+    assert a["score_counts"][:, 3].tolist() == [0, 0, 0] and a["cost_counts"][:, 3].sum() == 0
+    # no evidence, no fixed prior: in each cluster, the known models' mean estimate there
+    cs = r.cluster_scores()
+    np.testing.assert_allclose(cs[:, 3], cs[:, :3].mean(axis=1), atol=2e-3)
+    assert np.ptp(cs[:, 3]) > 0.01  # it follows each cluster's difficulty
+    with pytest.raises(ConfigError, match="model 'new-model' is already a candidate"):
+        r.add_model("new-model")
+    # with a prior: the offset moves every cluster the same way in logit terms
+    fixed, _ = fitted(n_nearest=1, shrinkage=10.0, new_model_prior=0.9)
+    fixed.add_model("new-model")
+    assert fixed.global_scores_[3] == pytest.approx(0.9)
+    hi = fixed.cluster_scores()[:, 3]
+    assert (hi > cs[:, 3] + 0.05).all()
+    # evidence pulls the added model's prior toward what it scored
+    r.update(models=["new-model"] * 6, scores=[1.0] * 6, clusters=[0, 0, 1, 1, 2, 2])
+    assert (r.cluster_scores()[:, 3] > cs[:, 3] + 0.1).all()
+
+
+def test_cluster_prior_without_added_models_is_the_global_mean() -> None:
+    sums, counts = np.ones((2, 2)), np.ones((2, 2)) * 2
+    g = np.array([0.5, 0.25])
+    none_added = online.cluster_prior(sums, counts, g, np.array([False, False]), 3.0)
+    np.testing.assert_array_equal(none_added, [[0.5, 0.25], [0.5, 0.25]])
+    all_added = online.cluster_prior(sums, counts, g, np.array([True, True]), 3.0)
+    np.testing.assert_array_equal(all_added, [[0.5, 0.25], [0.5, 0.25]])
+
+
+def test_exploration_picks_and_probabilities() -> None:
+    perf = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.5]])
+    huge = np.full_like(perf, 1e9)  # posteriors so narrow that every draw is the estimate
+    rng = np.random.default_rng(0)
+    greedy = np.array([1, 1])
+    picks = online.explore_picks(perf, huge, None, 1.0, greedy, share=1.0, pseudo_count=1.0,
+                                 rng=rng)  # fmt: skip
+    assert picks.tolist() == [0, -1]  # a different pick for the first, the greedy one kept
+    none = online.explore_picks(perf, huge, None, 1.0, greedy, share=0.0, pseudo_count=1.0,
+                                rng=rng)  # fmt: skip
+    assert none.tolist() == [-1, -1]
+    p = online.pick_probabilities(perf, huge, None, 1.0, greedy, share=0.25, pseudo_count=1.0,
+                                  rng=rng, draws=8)  # fmt: skip
+    np.testing.assert_allclose(p, [[0.25, 0.75, 0.0], [0.0, 1.0, 0.0]])
+    p0 = online.pick_probabilities(perf, huge, None, 1.0, greedy, share=0.0, pseudo_count=1.0,
+                                   rng=rng)  # fmt: skip
+    np.testing.assert_array_equal(p0, [[0, 1, 0], [0, 1, 0]])
+    cost = np.array([[3.0, 1.0, 2.0], [3.0, 1.0, 2.0]])
+    by_cost = online.top_two_pick(perf, huge, cost, 0.0, pseudo_count=1.0, rng=rng)
+    assert by_cost.tolist() == [1, 1]  # alpha 0: the cheapest, nothing to explore
+    two = online.top_two_pick(perf, huge, None, 1.0, pseudo_count=1.0, rng=rng)
+    assert set(two.tolist()) <= {0, 1, 2}
+    # top-two with narrow posteriors: the leader or its runner-up, nothing else
+    many = np.repeat(perf[:1], 200, axis=0)
+    picks = online.top_two_pick(many, np.full_like(many, 1e9), None, 1.0, pseudo_count=1.0,
+                                rng=np.random.default_rng(1))  # fmt: skip
+    share_leader = float((picks == 0).mean())
+    assert set(picks.tolist()) == {0, 2} and 0.4 < share_leader < 0.6
+    assert online.pick_first(np.array([2, 0, 1]), 1) == [1, 2, 0]
+    assert online.pick_first(np.array([2, 0, 1]), -1) == [2, 0, 1]
+
+
+def test_routing_with_exploration_uses_the_router_rng() -> None:
+    r, _ = fitted(n_nearest=1, explore=1.0)
+    probs = r.pick_probabilities(QUERIES[:3], draws=16)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    greedy, _ = fitted(n_nearest=1)
+    assert (greedy.pick_probabilities(QUERIES[:3]).max(axis=1) == 1.0).all()
+
+
+def test_impute_by_task_and_by_query() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    scores = np.array([[np.nan, 1.0, np.nan], [0.5, np.nan, np.nan]])
+    data = OutcomeData(["q1", "q2"], ["math-model", "chef-model", "other"], scores, None,
+                       ["code", ""])  # fmt: skip
+    out = r.impute(data, by="task")
+    a = _arrays(r)
+    names = sorted(["arithmetic", "cooking", "code"])
+    code_means = a["task_score_sums"][names.index("code")].sum(0) / a["task_score_counts"][
+        names.index("code")
+    ].sum(0)
+    assert out.scores[0, 0] == pytest.approx(code_means[0])  # math-model on a code row
+    assert out.scores[0, 1] == 1.0 and out.scores[1, 0] == 0.5  # known outcomes kept
+    assert out.scores[1, 1] == pytest.approx(r.global_scores_[1])  # no task: the global mean
+    assert np.isnan(out.scores[:, 2]).all()  # a model the router does not know
+    assert out.notes == [
+        "filled 2 unknown outcome(s) with the router's per-task mean scores",
+        "not filled (models the router does not know): other",
+        "not added (models the data never names): code-model",
+    ]
+    q = r.impute(data, embeddings=QUERIES[:2], by="query")
+    est = r.estimate(QUERIES[:2], tasks=["code", ""])
+    assert q.scores[0, 0] == pytest.approx(est.performance[0, 0])
+    assert q.scores[1, 1] == pytest.approx(est.performance[1, 1])
+    with pytest.raises(DataError, match="1 embeddings for 2 queries"):
+        r.impute(data, embeddings=QUERIES[:1], by="query")
+    with pytest.raises(ConfigError, match="by must be one of query, task, not 'model'"):
+        r.impute(data, embeddings=QUERIES[:2], by="model")  # type: ignore[arg-type]
+    untasked = OutcomeData(["q1"], ["math-model"], np.array([[np.nan]]), None, None)
+    notes = r.impute(untasked, by="task").notes
+    assert notes[1].startswith("no row has a task the router was fitted with: every gap got")
+
+
+def test_apply_rating_goes_through_update() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)
+    assert apply_rating(r, Rating(1, "id", "code-model", 2, 0.3, cost=0.1))
+    after = _arrays(r)
+    assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.3)
+    assert after["cost_sums"][2, 2] - before["cost_sums"][2, 2] == pytest.approx(0.1)
