@@ -74,13 +74,13 @@ def _apply(router: Router, fb: FeedbackState, rating: Rating) -> None:
     apply_rating(router, rating, fb.lock)
 
 
-async def _follow(state: ServerState) -> None:
-    """Catch up with the log after a rating was recorded; a store that fails now leaves it to
-    the next poll (the rating is in the log: it is acknowledged)."""
+async def _follow(state: ServerState, seq: int) -> None:
+    """Catch up with the log up to the rating just recorded; a store that fails now leaves it
+    to the next poll (the rating is in the log: it is acknowledged)."""
     from .learning import catch_up
 
     with contextlib.suppress(StoreUnavailable):
-        await catch_up(state)
+        await catch_up(state, seq)
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -142,7 +142,7 @@ async def post_feedback(request: Request) -> Any:
         if state.learning is not None and state.learning.follower is not None:
             # every rating up to this one, in log order (others' too): this worker's router then
             # equals every other's that has read the log as far
-            await _follow(state)
+            await _follow(state, rating.seq)
         else:
             await asyncio.to_thread(_apply, state.answerer.router, fb, rating)
     except BadRequest as e:

@@ -55,6 +55,7 @@ class Learning:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     follow_errors: int = 0
     last_catch_up: float = 0.0
+    inflight: asyncio.Future[int] | None = None
 
 
 def enable_learning(
@@ -83,13 +84,27 @@ def enable_learning(
     app.add_api_route("/v1/admin/reload", post_reload, methods=["POST"], name="admin_reload")
 
 
-async def catch_up(state: ServerState) -> int:
+async def catch_up(state: ServerState, seq: int = 0) -> int:
     """Apply the log's new ratings to the served router, on the store's pool (bounded by the
-    store timeout); raises :class:`~avengers.storeguard.StoreUnavailable` when the store fails."""
+    store timeout), until it has absorbed rating ``seq`` (0: one read of the log). Concurrent
+    callers share one read at a time (single flight), so a burst of ratings never fills the
+    store's pool; raises :class:`~avengers.storeguard.StoreUnavailable` when the store fails."""
     learning: Learning | None = state.learning
     if learning is None or learning.follower is None:
         return 0
+    applied = 0
+    for _ in range(3):  # a read that began before rating ``seq`` was logged misses it: read again
+        if learning.inflight is None or learning.inflight.done():
+            learning.inflight = asyncio.ensure_future(_read_log(state, learning))
+        applied += await asyncio.shield(learning.inflight)
+        if last_seq(state.answerer.router) >= seq:
+            break
+    return applied
+
+
+async def _read_log(state: ServerState, learning: Learning) -> int:
     follower = learning.follower
+    assert follower is not None
     guard = state.store_guard
     n = await (guard.call(follower.catch_up) if guard else asyncio.to_thread(follower.catch_up))
     learning.last_catch_up = time.time()
