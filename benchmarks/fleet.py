@@ -404,7 +404,9 @@ def summary(out: dict[str, Any]) -> dict[str, Any]:
         "ratings sent again after a 503 Retry-After (store busy)": out["retried"],
         "conversations with a turn routed afresh (store busy)": len(out["degraded"]),
         "requests within the swap window": len(near_swap),
-        "failed within the swap window": sum(r.status != 200 for r in near_swap),
+        "failed within the swap window (not in flight on the killed replica)": sum(
+            r.status != 200 and r not in in_flight for r in near_swap
+        ),
         "convergence p50 s": round(float(np.nanpercentile(d, 50)), 3),
         "convergence p99 s": round(float(np.nanpercentile(d, 99)), 3),
     }  # fmt: skip
