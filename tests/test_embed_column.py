@@ -190,7 +190,7 @@ def test_ray_cluster_vectors_and_router_equal_the_single_machine_ones(
 
     # docs/scale.md's Ray example, on this cluster (two actors: it has two CPUs), then its command
     text = (DOCS / "scale.md").read_text()
-    (code,) = re.findall(r"```python ray\n(.*?)```", text, flags=re.S)
+    (code,) = re.findall(r"```py ray\n(.*?)```", text, flags=re.S)
     code = code.replace('address="auto", workers=8', f'address="{ray_cluster.address}", workers=2')
     assert "600 rows embedded" in ray_cluster.run(code, tmp_path)
     np.testing.assert_allclose(
