@@ -261,9 +261,10 @@ def new_version(router_dir: Path, store_url: str) -> int:
 
 def run_fleet(
     folder: Path, clients: int = 64, seconds: float = 20.0, *, swap_at: float = 0.35,
-    kill_at: float | None = 0.6,
+    kill_at: float | None = 0.6, restart: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """The fleet run; see the module docstring."""
+    """The fleet run; see the module docstring. ``restart``: start the killed replica again
+    after the load and include it in the final comparison."""
     from avengers.feedback import open_store
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -311,6 +312,13 @@ def run_fleet(
         started = time.monotonic()
         asyncio.run(main())
         ended = time.monotonic()
+        delays = convergence_delays(load.acked, seqs, [r.url for r in replicas if r.proc])
+        restarted = False
+        if restart and replicas[2].proc is None:
+            # the killed replica comes back: it loads the version on disk and catches up with
+            # the log from the sequence number that version records
+            replicas[2].start().wait_ready()
+            restarted = True
         live = [r for r in replicas if r.proc is not None]
         store = open_store(redis.url)
         logged = store.ratings(0)
@@ -321,20 +329,22 @@ def run_fleet(
 
         deadline = time.monotonic() + 30
         states = learned()
-        while any(s["seq"] != last or s.get("version") != 2 for s in states):
+        # replicas 1 and 2 swapped to version 2 live; a restarted replica 3 loaded it at start
+        while any(
+            s["seq"] != last or (i < 2 and s.get("version") != 2) for i, s in enumerate(states)
+        ):
             if time.monotonic() > deadline:
                 break
             time.sleep(0.2)
             states = learned()
         store.close()
-        delays = convergence_delays(load.acked, seqs, [r.url for r in live])
         return {
             "clients": clients, "seconds": round(ended - started, 1), "events": events,
             "requests": load.requests, "acked": load.acked, "conversations": load.conversations,
             "logged": logged, "version_seq": version_seq[0] if version_seq else None,
             "router_dir": router_dir, "states": states, "delays": delays,
             "not_remembered": load.not_remembered, "degraded": load.degraded,
-            "retried": load.retried,
+            "retried": load.retried, "restarted": restarted,
         }  # fmt: skip
     finally:
         if lb is not None:
