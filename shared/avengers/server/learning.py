@@ -106,6 +106,10 @@ async def _read_log(state: ServerState, learning: Learning) -> int:
     follower = learning.follower
     assert follower is not None
     guard = state.store_guard
+    if guard is not None and guard.pending >= max(1, guard.max_pending // 2):
+        # a stalled store holds the pool's threads: leave it to answers and ratings, and read
+        # the log at the next poll (reads never pile up behind a stall)
+        return 0
     n = await (guard.call(follower.catch_up) if guard else asyncio.to_thread(follower.catch_up))
     learning.last_catch_up = time.time()
     return int(n)
