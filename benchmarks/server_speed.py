@@ -15,8 +15,9 @@ at 64 clients on 2 shared cores the latency is mostly queueing. The routed/direc
 run again **paced**: the 64 clients together send ``--rate`` requests/s (default 40, below the
 routed path's capacity), so the added latency is the routing overhead rather than a queue.
 
-Every request carries a distinct query (a dcrouter test question with its request number), so the
-query cache never answers. The load generator is a minimal HTTP/1.1 keep-alive client on raw
+Every request of the whole run carries a distinct query (a dcrouter test question tagged with
+the run, its row and its request number: :func:`plan_rows`), so neither the server's in-memory
+query cache nor its disk cache of embeddings ever answers: every routed request is embedded. The load generator is a minimal HTTP/1.1 keep-alive client on raw
 asyncio streams (an httpx client costs more CPU per request than the server under test). It
 prints requests/s, p50/p99 latency and failures (a non-200 status or a lost connection).
 
@@ -180,6 +181,53 @@ def wait_up(port: int, path: str, timeout: float = 180.0) -> None:
     raise SystemExit(f"nothing answered on port {port} within {timeout:.0f} s")
 
 
+def request_bodies(
+    questions: list[str], models: list[str], kind: str, tag: str, count: int
+) -> list[tuple[str, bytes]]:
+    """``count`` requests of one row (``route``: ``/v1/route``; ``routed``: profile
+    ``avengers-fast``; ``direct``: straight to the upstream), each text tagged with ``tag``."""
+    out = []
+    for i in range(count):
+        q = f"{questions[i % len(questions)]} (#{tag}-{i})"
+        msgs = [{"role": "user", "content": q}]
+        if kind == "route":
+            out.append(("/v1/route", json.dumps({"messages": msgs}).encode()))
+        elif kind == "routed":
+            body = {"model": "avengers-fast", "messages": msgs}
+            out.append(("/v1/chat/completions", json.dumps(body).encode()))
+        else:
+            body = {"model": models[i % len(models)], "messages": msgs}
+            out.append(("/v1/chat/completions", json.dumps(body).encode()))
+    return out
+
+
+def plan_rows(
+    questions: list[str],
+    models: list[str],
+    labels: list[str],
+    n: int,
+    paced: int,
+    warmup: int = 200,
+    run: str | None = None,
+) -> dict[tuple[str, str], list[tuple[str, bytes]]]:
+    """Every row's requests, keyed by (embedder label, row), with texts no other row (and no
+    earlier run: ``run`` defaults to the clock) uses, so no cache answers a measured request."""
+    run = run or str(time.time_ns())
+    rows: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+    for label in labels:
+        for row, kind, count in (
+            ("warm-up route", "route", warmup), ("warm-up routed", "routed", warmup),
+            ("route only", "route", n), ("direct", "direct", n), ("routed", "routed", n),
+            ("paced direct", "direct", paced), ("paced routed", "routed", paced),
+        ):  # fmt: skip
+            tag = f"{run}-{label}-{row.replace(' ', '-')}"
+            rows[(label, row)] = request_bodies(questions, models, kind, tag, count)
+    rows[("upstream", "warm-up direct")] = request_bodies(
+        questions, models, "direct", f"{run}-upstream-warm-up", warmup
+    )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000)
@@ -189,6 +237,13 @@ def main() -> None:
     )
     ap.add_argument("--paced-requests", type=int, default=600, help="requests per paced row")
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument(
+        "--train-rows",
+        type=int,
+        default=None,
+        help="fit the routers on the first N training queries only (speed figures do not depend "
+        "on the fit; embedding all 5,608 with MiniLM takes minutes on a busy machine)",
+    )
     ap.add_argument(
         "--embedders",
         nargs="+",
@@ -202,6 +257,8 @@ def main() -> None:
     from avengers.datasets import load_dcrouter
 
     train = load_dcrouter("train", args.data_dir, with_price=False)
+    if args.train_rows:
+        train = train.subset(np.arange(min(args.train_rows, len(train))))
     test = load_dcrouter("test", args.data_dir, with_price=False)
     models = list(train.models)
     tmp = Path(tempfile.mkdtemp(prefix="avengers-server-speed-"))
@@ -245,41 +302,26 @@ def main() -> None:
         questions = [q[:2000] for q in test.queries]
         n, c = args.requests, args.clients
 
-        def bodies(kind: str, tag: str, count: int) -> list[tuple[str, bytes]]:
-            out = []
-            for i in range(count):
-                q = f"{questions[i % len(questions)]} (#{tag}-{i})"
-                msgs = [{"role": "user", "content": q}]
-                if kind == "route":
-                    out.append(("/v1/route", json.dumps({"messages": msgs}).encode()))
-                elif kind == "routed":
-                    body = {"model": "avengers-fast", "messages": msgs}
-                    out.append(("/v1/chat/completions", json.dumps(body).encode()))
-                else:
-                    body = {"model": models[i % len(models)], "messages": msgs}
-                    out.append(("/v1/chat/completions", json.dumps(body).encode()))
-            return out
-
+        rows = plan_rows(questions, models, list(servers), n, args.paced_requests)
         results: dict[tuple[str, str], dict[str, float]] = {}
         for label, port in servers.items():  # warm-up
-            asyncio.run(drive(port, bodies("route", f"w{label}", 200), c))
-            asyncio.run(drive(port, bodies("routed", f"w{label}", 200), c))
-        asyncio.run(drive(up_port, bodies("direct", "w", 200), c))
+            asyncio.run(drive(port, rows[(label, "warm-up route")], c))
+            asyncio.run(drive(port, rows[(label, "warm-up routed")], c))
+        asyncio.run(drive(up_port, rows[("upstream", "warm-up direct")], c))
         load = os.getloadavg()[0]
         for label, port in servers.items():
-            results[(label, "route only")] = asyncio.run(drive(port, bodies("route", label, n), c))
-            results[("upstream", "direct")] = asyncio.run(
-                drive(up_port, bodies("direct", label, n), c)
+            results[(label, "route only")] = asyncio.run(
+                drive(port, rows[(label, "route only")], c)
             )
-            results[(label, "routed")] = asyncio.run(drive(port, bodies("routed", label, n), c))
-            results[(label, "direct")] = results[("upstream", "direct")]
+            results[(label, "direct")] = asyncio.run(drive(up_port, rows[(label, "direct")], c))
+            results[(label, "routed")] = asyncio.run(drive(port, rows[(label, "routed")], c))
             # the same two at a fixed offered load below either path's capacity
-            k, rate = args.paced_requests, args.rate
+            rate = args.rate
             results[(label, "paced direct")] = asyncio.run(
-                drive_paced(up_port, bodies("direct", f"p{label}", k), c, rate)
+                drive_paced(up_port, rows[(label, "paced direct")], c, rate)
             )
             results[(label, "paced routed")] = asyncio.run(
-                drive_paced(port, bodies("routed", f"p{label}", k), c, rate)
+                drive_paced(port, rows[(label, "paced routed")], c, rate)
             )
     finally:
         for p in procs:
@@ -287,7 +329,7 @@ def main() -> None:
         for p in procs:
             p.wait(30)
 
-    print(f"\n{n} requests per row, {c} concurrent clients, 1 server worker; "
+    print(f"\n{n} requests per row (every text fresh), {c} concurrent clients, 1 server worker; "
           f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
     print("| embedder | path | req/s | p50 (ms) | p99 (ms) | failed |")
     print("|---|---|---|---|---|---|")

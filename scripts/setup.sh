@@ -78,6 +78,8 @@ fi
 # pip -v shows the build tool's "[ n%]" or "[n/N]" lines, which step() turns into compile progress.
 llama_stamp=.venv/.llama-cpp-build
 if [ ! -f "$llama_stamp" ] || [ "$(cat "$llama_stamp")" != "${CMAKE_ARGS:-native}" ]; then
+  echo "[setup] compiling llama.cpp takes about 5 minutes on 2 cores (309 s at load average 3)," \
+    "longer on a busy machine; progress shows [n/N] of the build" >&2
   step "llama-cpp-python (compiling llama.cpp: the longest step)" \
     "${PIP[@]}" -v --no-cache-dir --force-reinstall --no-deps "llama-cpp-python>=0.3"
   echo "${CMAKE_ARGS:-native}" > "$llama_stamp"

@@ -395,3 +395,28 @@ def test_layer_check_catches_an_upward_import() -> None:
     assert upward_imports(graph, table) == [
         "avengers.scoring (layer 0) imports avengers.router (layer 3)"
     ]
+
+
+def where_things_are() -> dict[str, list[str]]:
+    """The "Where things are" map of docs/architecture.md: per row, the files and folders it
+    points to (``routing/estimate.py``, ``server/``)."""
+    text = ARCHITECTURE.read_text()
+    section = text.split("## Where things are", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    for line in lines[2:]:  # after the header and its rule
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = re.findall(r"`([\w/]+(?:\.py|/))`", cells[1])
+    return rows
+
+
+def test_the_where_things_are_map_points_at_real_files() -> None:
+    rows = where_things_are()
+    assert rows, f"no 'Where things are' map in {ARCHITECTURE}"
+    missing = [p for paths in rows.values() for p in paths if not (ROOT / p).exists()]
+    assert not missing, f"the map in {ARCHITECTURE.name} names files that do not exist: {missing}"
+    # a newcomer finds the estimate in one step: the first row names one file, which defines it
+    first, paths = next(iter(rows.items()))
+    assert "estimate" in first and len(paths) == 1
+    names = {n.name for n in ast.parse((ROOT / paths[0]).read_text()).body if hasattr(n, "name")}
+    assert "estimate" in names

@@ -368,7 +368,7 @@ def test_prune_forgets_old_responses_but_keeps_their_ratings(tmp_path: Path) -> 
         assert store.prune(older_than=time.time() - middle) == 1  # "old" only
         with pytest.raises(UnknownResponseError) as e:
             store.rate("old", 1.0)
-        assert str(e.value) == "no response with id 'old'"
+        assert str(e.value) == "no response with id 'old' (or it expired)"
         assert store.rate("new", 0.9).model == "b"
         assert [(r.response_id, r.model, r.cluster, r.score) for r in store.ratings()] == [
             ("old", "a", 1, 0.4),

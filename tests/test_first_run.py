@@ -185,6 +185,24 @@ def test_evaluation_gives_a_paired_interval_and_the_cost_headline_in_words() -> 
     assert (in_words(0.03), in_words(0.97), in_words(1.4)) == ("3%", "97%", "140%")
 
 
+def test_docs_cap_direct_calls_to_the_local_models_in_a_field_llama_cpp_reads() -> None:
+    """``ChatOpenAI(max_tokens=...)`` sends ``max_completion_tokens``, which llama.cpp's server
+    ignores: wherever the docs build a ``ChatOpenAI`` on a local model's port they cap it through
+    ``extra_body``, and say why."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    found = 0
+    for doc in [*sorted((root / "docs").glob("*.md")), root / "README.md"]:
+        text = doc.read_text()
+        for call in re.findall(r"ChatOpenAI\((?:[^()]|\([^()]*\))*\)", text):
+            if "127.0.0.1:808" in call:
+                found += 1
+                assert "max_tokens=" not in call and "extra_body" in call, (doc.name, call)
+                assert "max_completion_tokens" in text, doc.name
+    assert found >= 1
+
+
 def test_demo_fills_the_reproduction_report_from_its_summary(tmp_path: Path) -> None:
     """``benchmarks/reproduce.py --demo-only`` (the end of scripts/demo.sh) rewrites only the
     demo's section of docs/reproduction.md, from the summary the demo wrote."""
@@ -407,3 +425,48 @@ def test_setup_progress_pattern_matches_pip_and_make_lines(tmp_path: Path) -> No
         )
         for x in beats
     ), err
+
+
+def test_server_speed_rows_never_reuse_a_text() -> None:
+    """benchmarks/server_speed.py measures what it says: no request text of one row (route only,
+    routed, direct, paced, warm-up) appears in another, nor in another run, so the server's
+    query and embedding caches never answer a measured routed request."""
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "server_speed.py"
+    spec = importlib.util.spec_from_file_location("server_speed", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    questions = ["What is 2 + 2?", "Name a prime.", "Sort a list in Python."]
+    rows = bench.plan_rows(questions, ["a", "b"], ["MiniLM", "static"], n=50, paced=20, warmup=10)
+    assert len(rows) == 15 and len(rows["MiniLM", "routed"]) == 50
+
+    def texts(bodies: list[tuple[str, bytes]]) -> list[str]:
+        return [json.loads(b)["messages"][-1]["content"] for _, b in bodies]
+
+    seen: dict[str, tuple[str, str]] = {}
+    for key, bodies in rows.items():
+        for t in texts(bodies):
+            assert t not in seen, (t, key, seen.get(t))
+            seen[t] = key
+    again = bench.plan_rows(questions, ["a", "b"], ["MiniLM"], n=50, paced=20, warmup=10)
+    assert not set(texts(again["MiniLM", "routed"])) & set(seen)
+
+
+def test_readme_times_give_the_load_they_were_measured_at() -> None:
+    """Every time the README states (set-up, demo, tests, the collection) says at which load
+    average it was measured: on a shared machine a time without its load misleads."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Time") : text.index("### After set-up")]
+    bullets = section.split("\n- ")[1:]
+    assert len(bullets) == 3
+    for b in bullets:
+        timed = re.findall(r"\d+(?:\.\d+)? (?:minutes|s)\b", b)
+        assert timed and re.search(r"load(?: average)? \d", b), b
+    collect = text[text.index("260 model calls") :].split("```")[0]
+    assert re.search(r"\d+ s on a fresh\s+clone at load average \d", collect), collect
+    assert re.search(r"at load \d+–\d+", collect), collect

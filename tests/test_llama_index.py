@@ -342,7 +342,8 @@ def test_tools_doc_examples_run(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """docs/llamaindex.md's tools section: a FunctionAgent with two tools, a structured LLM."""
+    """docs/llamaindex.md's tools section: a named tool call, predict_and_call, a structured
+    LLM."""
     text = DOC.read_text()
     (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
     (tmp_path / "endpoints-tools.yaml").write_text(point_at(yaml_block, local_server.base_url))
@@ -351,8 +352,13 @@ def test_tools_doc_examples_run(
     (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
     exec(compile(block, "<docs/llamaindex.md tools>", "exec"), {})
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "The tool said: 391"
-    assert out[1] == "a=17 b=23"
+    assert out[0] == "[('multiply', {'a': 17, 'b': 23})]"
+    assert out[1] in (
+        """{'multiply({"a":17,"b":23})': 3}""",
+        """{'multiply({"a":17,"b":23})': 2}""",
+    )  # adaptive may stop at 2
+    assert out[2] == "391"  # the tool's output, called with the voted arguments
+    assert out[3] == "a=17 b=23"
 
 
 def _own(router: Router) -> Router:

@@ -699,3 +699,19 @@ def test_client_server_reads_url_and_key_from_an_openai_client() -> None:
     assert client_server(plain, None, **kw) == ("http://h:3/v1", None)
     with pytest.raises(ConfigError, match="cannot send feedback through a SimpleNamespace: give a"):
         client_server(SimpleNamespace(key="x"), None, **kw)
+
+
+def test_update_of_a_copy_leaves_the_original_alone() -> None:
+    # a router made from another's state() starts with the same arrays; updating it must not
+    # change the original (which once kept routing on stale cached arrays while saving new ones)
+    data, X = _data()
+    original = Router(8).fit(data, embeddings=X)
+    before = original.route_embeddings(X[:20])
+    sums = original.score_sums_.copy()
+    copy = Router.from_state(*original.state())
+    copy.update(data.subset(np.arange(100)), embeddings=X[:100])
+    assert not np.array_equal(copy.score_sums_, sums)
+    np.testing.assert_array_equal(original.score_sums_, sums)
+    assert original.route_embeddings(X[:20]) == before
+    fresh = Router.from_state(*original.state())
+    assert fresh.route_embeddings(X[:20]) == before

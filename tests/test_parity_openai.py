@@ -168,6 +168,16 @@ def test_the_account_says_when_samples_ended_differently(
     account = (got.model_extra or {})["avengers"]
     assert sorted(s["finish_reason"] for s in account["samples"]) == ["length", "stop"]
     assert got.choices[0].finish_reason == account["finish_reason"]
+    # usage sums both samples (what was paid); answer_usage is the returned one's own
+    chosen = account["samples"][account["chosen"]]
+    assert account["answer_usage"] == {
+        "prompt_tokens": chosen["prompt_tokens"],
+        "completion_tokens": chosen["completion_tokens"],
+        "total_tokens": chosen["prompt_tokens"] + chosen["completion_tokens"],
+    }
+    assert got.usage is not None
+    assert got.usage.completion_tokens == sum(s["completion_tokens"] for s in account["samples"])
+    assert got.usage.completion_tokens > account["answer_usage"]["completion_tokens"]
     assert any("samples ended differently (1 length, 1 stop)" in n for n in account["notes"]), (
         account["notes"]
     )

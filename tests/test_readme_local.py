@@ -214,7 +214,10 @@ def test_readme_and_docs_run_in_order_against_the_local_models(
                 status = session.run(["avengers", "local", "status"])
                 assert status.count("running") == 2, status
                 make_demo_files(tmp_path, session)
-    assert ns["result"].model in LOCAL and ns["result"].votes
+    # the README's Answerer: the model named, and a vote over the numbers the samples gave
+    result = ns["result"]
+    assert result.model in LOCAL and result.answer_type == "number", result.summary()
+    assert result.votes and all(re.fullmatch(r"-?\d+", a) for a in result.votes), result.votes
     from avengers import Router
 
     assert set(Router.from_pretrained(tmp_path / "my-router").models_) == set(LOCAL)
@@ -260,14 +263,19 @@ def test_readme_and_docs_run_in_order_against_the_local_models(
     # conversations: the second turn kept the first turn's model (server header, and in process)
     assert re.search(r"\b(smollm2-135m|gemma3-270m) \1 1$", printed["serve.md"], re.M)
     assert re.search(r"\b(smollm2-135m|gemma3-270m) \1 True$", printed["router.md"], re.M)
-    # costs: smollm2-135m is priced in answering.md's example, gemma3-270m not (\b: the streamed
-    # answer printed before it ends without a newline)
-    assert re.search(
-        r"\b(smollm2-135m \d\S*|gemma3-270m None) \d\S*$", printed["answering.md"], re.M
-    )
+    # costs: smollm2-135m is priced in answering.md's example, gemma3-270m not (no anchor at the
+    # start: the streamed answer printed before it ends without a newline, e.g. "12smollm2...")
+    assert re.search(r"(smollm2-135m \d\S*|gemma3-270m None) \d\S*$", printed["answering.md"], re.M)
     # feedback through a server that keeps it: accepted, for the answer's own id
     for doc in ("langchain.md", "llamaindex.md"):
         assert printed[doc].rstrip().endswith("True"), printed[doc]
+        # tools: a call to the named tool was made, with whole numbers for both arguments
+        assert re.search(r"^\[\('multiply', \{'a': -?\d+, 'b': -?\d+\}\)\]$", printed[doc], re.M)
+        # cost cap at 10 samples of the cheaper model: it answered; the rating went to it too
+        assert printed[doc].count("True\n") >= 2, printed[doc]
+        assert "no candidate model fits max_cost" in printed[doc]
+    assert re.search(r"\bmultiply\(\{\\?\"a\\?\": ?-?\d+", printed["langchain.md"])  # the vote
+    assert re.search(r"^multiply \{'a': -?\d+, 'b': -?\d+\}$", printed["serve.md"], re.M)
     assert '"seq"' in printed["online.md curl"], printed["online.md curl"]
     assert "applied 1 rating(s)" in printed["online.md"]
     for folder in ("big-router", "my-router-v2", "online-router", "refit-router"):

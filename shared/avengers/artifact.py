@@ -3,7 +3,9 @@ and ``router.safetensors`` (named arrays), plus an optional model card ``README.
 
 This module only moves a config dict and named arrays to and from disk or the Hugging Face Hub;
 what they mean is :meth:`avengers.Router.state` / :meth:`avengers.Router.from_state`'s business.
-No pickle is written or read, ever. Hub access goes through ``huggingface_hub`` and honours
+:class:`PretrainedMixin` gives an estimator with ``state()``/``from_state()``/``summary()`` the
+``save_pretrained``/``from_pretrained``/``push_to_hub`` of the Hugging Face libraries. No pickle is
+written or read, ever. Hub access goes through ``huggingface_hub`` and honours
 ``HF_HUB_OFFLINE``.
 """
 
@@ -14,12 +16,17 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .card import model_card as make_model_card
+from .embed_base import Embedder
 from .exceptions import ArtifactError
 from .version import __version__
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 FORMAT_NAME = "avengers-router"
 FORMAT_VERSION = 1
@@ -180,3 +187,65 @@ def _resolve_dir(
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise ArtifactError(f"{repo_id}: could not fetch from the hub: {e}") from None
     return Path(local)
+
+
+class PretrainedMixin:
+    """``save_pretrained``, ``from_pretrained`` and ``push_to_hub`` for a class whose instances
+    give their state as ``state()`` (a JSON-able config and named arrays) and a plain
+    ``summary()`` for the model card, and whose ``from_state(config, arrays, embedder=...)``
+    restores one (the :class:`avengers.Router`)."""
+
+    if TYPE_CHECKING:
+
+        def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]: ...
+        def summary(self) -> dict[str, Any]: ...
+        @classmethod
+        def from_state(
+            cls, config: dict[str, Any], arrays: dict[str, np.ndarray], *, embedder: Any = None
+        ) -> Self: ...
+
+    def save_pretrained(self, path: str | Path, *, model_card: bool = True) -> Path:
+        """Write ``config.json``, ``router.safetensors`` and a model card to ``path``."""
+        config, arrays = self.state()
+        card = make_model_card(self.summary()) if model_card else None
+        return write_artifact(Path(path), config, arrays, card=card)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | Path,
+        *,
+        embedder: Embedder | str | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | None = None,
+    ) -> Self:
+        """Load a router from a local folder or a Hugging Face Hub repo id (honours
+        ``HF_HUB_OFFLINE``). ``embedder`` overrides the recorded one (same dimension required)."""
+        config, arrays, folder = read_artifact(
+            path_or_repo_id, revision=revision, cache_dir=cache_dir, token=token
+        )
+        try:
+            return cls.from_state(config, arrays, embedder=embedder)
+        except ArtifactError as e:  # EmbedderMismatchError included: same type, with the folder
+            raise type(e)(f"{folder}: {e}") from None
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        token: str | None = None,
+        commit_message: str = "Upload Avengers router",
+    ) -> str:
+        """Upload the artifact to the Hugging Face Hub; returns the commit URL."""
+        config, arrays = self.state()
+        return push_artifact(
+            repo_id,
+            config,
+            arrays,
+            card=make_model_card(self.summary()),
+            private=private,
+            token=token,
+            commit_message=commit_message,
+        )

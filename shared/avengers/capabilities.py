@@ -49,6 +49,14 @@ _DESCRIBE = {
 }
 
 
+def _bare(description: str) -> str:
+    """A description without its article, to follow "no" ("no forced tool choice")."""
+    for article in ("a ", "the "):
+        if description.startswith(article):
+            return description[len(article) :]
+    return description
+
+
 class CapabilityError(ConfigError):
     """No candidate can serve a request: it needs capabilities none of them declares.
     ``needs`` lists what the request needs; ``excluded`` maps each candidate to the reason."""
@@ -213,7 +221,7 @@ def split_capable(
         caps = lookup(model) or Capabilities()
         missing = [n for n in needs if not caps.has(n)]
         if missing:
-            excluded[model] = "no " + ", no ".join(_DESCRIBE.get(n, n) for n in missing)
+            excluded[model] = "no " + ", no ".join(_bare(_DESCRIBE.get(n, n)) for n in missing)
         else:
             kept.append(model)
     return kept, excluded

@@ -16,7 +16,7 @@ avengers.exceptions.ConfigError: alpha must be in [0, 1], got 2
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -164,3 +164,9 @@ def check_alpha(value: Any) -> float:
     by expected performance only, 0 by cost only); else :class:`~avengers.ConfigError`."""
     check_param("alpha", value)
     return float(value)
+
+
+def check_queries(queries: Sequence[Any]) -> None:
+    for i, q in enumerate(queries):
+        if not isinstance(q, str):
+            raise ConfigError(f"query {i} must be a string, got {type(q).__name__}")

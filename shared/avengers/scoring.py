@@ -79,7 +79,8 @@ def softmax_weights(
     do not depend on the scale of the embedding space. Returns (idx (n, p), weights (n, p))."""
     p = min(p, sq_dist.shape[1])
     idx = np.argsort(sq_dist, axis=1)[:, :p]
-    d = np.sqrt(np.take_along_axis(sq_dist, idx, axis=1).astype(np.float64))
+    rows = np.arange(len(sq_dist))[:, None]  # (indexing beats take_along_axis on few rows)
+    d = np.sqrt(sq_dist[rows, idx].astype(np.float64))
     t = max(temperature, 1e-9)
     scale = np.maximum(d[:, :1], _MIN_RELATIVE_DISTANCE) * t if relative else t
     z = -(d - d[:, :1]) / scale
@@ -120,10 +121,12 @@ def carried_by(primary: np.ndarray, secondary: np.ndarray, blended: np.ndarray) 
     pick the same model), ``"cluster"`` or ``"classifier"`` (only that one picks it), or
     ``"blend"`` (neither alone would)."""
     b = blended.argmax(axis=1)
-    p = primary.argmax(axis=1) == b
-    s = secondary.argmax(axis=1) == b
-    names = np.where(p & s, "both", np.where(p, "cluster", np.where(s, "classifier", "blend")))
-    return [str(x) for x in names]
+    p = (primary.argmax(axis=1) == b).tolist()
+    s = (secondary.argmax(axis=1) == b).tolist()
+    return [
+        ("both" if si else "cluster") if pi else ("classifier" if si else "blend")
+        for pi, si in zip(p, s, strict=True)
+    ]
 
 
 def task_group_sums(

@@ -199,10 +199,10 @@ def _train_stream(
     *,
     tuned: bool,
 ) -> None:
-    """``avengers train --stream``: :func:`avengers.stream.fit_stream` on one Parquet file."""
+    """``avengers train --stream``: :func:`avengers.chunked_training.fit_stream` on one Parquet file."""
+    from ..chunked_training import fit_stream
     from ..params import ClusterAlgorithm, Scoring
     from ..router import Router
-    from ..stream import fit_stream
 
     if tuned:
         fail("--tune needs every vector in memory; it cannot be combined with --stream")

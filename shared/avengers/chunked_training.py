@@ -11,7 +11,7 @@
    (:func:`avengers.clustering.minibatch_centroids`), so the order of the rows does not matter.
 3. **Counting.** The file is read again; each chunk's outcomes are added to their nearest
    cluster with the arithmetic of :meth:`Router.update <avengers.Router.update>`
-   (:func:`avengers.online.accumulate`, without forgetting), so the statistics equal those of
+   (:func:`avengers.routing.statistics.accumulate`, without forgetting), so the statistics equal those of
    :meth:`Router.fit <avengers.Router.fit>` on the same vectors and centroids.
 
 Memory stays bounded by one chunk, one k-means batch, the classifier sample and the (clusters,
@@ -33,19 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from . import online
 from .classifier import fit_success_classifiers
 from .clustering import minibatch_centroids, pairwise_sq_dist
 from .data import DEFAULT_CHUNK_ROWS, OutcomeData, iter_parquet_outcomes, parquet_row_count
 from .exceptions import ConfigError, DataError
 from .router import Router
+from .routing.statistics import DISTANCE_QUANTILES, accumulate, global_means, observed_cells
 
 __all__ = ["DEFAULT_CLASSIFIER_ROWS", "VectorSpill", "fit_stream"]
 
 DEFAULT_CLASSIFIER_ROWS = 20_000
 """Rows (a uniform sample) the success classifiers are fitted on when training streams."""
-
-_DISTANCE_QUANTILES = (0.5, 0.9, 0.95, 0.99, 1.0)  # as Router.fit records them
 
 
 class VectorSpill:
@@ -238,16 +236,16 @@ class _Counts:
         labels = sq.argmin(axis=1)
         self.distances.append(np.sqrt(sq[np.arange(len(X)), labels]).astype(np.float32))
         self.sizes += np.bincount(labels, minlength=self.k)
-        rows, cols, vals = online.observed_cells(data.scores)
-        online.accumulate(self.sums, self.counts, labels[rows], cols, vals)
+        rows, cols, vals = observed_cells(data.scores)
+        accumulate(self.sums, self.counts, labels[rows], cols, vals)
         if data.costs is not None:
             if self.cost_sums is None or self.cost_counts is None:
                 self.cost_sums, self.cost_counts = (
                     np.zeros_like(self.sums),
                     np.zeros_like(self.sums),
                 )
-            rows, cols, vals = online.observed_cells(data.costs)
-            online.accumulate(self.cost_sums, self.cost_counts, labels[rows], cols, vals)
+            rows, cols, vals = observed_cells(data.costs)
+            accumulate(self.cost_sums, self.cost_counts, labels[rows], cols, vals)
         if data.tasks is not None:
             tasks = np.asarray(data.tasks, dtype=object)
             for name in sorted(set(data.tasks) - {""}):
@@ -255,8 +253,8 @@ class _Counts:
                 ts, tc = self.tasks.setdefault(
                     name, (np.zeros_like(self.sums), np.zeros_like(self.sums))
                 )
-                rows, cols, vals = online.observed_cells(data.scores[sel])
-                online.accumulate(ts, tc, labels[sel][rows], cols, vals)
+                rows, cols, vals = observed_cells(data.scores[sel])
+                accumulate(ts, tc, labels[sel][rows], cols, vals)
                 self.task_rows[name] += len(sel)
         self.oracle += float(np.nanmax(np.nan_to_num(data.scores, nan=-np.inf), axis=1).sum())
         self.rows += len(data)
@@ -266,7 +264,7 @@ class _Counts:
     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The config and arrays of :meth:`Router.state` for these statistics."""
         zeros = np.zeros(len(self.models))
-        global_scores = online.global_means(self.sums, self.counts, zeros)
+        global_scores = global_means(self.sums, self.counts, zeros)
         d_own = np.concatenate(self.distances)
         arrays: dict[str, np.ndarray] = {
             "cluster_centers": centers,
@@ -274,7 +272,7 @@ class _Counts:
             "score_sums": self.sums,
             "score_counts": self.counts,
             "global_scores": global_scores,
-            "train_distances": np.quantile(d_own, _DISTANCE_QUANTILES).astype(np.float64),
+            "train_distances": np.quantile(d_own, DISTANCE_QUANTILES).astype(np.float64),
         }
         totals = self.counts.sum(axis=0)
         summary: dict[str, Any] = {
@@ -292,7 +290,7 @@ class _Counts:
             "notes": [],
         }
         if self.cost_sums is not None and self.cost_counts is not None:
-            global_costs = online.global_means(self.cost_sums, self.cost_counts, zeros)
+            global_costs = global_means(self.cost_sums, self.cost_counts, zeros)
             arrays |= {
                 "cost_sums": self.cost_sums,
                 "cost_counts": self.cost_counts,
