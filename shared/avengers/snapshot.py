@@ -36,14 +36,23 @@ def apply_ratings(router: Router, ratings: list[Rating]) -> int:
         return 0
     k = len(router.cluster_centers_)
     ok = [r for r in new if 0 <= r.cluster < k]
-    if ok:
-        has_cost = router.cost_sums_ is not None and all(r.cost is not None for r in ok)
+    keeps_costs = router.cost_sums_ is not None
+    # runs of ratings with and without a cost, each applied in order: the result does not depend
+    # on how the log was cut into calls (replicas reading it in different batches agree)
+    start = 0
+    while start < len(ok):
+        with_cost = keeps_costs and ok[start].cost is not None
+        end = start + 1
+        while end < len(ok) and (keeps_costs and ok[end].cost is not None) == with_cost:
+            end += 1
+        run = ok[start:end]
         router.update(
-            models=[r.model for r in ok],
-            scores=np.array([r.score for r in ok]),
-            costs=np.array([r.cost for r in ok], dtype=np.float64) if has_cost else None,
-            clusters=np.array([r.cluster for r in ok]),
+            models=[r.model for r in run],
+            scores=np.array([r.score for r in run]),
+            costs=np.array([r.cost for r in run], dtype=np.float64) if with_cost else None,
+            clusters=np.array([r.cluster for r in run]),
         )
+        start = end
     router.training_summary_ = {**router.training_summary_, SEQ_KEY: new[-1].seq}
     return len(ok)
 

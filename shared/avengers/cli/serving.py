@@ -160,6 +160,22 @@ def serve(
             "router's setting).",
         ),
     ] = None,
+    follow_interval: Annotated[
+        float,
+        typer.Option(
+            envvar="AVENGERS_FOLLOW_INTERVAL",
+            help="Seconds between two reads of the feedback store's rating log: every worker and "
+            "replica learns from every rating (0: only from its own).",
+        ),
+    ] = 0.5,
+    reload_interval: Annotated[
+        float,
+        typer.Option(
+            envvar="AVENGERS_RELOAD_INTERVAL",
+            help="Seconds between two checks of the --router folder for a new version, swapped "
+            "in without a restart (0: never).",
+        ),
+    ] = 2.0,
     drain_timeout: Annotated[
         float,
         typer.Option(
@@ -221,7 +237,11 @@ def serve(
             "embed_cache": embed_cache, "breaker_threshold": breaker_threshold,
             "breaker_cooldown": breaker_cooldown, "conversations": conversations,
             "conversation_ttl": conversation_ttl, "conversation_max_entries": conversation_max,
-            "store_timeout": store_timeout, "require_store": require_store}  # fmt: skip
+            "store_timeout": store_timeout, "require_store": require_store,
+            "follow_interval": follow_interval, "reload_interval": reload_interval}  # fmt: skip
+    if not follow_interval >= 0 or not reload_interval >= 0:
+        fail("--follow-interval and --reload-interval must be >= 0")
+    router_dir = Path(router).resolve() if Path(router).is_dir() else None
     if not store_timeout > 0 or feedback_retention < 0 or feedback_max < 1:
         fail("--store-timeout must be > 0, --feedback-retention >= 0, --feedback-max >= 1")
     if workers == 1:
@@ -232,11 +252,12 @@ def serve(
                            max_responses=feedback_max) if feedback_store else None  # fmt: skip
         app = create_app(answerer, api_keys=keys, max_body_bytes=max_body,
                          max_tokens_limit=max_tokens, cors_origins=cors_origin or None,
-                         feedback_store=store, freeze_gc=True, **live)  # fmt: skip
+                         feedback_store=store, freeze_gc=True, router_path=router_dir,
+                         router_overrides=overrides, **live)  # fmt: skip
         uvicorn.run(app, **common)
         return
     os.environ.update({
-        "AVENGERS_ROUTER": router, "AVENGERS_ENDPOINTS": str(endpoints.resolve()),
+        "AVENGERS_ROUTER": str(router_dir or router), "AVENGERS_ENDPOINTS": str(endpoints.resolve()),
         "AVENGERS_CONFIG": json.dumps({"strategy": strategy, "n_samples": samples, "temperature": temperature}),
         "AVENGERS_MAX_BODY": str(max_body), "AVENGERS_MAX_TOKENS": str(max_tokens),
         "AVENGERS_CORS": ",".join(cors_origin or []),
@@ -251,5 +272,7 @@ def serve(
         "AVENGERS_FEEDBACK_RETENTION": str(feedback_retention),
         "AVENGERS_FEEDBACK_MAX_RESPONSES": str(feedback_max),
         "AVENGERS_ROUTER_SETTINGS": json.dumps(overrides),
+        "AVENGERS_FOLLOW_INTERVAL": str(follow_interval),
+        "AVENGERS_RELOAD_INTERVAL": str(reload_interval),
     })  # fmt: skip
     uvicorn.run("avengers.server:app_from_env", factory=True, workers=workers, **common)

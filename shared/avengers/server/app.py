@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,12 +26,14 @@ from ..conversations import (
 )
 from ..exceptions import ConfigError
 from ..feedback import FeedbackStore
+from ..fleet import DEFAULT_FOLLOW_INTERVAL, DEFAULT_RELOAD_INTERVAL
 from ..results import SamplingConfig
 from ..storeguard import DEFAULT_STORE_TIMEOUT, StoreGuard
 from .auth import load_api_keys
 from .decide import RouteFastPath, add_route_only
 from .embedding import DEFAULT_EMBED_CACHE_SIZE, as_embed_cache, serving_embedder
 from .feedback import enable_feedback
+from .learning import enable_learning, follow_forever, watch_forever
 from .middleware import add_middleware
 from .openapi import describe_bodies
 from .routes import add_routes
@@ -72,6 +75,10 @@ def create_app(
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
     require_store: bool = False,
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
+    router_path: str | Path | None = None,
+    follow_interval: float = DEFAULT_FOLLOW_INTERVAL,
+    reload_interval: float = DEFAULT_RELOAD_INTERVAL,
+    router_overrides: dict[str, Any] | None = None,
 ) -> FastAPI:
     """The FastAPI app. Run it with uvicorn (``avengers serve`` does).
 
@@ -94,7 +101,13 @@ def create_app(
     conversation store may take (also bounded by the request's deadline); a store that fails or
     stalls never fails an answer (see docs/serve.md, "Degraded operation"); ``require_store``
     makes ``/ready`` answer 503 while the store is degraded; the store's retention and size
-    bounds are enforced every ``prune_interval`` seconds in the background."""
+    bounds are enforced every ``prune_interval`` seconds in the background. With a feedback store
+    the router follows the store's rating log every ``follow_interval`` seconds (0: only the
+    ratings this worker accepts; see :mod:`avengers.server.learning`); ``router_path``, the
+    router's folder, is checked every ``reload_interval`` seconds for a new version, swapped in
+    live (0: never), with ``router_overrides`` (router settings) applied to each version."""
+    if not follow_interval >= 0 or not reload_interval >= 0:
+        raise ConfigError("follow_interval and reload_interval must be >= 0 seconds")
     if request_timeout is not None and not request_timeout >= 0:
         raise ConfigError(f"request_timeout must be >= 0 seconds, got {request_timeout!r}")
     if max_fallbacks is not None and max_fallbacks < 0:
@@ -138,6 +151,11 @@ def create_app(
         app.add_middleware(RouteFastPath)
     if feedback_store is not None:
         enable_feedback(app, state, feedback_store)
+    if feedback_store is not None or router_path is not None:
+        enable_learning(
+            app, state, router_path=router_path, follow_interval=follow_interval,
+            reload_interval=reload_interval, overrides=router_overrides,
+        )  # fmt: skip
     describe_bodies(app)
     return app
 
@@ -179,8 +197,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.collect()
         gc.freeze()
     pruner = asyncio.ensure_future(_prune_forever(app))
+    state: ServerState = app.state.server
+    tasks = [
+        asyncio.ensure_future(follow_forever(state)),
+        asyncio.ensure_future(watch_forever(state)),
+    ]
     yield
     pruner.cancel()
+    for task in tasks:
+        task.cancel()
     await answerer.aclose()
     guard: StoreGuard | None = app.state.server.store_guard
     if guard is not None:
@@ -212,7 +237,8 @@ def app_from_env() -> FastAPI:
     ``AVENGERS_FEEDBACK_STORE`` (feedback on), ``AVENGERS_CONVERSATIONS`` (``memory`` or
     ``store``), ``AVENGERS_CONVERSATION_TTL``, ``AVENGERS_CONVERSATION_MAX``,
     ``AVENGERS_ROUTER_SETTINGS`` (JSON: router settings to change, e.g. ``explore``),
-    ``AVENGERS_STORE_TIMEOUT``, ``AVENGERS_REQUIRE_STORE`` and the store bounds of
+    ``AVENGERS_STORE_TIMEOUT``, ``AVENGERS_REQUIRE_STORE``, ``AVENGERS_FOLLOW_INTERVAL``,
+    ``AVENGERS_RELOAD_INTERVAL`` and the store bounds of
     :func:`store_settings_from_env`."""
     from ..bundled import load_pretrained
     from ..feedback import open_store
@@ -238,6 +264,8 @@ def app_from_env() -> FastAPI:
         **live,
         feedback_store=open_store(store, **store_settings_from_env(live)) if store else None,
         freeze_gc=True,  # a worker process of `avengers serve`
+        router_path=rpath if Path(rpath).is_dir() else None,
+        router_overrides=json.loads(os.environ.get("AVENGERS_ROUTER_SETTINGS") or "{}"),
     )
 
 
@@ -268,6 +296,10 @@ def live_settings_from_env() -> dict[str, Any]:
         out["store_timeout"] = float(v)
     if v := env.get("AVENGERS_REQUIRE_STORE"):
         out["require_store"] = v.lower() in ("1", "true", "yes")
+    if v := env.get("AVENGERS_FOLLOW_INTERVAL"):
+        out["follow_interval"] = float(v)
+    if v := env.get("AVENGERS_RELOAD_INTERVAL"):
+        out["reload_interval"] = float(v)
     return out
 
 

@@ -3,10 +3,10 @@
 Off unless the operator gives ``create_app(..., feedback_store=...)`` (``avengers serve
 --feedback-store``). Then, for every answer, the server remembers the response id, the model
 that answered and the query's nearest cluster (never the text) in the store; a rating for that
-id is checked, committed to the store, and applied to the in-memory router
-(:meth:`avengers.Router.update`) before the reply. With several worker processes each worker's
-router learns only from the ratings it receives; ``avengers snapshot`` applies all of them from
-the store.
+id is checked, committed to the store's ordered log, and the in-memory router catches up with
+the log (:mod:`avengers.server.learning`: this rating and every earlier one, in order) before
+the reply. Every worker of every replica follows the same log, so all of them learn from every
+rating; ``avengers snapshot`` writes what they learned as a new router version.
 
 Request bodies::
 
@@ -22,6 +22,7 @@ rating was not recorded, send it again later).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,15 @@ def enable_feedback(
 def _apply(router: Router, fb: FeedbackState, rating: Rating) -> None:
     """Count an accepted rating into the in-memory router."""
     apply_rating(router, rating, fb.lock)
+
+
+async def _follow(state: ServerState, seq: int) -> None:
+    """Catch up with the log up to the rating just recorded; a store that fails now leaves it
+    to the next poll (the rating is in the log: it is acknowledged)."""
+    from .learning import catch_up
+
+    with contextlib.suppress(StoreUnavailable):
+        await catch_up(state, seq)
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -129,7 +139,12 @@ async def post_feedback(request: Request) -> Any:
         body = await read_json(request, state.max_body_bytes)
         record = await asyncio.to_thread(_check, state, fb, body)
         rating = await _record(state, record)
-        await asyncio.to_thread(_apply, state.answerer.router, fb, rating)
+        if state.learning is not None and state.learning.follower is not None:
+            # every rating up to this one, in log order (others' too): this worker's router then
+            # equals every other's that has read the log as far
+            await _follow(state, rating.seq)
+        else:
+            await asyncio.to_thread(_apply, state.answerer.router, fb, rating)
     except BadRequest as e:
         return error_response(e.status, e.message, "invalid_request_error", None, e.param)
     except UnknownResponseError as e:

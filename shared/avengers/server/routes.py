@@ -246,6 +246,10 @@ async def metrics(request: Request) -> Any:
     text = state.metrics.render(live.circuits(state))
     if state.store_guard is not None:
         text += state.store_guard.prometheus()
+    if state.learning is not None:
+        from .learning import prometheus
+
+        text += prometheus(state)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 

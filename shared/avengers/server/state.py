@@ -72,6 +72,9 @@ class ServerState:
     without a store outside memory)."""
     require_store: bool = False
     """``/ready`` answers 503 while the store is degraded (default: ready, store degraded)."""
+    learning: Any = None
+    """Log following and router version watching (:class:`~avengers.server.learning.Learning`),
+    None when neither is on."""
 
 
 def fingerprint(answerer: Answerer, backend: Any) -> str:
