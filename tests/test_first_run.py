@@ -463,7 +463,7 @@ def test_readme_times_give_the_load_they_were_measured_at() -> None:
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = text[text.index("### Time") : text.index("### After set-up")]
     bullets = section.split("\n- ")[1:]
-    assert len(bullets) == 3
+    assert len(bullets) >= 3  # set-up, demo, tests, and any further run recorded
     for b in bullets:
         timed = re.findall(r"\d+(?:\.\d+)? (?:minutes|s)\b", b)
         assert timed and re.search(r"load(?: average)? \d", b), b
