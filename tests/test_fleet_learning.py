@@ -244,3 +244,31 @@ def test_a_new_router_version_is_swapped_in_live_and_a_bad_one_refused(
         assert httpx.post(f"{app.url}/v1/admin/reload").json()["status"] == "unchanged"
     finally:
         app.stop()
+
+
+def test_a_position_from_another_log_follows_this_store_from_its_start(
+    toy_router: Router, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A router version that records rating #5 of some other store, served on a new store: the
+    new store's ratings #1.. are counted (not skipped as 'already absorbed'), and the log says
+    why. A position the store does hold is kept."""
+    router = _copy(toy_router)
+    router.training_summary_ = {**router.training_summary_, SEQ_KEY: 5}
+    store = SQLiteFeedbackStore(tmp_path / "new.db")
+    try:
+        store.add("math-model", 1, 0.3)
+        store.add("chef-model", 2, 1.0)
+        before = router.score_counts_.copy()
+        follower = LogFollower(store, router)
+        with caplog.at_level("WARNING", logger="avengers.fleet"):
+            assert follower.catch_up() == 2
+        assert "beyond this store's last rating" in caplog.text
+        assert last_seq(router) == 2
+        j, k = MODELS.index("math-model"), MODELS.index("chef-model")
+        assert router.score_counts_[1, j] == before[1, j] + 1
+        assert router.score_counts_[2, k] == before[2, k] + 1
+        # now the position is this log's own: the next rating alone is applied
+        store.add("math-model", 1, 0.5)
+        assert follower.catch_up() == 1 and last_seq(router) == 3
+    finally:
+        store.close()

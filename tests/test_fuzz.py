@@ -96,7 +96,13 @@ def served(toy_router: Router, tmp_path_factory: pytest.TempPathFactory) -> Iter
     }  # fmt: skip
     store = open_store(str(tmp_path_factory.mktemp("fuzz") / "feedback.db"))
     app = create_app(
-        Answerer(toy_router, eps, strategy="direct", adaptive=False),
+        # a copy: the fuzzed ratings must not change the session's toy router
+        Answerer(
+            Router.from_state(*toy_router.state(), embedder=toy_router.get_embedder()),
+            eps,
+            strategy="direct",
+            adaptive=False,
+        ),
         feedback_store=store,
         max_tokens_limit=256,
     )

@@ -75,7 +75,12 @@ def endpoints(up: FakeOpenAIServer, chef: str = "chef") -> dict[str, Endpoint]:
 @pytest.fixture
 def served(toy_router: Router, upstream: FakeOpenAIServer, tmp_path: Path) -> Iterator[Running]:
     app = create_app(
-        Answerer(toy_router, endpoints(upstream), adaptive=False),
+        # a copy: ratings this server learns must not change the session's toy router
+        Answerer(
+            Router.from_state(*toy_router.state(), embedder=toy_router.get_embedder()),
+            endpoints(upstream),
+            adaptive=False,
+        ),
         feedback_store=open_store(str(tmp_path / "feedback.db")),
     )
     r = Running(app)
