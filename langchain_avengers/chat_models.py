@@ -9,9 +9,8 @@ from typing import Any
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
 from avengers.adapting import (
     ROUTED,
-    check_keywords,
+    constructor_data,
     endpoints_data,
-    env_defaults,
     missing_setup,
     pinned,
     router_data,
@@ -19,7 +18,7 @@ from avengers.adapting import (
     token_ids,
     with_call_settings,
 )
-from avengers.answer_config import call_settings, fold_settings
+from avengers.answer_config import call_settings
 from avengers.bundled import resolve_router
 from avengers.exceptions import ConfigError
 from avengers.feedback import Rating
@@ -157,13 +156,7 @@ class ChatAvengers(BaseChatModel):
     @model_validator(mode="before")
     @classmethod
     def _fold_sampling(cls, data: Any) -> Any:
-        data = fold_settings(data, cls.__name__, cls.model_fields)
-        if isinstance(data, dict):
-            fields = cls.model_fields
-            known = {*fields, *(f.alias for f in fields.values() if f.alias)}
-            check_keywords(cls.__name__, data, known)
-            data = env_defaults(data)
-        return data
+        return constructor_data(cls.__name__, data, cls.model_fields)
 
     # --------------------------------------------------------------- serialisation, copies
 

@@ -12,13 +12,12 @@ from avengers import Answerer, AnswerResult, Router, SamplingConfig
 from avengers import messages as core
 from avengers.adapting import (
     ROUTED,
-    check_keywords,
-    env_defaults,
+    constructor_data,
     missing_setup,
     pinned,
     with_call_settings,
 )
-from avengers.answer_config import call_settings, fold_settings
+from avengers.answer_config import call_settings
 from avengers.backends import Backend, Completion, ObjectBackend
 from avengers.bundled import resolve_router
 from avengers.conversations import ConversationStore, MemoryConversations
@@ -267,13 +266,7 @@ class Avengers(FunctionCallingLLM):
     @model_validator(mode="before")
     @classmethod
     def _fold_sampling(cls, data: Any) -> Any:
-        data = fold_settings(data, cls.__name__, cls.model_fields)
-        if isinstance(data, dict):
-            fields = cls.model_fields
-            known = {*fields, *(f.alias for f in fields.values() if f.alias)}
-            check_keywords(cls.__name__, data, known)
-            data = env_defaults(data)
-        return data
+        return constructor_data(cls.__name__, data, cls.model_fields)
 
     @classmethod
     def class_name(cls) -> str:

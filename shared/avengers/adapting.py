@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .answer_config import SETTINGS, SamplingConfig
+from .answer_config import SETTINGS, SamplingConfig, fold_settings
 from .embed_base import default_model_path
 from .endpoints import Endpoint, load_endpoints
 from .exceptions import ConfigError
@@ -50,6 +50,18 @@ def env_defaults(data: dict[str, Any]) -> dict[str, Any]:
     for key, var in (("router", ROUTER_ENV), ("endpoints", ENDPOINTS_ENV)):
         if data.get(key) is None and os.environ.get(var):
             data[key] = os.environ[var]
+    return data
+
+
+def constructor_data(owner: str, data: Any, model_fields: Mapping[str, Any]) -> Any:
+    """What an adapter's constructor validates: the sampling settings folded into ``sampling``,
+    every keyword checked against the fields (and their aliases), ``router`` and ``endpoints``
+    defaulted from the environment. Both adapters' ``mode="before"`` validators call it."""
+    data = fold_settings(data, owner, model_fields)
+    if isinstance(data, dict):
+        known = {*model_fields, *(f.alias for f in model_fields.values() if f.alias)}
+        check_keywords(owner, data, known)
+        data = env_defaults(data)
     return data
 
 
@@ -161,6 +173,7 @@ __all__ = [
     "ROUTED",
     "ROUTER_ENV",
     "check_keywords",
+    "constructor_data",
     "endpoints_data",
     "env_defaults",
     "missing_setup",
