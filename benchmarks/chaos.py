@@ -75,6 +75,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log: Path, what: str,
+               seconds: float) -> None:  # fmt: skip
+    """Poll ``url``/ready until it answers 200; raise with the log's tail if ``proc`` exits, or
+    when ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                return
+        if proc is None or proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not become ready")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: int, seconds: float) -> None:
+    """Send ``sig`` and wait ``seconds`` for ``proc`` to end, then kill it."""
+    if proc is None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 class Upstream:
     """A fake OpenAI-compatible upstream in its own process (so it can really die)."""
 
@@ -158,25 +185,12 @@ class Server:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         with open(self.log, "ab") as f:
             self.proc = subprocess.Popen(self.cmd, env=env, stdout=f, stderr=f)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/ready", timeout=5).status_code == 200:
-                    return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited: {self.log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        raise RuntimeError("the server did not become ready")
+        wait_ready(self.url, self.proc, self.log, "the server", 180)
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
+        stop_process(self.proc, signal.SIGINT, 30)
+        self.proc = None
 
 
 @dataclass

@@ -64,15 +64,7 @@ class Replica:
         return self
 
     def wait_ready(self, seconds: float = 240) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/ready", timeout=5).status_code == 200:
-                    return
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"replica {self.n} exited: {self.log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        raise RuntimeError(f"replica {self.n} did not become ready")
+        chaos.wait_ready(self.url, self.proc, self.log, f"replica {self.n}", seconds)
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -81,14 +73,8 @@ class Replica:
             self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
+        chaos.stop_process(self.proc, signal.SIGTERM, 30)
+        self.proc = None
 
 
 def haproxy_binary() -> str | None:
@@ -117,26 +103,13 @@ class Balancer:
         with open(self.log, "ab") as f:
             self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=f, stderr=f)
         # haproxy marks a server up after its checks pass (rise 2, every 2 s)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/ready", timeout=5).status_code == 200:
-                    time.sleep(4.5)  # two more check rounds: every live replica is up
-                    return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited: {self.log.read_text()[-2000:]}")
-            time.sleep(0.3)
-        raise RuntimeError("haproxy did not become ready")
+        chaos.wait_ready(self.url, self.proc, self.log, "haproxy", 60)
+        time.sleep(4.5)  # two more check rounds: every live replica is up
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
+        chaos.stop_process(self.proc, signal.SIGTERM, 10)
+        self.proc = None
 
 
 @dataclass
