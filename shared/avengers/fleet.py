@@ -83,25 +83,25 @@ class LogFollower:
         order; returns how many were applied. Store errors propagate (nothing is applied)."""
         with self.lock:
             target = self.router if router is None else router
-            after = self._position(target)
-            new = self.store.ratings(after)
-            return self._apply(target, after, new)
+            return self._apply(target, *self._unread(target))
 
-    def _position(self, target: Router) -> int:
-        """``target``'s last absorbed sequence number, checked against this store's log: a
-        position beyond the log's last rating was recorded against another (or an emptied) log,
-        so following from it would silently skip this log's ratings; the router follows this
-        log from its start instead, and the log says so."""
+    def _unread(self, target: Router) -> tuple[int, list[Rating]]:
+        """``target``'s last absorbed sequence number and the logged ratings after it. A position
+        beyond this store's last rating was recorded against another (or an emptied) log, so
+        following from it would silently skip this log's ratings: then the router follows this
+        log from its start, and the log says so. That check costs one more read, made only when
+        the log has nothing new (never on the read that follows an accepted rating)."""
         after = last_seq(target)
-        if after > 0 and not self.store.ratings(after - 1):
-            log.warning(
-                "rating log: the router records rating #%d, beyond this store's last rating (a "
-                "different or emptied store); following this store's log from its start",
-                after,
-            )
-            target.training_summary_ = {**target.training_summary_, SEQ_KEY: 0}
-            after = 0
-        return after
+        new = self.store.ratings(after)
+        if new or after == 0 or self.store.ratings(after - 1):
+            return after, new
+        log.warning(
+            "rating log: the router records rating #%d, beyond this store's last rating (a "
+            "different or emptied store); following this store's log from its start",
+            after,
+        )
+        target.training_summary_ = {**target.training_summary_, SEQ_KEY: 0}
+        return 0, self.store.ratings(0)
 
     def _apply(self, target: Router, after: int, new: list[Rating]) -> int:
         if not new:
@@ -128,8 +128,7 @@ class LogFollower:
         """Catch ``new`` up to the log and make it the served router, in one step under the lock
         (no rating is applied to the old router in between); returns the old router."""
         with self.lock:
-            after = self._position(new)
-            self._apply(new, after, self.store.ratings(after))
+            self._apply(new, *self._unread(new))
             old, self.router = self.router, new
             return old
 
