@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from avengers.data import iter_parquet_outcomes, load_outcomes
 from avengers.exceptions import ConfigError, DataError
-from avengers.feedback import SQLiteFeedbackStore, UnknownResponseError
+from avengers.stores.feedback import SQLiteFeedbackStore, UnknownResponseError
+from avengers.training.data import iter_parquet_outcomes, load_outcomes
 from waiting import wait_until
 
 ROWS = [

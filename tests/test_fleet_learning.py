@@ -1,4 +1,4 @@
-"""A fleet that learns as one (avengers.fleet, avengers.server.learning): followers of the store's
+"""A fleet that learns as one (avengers.stores.fleet, avengers.server.learning): followers of the store's
 rating log agree exactly with one Router.update over the same ratings in log order, whatever
 batches they read; a late replica catches up from its version's sequence number; servers on one
 store converge; new router versions are swapped in live, bad ones refused while the old serves."""
@@ -14,10 +14,10 @@ import httpx
 import numpy as np
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import SQLiteFeedbackStore
-from avengers.fleet import LogFollower, VersionWatcher, check_version, last_seq
-from avengers.serve import create_app
-from avengers.snapshot import SEQ_KEY, apply_store, save_atomically
+from avengers.server import create_app
+from avengers.stores.feedback import SQLiteFeedbackStore
+from avengers.stores.fleet import LogFollower, VersionWatcher, check_version, last_seq
+from avengers.stores.snapshot import SEQ_KEY, apply_store, save_atomically
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_serve import Running
 from toy import SKILL
@@ -112,8 +112,8 @@ def test_a_pruned_log_is_counted_as_a_gap_not_hidden(toy_router: Router, tmp_pat
 def test_check_version_refuses_what_cannot_replace_the_served_router(
     toy_router: Router, tmp_path: Path
 ) -> None:
-    from avengers.fleet import VersionRefused
-    from avengers.static import StaticEmbedder
+    from avengers.embedding.static import StaticEmbedder
+    from avengers.stores.fleet import VersionRefused
     from toy import toy_rows
 
     other = Router.paper(3, embedder=StaticEmbedder()).fit(toy_rows())
@@ -260,7 +260,7 @@ def test_a_position_from_another_log_follows_this_store_from_its_start(
         store.add("chef-model", 2, 1.0)
         before = router.score_counts_.copy()
         follower = LogFollower(store, router)
-        with caplog.at_level("WARNING", logger="avengers.fleet"):
+        with caplog.at_level("WARNING", logger="avengers.stores.fleet"):
             assert follower.catch_up() == 2
         assert "beyond this store's last rating" in caplog.text
         assert last_seq(router) == 2

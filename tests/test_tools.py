@@ -10,11 +10,8 @@ from typing import Any
 
 import pytest
 from avengers import Router
-from avengers.answer import Answerer
-from avengers.capabilities import Capabilities, CapabilityError, request_needs, split_capable
-from avengers.endpoints import Endpoint, load_endpoints
-from avengers.exceptions import ConfigError
-from avengers.toolcalls import (
+from avengers.answering.answer import Answerer
+from avengers.answering.toolcalls import (
     TEXT_REPLY,
     VoteKey,
     ballot_text,
@@ -23,7 +20,15 @@ from avengers.toolcalls import (
     request_options,
     tool_call,
 )
-from avengers.voting import counts_margin
+from avengers.answering.voting import counts_margin
+from avengers.exceptions import ConfigError
+from avengers.transport.capabilities import (
+    Capabilities,
+    CapabilityError,
+    request_needs,
+    split_capable,
+)
+from avengers.transport.endpoints import Endpoint, load_endpoints
 from fake_openai_server import FakeModel, FakeOpenAIServer
 
 MATH_Q = "What is 17 times 23?"
@@ -414,7 +419,7 @@ async def test_tool_turns_reach_tool_models_natively_and_others_as_text(
 
 @pytest.fixture
 def running(toy_router: Router, server: FakeOpenAIServer) -> Iterator[Any]:
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from test_serve import Running
 
     eps = endpoints(server, **{"math-model": TOOLS_ON, "chef-model": TOOLS_ON})

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 
-from ..answer import Answerer
-from ..breaker import CircuitBreaker
+from ..answering.answer import Answerer
+from ..transport.breaker import CircuitBreaker
 from .metrics import Metrics
 
 DEFAULT_MAX_BODY = 1_000_000
@@ -68,7 +68,7 @@ class ServerState:
     feedback: Any = None
     """The feedback settings (:class:`~avengers.server.feedback.FeedbackState`), None if off."""
     store_guard: Any = None
-    """The :class:`~avengers.storeguard.StoreGuard` of the feedback / conversation store (None
+    """The :class:`~avengers.stores.guard.StoreGuard` of the feedback / conversation store (None
     without a store outside memory)."""
     require_store: bool = False
     """``/ready`` answers 503 while the store is degraded (default: ready, store degraded)."""
