@@ -8,8 +8,10 @@ finds the pool full (more than ``max_pending`` calls still running: a stalled st
 without being remembered, a conversation turn is routed afresh, a rating is refused with 503).
 
 The guard keeps the store's state as its callers see it: ``ok`` or ``degraded`` (the last call
-failed), the failures by kind (``error``, ``timeout``, ``busy``) and the state changes; each
-failure logs one line (the error's type and the store's name, never user text). Nothing has to
+failed), the failures by kind (``error``, ``timeout``, ``busy``) and the state changes. The
+first failure of an outage logs one line at once (the error's type and the store's name, never
+user text); later failures log at most one line per ``log_interval`` (30 s), with the count of
+failed calls since the last line, and the recovery line gives the outage's total. Nothing has to
 be reset when the store comes back: the next call that succeeds marks it ``ok`` again.
 
 Domain answers of a store (:class:`~avengers.exceptions.AvengersError`, e.g. an unknown
@@ -32,6 +34,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -59,6 +62,11 @@ DEFAULT_STORE_WORKERS = 4
 DEFAULT_MAX_PENDING = 16
 """Store calls that may be running at once; beyond, a call fails fast as unavailable."""
 DEFAULT_RETRY_AFTER = 2
+DEFAULT_LOG_INTERVAL = 30.0
+"""Seconds between two log lines about one outage (the first failure is logged at once; later
+lines count the failed calls in between)."""
+MAX_CHANGES_KEPT = 100
+"""State changes kept with their times (the count of all changes is kept apart)."""
 """Seconds a client is told to wait (``Retry-After``) when the store is unavailable."""
 
 
@@ -92,6 +100,7 @@ class StoreGuard:
         workers: int = DEFAULT_STORE_WORKERS,
         max_pending: int = DEFAULT_MAX_PENDING,
         retry_after: int = DEFAULT_RETRY_AFTER,
+        log_interval: float = DEFAULT_LOG_INTERVAL,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigError(f"store timeout must be a number of seconds > 0, got {timeout!r}")
@@ -105,9 +114,15 @@ class StoreGuard:
         self.state = "ok"
         self.failures: dict[str, int] = {"error": 0, "timeout": 0, "busy": 0}
         self.calls = 0
-        self.changes: list[tuple[float, str]] = []
-        """(wall-clock time, new state) for every change of state."""
+        self.state_changes = 0
+        """Changes between ok and degraded since start."""
+        self.changes: deque[tuple[float, str]] = deque(maxlen=MAX_CHANGES_KEPT)
+        """(wall-clock time, new state) for the last :data:`MAX_CHANGES_KEPT` changes of state."""
         self.last_error: str | None = None
+        self.log_interval = float(log_interval)
+        self._unlogged = 0  # failed calls not logged yet (only a summary, every log_interval)
+        self._outage_failures = 0  # failed calls since the store was last ok
+        self._last_log = 0.0
 
     def __repr__(self) -> str:
         return f"StoreGuard({self.name!r}, timeout={self.timeout:g}, state={self.state!r})"
@@ -124,16 +139,36 @@ class StoreGuard:
     def _set_state(self, state: str) -> None:
         if self.state != state:
             self.state = state
+            self.state_changes += 1
             self.changes.append((time.time(), state))
             if state == "ok":
-                log.warning("%s store available again", self.name)
+                log.warning(
+                    "%s store available again (%d failed calls while unavailable)",
+                    self.name,
+                    self._outage_failures,
+                )
+                self._outage_failures = self._unlogged = 0
 
     def _failed(self, kind: str, error: BaseException | None = None) -> StoreUnavailable:
+        now = time.monotonic()
         with self._lock:
             self.failures[kind] = self.failures.get(kind, 0) + 1
             self.last_error = type(error).__name__ if error is not None else kind
+            first = self.state == "ok"
             self._set_state("degraded")
-        log.warning("%s store unavailable (%s%s)", self.name, kind, _describe(error))
+            self._outage_failures += 1
+            # the first failure of an outage is logged at once; later ones at most once per
+            # log_interval, with the count since the last line (an outage under load would
+            # otherwise log a line per request)
+            due = first or now - self._last_log >= self.log_interval
+            skipped = self._unlogged
+            if due:
+                self._last_log, self._unlogged = now, 0
+            else:
+                self._unlogged += 1
+        if due:
+            more = f"; {skipped} more failed calls not logged" if skipped else ""
+            log.warning("%s store unavailable (%s%s%s)", self.name, kind, _describe(error), more)
         return StoreUnavailable(self.name, kind, self.retry_after)
 
     def _ok(self) -> None:
@@ -224,7 +259,7 @@ class StoreGuard:
                 "state": self.state,
                 "failures": dict(self.failures),
                 "pending": self._pending,
-                "state_changes": len(self.changes),
+                "state_changes": self.state_changes,
                 "last_error": self.last_error,
             }
 
