@@ -147,6 +147,11 @@ def test_parquet_embedding_columns(tmp_path: Path) -> None:
     assert _first_error(p, chunk_rows=2) == (
         f"{p}: rows 3-4: column 'embedding': vectors of different lengths"
     )
+    # a later chunk whose vectors all have another length: the file's rows disagree, named
+    p = _parquet(tmp_path / "shorter.parquet", [[0.5, 1.0], [2.0, 3.0], [0.0], [1.0]])
+    assert _first_error(p, chunk_rows=2) == (
+        f"{p}: rows 3-4: column 'embedding': vectors of length 1 where the rows before have 2"
+    )
     p = _parquet(tmp_path / "nan.parquet", [[0.5, float("nan")], [2.0, 1.0]])
     assert _first_error(p) == f"{p}: rows 1-2: column 'embedding' has a missing or non-finite value"
     p = _parquet(tmp_path / "inf.parquet", [[0.5, 1.0], [float("inf"), 1.0]])

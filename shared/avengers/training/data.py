@@ -456,11 +456,20 @@ def iter_parquet_outcomes(
     tkey = next((k for k in TASK_KEYS if k in names), None)
     ekey = embedding_column if embedding_column and embedding_column in names else None
     columns = [qkey, "scores"] + [c for c in ("costs", tkey, ekey) if c and c in names]
-    start = 0
+    start, dimension = 0, None
     try:
         batches = pf.iter_batches(batch_size=chunk_rows, columns=columns)
         for batch in batches:
-            yield _parquet_chunk(batch, start, p, qkey, tkey, ekey)
+            chunk = _parquet_chunk(batch, start, p, qkey, tkey, ekey)
+            if chunk.embeddings is not None:  # one length per file, not only per chunk
+                d = chunk.embeddings.shape[1]
+                if dimension is not None and d != dimension:
+                    raise DataError(
+                        f"{p}: rows {start + 1}-{start + batch.num_rows}: column '{ekey}': "
+                        f"vectors of length {d} where the rows before have {dimension}"
+                    )
+                dimension = d
+            yield chunk
             start += batch.num_rows
     except DataError:
         raise
