@@ -272,3 +272,40 @@ def test_a_position_from_another_log_follows_this_store_from_its_start(
         assert follower.catch_up() == 1 and last_seq(router) == 3
     finally:
         store.close()
+
+
+def test_a_model_a_new_version_adds_can_be_pinned_at_once(
+    toy_router: Router, tmp_path: Path
+) -> None:
+    """The pinned profiles (one model name per candidate) follow the served version: a model the
+    new version adds is listed and answers by name without a restart."""
+    upstream = FakeOpenAIServer(
+        {m: FakeModel(answers=[f"{m} says 391"]) for m in [*MODELS, "new-model"]}
+    ).start()
+    folder = tmp_path / "my-router"
+    save_atomically(toy_router, folder)
+    eps = {
+        m: Endpoint(m, upstream.base_url, model=m, max_retries=0) for m in [*MODELS, "new-model"]
+    }
+    app = Running(
+        create_app(
+            Answerer(Router.from_pretrained(folder), eps, n_samples=1),
+            router_path=folder,
+            reload_interval=0.2,
+        )
+    )
+    try:
+        ids = lambda: {m["id"] for m in httpx.get(f"{app.url}/v1/models").json()["data"]}  # noqa: E731
+        assert "new-model" not in ids() and set(MODELS) <= ids()
+        pinned = {"model": "new-model", "messages": [{"role": "user", "content": "17 * 23?"}]}
+        assert httpx.post(f"{app.url}/v1/chat/completions", json=pinned).status_code == 404
+
+        version = Router.from_pretrained(folder).add_model("new-model")
+        save_atomically(version, folder)
+        wait_until(lambda: "new-model" in ids(), 15, "the new version's profiles")
+        r = httpx.post(f"{app.url}/v1/chat/completions", json=pinned, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "new-model says 391"
+    finally:
+        app.stop()
+        upstream.stop()

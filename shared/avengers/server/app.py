@@ -128,6 +128,7 @@ def create_app(
     state = ServerState(
         answerer=answerer,
         profiles=profiles if profiles is not None else default_profiles(answerer),
+        profiles_follow_router=profiles is None,
         api_keys=set(api_keys or ()),
         max_body_bytes=max_body_bytes,
         max_tokens_limit=max_tokens_limit,

@@ -37,7 +37,7 @@ from ..stores.fleet import (
     last_seq,
     learning_state,
 )
-from .state import ServerState, fingerprint, server_state
+from .state import ServerState, default_profiles, fingerprint, server_state
 
 log = logging.getLogger("avengers.stores.fleet")
 
@@ -160,6 +160,8 @@ async def reload_version(state: ServerState) -> dict[str, Any]:
             reason = str(e) if isinstance(e, VersionRefused) else f"{type(e).__name__}: {e}"
             return {"status": "refused", "reason": reason, "version": watcher.version}
         state.answerer.router = new  # one reference: requests started before keep the old one
+        if state.profiles_follow_router:  # a model the new version adds can be pinned at once
+            state.profiles = default_profiles(state.answerer)
         state.fingerprint = fingerprint(state.answerer, state.answerer.backend)
         watcher.accepted(sig)
         log.warning(

@@ -75,6 +75,9 @@ class ServerState:
     learning: Any = None
     """Log following and router version watching (:class:`~avengers.server.learning.Learning`),
     None when neither is on."""
+    profiles_follow_router: bool = False
+    """The profiles are :func:`default_profiles` (not the operator's own): a new router version
+    swapped in live brings the pinned profiles of its own candidates."""
 
 
 def fingerprint(answerer: Answerer, backend: Any) -> str:
