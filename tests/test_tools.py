@@ -12,6 +12,7 @@ import pytest
 from avengers import Router
 from avengers.answering.answer import Answerer
 from avengers.answering.toolcalls import (
+    MAX_JSON_DEPTH,
     TEXT_REPLY,
     VoteKey,
     ballot_text,
@@ -354,6 +355,33 @@ async def test_structured_output_vote(toy_router: Router, server: FakeOpenAIServ
     assert res.votes == {'{"age":36,"name":"Ada"}': 2, '{"age":1,"name":"Bob"}': 1}
     assert json.loads(res.text) == {"name": "Ada", "age": 36}
     assert last_chat(server)["response_format"] == SCHEMA_FORMAT
+
+
+def test_json_nested_past_the_limit_is_no_vote_and_never_a_crash() -> None:
+    deep = "[" * 5000 + "]" * 5000  # past the parser's own recursion limit
+    mid = "[" * 900 + "]" * 900  # parses, but would exhaust the canonical form's recursion
+    ok = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    mode = VoteKey(request_options(response_format={"type": "json_object"}))
+    assert mode(deep) is None and mode(mid) is None
+    assert mode(ok) == ok and mode("[" + ok + "]") is None
+    key = VoteKey(request_options(tools=[CALC]))
+    args = '{"a": 1, "b": ' + mid + "}"
+    assert key(calls(("multiply", args))) is None
+
+
+async def test_a_deeply_nested_sample_loses_the_vote_quietly(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    server.models["math"] = FakeModel(
+        json_answers=[
+            '{"age": 36, "name": "Ada"}',
+            "[" * 5000 + "]" * 5000,
+            '{"name":"Ada","age":36}',
+        ]
+    )
+    a = Answerer(toy_router, endpoints(server, **{"math-model": TOOLS_ON}), adaptive=False)
+    res = await a.aanswer(MATH_Q, response_format={"type": "json_object"}, n_samples=3)
+    assert res.answer == '{"age":36,"name":"Ada"}' and sum(res.votes.values()) == 2
 
 
 async def test_capable_candidates_only_in_router_order(

@@ -147,11 +147,47 @@ def canonical_json(value: Any) -> str:
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?```\s*$", re.S)
 
 
+MAX_JSON_DEPTH = 100
+"""A sample's JSON value (or a tool call's arguments) nested deeper than this is not a vote: it
+would only exhaust the stack of the parser and the canonical form (a model's output is not
+trusted)."""
+
+
+def json_depth_within(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value``'s lists and objects nest at most ``limit`` deep (checked without
+    recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, Mapping):
+            children: Any = v.values()
+        elif isinstance(v, (list, tuple)):
+            children = v
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((c, depth + 1) for c in children)
+    return True
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` that also raises ``ValueError`` (not ``RecursionError``) for a value nested
+    deeper than :data:`MAX_JSON_DEPTH`."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} deep") from None
+    if not json_depth_within(value):
+        raise ValueError(f"JSON nested more than {MAX_JSON_DEPTH} deep")
+    return value
+
+
 def parse_json_text(text: str) -> Any:
     """The JSON value in a sample's text (a Markdown code fence around it is allowed). Raises
-    ``ValueError`` if it is not JSON."""
+    ``ValueError`` if it is not JSON or nests deeper than :data:`MAX_JSON_DEPTH`."""
     m = _FENCE.match(text)
-    return json.loads(m.group(1) if m else text)
+    return parse_json(m.group(1) if m else text)
 
 
 # ------------------------------------------------------------------------ schema check
@@ -439,7 +475,7 @@ class VoteKey:
             if name not in self.tools:
                 return None
             try:
-                args = json.loads(raw)
+                args = parse_json(raw)
             except ValueError:
                 return None
             if not isinstance(args, dict) or not matches_schema(args, self.tools[name]):
