@@ -360,12 +360,14 @@ def test_retry_after_is_honoured_within_the_deadline_and_not_beyond(
         assert time.monotonic() - t0 >= 0.5 and up.calls("math") == 2  # waited, then retried
     up.reset()
     up.models["math"].retry_after = "30"
-    with serving(toy_router, up, eps, request_timeout=1.5) as url:
+    with serving(toy_router, up, eps, request_timeout=6.0) as url:
         t0 = time.monotonic()
         r = chat(url, MATH_Q)
         elapsed = time.monotonic() - t0
         assert r.status_code == 200 and r.json()["model"] == "chef-model"  # fell back at once
-        assert elapsed < 1.0 and up.calls("math") == 1
+        # not after the 30 s Retry-After, nor after waiting out the 6 s deadline (half of it
+        # leaves room for a loaded machine)
+        assert elapsed < 3.0 and up.calls("math") == 1
         (f,) = r.json()["avengers"]["failures"]
         assert f["kind"] == "rate_limit" and "past the request deadline" in f["message"]
 
