@@ -23,9 +23,9 @@ import pytest
 import schemathesis
 import uvicorn
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import open_store
-from avengers.serve import create_app
+from avengers.server import create_app
 from avengers.server.protocol import uvicorn_settings
+from avengers.stores.feedback import open_store
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st

@@ -20,8 +20,8 @@ import httpx
 import numpy as np
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import open_store
-from avengers.serve import create_app
+from avengers.server import create_app
+from avengers.stores.feedback import open_store
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_serve import COOK_Q, MATH_Q, Running, free_port
 from toy import toy_rows
@@ -239,8 +239,8 @@ def test_hostile_tool_schemas_are_400s_and_never_forwarded(
 
 def test_schema_checks_never_recurse_without_bound() -> None:
     """The library's own checks, called directly (no request body depth limit in front)."""
+    from avengers.answering.toolcalls import check_schema, matches_schema, request_options
     from avengers.exceptions import ConfigError
-    from avengers.toolcalls import check_schema, matches_schema, request_options
 
     deep = nested_schema(20_000)
     check_schema(deep)  # iterative: no RecursionError

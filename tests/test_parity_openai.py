@@ -19,7 +19,7 @@ import openai
 import pytest
 import uvicorn
 from avengers import Answerer, Endpoint, Router
-from avengers.serve import create_app
+from avengers.server import create_app
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from langchain_openai import ChatOpenAI
 
@@ -418,7 +418,7 @@ def test_the_docs_parameter_table_is_the_servers() -> None:
     import re
     from pathlib import Path
 
-    from avengers.openai_params import PARAMETERS
+    from avengers.transport.openai_params import PARAMETERS
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "serve.md").read_text()
     section = text.split("## OpenAI parameters", 1)[1].split("**Finish reasons.**", 1)[0]

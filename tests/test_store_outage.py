@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import (
+from avengers.stores.feedback import (
     RedisFeedbackStore,
     SQLiteFeedbackStore,
     UnknownResponseError,
@@ -113,7 +113,7 @@ def _endpoints(up: FakeOpenAIServer) -> dict[str, Endpoint]:
 
 @contextlib.contextmanager
 def served(toy_router: Router, up: FakeOpenAIServer, store: Any, **kw: Any) -> Iterator[Any]:
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from fastapi.testclient import TestClient
 
     router = Router.from_state(*toy_router.state(), embedder=toy_router.get_embedder())

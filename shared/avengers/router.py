@@ -20,11 +20,8 @@ import numpy as np
 
 from . import online
 from .artifact import PretrainedMixin
-from .calibration import CalibrationResult, calibrate
-from .clustering import ClusterAlgorithm
-from .data import OutcomeData, as_outcomes
 from .decision import RouteDecision, RouteEstimate
-from .embedders import Embedder, aembed
+from .embedding.embedders import Embedder, aembed
 from .exceptions import ArtifactError, ConfigError, DataError
 from .online import OnlineMixin
 from .params import (
@@ -36,11 +33,14 @@ from .params import (
     check_queries,
 )
 from .routing import estimate as pipeline
+from .routing.clustering import ClusterAlgorithm
 from .routing.decisions import decisions, method_name, task_names
 from .routing.estimator import CheckedSettings, FittedViews
 from .routing.exploration import ExplorationPolicy
 from .routing.parts import RouterParts, training_centers
 from .routing.persistence import QUIET_DEFAULTS, SavedConfig, card_summary, router_config
+from .training.calibration import CalibrationResult, calibrate
+from .training.data import OutcomeData, as_outcomes
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
 
@@ -213,7 +213,7 @@ class Router(OnlineMixin, PretrainedMixin, FittedViews, CheckedSettings):
         ``models`` with ``target_share=(models, share)``), set it, and return the expected cost
         and accuracy with their standard errors. Warns and picks the closest setting when the
         target cannot be met. ``show_progress`` shows progress bars on stderr (embedding, then
-        each fold's fit and alphas). See :mod:`avengers.calibration`."""
+        each fold's fit and alphas). See :mod:`avengers.training.calibration`."""
         return calibrate(
             self,
             data,

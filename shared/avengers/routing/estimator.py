@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..embedders import Embedder, resolve_embedder
+from ..embedding.embedders import Embedder, resolve_embedder
 from ..exceptions import ConfigError, NotFittedError
 from ..params import ROUTER_PARAMS, check_params
 from .parts import RouterParts
@@ -41,7 +41,7 @@ def param_names(cls: type) -> tuple[str, ...]:
 class CheckedSettings(BaseEstimator):
     """Settings checked against :data:`~avengers.params.ROUTER_PARAMS`, and the embedder.
 
-    ``embedder`` (a setting: an :class:`~avengers.embedders.Embedder`, a name or None) is
+    ``embedder`` (a setting: an :class:`~avengers.embedding.embedders.Embedder`, a name or None) is
     resolved to an embedder on first use and kept until the setting changes."""
 
     embedder: Embedder | str | None
@@ -105,8 +105,8 @@ class CheckedSettings(BaseEstimator):
 
     def set_embedder(self, embedder: Embedder) -> Self:
         """Use this embedder instance for queries from now on (for example the same model wrapped
-        in a :class:`~avengers.embedders.BatchingEmbedder`). Vectors are still checked against the
-        trained dimension."""
+        in a :class:`~avengers.embedding.embedders.BatchingEmbedder`). Vectors are still checked
+        against the trained dimension."""
         self._embedder = embedder
         return self
 

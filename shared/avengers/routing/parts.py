@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..clustering import ClusterAlgorithm, fit_centroids
-from ..data import OutcomeData
 from ..exceptions import ArtifactError, ClusterCountWarning
+from ..training.data import OutcomeData
 from .classifiers import SuccessClassifiers
+from .clustering import ClusterAlgorithm, fit_centroids
 from .knn import NeighbourScores
 from .statistics import DISTANCE_QUANTILES, ClusterStatistics
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..embedders import Embedder, resolve_embedder
+from ..embedding.embedders import Embedder, resolve_embedder
 from ..exceptions import ArtifactError, EmbedderMismatchError
 from ..params import ROUTER_PARAMS
 
