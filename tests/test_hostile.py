@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from avengers.stores.feedback import open_store
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_serve import COOK_Q, MATH_Q, Running, free_port
 from toy import toy_rows
+from waiting import answers, wait_until
 
 WEATHER = {
     "type": "function",
@@ -271,13 +271,7 @@ def test_huge_header_is_refused_before_it_is_read(toy_router: Router, tmp_path: 
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_until(answers(f"{url}/health"), 300, "avengers serve", interval=0.2, proc=p)
         head = (
             f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
             "content-type: application/json\r\nx-conversation-id: "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from avengers import Answerer, Endpoint, Router
 from avengers.server import create_app
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from langchain_openai import ChatOpenAI
+from waiting import wait_until
 
 MATH_Q = "What is 17 times 23?"
 ANSWER = "The answer is 391 exactly."
@@ -39,9 +39,7 @@ class Running:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: self.server.started, 120, "the parity app's server", interval=0.05)
         self.url = f"http://127.0.0.1:{self.port}/v1"
 
     def stop(self) -> None:
