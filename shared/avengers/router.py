@@ -35,7 +35,7 @@ from .params import (
 from .routing import estimate as pipeline
 from .routing.clustering import ClusterAlgorithm
 from .routing.decisions import decisions, method_name, task_names
-from .routing.estimator import CheckedSettings, FittedViews
+from .routing.estimator import CheckedSettings, FittedViews, param_names
 from .routing.exploration import ExplorationPolicy
 from .routing.parts import RouterParts, training_centers
 from .routing.persistence import QUIET_DEFAULTS, SavedConfig, card_summary, router_config
@@ -245,7 +245,7 @@ class Router(OnlineMixin, PretrainedMixin, FittedViews, CheckedSettings):
         by identity: :meth:`fit`, :meth:`update` and :meth:`add_model` assign new arrays and a
         new training summary; :meth:`set_params` changes a setting."""
         parts = self._fitted_parts()
-        key = self._param_values()
+        key = tuple(getattr(self, name) for name in param_names(type(self)))
         state = (*parts.watched(), self.training_summary_, self.models_)
         cached = self._routing
         if cached is not None and cached.fresh(key, state):

@@ -82,10 +82,6 @@ class CheckedSettings(BaseEstimator):
         scikit-learn's hook of the same name)."""
         check_params(self.get_params(deep=False))
 
-    def _param_values(self) -> tuple[Any, ...]:
-        """Every setting's current value, in the order of the constructor's keywords."""
-        return tuple(getattr(self, name) for name in param_names(type(self)))
-
     def __sklearn_clone__(self) -> Self:
         """An unfitted estimator with the same settings (what ``sklearn.base.clone`` returns).
 
