@@ -333,7 +333,8 @@ def impute_outcomes(
 
 class OnlineMixin:
     """Online learning for :class:`avengers.Router`: :meth:`update`, :meth:`add_model`,
-    :meth:`impute` and :meth:`pick_probabilities`, on the router's parts."""
+    :meth:`impute`, and exploration (the picks of routing, :meth:`pick_probabilities`), on the
+    router's parts."""
 
     if TYPE_CHECKING:
         models_: list[str]
@@ -479,3 +480,12 @@ class OnlineMixin:
         policy = self._exploration.follow(self.explore, self.explore_rule, self.random_state)
         pseudo = policy.pseudo_counts(added_mask(self), self.shrinkage)
         return policy.probabilities(est, alpha, pseudo, draws)
+
+    def _exploration_picks(self, est: RouteEstimate, alpha: float | None) -> np.ndarray:
+        """Per query of ``est`` (routed with ``alpha``, None: the router's), the model index
+        exploration picks, or -1 (see :class:`~avengers.routing.exploration.ExplorationPolicy`)."""
+        policy = self._exploration.follow(self.explore, self.explore_rule, self.random_state)
+        if policy.share <= 0.0:
+            return np.full(len(est.order), -1, dtype=np.int64)
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
+        return policy.picks(est, alpha, policy.pseudo_counts(added_mask(self), self.shrinkage))

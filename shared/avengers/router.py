@@ -12,29 +12,19 @@ exploration) and runs the one estimate pipeline of :mod:`avengers.routing.estima
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar, overload
+from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
 
 from . import online
 from .artifact import PretrainedMixin
 from .decision import RouteDecision, RouteEstimate
-from .embedding.embedders import Embedder, aembed, resolve_embedder
-from .exceptions import (
-    ArtifactError,
-    ClusterCountWarning,
-    ConfigError,
-    DataError,
-    EmbedderMismatchError,
-    NotFittedError,
-)
+from .embedding.embedders import Embedder, aembed
+from .exceptions import ArtifactError, ConfigError, DataError
 from .online import OnlineMixin
 from .params import (
-    ROUTER_PARAMS,
     ExploreRule,
     Scoring,
     TemperatureMode,
@@ -43,46 +33,19 @@ from .params import (
     check_queries,
 )
 from .routing import estimate as pipeline
-from .routing.clustering import ClusterAlgorithm, fit_centroids
-from .routing.decisions import decisions, method_name
+from .routing.clustering import ClusterAlgorithm
+from .routing.decisions import decisions, method_name, task_names
+from .routing.estimator import CheckedSettings, FittedViews, param_names
 from .routing.exploration import ExplorationPolicy
-from .routing.parts import RouterParts
-from .routing.persistence import QUIET_DEFAULTS, SavedConfig, router_config
+from .routing.parts import RouterParts, training_centers
+from .routing.persistence import QUIET_DEFAULTS, SavedConfig, card_summary, router_config
 from .training.calibration import CalibrationResult, calibrate
 from .training.data import OutcomeData, as_outcomes
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
 
-T = TypeVar("T")
 
-
-class _Fitted(Generic[T]):
-    """A fitted attribute of the router (``score_sums_``) that one of its parts keeps (as
-    ``score_sums``): reading it before ``fit`` raises AttributeError, as for any attribute."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.field = name.removesuffix("_")
-
-    def _part(self, obj: object) -> Any:
-        parts = vars(obj).get("_parts")
-        if parts is None:
-            raise AttributeError(f"{type(obj).__name__} is not fitted: no {self.field}_")
-        return parts.part_of(self.field)
-
-    @overload
-    def __get__(self, obj: None, objtype: type | None = None) -> _Fitted[T]: ...
-    @overload
-    def __get__(self, obj: object, objtype: type | None = None) -> T: ...
-    def __get__(self, obj: object | None, objtype: type | None = None) -> Any:
-        if obj is None:
-            return self
-        return getattr(self._part(obj), self.field)
-
-    def __set__(self, obj: object, value: T) -> None:
-        setattr(self._part(obj), self.field, value)
-
-
-class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
+class Router(OnlineMixin, PretrainedMixin, FittedViews, CheckedSettings):
     """Routes a query to the candidate model(s) that did best on similar training queries.
 
     A scikit-learn estimator: settings are set in ``__init__`` (``get_params``, ``set_params``
@@ -97,29 +60,15 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
     weight of 0.2 (chosen by cross-validation on training data), which carries queries of tasks
     the training data lacks. ``Router.paper`` turns all three off.
 
-    The fitted arrays live in the router's parts (:class:`avengers.routing.parts.RouterParts`)
-    and are reachable by their usual names below.
+    A composition: the fitted arrays live in the router's parts
+    (:class:`avengers.routing.parts.RouterParts`) and are reachable by their usual names
+    (``score_sums_``, ..., :class:`~avengers.routing.estimator.FittedViews`); settings are
+    checked by :class:`~avengers.routing.estimator.CheckedSettings`; the estimate is the pipeline
+    of :mod:`avengers.routing.estimate`, turned into decisions by
+    :mod:`avengers.routing.decisions`; online learning and exploration come from
+    :class:`~avengers.online.OnlineMixin`, files and the Hub from
+    :class:`~avengers.artifact.PretrainedMixin`.
     """
-
-    # per-cluster statistics (avengers.routing.statistics)
-    cluster_centers_: _Fitted[np.ndarray] = _Fitted()
-    cluster_sizes_: _Fitted[np.ndarray] = _Fitted()
-    score_sums_: _Fitted[np.ndarray] = _Fitted()
-    score_counts_: _Fitted[np.ndarray] = _Fitted()
-    global_scores_: _Fitted[np.ndarray] = _Fitted()
-    train_distances_: _Fitted[np.ndarray] = _Fitted()
-    cost_sums_: _Fitted[np.ndarray | None] = _Fitted()
-    cost_counts_: _Fitted[np.ndarray | None] = _Fitted()
-    global_costs_: _Fitted[np.ndarray | None] = _Fitted()
-    tasks_: _Fitted[list[str] | None] = _Fitted()
-    task_score_sums_: _Fitted[np.ndarray | None] = _Fitted()
-    task_score_counts_: _Fitted[np.ndarray | None] = _Fitted()
-    # nearest-neighbour scores (avengers.routing.knn) and classifiers (routing.classifiers)
-    train_embeddings_: _Fitted[np.ndarray | None] = _Fitted()
-    train_scores_: _Fitted[np.ndarray | None] = _Fitted()
-    classifier_coef_: _Fitted[np.ndarray | None] = _Fitted()
-    classifier_intercept_: _Fitted[np.ndarray | None] = _Fitted()
-    classifier_covariance_: _Fitted[np.ndarray | None] = _Fitted()
 
     def __init__(
         self,
@@ -173,7 +122,7 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
         self.online_classifiers = online_classifiers
         self.half_life = half_life
         self.new_model_prior = new_model_prior
-        self._embedder: Embedder | None = None  # ``embedder`` resolved, on first use
+        self._embedder = None  # ``embedder`` resolved, on first use (CheckedSettings)
         self._parts: RouterParts | None = None  # the fitted parts (fit, from_state)
         self._exploration = ExplorationPolicy()  # its generator is made on first use
         self._routing: pipeline.Prepared | None = None  # see _prepared
@@ -185,81 +134,6 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
         """The plain method of the paper: k-means, nearest cluster, plain cluster means, top-1."""
         kwargs.setdefault("classifier_weight", 0.0)
         return cls(n_clusters, n_nearest=1, shrinkage=0.0, scoring="cluster", **kwargs)
-
-    def set_params(self, **params: Any) -> Router:
-        """Change settings. Routing-time settings (alpha, top_k, n_nearest, temperature,
-        shrinkage, knn options, fallbacks) take effect without refitting. An unknown name or a
-        bad value raises :class:`~avengers.ConfigError` and leaves the router unchanged."""
-        current = self.get_params(deep=False)
-        for name in params:
-            if name not in current:
-                raise ConfigError(
-                    f"unknown router setting {name!r}; valid: {', '.join(ROUTER_PARAMS)}"
-                )
-        super().set_params(**params)
-        try:
-            self._validate_params()
-        except ConfigError:
-            super().set_params(**{name: current[name] for name in params})
-            raise
-        if "embedder" in params and params["embedder"] is not current["embedder"]:
-            self._embedder = None
-        return self
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        """The settings' names (scikit-learn's hook, which reads the signature on every call;
-        cached here because routing checks the settings on every call)."""
-        return list(_param_names(cls))
-
-    def _validate_params(self) -> None:
-        """Check every setting against :data:`avengers.params.ROUTER_PARAMS` (this overrides
-        scikit-learn's hook of the same name)."""
-        check_params(self.get_params(deep=False))
-
-    def __sklearn_clone__(self) -> Router:
-        """An unfitted router with the same settings (what ``sklearn.base.clone`` returns).
-
-        The embedder object is shared rather than deep-copied as scikit-learn would: an
-        embedder is a stateless service (a loaded model, an HTTP client, a disk cache), and
-        copying one costs time and memory or fails on its locks. Every other setting is an
-        immutable number or string."""
-        return type(self)(**self.get_params(deep=False))
-
-    def __sklearn_is_fitted__(self) -> bool:
-        """Lets ``sklearn.utils.validation.check_is_fitted`` ask :meth:`is_fitted`."""
-        return self.is_fitted()
-
-    # ------------------------------------------------------------------ embedding
-
-    def get_embedder(self) -> Embedder:
-        """The embedder used for queries (created on first use)."""
-        if self._embedder is None:
-            self._embedder = resolve_embedder(self.embedder)
-        return self._embedder
-
-    def set_embedder(self, embedder: Embedder) -> Router:
-        """Use this embedder instance for queries from now on (for example the same model wrapped
-        in a :class:`~avengers.embedding.embedders.BatchingEmbedder`). Vectors are still checked against the
-        trained dimension."""
-        self._embedder = embedder
-        return self
-
-    def embed(self, queries: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        emb = self.get_embedder()
-        if show_progress and hasattr(emb, "show_progress"):
-            emb.show_progress = True
-        X = emb.embed(list(queries))
-        self._check_dim(X)
-        return X
-
-    def _check_dim(self, X: np.ndarray) -> None:
-        d = getattr(self, "n_features_in_", None)
-        if d is not None and X.shape[1] != d:
-            raise ConfigError(
-                f"embedder {self.get_embedder().name!r} gives {X.shape[1]}-d vectors, but this "
-                f"router was trained on {d}-d vectors from {self.embedder_name_!r}"
-            )
 
     # ------------------------------------------------------------------ fitting
 
@@ -280,21 +154,13 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
         if len(data) == 0:
             raise DataError(f"{data.source}: no training queries")
         X = self._training_vectors(data, embeddings, show_progress)
-        centers = (
-            fit_centroids(
-                X, self.n_clusters, algorithm=self.clustering, random_state=self.random_state
-            )
-            if centroids is None
-            else np.asarray(centroids, dtype=np.float32)
+        centers = training_centers(
+            X,
+            self.n_clusters,
+            algorithm=self.clustering,
+            random_state=self.random_state,
+            centroids=centroids,
         )
-        k = len(centers)
-        if k < self.n_clusters:
-            warnings.warn(
-                f"n_clusters={self.n_clusters} but the training data has only {k} distinct "
-                f"queries: fitted {k} clusters (pass n_clusters<={k}, or more data)",
-                ClusterCountWarning,
-                stacklevel=2,
-            )
         self._parts, self.labels_ = RouterParts.fit(
             X,
             centers,
@@ -358,20 +224,8 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
             show_progress=show_progress,
         )
 
-    def is_fitted(self) -> bool:
-        """Whether :meth:`fit` (or :meth:`from_pretrained`) has given this router its state."""
-        return vars(self).get("_parts") is not None
-
     def _check_fitted(self) -> None:
         self._fitted_parts()
-
-    def _fitted_parts(self) -> RouterParts:
-        parts: RouterParts | None = vars(self).get("_parts")
-        if parts is None:
-            raise NotFittedError(
-                "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
-            )
-        return parts
 
     # ------------------------------------------------------------------ estimates
 
@@ -391,7 +245,7 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
         by identity: :meth:`fit`, :meth:`update` and :meth:`add_model` assign new arrays and a
         new training summary; :meth:`set_params` changes a setting."""
         parts = self._fitted_parts()
-        key = tuple(getattr(self, name) for name in _param_names(type(self)))
+        key = tuple(getattr(self, name) for name in param_names(type(self)))
         state = (*parts.watched(), self.training_summary_, self.models_)
         cached = self._routing
         if cached is not None and cached.fresh(key, state):
@@ -447,7 +301,6 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
         for this call only; ``tasks`` are optional task hints (see :meth:`estimate`)."""
         est = self.estimate(X, alpha=alpha, tasks=tasks)
         hinted = self._fitted_parts().statistics.task_rows(tasks, len(est.order))
-        names = self.tasks_ or []
         return decisions(
             est,
             self.models_,
@@ -455,18 +308,7 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
             picks=self._exploration_picks(est, alpha).tolist(),
             top_k=self.top_k,
             method=method_name(self.scoring, self.n_nearest),
-            tasks=_task_names(hinted, names, len(est.order)),
-        )
-
-    def _exploration_picks(self, est: RouteEstimate, alpha: float | None) -> np.ndarray:
-        """Per query, the model index exploration picks, or -1 (see
-        :class:`~avengers.routing.exploration.ExplorationPolicy`)."""
-        policy = self._exploration.follow(self.explore, self.explore_rule, self.random_state)
-        if policy.share <= 0.0:
-            return np.full(len(est.order), -1, dtype=np.int64)
-        alpha = check_alpha(self.alpha if alpha is None else alpha)
-        return policy.picks(
-            est, alpha, policy.pseudo_counts(online.added_mask(self), self.shrinkage)
+            tasks=task_names(hinted, self.tasks_, len(est.order)),
         )
 
     def route_batch(
@@ -549,57 +391,24 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
         parts = RouterParts.from_state(arrays, saved.tasks)
         router = cls(**saved.params, embedder=embedder if embedder is not None else saved.embedder)
         try:
-            router._validate_params()
+            check_params(router.get_params(deep=False))
         except ConfigError as e:
             raise ArtifactError(f"config: {e}") from None
         router._parts = parts
-        router.models_ = saved.models
-        router.n_features_in_ = saved.dimension
-        router.embedder_name_ = saved.embedder
+        router.models_, router.n_features_in_ = saved.models, saved.dimension
+        router.embedder_name_, router.training_summary_ = saved.embedder, saved.summary
         router.labels_ = np.zeros(0, dtype=np.int64)  # not kept: routing does not need them
-        router.training_summary_ = saved.summary
         parts.check_shapes(
             len(saved.models), saved.dimension, router.scoring, router.classifier_weight
         )
         if embedder is not None:
-            emb = resolve_embedder(embedder)
-            if emb.dimension != saved.dimension:
-                raise EmbedderMismatchError(
-                    f"embedder {emb.name!r} gives {emb.dimension}-d vectors but the router was "
-                    f"trained with {saved.embedder!r} ({saved.dimension}-d)"
-                )
-            router._embedder = emb
+            router.set_embedder(saved.embedder_for(embedder))
         return router
 
     def summary(self) -> dict[str, Any]:
         """A plain, JSON-able description of the fitted router (what its model card shows): the
         config of :meth:`state` plus one row per cluster with its size and each model's expected
         score there."""
-        config = self._config()
-        scores = self.cluster_scores()
-        config["clusters"] = [
-            {
-                "cluster": c,
-                "size": int(size),
-                "scores": {m: float(s) for m, s in zip(self.models_, scores[c], strict=True)},
-            }
-            for c, size in enumerate(self.cluster_sizes_)
-        ]
-        return config
-
-
-_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _param_names(cls: type[Router]) -> tuple[str, ...]:
-    names = _PARAM_NAMES.get(cls)
-    if names is None:
-        names = _PARAM_NAMES[cls] = tuple(BaseEstimator._get_param_names.__func__(cls))
-    return names
-
-
-def _task_names(hinted: np.ndarray | None, names: list[str], n: int) -> list[str | None]:
-    """Per row, the name of the task hint it was scored with (None: none)."""
-    if hinted is None:
-        return [None] * n
-    return [None if t < 0 else names[t] for t in hinted.tolist()]
+        return card_summary(
+            self._config(), self.models_, self.cluster_scores(), self.cluster_sizes_
+        )

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..decision import ModelScore, RouteDecision, RouteEstimate
 from .exploration import pick_first
 
-__all__ = ["decisions", "method_name"]
+__all__ = ["decisions", "method_name", "task_names"]
 
 
 def method_name(scoring: str, n_nearest: int) -> str:
     """What a decision says routed it: the scoring, or ``"soft-cluster"`` for cluster scoring
     over more than one cluster."""
     return scoring if n_nearest == 1 or scoring != "cluster" else "soft-cluster"
+
+
+def task_names(hinted: np.ndarray | None, names: Sequence[str] | None, n: int) -> list[str | None]:
+    """Per row, the name (of ``names``) of the task hint it was scored with (``hinted``: each
+    row's index in ``names``, -1 for none, or None when no row has one)."""
+    if hinted is None or not names:
+        return [None] * n
+    return [None if t < 0 else names[t] for t in hinted.tolist()]
 
 
 def decisions(

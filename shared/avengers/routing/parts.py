@@ -8,18 +8,20 @@ and from the router's saved state: one array per fitted attribute, by name (``sc
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..exceptions import ArtifactError
+from ..exceptions import ArtifactError, ClusterCountWarning
 from ..training.data import OutcomeData
 from .classifiers import SuccessClassifiers
+from .clustering import ClusterAlgorithm, fit_centroids
 from .knn import NeighbourScores
 from .statistics import DISTANCE_QUANTILES, ClusterStatistics
 
-__all__ = ["OPTIONAL_STATE_ARRAYS", "STATE_ARRAYS", "RouterParts"]
+__all__ = ["OPTIONAL_STATE_ARRAYS", "STATE_ARRAYS", "RouterParts", "training_centers"]
 
 STATE_ARRAYS = ClusterStatistics.ARRAYS
 """The arrays every saved router has."""
@@ -35,6 +37,33 @@ OPTIONAL_STATE_ARRAYS = (
 """The arrays a saved router has when its data or settings call for them (in the file's order)."""
 # Arrays kept in a smaller dtype in the state: halves the file; routing is insensitive to it.
 _STATE_DTYPES = {"train_embeddings": np.float16}
+
+
+def training_centers(
+    X: np.ndarray,
+    n_clusters: int,
+    *,
+    algorithm: ClusterAlgorithm,
+    random_state: int | None,
+    centroids: np.ndarray | None,
+) -> np.ndarray:
+    """The clusters ``fit`` counts outcomes in: ``centroids`` if given, else ``n_clusters``
+    fitted on the training vectors ``X``. Warns (:class:`~avengers.ClusterCountWarning`, on the
+    line that called ``Router.fit``) when there are fewer than ``n_clusters``."""
+    centers = (
+        fit_centroids(X, n_clusters, algorithm=algorithm, random_state=random_state)
+        if centroids is None
+        else np.asarray(centroids, dtype=np.float32)
+    )
+    k = len(centers)
+    if k < n_clusters:
+        warnings.warn(
+            f"n_clusters={n_clusters} but the training data has only {k} distinct "
+            f"queries: fitted {k} clusters (pass n_clusters<={k}, or more data)",
+            ClusterCountWarning,
+            stacklevel=3,
+        )
+    return centers
 
 
 @dataclass

@@ -1,18 +1,21 @@
 """The JSON half of a router's saved state (``config.json``): written from the settings and
-fitted attributes, and read back with clear errors. The arrays are :class:`RouterParts`'."""
+fitted attributes, and read back with clear errors; and the plain summary its model card shows.
+The arrays are :class:`RouterParts`'."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..exceptions import ArtifactError
+from ..embedding.embedders import Embedder, resolve_embedder
+from ..exceptions import ArtifactError, EmbedderMismatchError
 from ..params import ROUTER_PARAMS
 
-__all__ = ["QUIET_DEFAULTS", "SavedConfig", "jsonable", "router_config"]
+__all__ = ["QUIET_DEFAULTS", "SavedConfig", "card_summary", "jsonable", "router_config"]
 
 QUIET_DEFAULTS: dict[str, Any] = {
     "sharpen_quantile": None,
@@ -92,3 +95,30 @@ class SavedConfig:
             raise ArtifactError(f"config: unknown settings {unknown} (from a newer version?)")
         tasks = [str(t) for t in config["tasks"]] if config.get("tasks") else None
         return cls(params, models, name, dim, config.get("training_summary") or {}, tasks)
+
+    def embedder_for(self, embedder: Embedder | str) -> Embedder:
+        """``embedder`` resolved, if it gives vectors of the recorded dimension; else
+        :class:`~avengers.EmbedderMismatchError`."""
+        emb = resolve_embedder(embedder)
+        if emb.dimension != self.dimension:
+            raise EmbedderMismatchError(
+                f"embedder {emb.name!r} gives {emb.dimension}-d vectors but the router was "
+                f"trained with {self.embedder!r} ({self.dimension}-d)"
+            )
+        return emb
+
+
+def card_summary(
+    config: dict[str, Any], models: Sequence[str], scores: np.ndarray, sizes: np.ndarray
+) -> dict[str, Any]:
+    """A router's ``config`` plus one row per cluster with its size (``sizes``) and each
+    model's expected score there (``scores``, clusters by models): what its model card shows."""
+    rows = [
+        {
+            "cluster": c,
+            "size": int(size),
+            "scores": {m: float(s) for m, s in zip(models, scores[c], strict=True)},
+        }
+        for c, size in enumerate(sizes)
+    ]
+    return {**config, "clusters": rows}

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from ..decision import RouteEstimate
 from ..exceptions import ConfigError, DataError
 from .data import OutcomeData, as_outcomes
 
@@ -109,6 +110,34 @@ def _se(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
+@dataclass
+class _Target:
+    """What calibration must stay within: ``name`` (``cost`` or ``share(models)``) at most
+    ``value``; ``share_cols`` marks the named models' columns (None for a cost target)."""
+
+    name: str
+    value: float
+    share_cols: np.ndarray | None = None
+    share_models: list[str] | None = None
+
+    def measure(self, p: CalibrationPoint) -> float:
+        """The figure of ``p`` the target bounds (infinite when unknown)."""
+        v = p.share if self.share_cols is not None else p.cost
+        return float("inf") if v is None or np.isnan(v) else v
+
+
+@dataclass
+class _HeldOut:
+    """Per ``alpha`` of the grid (rows) and query (columns): the held-out outcome of the model
+    routing chose, its cost (NaN: unknown), whether it is one of the share target's models; and
+    each query's fold."""
+
+    accuracy: np.ndarray
+    cost: np.ndarray
+    picked_share: np.ndarray
+    fold_of: np.ndarray
+
+
 def calibrate(
     router: Any,
     data: OutcomeData | Any,
@@ -128,6 +157,40 @@ def calibrate(
     fold's fit, then each ``alpha`` evaluated on its held-out queries."""
     if (target_cost is None) == (target_share is None):
         raise ConfigError("give exactly one of target_cost or target_share=(models, share)")
+    data, X, grid_alphas = _calibration_data(router, data, embeddings, alphas, show_progress)
+    target = _target(target_cost, target_share, list(router.models_))
+    held = _cross_validate(router, data, X, grid_alphas, folds, seed, target, show_progress)
+    if target_cost is not None and np.isnan(held.cost).all():
+        raise DataError("the data has no costs (and the router knows none): cannot meet a cost")
+    grid = _grid_points(held, grid_alphas, folds, share=target.share_cols is not None)
+    best, feasible = _choose(grid, target)
+    router.alpha = best.alpha
+    return CalibrationResult(
+        alpha=best.alpha,
+        target=target.name,
+        target_value=target.value,
+        feasible=feasible,
+        expected_cost=best.cost,
+        cost_se=best.cost_se,
+        expected_accuracy=best.accuracy,
+        accuracy_se=best.accuracy_se,
+        expected_share=best.share,
+        share_models=target.share_models,
+        folds=folds,
+        n_queries=len(data),
+        grid=grid,
+    )
+
+
+def _calibration_data(
+    router: Any,
+    data: OutcomeData | Any,
+    embeddings: np.ndarray | None,
+    alphas: Sequence[float],
+    show_progress: bool,
+) -> tuple[OutcomeData, np.ndarray, list[float]]:
+    """The outcome data (the router's models only), its rows' vectors and the sorted grid of
+    alphas, checked; fits the router on all of it if it is not fitted yet."""
     data = as_outcomes(data)
     if len(data) == 0:
         raise DataError("empty calibration data")
@@ -147,40 +210,57 @@ def calibrate(
     missing = [m for m in models if m not in data.models]
     if missing:
         raise DataError(f"calibration data has no outcomes for router models: {missing}")
-    data = data.select_models(models)
+    return data.select_models(models), X, grid_alphas
 
-    share_cols: np.ndarray | None = None
-    share_models: list[str] | None = None
-    if target_share is not None:
-        named, share_target = target_share
-        share_models = [named] if isinstance(named, str) else list(named)
-        unknown = [m for m in share_models if m not in models]
-        if unknown or not share_models:
-            raise ConfigError(f"target_share names unknown models {unknown}; router has {models}")
-        if not 0.0 <= float(share_target) <= 1.0:
-            raise ConfigError(f"target share must be in [0, 1], got {share_target}")
-        share_cols = np.isin(np.arange(len(models)), [models.index(m) for m in share_models])
-        target_name, target_value = f"share({', '.join(share_models)})", float(share_target)
-    else:
+
+def _target(
+    target_cost: float | None,
+    target_share: tuple[Sequence[str], float] | None,
+    models: list[str],
+) -> _Target:
+    """The target, checked against the router's ``models``."""
+    if target_share is None:
         assert target_cost is not None
         if not np.isfinite(target_cost) or target_cost < 0:
             raise ConfigError(f"target_cost must be a number >= 0, got {target_cost}")
-        target_name, target_value = "cost", float(target_cost)
+        return _Target("cost", float(target_cost))
+    named, share_target = target_share
+    share_models = [named] if isinstance(named, str) else list(named)
+    unknown = [m for m in share_models if m not in models]
+    if unknown or not share_models:
+        raise ConfigError(f"target_share names unknown models {unknown}; router has {models}")
+    if not 0.0 <= float(share_target) <= 1.0:
+        raise ConfigError(f"target share must be in [0, 1], got {share_target}")
+    share_cols = np.isin(np.arange(len(models)), [models.index(m) for m in share_models])
+    return _Target(
+        f"share({', '.join(share_models)})", float(share_target), share_cols, share_models
+    )
 
+
+def _cross_validate(
+    router: Any,
+    data: OutcomeData,
+    X: np.ndarray,
+    grid_alphas: list[float],
+    folds: int,
+    seed: int,
+    target: _Target,
+    show_progress: bool,
+) -> _HeldOut:
+    """For each fold, a copy of ``router`` fitted on the other folds routes the held-out
+    queries at every alpha of the grid; their outcomes, as :class:`_HeldOut`."""
     n, a = len(data), len(grid_alphas)
     scores = np.nan_to_num(data.scores, nan=0.0)
-    cost = np.full((a, n), np.nan)
-    acc = np.zeros((a, n))
-    picked_share = np.zeros((a, n), dtype=bool)
-    fold_of = np.zeros(n, dtype=int)
+    held = _HeldOut(
+        accuracy=np.zeros((a, n)),
+        cost=np.full((a, n), np.nan),
+        picked_share=np.zeros((a, n), dtype=bool),
+        fold_of=np.zeros(n, dtype=int),
+    )
     splits = fold_indices(n, folds, seed)
-    bar = None
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=folds * (1 + a), desc=f"calibrating alpha ({folds} folds)", unit="step")
+    bar = _progress_bar(folds * (1 + a), f"calibrating alpha ({folds} folds)", show_progress)
     for f, (train_idx, test_idx) in enumerate(splits):
-        fold_of[test_idx] = f
+        held.fold_of[test_idx] = f
         r = clone(router).set_embedder(router.get_embedder())
         if bar is not None:
             bar.set_postfix_str(f"fold {f + 1}: fitting")
@@ -191,74 +271,77 @@ def calibrate(
         for i, alpha in enumerate(grid_alphas):
             est = r.estimate(X[test_idx], alpha=alpha)
             choice = est.best
-            acc[i, test_idx] = scores[test_idx, choice]
-            actual = (
-                data.costs[test_idx, choice]
-                if data.costs is not None
-                else np.full(len(test_idx), np.nan)
-            )
-            if est.cost is not None:
-                actual = np.where(
-                    np.isnan(actual), est.cost[np.arange(len(test_idx)), choice], actual
-                )
-            cost[i, test_idx] = actual
-            if share_cols is not None:
-                picked_share[i, test_idx] = share_cols[choice]
+            held.accuracy[i, test_idx] = scores[test_idx, choice]
+            held.cost[i, test_idx] = _chosen_costs(data, est, test_idx, choice)
+            if target.share_cols is not None:
+                held.picked_share[i, test_idx] = target.share_cols[choice]
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
-    if target_cost is not None and np.isnan(cost).all():
-        raise DataError("the data has no costs (and the router knows none): cannot meet a cost")
+    return held
 
+
+def _progress_bar(total: int, desc: str, show: bool) -> Any:
+    """A tqdm bar on stderr when ``show``, else None."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step")
+
+
+def _chosen_costs(
+    data: OutcomeData, est: RouteEstimate, rows: np.ndarray, choice: np.ndarray
+) -> np.ndarray:
+    """The cost of the chosen model on each held-out row: the data's, else the router's
+    estimate (NaN when neither knows it)."""
+    actual = data.costs[rows, choice] if data.costs is not None else np.full(len(rows), np.nan)
+    if est.cost is not None:
+        actual = np.where(np.isnan(actual), est.cost[np.arange(len(rows)), choice], actual)
+    return actual
+
+
+def _grid_points(
+    held: _HeldOut, grid_alphas: list[float], folds: int, *, share: bool
+) -> list[CalibrationPoint]:
+    """Each alpha's cross-validated figures: means over all queries with their standard
+    errors, and the fold means."""
     grid: list[CalibrationPoint] = []
     for i, alpha in enumerate(grid_alphas):
-        c = cost[i][~np.isnan(cost[i])]
-        s = picked_share[i].astype(float)
+        cost, acc = held.cost[i], held.accuracy[i]
+        c = cost[~np.isnan(cost)]
+        s = held.picked_share[i].astype(float)
         grid.append(
             CalibrationPoint(
                 alpha=alpha,
                 cost=float(c.mean()) if len(c) else float("nan"),
                 cost_se=_se(c),
-                accuracy=float(acc[i].mean()),
-                accuracy_se=_se(acc[i]),
-                share=float(s.mean()) if share_cols is not None else None,
-                share_se=_se(s) if share_cols is not None else None,
-                fold_costs=[float(np.nanmean(cost[i][fold_of == f])) for f in range(folds)],
-                fold_accuracies=[float(acc[i][fold_of == f].mean()) for f in range(folds)],
+                accuracy=float(acc.mean()),
+                accuracy_se=_se(acc),
+                share=float(s.mean()) if share else None,
+                share_se=_se(s) if share else None,
+                fold_costs=[float(np.nanmean(cost[held.fold_of == f])) for f in range(folds)],
+                fold_accuracies=[float(acc[held.fold_of == f].mean()) for f in range(folds)],
             )
         )
+    return grid
 
-    def measure(p: CalibrationPoint) -> float:
-        v = p.share if share_cols is not None else p.cost
-        return float("inf") if v is None or np.isnan(v) else v
 
-    feasible = [p for p in grid if measure(p) <= target_value + 1e-12]
+def _choose(grid: list[CalibrationPoint], target: _Target) -> tuple[CalibrationPoint, bool]:
+    """The most accurate point that meets the target (ties to the cheaper), and True; else the
+    point closest to it, and False, with a warning (pointing where ``Router.calibrate`` was
+    called)."""
+    feasible = [p for p in grid if target.measure(p) <= target.value + 1e-12]
     if feasible:
         # most accurate; ties go to the cheaper setting
-        best = max(feasible, key=lambda p: (p.accuracy, -p.cost, p.alpha))
-    else:
-        best = min(grid, key=lambda p: (measure(p), -p.accuracy))
-        warnings.warn(
-            f"calibration: no alpha in [{grid_alphas[0]:g}, {grid_alphas[-1]:g}] meets "
-            f"{target_name} <= {target_value:g} (lowest reachable: {measure(best):.4g}); "
-            f"choosing the closest setting, alpha = {best.alpha:g}",
-            UserWarning,
-            stacklevel=3,
-        )
-    router.alpha = best.alpha
-    return CalibrationResult(
-        alpha=best.alpha,
-        target=target_name,
-        target_value=target_value,
-        feasible=bool(feasible),
-        expected_cost=best.cost,
-        cost_se=best.cost_se,
-        expected_accuracy=best.accuracy,
-        accuracy_se=best.accuracy_se,
-        expected_share=best.share,
-        share_models=share_models,
-        folds=folds,
-        n_queries=n,
-        grid=grid,
+        return max(feasible, key=lambda p: (p.accuracy, -p.cost, p.alpha)), True
+    best = min(grid, key=lambda p: (target.measure(p), -p.accuracy))
+    warnings.warn(
+        f"calibration: no alpha in [{grid[0].alpha:g}, {grid[-1].alpha:g}] meets "
+        f"{target.name} <= {target.value:g} (lowest reachable: {target.measure(best):.4g}); "
+        f"choosing the closest setting, alpha = {best.alpha:g}",
+        UserWarning,
+        stacklevel=4,
     )
+    return best, False

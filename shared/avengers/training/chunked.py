@@ -28,11 +28,13 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..embedding.base import Embedder
 from ..exceptions import ConfigError, DataError
 from ..router import Router
 from ..routing.clustering import minibatch_centroids, pairwise_sq_dist
@@ -105,6 +107,43 @@ def fit_stream(
     ``progress`` receives one line per step. The clustering is recorded as ``minibatch``."""
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
+    _check_streamable(router)
+    src = Path(path)
+    n_total = parquet_row_count(src)
+    if n_total == 0:
+        raise DataError(f"{src}: no training queries")
+    emb = router.get_embedder()
+    sample_at = _classifier_sample(router, n_total, classifier_rows)
+    with tempfile.TemporaryDirectory(prefix="avengers-stream-", dir=tmp_dir) as tmp:
+        read = _spill_vectors(
+            src,
+            emb,
+            Path(tmp) / "vectors.f32",
+            chunk_rows,
+            embedding_column,
+            sample_at,
+            n_total,
+            say,
+        )
+        if read.spill.rows != n_total:
+            raise DataError(f"{src}: read {read.spill.rows} rows, the footer says {n_total}")
+        centers = _stream_centers(router, read.spill, centroids, epochs, batch_size, say)
+        stats = _count_outcomes(src, read, centers, chunk_rows, say)
+    classifiers = _sample_classifiers(router, read, say)
+    config, arrays = stats.state(router, centers, emb.name, read.spill.dimension, str(src))
+    arrays.update(classifiers)
+    config["training_summary"]["streamed"] = read.summary(chunk_rows, len(sample_at))
+    fitted = Router.from_state(
+        config, arrays, embedder=router.embedder if router.embedder is not None else None
+    )
+    if router.embedder is None:
+        fitted.set_embedder(emb)
+    fitted.fit_seconds_ = time.perf_counter() - t0
+    return fitted
+
+
+def _check_streamable(router: Router) -> None:
+    """Raise :class:`~avengers.ConfigError` for settings that need every vector in memory."""
     if router.scoring != "cluster":
         raise ConfigError(
             f"streaming training needs scoring 'cluster' (scoring {router.scoring!r} keeps every "
@@ -115,102 +154,136 @@ def fit_stream(
             f"streaming training clusters with mini-batch k-means; clustering "
             f"{router.clustering!r} needs all vectors in memory (use kmeans or minibatch)"
         )
-    src = Path(path)
-    n_total = parquet_row_count(src)
-    if n_total == 0:
-        raise DataError(f"{src}: no training queries")
-    emb = router.get_embedder()
+
+
+def _classifier_sample(router: Router, n_total: int, classifier_rows: int) -> np.ndarray:
+    """The sorted positions of the rows the success classifiers are fitted on (none when the
+    router does not use them): a uniform sample, seeded with ``router.random_state``."""
+    if router.classifier_weight <= 0:
+        return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(router.random_state)
-    sample_at = np.zeros(0, dtype=np.int64)
-    if router.classifier_weight > 0:
-        size = min(int(classifier_rows), n_total)
-        sample_at = np.sort(rng.choice(n_total, size=size, replace=False))
+    size = min(int(classifier_rows), n_total)
+    return np.sort(rng.choice(n_total, size=size, replace=False))
 
-    with tempfile.TemporaryDirectory(prefix="avengers-stream-", dir=tmp_dir) as tmp:
-        spill: VectorSpill | None = None
-        models: list[str] = []
-        sample_data: list[OutcomeData] = []
-        sample_X: list[np.ndarray] = []
-        embedded = 0
-        # pass 1: vectors to disk, the model list, the classifier sample
-        for chunk in iter_parquet_outcomes(
-            src, chunk_rows=chunk_rows, embedding_column=embedding_column
-        ):
-            data = chunk.data
-            if chunk.embeddings is not None:
-                X = chunk.embeddings
-            else:
-                X = np.asarray(emb.embed(data.queries), dtype=np.float32)
-                embedded += len(X)
-            if spill is None:
-                if X.shape[1] != emb.dimension:
-                    raise DataError(
-                        f"{src}: column {embedding_column!r} holds {X.shape[1]}-d vectors but "
-                        f"embedder {emb.name!r} gives {emb.dimension}-d vectors: name the "
-                        "embedder that computed them"
-                    )
-                spill = VectorSpill(Path(tmp) / "vectors.f32", X.shape[1])
-            spill.append(X)
-            models += [m for m in data.models if m not in models]
-            lo, hi = np.searchsorted(sample_at, [chunk.start, chunk.start + len(data)])
-            if hi > lo:
-                rows = sample_at[lo:hi] - chunk.start
-                sample_data.append(data.subset(rows))
-                sample_X.append(X[rows])
-            say(f"read {chunk.start + len(data):,} of {n_total:,} rows")
-        assert spill is not None
-        spill.close()
-        if spill.rows != n_total:
-            raise DataError(f"{src}: read {spill.rows} rows, the footer says {n_total}")
 
-        # the centroids
-        if centroids is None:
-            say(f"mini-batch k-means, k={router.n_clusters}, {epochs:g} epochs")
-            centers = minibatch_centroids(
-                spill.take,
-                n_total,
-                router.n_clusters,
-                batch_size=batch_size,
-                epochs=epochs,
-                random_state=router.random_state,
-            )
-        else:
-            centers = np.asarray(centroids, dtype=np.float32)
-            if centers.ndim != 2 or centers.shape[1] != spill.dimension:
-                raise ConfigError(f"centroids must have shape (k, {spill.dimension})")
+@dataclass
+class _FirstRead:
+    """What the first pass over the file gives: the spilled vectors, the models in the order
+    they appear, the classifier sample (rows and vectors) and how many rows were embedded here."""
 
-        # pass 2: count outcomes in their nearest cluster
-        stats = _Counts(len(centers), models)
-        for chunk in iter_parquet_outcomes(src, chunk_rows=chunk_rows, embedding_column=None):
-            data = chunk.data
-            if data.models != models:
-                data = data.select_models(models)
-            X = spill.read(chunk.start, len(data))
-            stats.add(data, X, centers)
-            say(f"counted {chunk.start + len(data):,} of {n_total:,} rows")
+    spill: VectorSpill
+    models: list[str] = field(default_factory=list)
+    sample_data: list[OutcomeData] = field(default_factory=list)
+    sample_X: list[np.ndarray] = field(default_factory=list)
+    embedded: int = 0
 
-    coef = intercept = None
-    if router.classifier_weight > 0:
-        sample = OutcomeData.concat(sample_data).select_models(models)
-        say(f"success classifiers on {len(sample):,} sampled rows")
-        coef, intercept = fit_success_classifiers(np.vstack(sample_X), sample.scores)
-    config, arrays = stats.state(router, centers, emb.name, spill.dimension, str(src))
-    if coef is not None and intercept is not None:
-        arrays["classifier_coef"] = coef
-        arrays["classifier_intercept"] = intercept
-    config["training_summary"]["streamed"] = {
-        "chunk_rows": int(chunk_rows),
-        "embedded_rows": int(embedded),
-        "precomputed_rows": int(n_total - embedded),
-        "classifier_rows": len(sample_at),
-    }
-    fitted = Router.from_state(
-        config, arrays, embedder=router.embedder if router.embedder is not None else None
+    def summary(self, chunk_rows: int, classifier_rows: int) -> dict[str, int]:
+        """The training summary's ``streamed`` entry."""
+        return {
+            "chunk_rows": int(chunk_rows),
+            "embedded_rows": int(self.embedded),
+            "precomputed_rows": int(self.spill.rows - self.embedded),
+            "classifier_rows": classifier_rows,
+        }
+
+
+def _spill_vectors(
+    src: Path,
+    emb: Embedder,
+    spill_path: Path,
+    chunk_rows: int,
+    embedding_column: str | None,
+    sample_at: np.ndarray,
+    n_total: int,
+    say: Callable[[str], None],
+) -> _FirstRead:
+    """Pass 1: each chunk's vectors (from the file, or embedded) to disk at ``spill_path``, the
+    model list and the rows at ``sample_at`` for the classifiers."""
+    read: _FirstRead | None = None
+    for chunk in iter_parquet_outcomes(
+        src, chunk_rows=chunk_rows, embedding_column=embedding_column
+    ):
+        data, X = chunk.data, chunk.embeddings
+        if X is None:
+            X = np.asarray(emb.embed(data.queries), dtype=np.float32)
+        if read is None:
+            if X.shape[1] != emb.dimension:
+                raise DataError(
+                    f"{src}: column {embedding_column!r} holds {X.shape[1]}-d vectors but "
+                    f"embedder {emb.name!r} gives {emb.dimension}-d vectors: name the "
+                    "embedder that computed them"
+                )
+            read = _FirstRead(VectorSpill(spill_path, X.shape[1]))
+        read.embedded += 0 if chunk.embeddings is not None else len(X)
+        read.spill.append(X)
+        read.models += [m for m in data.models if m not in read.models]
+        lo, hi = np.searchsorted(sample_at, [chunk.start, chunk.start + len(data)])
+        if hi > lo:
+            rows = sample_at[lo:hi] - chunk.start
+            read.sample_data.append(data.subset(rows))
+            read.sample_X.append(X[rows])
+        say(f"read {chunk.start + len(data):,} of {n_total:,} rows")
+    assert read is not None
+    read.spill.close()
+    return read
+
+
+def _stream_centers(
+    router: Router,
+    spill: VectorSpill,
+    centroids: np.ndarray | None,
+    epochs: float,
+    batch_size: int,
+    say: Callable[[str], None],
+) -> np.ndarray:
+    """The centroids: ``centroids`` checked, or mini-batch k-means on the spilled vectors."""
+    if centroids is not None:
+        centers = np.asarray(centroids, dtype=np.float32)
+        if centers.ndim != 2 or centers.shape[1] != spill.dimension:
+            raise ConfigError(f"centroids must have shape (k, {spill.dimension})")
+        return centers
+    say(f"mini-batch k-means, k={router.n_clusters}, {epochs:g} epochs")
+    return minibatch_centroids(
+        spill.take,
+        spill.rows,
+        router.n_clusters,
+        batch_size=batch_size,
+        epochs=epochs,
+        random_state=router.random_state,
     )
-    if router.embedder is None:
-        fitted.set_embedder(emb)
-    fitted.fit_seconds_ = time.perf_counter() - t0
-    return fitted
+
+
+def _count_outcomes(
+    src: Path,
+    read: _FirstRead,
+    centers: np.ndarray,
+    chunk_rows: int,
+    say: Callable[[str], None],
+) -> _Counts:
+    """Pass 2: each chunk's outcomes counted in the nearest cluster of its spilled vectors."""
+    stats = _Counts(len(centers), read.models)
+    n_total = read.spill.rows
+    for chunk in iter_parquet_outcomes(src, chunk_rows=chunk_rows, embedding_column=None):
+        data = chunk.data
+        if data.models != read.models:
+            data = data.select_models(read.models)
+        X = read.spill.read(chunk.start, len(data))
+        stats.add(data, X, centers)
+        say(f"counted {chunk.start + len(data):,} of {n_total:,} rows")
+    return stats
+
+
+def _sample_classifiers(
+    router: Router, read: _FirstRead, say: Callable[[str], None]
+) -> dict[str, np.ndarray]:
+    """The success classifiers' arrays, fitted on the sampled rows (none when the router does
+    not use them)."""
+    if router.classifier_weight <= 0:
+        return {}
+    sample = OutcomeData.concat(read.sample_data).select_models(read.models)
+    say(f"success classifiers on {len(sample):,} sampled rows")
+    coef, intercept = fit_success_classifiers(np.vstack(read.sample_X), sample.scores)
+    return {"classifier_coef": coef, "classifier_intercept": intercept}
 
 
 class _Counts:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from ..decision import RouteEstimate
 from ..exceptions import ClusterCountWarning, DataError, NotFittedError
 from ..router import Router
 from .calibration import fold_indices
@@ -147,50 +148,21 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate a fitted router on test outcomes. The best single model is the one with the best
     mean score in the router's *training* data (``train_best`` overrides), measured on test."""
-    if not router.is_fitted():
-        raise NotFittedError(
-            "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
-        )
-    test = as_outcomes(test_data)
-    if len(test) == 0:
-        raise DataError("empty test data")
-    missing = [m for m in router.models_ if m not in test.models]
-    if missing:
-        raise DataError(f"test data has no outcomes for router models: {missing}")
-    test = test.select_models(router.models_)
+    test = _test_outcomes(router, test_data)
     X = router.embed(test.queries) if embeddings is None else np.asarray(embeddings, np.float32)
     est = router.estimate(X)
     choice = est.best
     S = _scores0(test)
-    rows = np.arange(len(test))
-    acc_rows = S[rows, choice]
+    acc_rows = S[np.arange(len(test)), choice]
     per_model = S.mean(axis=0)
     if train_best is None:
         train_best = router.models_[int(np.argmax(router.global_scores_))]
     b = router.models_.index(train_best)
-    cost = best_cost = None
-    if test.costs is not None:
-        C = np.where(np.isnan(test.costs), np.nan, test.costs)
-        cost = float(np.nanmean(C[rows, choice]))
-        best_cost = float(np.nanmean(C[:, b]))
-    elif est.cost is not None:
-        cost = float(est.cost[rows, choice].mean())
-        best_cost = float(est.cost[:, b].mean())
+    cost, best_cost = _routed_costs(test, est, choice, b)
     oracle = float(S.max(axis=1).mean())
     acc = float(acc_rows.mean())
     best = float(per_model[b])
     gap = oracle - best
-    per_task: dict[str, dict[str, float]] = {}
-    if test.tasks is not None:
-        tasks = np.array(test.tasks)
-        for t in sorted(set(test.tasks)):
-            m = tasks == t
-            per_task[t] = {
-                "n": float(m.sum()),
-                "accuracy": float(acc_rows[m].mean()),
-                "best_single": float(S[m, b].mean()),
-                "oracle": float(S[m].max(axis=1).mean()),
-            }
     share = np.bincount(choice, minlength=len(router.models_)) / len(test)
     return Evaluation(
         n_queries=len(test),
@@ -206,10 +178,59 @@ def evaluate(
         per_model={m: float(v) for m, v in zip(router.models_, per_model, strict=True)},
         routed_share={m: float(v) for m, v in zip(router.models_, share, strict=True)},
         n_fallback=sum(f is not None for f in est.fallback),
-        per_task=per_task,
+        per_task=_per_task(test, S, acc_rows, b),
         settings=_settings(router),
         gain_ci95=paired_interval(acc_rows - S[:, b]),
     )
+
+
+def _test_outcomes(router: Router, test_data: OutcomeData | Any) -> OutcomeData:
+    """The test outcomes of the fitted ``router``'s models (every one must be there)."""
+    if not router.is_fitted():
+        raise NotFittedError(
+            "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
+        )
+    test = as_outcomes(test_data)
+    if len(test) == 0:
+        raise DataError("empty test data")
+    missing = [m for m in router.models_ if m not in test.models]
+    if missing:
+        raise DataError(f"test data has no outcomes for router models: {missing}")
+    return test.select_models(router.models_)
+
+
+def _routed_costs(
+    test: OutcomeData, est: RouteEstimate, choice: np.ndarray, b: int
+) -> tuple[float | None, float | None]:
+    """The mean cost of the routed models and of model ``b`` on the test queries: from the
+    data's costs (unknown ones left out), else the router's estimates (None: neither has any)."""
+    rows = np.arange(len(test))
+    if test.costs is not None:
+        C = np.where(np.isnan(test.costs), np.nan, test.costs)
+        return float(np.nanmean(C[rows, choice])), float(np.nanmean(C[:, b]))
+    if est.cost is not None:
+        return float(est.cost[rows, choice].mean()), float(est.cost[:, b].mean())
+    return None, None
+
+
+def _per_task(
+    test: OutcomeData, S: np.ndarray, acc_rows: np.ndarray, b: int
+) -> dict[str, dict[str, float]]:
+    """Per task label of the test data (none without labels): its size, the routed accuracy,
+    model ``b``'s and the oracle's."""
+    per_task: dict[str, dict[str, float]] = {}
+    if test.tasks is None:
+        return per_task
+    tasks = np.array(test.tasks)
+    for t in sorted(set(test.tasks)):
+        m = tasks == t
+        per_task[t] = {
+            "n": float(m.sum()),
+            "accuracy": float(acc_rows[m].mean()),
+            "best_single": float(S[m, b].mean()),
+            "oracle": float(S[m].max(axis=1).mean()),
+        }
+    return per_task
 
 
 def sweep_k(
