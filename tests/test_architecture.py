@@ -423,3 +423,40 @@ def test_the_where_things_are_map_points_at_real_files() -> None:
     assert "estimate" in first and len(paths) == 1
     names = {n.name for n in ast.parse((ROOT / paths[0]).read_text()).body if hasattr(n, "name")}
     assert "estimate" in names
+
+
+# ---------------------------------------------------------------------- size of the router
+
+
+ROUTING_CODE = ("router", "online", "artifact", "params", "routing")
+"""The modules of the router (``routing`` with everything under it)."""
+
+
+def _long_functions(parsed: ast.Module, limit: int) -> list[tuple[str, int]]:
+    return [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(parsed)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_long_function_finder() -> None:
+    src = "def short():\n    pass\n\n\ndef long():\n" + "    x = 1\n" * 70
+    assert _long_functions(ast.parse(src), 60) == [("long", 71)]
+
+
+def test_the_router_is_a_composition_of_small_pieces() -> None:
+    # issue 27: the Router class at most ~400 lines, no function of the routing code over ~60
+    router = next(n for n in ast.walk(tree(f"{PACKAGE}.router")) if isinstance(n, ast.ClassDef))
+    assert router.name == "Router"
+    assert router.end_lineno is not None and router.end_lineno - router.lineno + 1 <= 400
+    names = [
+        name for name in modules() if name.removeprefix(f"{PACKAGE}.").split(".")[0] in ROUTING_CODE
+    ]
+    assert f"{PACKAGE}.routing.estimate" in names
+    # and the training steps that were long: calibrate, fit_stream, evaluate
+    names += [f"{PACKAGE}.training.{m}" for m in ("calibration", "chunked", "evaluation")]
+    long = [(name, *f) for name in names for f in _long_functions(tree(name), 60)]
+    assert not long, f"functions over 60 lines: {long}"
