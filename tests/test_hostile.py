@@ -237,6 +237,45 @@ def test_hostile_tool_schemas_are_400s_and_never_forwarded(
     assert r.status_code == 200, r.text
 
 
+def test_schema_keywords_of_the_wrong_kind_are_400s(served: Running) -> None:
+    """Found by the fuzz run: ``"required": [[10]]`` in a response schema was a 500 (a list is no
+    property name) once a sample was checked against it. Each keyword the vote's schema check
+    reads is checked for its kind up front, in tools and response formats alike."""
+    wrong = {
+        "required": ({"type": "object", "required": [[10]]}, "'required' must be a list"),
+        "type": ({"type": ["object", 5]}, "'type' must be a string or a list of strings"),
+        "enum": ({"enum": "abc"}, "'enum' must be a list"),
+        "properties": ({"properties": {"a": 3}}, "'properties' must map property names"),
+        "minLength": (
+            {"properties": {"a": {"type": "string", "minLength": "3"}}},
+            "'minLength' must be an integer >= 0",
+        ),
+        "maximum": ({"items": {"maximum": "ten"}}, "'maximum' must be a number"),
+        "anyOf": ({"anyOf": {"type": "string"}}, "'anyOf' must be a list of schemas"),
+        "in $defs": ({"$defs": {"d": {"maxItems": -1}}}, "'maxItems' must be an integer >= 0"),
+    }
+    with Beside(served):
+        for name, (schema, message) in wrong.items():
+            fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+            for stream in (False, True):
+                r = post(served, "/v1/chat/completions", chat(response_format=fmt, stream=stream))
+                err = assert_openai_error(r, 400, "response_format")
+                assert message in err["message"], (name, err)
+            params = {"type": "object", **schema} if "type" not in schema else schema
+            r = post(served, "/v1/chat/completions", chat(tools=[tool(params)]))
+            assert message in assert_openai_error(r, 400, "tools")["message"], name
+    # a property named like a keyword is a name, not a keyword; boolean schemas are schemas
+    ok = {
+        "type": "object",
+        "properties": {"type": {"type": "string"}, "required": {"type": "boolean"}, "x": True},
+        "required": ["type"],
+        "additionalProperties": False,
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": ok}}
+    r = post(served, "/v1/chat/completions", chat(response_format=fmt))
+    assert r.status_code == 200, r.text
+
+
 def test_schema_checks_never_recurse_without_bound() -> None:
     """The library's own checks, called directly (no request body depth limit in front)."""
     from avengers.answering.toolcalls import check_schema, matches_schema, request_options

@@ -205,8 +205,10 @@ def check_schema(schema: Mapping[str, Any], where: str = "schema") -> None:
     a local ``$ref`` that resolves to no schema, or references that loop without going down a
     level of the value (``{"$ref": "#"}``, ``{"anyOf": [{"$ref": "#"}]}``), which no value
     could ever be checked against. Recursive schemas that go down a level (a tree whose
-    ``children`` items refer back to the root) are fine. Walks the schema without recursion, so
-    any depth is safe."""
+    ``children`` items refer back to the root) are fine; or a keyword the checks read that is
+    of the wrong kind (``"required": [[1]]``, ``"minLength": "3"``, ``"type": 5``). Walks the
+    schema without recursion, so any depth is safe."""
+    _check_keywords(schema, where)
     # every schema node, and the nodes each one hands the same value to (a $ref's target, the
     # members of anyOf / oneOf / allOf): a cycle among those edges never ends
     same_value: dict[int, list[Mapping[str, Any]]] = {}
@@ -259,6 +261,71 @@ def check_schema(schema: Mapping[str, Any], where: str = "schema") -> None:
                 path.append((k, iter(same_value.get(k, ()))))
 
 
+_COUNTS = ("minItems", "maxItems", "minLength", "maxLength")
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _keyword_error(node: Mapping[str, Any]) -> str | None:
+    """What is wrong with the keywords :func:`matches_schema` reads in one schema node."""
+    t = node.get("type")
+    if t is not None and not (
+        isinstance(t, str) or (isinstance(t, list) and all(isinstance(x, str) for x in t))
+    ):
+        return "'type' must be a string or a list of strings"
+    req = node.get("required")
+    if req is not None and not (isinstance(req, list) and all(isinstance(x, str) for x in req)):
+        return "'required' must be a list of property names (strings)"
+    if "enum" in node and not isinstance(node["enum"], list):
+        return "'enum' must be a list"
+    props = node.get("properties")
+    if props is not None and not (
+        isinstance(props, Mapping) and all(isinstance(v, (Mapping, bool)) for v in props.values())
+    ):
+        return "'properties' must map property names to schemas"
+    for key in ("additionalProperties", "items"):
+        if key in node and not isinstance(node[key], (Mapping, bool, list)):
+            return f"'{key}' must be a schema"
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in node and not (
+            isinstance(node[key], list) and all(isinstance(m, (Mapping, bool)) for m in node[key])
+        ):
+            return f"'{key}' must be a list of schemas"
+    for key in _COUNTS:
+        v = node.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            return f"'{key}' must be an integer >= 0"
+    for key in _BOUNDS:
+        v = node.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return f"'{key}' must be a number"
+    return None
+
+
+def _check_keywords(schema: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`ConfigError` for a keyword of the wrong kind anywhere in ``schema`` (walked
+    through the places that hold schemas, without recursion)."""
+    nodes: list[Any] = [schema]
+    seen: set[int] = set()
+    while nodes:
+        node = nodes.pop()
+        if not isinstance(node, Mapping) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        problem = _keyword_error(node)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
+        props = node.get("properties")
+        nodes += list(props.values()) if isinstance(props, Mapping) else []
+        for key in ("additionalProperties", "items", "not"):
+            child = node.get(key)
+            nodes += child if isinstance(child, list) else [child]
+        for key in ("anyOf", "oneOf", "allOf"):
+            nodes += node.get(key) or []
+        for key in ("$defs", "definitions"):
+            defs = node.get(key)
+            nodes += list(defs.values()) if isinstance(defs, Mapping) else []
+
+
 def _pointer(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The node a local JSON pointer (``#`` or ``#/a/b``) names in ``root``, or None."""
     node: Any = root
@@ -300,7 +367,9 @@ def matches_schema(value: Any, schema: Any, root: Any = None, _depth: int = 0) -
     the value does not match (a looping or very deep schema never exhausts the stack)."""
     if not isinstance(schema, Mapping):
         return True
-    if _depth > MAX_SCHEMA_DEPTH:
+    if isinstance(schema, bool):  # the schemas `true` (anything) and `false` (nothing)
+        return schema
+    if _depth > MAX_SCHEMA_DEPTH or not isinstance(schema, Mapping):
         return False
     root = schema if root is None else root
     d = _depth + 1
