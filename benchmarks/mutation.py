@@ -62,21 +62,14 @@ NO_MODEL = (
 
 MODULES: dict[str, Target] = {
     "scoring": Target("scoring.py", (BITE, "tests/test_scoring_bite.py"), pytest_args=NO_MODEL),
-    "router": Target(
-        "router.py",
-        ("tests/test_estimate_bite.py", "tests/test_online_bite.py"),
-        functions=(
-            "xǁRouterǁcluster_scores",
-            "xǁRouterǁcluster_costs",
-            "xǁRouterǁ_far_threshold",
-            "xǁRouterǁ_knn_estimate",
-            "xǁRouterǁ_sharpen_weights",
-            "xǁRouterǁestimate",
-            "xǁRouterǁ_estimate_one",
-            "xǁRouterǁ_task_rows",
-            "xǁRouterǁ_blend_classifier",
-        ),
+    # the router's estimate (``Router.estimate`` and what it reads), since the split of router.py
+    "estimate": Target(
+        "routing/estimate.py", ("tests/test_estimate_bite.py", "tests/test_online_bite.py")
     ),
+    "statistics": Target(
+        "routing/statistics.py", ("tests/test_estimate_bite.py", "tests/test_online_bite.py")
+    ),
+    "knn": Target("routing/knn.py", ("tests/test_estimate_bite.py", "tests/test_online_bite.py")),
     "voting": Target(
         "voting.py",
         (BITE, "tests/test_voting.py", "tests/test_voting_bite.py"),
@@ -142,6 +135,30 @@ EQUIVALENT: dict[str, str] = {
     "avengers.online.x__update_classifiers__mutmut_17": (
         "`or len(batch) == 0` to `and`: covariance exists only with coef, and a Laplace update "
         "on no rows leaves the classifiers as they are"
+    ),
+    "avengers.voting.x__canonical_number__mutmut_32": (
+        "`rstrip('XX%XX')` for `rstrip('%')`: a token the number pattern matched holds no X"
+    ),
+    "avengers.voting.x__canonical_number__mutmut_33": (
+        "`'XX/XX' in t` (never true) sends 'a/b' to Fraction(t), which parses an integer "
+        "fraction exactly like the split, and raises the same errors (ValueError, ZeroDivision)"
+    ),
+    "avengers.voting.x_medoid__mutmut_34": (
+        "a zero norm replaced by 2.0 instead of 1.0: it only divides a zero row, which stays zero"
+    ),
+    "avengers.voting.x_vote__mutmut_27": (
+        "`<=` for `<` when keeping an answer's best rank: an equal rank stores the same value"
+    ),
+    "avengers.voting.x_vote__mutmut_57": (
+        "the tie-break block entered with one leader: its best rank is its own, nothing changes"
+    ),
+    "avengers.voting.x_vote__mutmut_63": (
+        "`<=` for `<` on len(by_rank) vs len(leaders): when they are equal there are at least two "
+        "leaders of one rank, and the next line overwrites the label with 'earliest answer'"
+    ),
+    "avengers.voting.x_vote_equivalence__mutmut_20": (
+        "ballots without their order (all 0): ties then keep the answers' first-appearance order, "
+        "which is the index order the original sorts by; earlier ballots still win equal ranks"
     ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
