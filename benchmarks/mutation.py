@@ -98,6 +98,12 @@ MODULES: dict[str, Target] = {
             "xǁSQLiteConversationsǁ*",
         ),
     ),
+    # the SQLite connection the conversation (and feedback) stores share: its mode and pragmas
+    "sqlite": Target(
+        "feedback.py",
+        ("tests/test_conversations_bite.py",),
+        functions=("xǁSQLiteFileǁ_connect",),
+    ),
     "calibration": Target("calibration.py", ("tests/test_calibration_bite.py",)),
 }
 

@@ -149,3 +149,18 @@ def test_sqlite_waits_for_another_writer(tmp_path: Path) -> None:
     release.join()
     other.close()
     s.close()
+
+
+def test_the_sqlite_connection_is_in_autocommit_mode(tmp_path: Path) -> None:
+    """The stores' shared SQLite connection (``feedback.SQLiteFile``) leaves transactions to
+    ``transaction()`` alone: a statement run outside it is committed at once (another process
+    sees it) and never leaves an implicit transaction open that the next ``BEGIN IMMEDIATE``
+    would trip over. (No store writes through ``read`` today; this pins the mode they rely on.)"""
+    s = SQLiteConversations(tmp_path / "c.db", ttl=60, clock=Clock(5000.0))
+    s.file.read("INSERT INTO conversations (key, model, touched) VALUES ('h', 'm9', 5000.0)")
+    other = sqlite3.connect(tmp_path / "c.db")
+    assert other.execute("SELECT model FROM conversations").fetchall() == [("m9",)]
+    other.close()
+    s.set("k", "m1")  # a write transaction still starts
+    assert len(s) == 2
+    s.close()
