@@ -180,6 +180,8 @@ class Outcome:
     equivalent: list[str] = field(default_factory=list)
     sampled: str = ""
     seconds: float = 0.0
+    failure: list[str] = field(default_factory=list)
+    """Why mutmut could not test the mutants (its clean run of the tests failed), if it could not."""
 
     @property
     def score(self) -> float:
@@ -244,6 +246,18 @@ def _results(text: str) -> dict[str, str]:
     return out
 
 
+def _stats_failure(log: str) -> list[str]:
+    """The lines that say why mutmut's clean run of the selected tests failed (a failing or
+    erroring test, no test reaching the module), or nothing if it did not fail. mutmut then
+    leaves every mutant "not checked"; the usual cause is a test that fails in the scratch copy
+    (the work tree's test files are copied as they are, unfinished edits included)."""
+    lines = log.replace("\r", "\n").splitlines()
+    if not any("failed to collect stats" in line for line in lines):
+        return []
+    keep = ("failed to collect stats", "FAILED ", "ERROR ", "Error", "short test summary")
+    return [line.strip() for line in lines if any(k in line for k in keep)][:20]
+
+
 def run_module(
     key: str, target: Target, *, sample: int | None, seed: int, keep: Path | None
 ) -> Outcome:
@@ -277,6 +291,7 @@ def run_module(
         if s != "killed":
             outcome.survivors.append(f"{name}: {s}")
     outcome.seconds = time.monotonic() - t0
+    outcome.failure = _stats_failure(log.read_text(errors="replace"))
     if keep is None:
         shutil.rmtree(folder, ignore_errors=True)
     return outcome
@@ -305,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(o.counts.values()) + len(o.equivalent)
         print(f"{key:14} {total:7d} {killed:6d} {survived:8d} {len(o.equivalent):6d} {other:5d} "
               f"{o.score:6.1%} {o.seconds:5.0f}s  {o.sampled}", flush=True)  # fmt: skip
+        for line in o.failure:
+            print(f"    mutmut's clean run failed: {line}")
         if args.survivors:
             for s in o.survivors:
                 print(f"    {s}")
