@@ -166,6 +166,19 @@ EQUIVALENT: dict[str, str] = {
         "ballots without their order (all 0): ties then keep the answers' first-appearance order, "
         "which is the index order the original sorts by; earlier ballots still win equal ranks"
     ),
+    "avengers.retry.x_retry_after__mutmut_20": (
+        "the header name in upper case: response headers (httpx.Headers) ignore case"
+    ),
+    "avengers.retry.x_retry_after__mutmut_33": (
+        "the header name in upper case: response headers (httpx.Headers) ignore case"
+    ),
+    "avengers.feedback.x_apply_rating__mutmut_8": (
+        "a rating's cost passed on to a router that keeps no costs: Router.update ignores costs "
+        "when cost_sums_ is None (checked: same state)"
+    ),
+    "avengers.feedback.xǁMemoryFeedbackStoreǁrate__mutmut_18": (
+        "a response's rating count raised by 2 instead of 1: the count is only compared with 0"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

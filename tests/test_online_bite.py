@@ -5,6 +5,7 @@ and their probabilities, and imputation; on hand-made embeddings (fast, no embed
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -244,6 +245,51 @@ def test_apply_rating_goes_through_update() -> None:
     after = _arrays(r)
     assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.3)
     assert after["cost_sums"][2, 2] - before["cost_sums"][2, 2] == pytest.approx(0.1)
+
+
+def test_apply_rating_without_costs_without_a_cost_and_for_unknown_models() -> None:
+    # a router that keeps no costs: a rating's cost is ignored, its score counted
+    r, _ = fitted(with_cost=False, n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)
+    assert "cost_sums" not in before
+    assert apply_rating(r, Rating(1, "x", "code-model", 2, 0.75, cost=3.0)) is True
+    after = _arrays(r)
+    assert "cost_sums" not in after
+    assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.75)
+    # a model the router does not know: False, nothing changes
+    assert apply_rating(r, Rating(2, "y", "retired-model", 2, 1.0)) is False
+    for name, value in _arrays(r).items():
+        np.testing.assert_array_equal(value, after[name], err_msg=name)
+    # a router with costs and a rating without one: the score counts, the costs stay
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)
+    assert apply_rating(r, Rating(3, "z", "code-model", 2, 0.5)) is True
+    after = _arrays(r)
+    assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.5)
+    np.testing.assert_array_equal(after["cost_sums"], before["cost_sums"])
+    np.testing.assert_array_equal(after["cost_counts"], before["cost_counts"])
+
+
+def test_apply_rating_holds_the_lock() -> None:
+    """The server applies ratings under the lock its snapshots take: while another thread holds
+    it, the rating waits, and it lands once the lock is free."""
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)["score_sums"][2, 2]
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def rate() -> None:
+        apply_rating(r, Rating(1, "id", "code-model", 2, 1.0), lock)
+        done.set()
+
+    with lock:
+        t = threading.Thread(target=rate)
+        t.start()
+        assert not done.wait(0.5)  # still waiting for the lock
+        assert _arrays(r)["score_sums"][2, 2] == before
+    assert done.wait(30)
+    t.join()
+    assert _arrays(r)["score_sums"][2, 2] == pytest.approx(before + 1.0)
 
 
 def test_added_model_prior_in_a_cluster_the_known_models_all_solve() -> None:
