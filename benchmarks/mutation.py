@@ -107,18 +107,26 @@ MODULES: dict[str, Target] = {
     "calibration": Target("calibration.py", ("tests/test_calibration_bite.py",)),
 }
 
+SQL_CASE = "an SQL statement in other letter case: SQLite keywords and names ignore case"
+
 EQUIVALENT: dict[str, str] = {
     "avengers.deadline.xǁDeadlineǁ__init____mutmut_6": (
         "`seconds >= 0` for `seconds > 0` after `seconds and`: 0 is already falsy"
     ),
-    "avengers.conversations.xǁSQLiteConversationsǁ__init____mutmut_33": (
-        "`pragma journal_mode = wal` in lower case: SQL keywords and the mode name ignore case"
-    ),
-    "avengers.conversations.xǁSQLiteConversationsǁ__init____mutmut_46": (
-        "`commit` in lower case: SQL keywords ignore case"
-    ),
-    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_6": (
-        "the DELETE statement in lower case: SQL keywords ignore case"
+    "avengers.conversations.xǁSQLiteConversationsǁ__len____mutmut_7": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁ__len____mutmut_8": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_6": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_7": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_14": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_15": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_17": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_18": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁget__mutmut_12": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁget__mutmut_13": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁset__mutmut_10": SQL_CASE,
+    "avengers.conversations.xǁSQLiteConversationsǁset__mutmut_11": SQL_CASE,
+    "avengers.conversations.xǁMemoryConversationsǁset__mutmut_6": (
+        "OrderedDict.popitem(last=None) for last=False: None is false, the oldest goes either way"
     ),
     "avengers.tally.x_count__mutmut_21": (
         "`VoteResult(None, 0, {}, 0)` without its last argument: n_abstained defaults to 0"

@@ -138,6 +138,7 @@ def test_sqlite_waits_for_another_writer(tmp_path: Path) -> None:
     import time
 
     s = SQLiteConversations(tmp_path / "c.db", ttl=60)
+    assert s.file.timeout == 30.0  # the default wait for another writer
     other = sqlite3.connect(tmp_path / "c.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # another worker holds the write lock for a moment
     release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
