@@ -187,6 +187,15 @@ EQUIVALENT: dict[str, str] = {
     "avengers.feedback.xǁMemoryFeedbackStoreǁrate__mutmut_18": (
         "a response's rating count raised by 2 instead of 1: the count is only compared with 0"
     ),
+    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_18": SQL_CASE,
+    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_19": SQL_CASE,
+    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_22": SQL_CASE,
+    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_23": SQL_CASE,
+    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_26": SQL_CASE,
+    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_32": SQL_CASE,
+    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_7": (
+        "sqlite3.connect without timeout=: the PRAGMA busy_timeout run next sets the same wait"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

@@ -165,3 +165,21 @@ def test_the_sqlite_connection_is_in_autocommit_mode(tmp_path: Path) -> None:
     s.set("k", "m1")  # a write transaction still starts
     assert len(s) == 2
     s.close()
+
+
+def test_the_sqlite_connection_settings_and_threads(tmp_path: Path) -> None:
+    """WAL, a full sync and the busy timeout in milliseconds, on the one connection that the
+    store's threads share (a server's request threads call it)."""
+    import threading
+
+    s = SQLiteConversations(tmp_path / "c.db", ttl=60, timeout=2.5)
+    assert s.file.read("PRAGMA journal_mode") == [("wal",)]
+    assert s.file.read("PRAGMA synchronous") == [(2,)]  # FULL
+    assert s.file.read("PRAGMA busy_timeout") == [(2500,)]
+    s.set("k", "m1")
+    seen: list[str | None] = []
+    t = threading.Thread(target=lambda: (s.set("k2", "m2"), seen.append(s.get("k"))))
+    t.start()
+    t.join()
+    assert seen == ["m1"] and s.get("k2") == "m2"
+    s.close()
