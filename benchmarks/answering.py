@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from avengers import Answerer, Endpoint, Router
-from avengers.backends import OpenAIBackend
-from avengers.bundled import load_bundled
+from avengers.training.bundled import load_bundled
+from avengers.transport.backends import OpenAIBackend
 from fake_openai_server import FakeModel, FakeOpenAIServer
 
 
@@ -88,7 +88,7 @@ async def added_latency(router: Router, reps: int) -> tuple[float, float, float]
 def simulate_adaptive(p: np.ndarray, rng: np.random.Generator, n: int = 10, wrong: int = 3,
                       trials: int = 20) -> dict[str, tuple[float, float]]:  # fmt: skip
     """Accuracy and mean samples drawn for: full vote, adaptive margin, agreement-k stops."""
-    from avengers.voting import Ballot, counts_margin, vote
+    from avengers.answering.voting import Ballot, counts_margin, vote
 
     out: dict[str, list[tuple[float, int]]] = {
         "full": [],
@@ -125,7 +125,7 @@ def simulate_adaptive(p: np.ndarray, rng: np.random.Generator, n: int = 10, wron
 
 
 def adaptive_table(data_dir: str | None, trials: int) -> tuple[list[str], int]:
-    from avengers.datasets import load_routerdc
+    from avengers.training.datasets import load_routerdc
 
     train = load_routerdc("train", data_dir)
     router = Router().fit(train)

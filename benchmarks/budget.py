@@ -20,9 +20,9 @@ import warnings
 from typing import Any
 
 from avengers import Router
-from avengers.datasets import load_dcrouter, load_routerbench
-from avengers.embedders import resolve_embedder
-from avengers.evaluation import evaluate
+from avengers.embedding.embedders import resolve_embedder
+from avengers.training.datasets import load_dcrouter, load_routerbench
+from avengers.training.evaluation import evaluate
 
 FRACTIONS = (0.1, 0.3, 0.6)
 LOADERS = {"routerbench": load_routerbench, "dcrouter": lambda s: load_dcrouter(s, with_price=True)}

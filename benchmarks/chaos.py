@@ -382,7 +382,7 @@ def toy_router_dir(folder: Path) -> Path:
     """The tests' toy router (three topics, three models) on the static embedder (cheap, so
     the figures show the server and its stores rather than the embedding model)."""
     from avengers import Router
-    from avengers.static import StaticEmbedder
+    from avengers.embedding.static import StaticEmbedder
     from toy import toy_rows
 
     out = folder / "router"
@@ -403,7 +403,7 @@ def endpoints_file(folder: Path, up: Upstream, down: Upstream) -> Path:
 def redis_chaos(folder: Path, clients: int = 64, scale: float = 1.0) -> dict[str, Any]:
     """The Redis phase; returns its figures plus ``lost`` (acknowledged ratings missing from
     the store), ``resumed`` and the route p99 of the baseline and the stall."""
-    from avengers.feedback import RedisFeedbackStore
+    from avengers.stores.feedback import RedisFeedbackStore
 
     redis = Redis(folder / "redis").start()
     up, down = Upstream().start(), Upstream().start()
@@ -467,7 +467,7 @@ def fill(folder: Path) -> None:
 def sqlite_chaos(folder: Path, clients: int = 64, scale: float = 1.0) -> dict[str, Any] | None:
     """The SQLite phase on a 16 MiB tmpfs (room for the WAL) filled mid-run; None when no
     tmpfs can be mounted."""
-    from avengers.feedback import SQLiteFeedbackStore
+    from avengers.stores.feedback import SQLiteFeedbackStore
 
     with small_tmpfs(folder) as disk:
         if disk is None:

@@ -11,14 +11,14 @@ Input: the sample log of a collection with several samples per question, e.g.
 Each logged sample keeps its text and its upstream ``finish_reason`` (``length``: cut off at the
 endpoint's ``max_tokens``). For every model and question the samples are voted on, in the order
 they were drawn, with the question's answer type, as the Answerer's vote does
-(:mod:`avengers.tally`), and the winner is graded against the gold answer.
+(:mod:`avengers.answering.tally`), and the winner is graded against the gold answer.
 
-1. Cut samples: each rule of :data:`avengers.tally.CUT_RULES` -- count them as any other sample,
+1. Cut samples: each rule of :data:`avengers.answering.tally.CUT_RULES` -- count them as any other sample,
    exclude them, count them only when no complete sample answers (``fallback``), or only when
    they state their answer (``explicit``).
-2. Adaptive sampling under the chosen rule (:data:`avengers.tally.CUT_RULE`): samples are
+2. Adaptive sampling under the chosen rule (:data:`avengers.answering.tally.CUT_RULE`): samples are
    replayed one at a time through the sampler's own stopping rule
-   (:meth:`avengers.sampler.Sampler.decided`): the full vote, "leader safe", and stopping once
+   (:meth:`avengers.answering.sampler.Sampler.decided`): the full vote, "leader safe", and stopping once
    the first 3 or 2 answers agree.
 """
 
@@ -30,12 +30,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from avengers.answer_config import SamplingConfig
-from avengers.bundled import demo_questions_path
-from avengers.collect import Question, gold_answer, load_questions
-from avengers.sampler import Sampler
-from avengers.tally import CUT_RULE, CUT_RULES, CutRule, is_cut, weigh_cut
-from avengers.voting import Ballot, get_extractor, vote
+from avengers.answering.config import SamplingConfig
+from avengers.answering.sampler import Sampler
+from avengers.answering.tally import CUT_RULE, CUT_RULES, CutRule, is_cut, weigh_cut
+from avengers.answering.voting import Ballot, get_extractor, vote
+from avengers.training.bundled import demo_questions_path
+from avengers.training.collect import Question, gold_answer, load_questions
 
 
 def load(log: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -93,7 +93,7 @@ def stats(router: Any) -> dict[str, Any]:
 
 def battery() -> dict[str, Any]:
     from avengers import Router
-    from avengers.datasets import load_dcrouter, load_routerbench, load_routerdc
+    from avengers.training.datasets import load_dcrouter, load_routerbench, load_routerdc
 
     warnings.simplefilter("ignore")
     sets = {

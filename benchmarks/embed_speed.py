@@ -49,9 +49,9 @@ def main() -> None:
 
     import avengers
     from avengers import Router
-    from avengers.datasets import load_dcrouter_dir
-    from avengers.embedders import CachedEmbedder, SentenceTransformerEmbedder
-    from avengers.static import StaticEmbedder
+    from avengers.embedding.embedders import CachedEmbedder, SentenceTransformerEmbedder
+    from avengers.embedding.static import StaticEmbedder
+    from avengers.training.datasets import load_dcrouter_dir
 
     if args.threads:
         import torch

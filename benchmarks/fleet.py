@@ -220,8 +220,8 @@ def new_version(router_dir: Path, store_url: str) -> int:
     """What an operator runs mid-run: `avengers snapshot` of the store into the router folder
     (written atomically), with a changed setting. Returns the version's sequence number."""
     from avengers import Router
-    from avengers.feedback import open_store
-    from avengers.snapshot import SEQ_KEY, apply_store, save_atomically
+    from avengers.stores.feedback import open_store
+    from avengers.stores.snapshot import SEQ_KEY, apply_store, save_atomically
 
     router = Router.from_pretrained(router_dir)
     store = open_store(store_url)
@@ -238,7 +238,7 @@ def run_fleet(
 ) -> dict[str, Any]:  # fmt: skip
     """The fleet run; see the module docstring. ``restart``: start the killed replica again
     after the load and include it in the final comparison."""
-    from avengers.feedback import open_store
+    from avengers.stores.feedback import open_store
 
     folder.mkdir(parents=True, exist_ok=True)
     router_dir = chaos.toy_router_dir(folder)

@@ -61,7 +61,9 @@ NO_MODEL = (
 )
 
 MODULES: dict[str, Target] = {
-    "scoring": Target("scoring.py", (BITE, "tests/test_scoring_bite.py"), pytest_args=NO_MODEL),
+    "scoring": Target(
+        "routing/scoring.py", (BITE, "tests/test_scoring_bite.py"), pytest_args=NO_MODEL
+    ),
     # the router's estimate (``Router.estimate`` and what it reads), since the split of router.py
     "estimate": Target(
         "routing/estimate.py", ("tests/test_estimate_bite.py", "tests/test_online_bite.py")
@@ -71,25 +73,25 @@ MODULES: dict[str, Target] = {
     ),
     "knn": Target("routing/knn.py", ("tests/test_estimate_bite.py", "tests/test_online_bite.py")),
     "voting": Target(
-        "voting.py",
+        "answering/voting.py",
         (BITE, "tests/test_voting.py", "tests/test_voting_bite.py"),
         pytest_args=NO_MODEL,
     ),
-    "tally": Target("tally.py", ("tests/test_voting_bite.py",)),
+    "tally": Target("answering/tally.py", ("tests/test_voting_bite.py",)),
     "online": Target("online.py", ("tests/test_online_bite.py",)),
     "feedback": Target(
-        "feedback.py",
+        "stores/feedback.py",
         (BITE, "tests/test_online_bite.py", "tests/test_feedback_bite.py"),
         functions=("x_check_rating", "x_apply_rating", "xǁMemoryFeedbackStoreǁ*"),
         pytest_args=NO_MODEL,
     ),
-    "retry": Target("retry.py", (BITE,), pytest_args=NO_MODEL),
+    "retry": Target("transport/retry.py", (BITE,), pytest_args=NO_MODEL),
     "breaker": Target(
-        "breaker.py", (BITE,), functions=("xǁCircuitBreakerǁ*",), pytest_args=NO_MODEL
+        "transport/breaker.py", (BITE,), functions=("xǁCircuitBreakerǁ*",), pytest_args=NO_MODEL
     ),
-    "deadline": Target("deadline.py", (BITE,), pytest_args=NO_MODEL),
+    "deadline": Target("transport/deadline.py", (BITE,), pytest_args=NO_MODEL),
     "conversations": Target(
-        "conversations.py",
+        "stores/conversations.py",
         ("tests/test_conversations_bite.py",),
         functions=(
             "x_check_key",
@@ -100,41 +102,41 @@ MODULES: dict[str, Target] = {
     ),
     # the SQLite connection the conversation (and feedback) stores share: its mode and pragmas
     "sqlite": Target(
-        "feedback.py",
+        "stores/feedback.py",
         ("tests/test_conversations_bite.py",),
         functions=("xǁSQLiteFileǁ_connect",),
     ),
-    "calibration": Target("calibration.py", ("tests/test_calibration_bite.py",)),
+    "calibration": Target("training/calibration.py", ("tests/test_calibration_bite.py",)),
 }
 
 SQL_CASE = "an SQL statement in other letter case: SQLite keywords and names ignore case"
 
 EQUIVALENT: dict[str, str] = {
-    "avengers.deadline.xǁDeadlineǁ__init____mutmut_6": (
+    "avengers.transport.deadline.xǁDeadlineǁ__init____mutmut_6": (
         "`seconds >= 0` for `seconds > 0` after `seconds and`: 0 is already falsy"
     ),
-    "avengers.conversations.xǁSQLiteConversationsǁ__len____mutmut_7": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁ__len____mutmut_8": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_6": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_7": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_14": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_15": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_17": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁ_prune__mutmut_18": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁget__mutmut_12": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁget__mutmut_13": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁset__mutmut_10": SQL_CASE,
-    "avengers.conversations.xǁSQLiteConversationsǁset__mutmut_11": SQL_CASE,
-    "avengers.conversations.xǁMemoryConversationsǁset__mutmut_6": (
+    "avengers.stores.conversations.xǁSQLiteConversationsǁ__len____mutmut_7": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁ__len____mutmut_8": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁ_prune__mutmut_6": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁ_prune__mutmut_7": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁ_prune__mutmut_14": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁ_prune__mutmut_15": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁ_prune__mutmut_17": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁ_prune__mutmut_18": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁget__mutmut_12": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁget__mutmut_13": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁset__mutmut_10": SQL_CASE,
+    "avengers.stores.conversations.xǁSQLiteConversationsǁset__mutmut_11": SQL_CASE,
+    "avengers.stores.conversations.xǁMemoryConversationsǁset__mutmut_6": (
         "OrderedDict.popitem(last=None) for last=False: None is false, the oldest goes either way"
     ),
-    "avengers.tally.x_count__mutmut_21": (
+    "avengers.answering.tally.x_count__mutmut_21": (
         "`VoteResult(None, 0, {}, 0)` without its last argument: n_abstained defaults to 0"
     ),
-    "avengers.calibration.x_calibrate__mutmut_255": (
+    "avengers.training.calibration.x_calibrate__mutmut_255": (
         "warnings.warn without UserWarning: UserWarning is the default category"
     ),
-    "avengers.calibration.x_calibrate__mutmut_99": (
+    "avengers.training.calibration.x_calibrate__mutmut_99": (
         "np.nan_to_num without nan=0.0: 0.0 is the default"
     ),
     "avengers.online.x__as_batch__mutmut_65": (
@@ -150,50 +152,50 @@ EQUIVALENT: dict[str, str] = {
         "`or len(batch) == 0` to `and`: covariance exists only with coef, and a Laplace update "
         "on no rows leaves the classifiers as they are"
     ),
-    "avengers.voting.x__canonical_number__mutmut_32": (
+    "avengers.answering.voting.x__canonical_number__mutmut_32": (
         "`rstrip('XX%XX')` for `rstrip('%')`: a token the number pattern matched holds no X"
     ),
-    "avengers.voting.x__canonical_number__mutmut_33": (
+    "avengers.answering.voting.x__canonical_number__mutmut_33": (
         "`'XX/XX' in t` (never true) sends 'a/b' to Fraction(t), which parses an integer "
         "fraction exactly like the split, and raises the same errors (ValueError, ZeroDivision)"
     ),
-    "avengers.voting.x_medoid__mutmut_34": (
+    "avengers.answering.voting.x_medoid__mutmut_34": (
         "a zero norm replaced by 2.0 instead of 1.0: it only divides a zero row, which stays zero"
     ),
-    "avengers.voting.x_vote__mutmut_27": (
+    "avengers.answering.voting.x_vote__mutmut_27": (
         "`<=` for `<` when keeping an answer's best rank: an equal rank stores the same value"
     ),
-    "avengers.voting.x_vote__mutmut_57": (
+    "avengers.answering.voting.x_vote__mutmut_57": (
         "the tie-break block entered with one leader: its best rank is its own, nothing changes"
     ),
-    "avengers.voting.x_vote__mutmut_63": (
+    "avengers.answering.voting.x_vote__mutmut_63": (
         "`<=` for `<` on len(by_rank) vs len(leaders): when they are equal there are at least two "
         "leaders of one rank, and the next line overwrites the label with 'earliest answer'"
     ),
-    "avengers.voting.x_vote_equivalence__mutmut_20": (
+    "avengers.answering.voting.x_vote_equivalence__mutmut_20": (
         "ballots without their order (all 0): ties then keep the answers' first-appearance order, "
         "which is the index order the original sorts by; earlier ballots still win equal ranks"
     ),
-    "avengers.retry.x_retry_after__mutmut_20": (
+    "avengers.transport.retry.x_retry_after__mutmut_20": (
         "the header name in upper case: response headers (httpx.Headers) ignore case"
     ),
-    "avengers.retry.x_retry_after__mutmut_33": (
+    "avengers.transport.retry.x_retry_after__mutmut_33": (
         "the header name in upper case: response headers (httpx.Headers) ignore case"
     ),
-    "avengers.feedback.x_apply_rating__mutmut_8": (
+    "avengers.stores.feedback.x_apply_rating__mutmut_8": (
         "a rating's cost passed on to a router that keeps no costs: Router.update ignores costs "
         "when cost_sums_ is None (checked: same state)"
     ),
-    "avengers.feedback.xǁMemoryFeedbackStoreǁrate__mutmut_18": (
+    "avengers.stores.feedback.xǁMemoryFeedbackStoreǁrate__mutmut_18": (
         "a response's rating count raised by 2 instead of 1: the count is only compared with 0"
     ),
-    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_18": SQL_CASE,
-    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_19": SQL_CASE,
-    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_22": SQL_CASE,
-    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_23": SQL_CASE,
-    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_26": SQL_CASE,
-    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_32": SQL_CASE,
-    "avengers.feedback.xǁSQLiteFileǁ_connect__mutmut_7": (
+    "avengers.stores.feedback.xǁSQLiteFileǁ_connect__mutmut_18": SQL_CASE,
+    "avengers.stores.feedback.xǁSQLiteFileǁ_connect__mutmut_19": SQL_CASE,
+    "avengers.stores.feedback.xǁSQLiteFileǁ_connect__mutmut_22": SQL_CASE,
+    "avengers.stores.feedback.xǁSQLiteFileǁ_connect__mutmut_23": SQL_CASE,
+    "avengers.stores.feedback.xǁSQLiteFileǁ_connect__mutmut_26": SQL_CASE,
+    "avengers.stores.feedback.xǁSQLiteFileǁ_connect__mutmut_32": SQL_CASE,
+    "avengers.stores.feedback.xǁSQLiteFileǁ_connect__mutmut_7": (
         "sqlite3.connect without timeout=: the PRAGMA busy_timeout run next sets the same wait"
     ),
 }

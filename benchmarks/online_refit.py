@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from avengers import Router
-from avengers.datasets import load_dcrouter, load_routerdc
-from avengers.embedders import resolve_embedder
+from avengers.embedding.embedders import resolve_embedder
+from avengers.training.datasets import load_dcrouter, load_routerdc
 from online import SETTINGS, accuracy, bandit_pass, logged_outcomes, seed_start
 
 FILLS = ("plain", "query", "task")

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 from avengers import Router
-from avengers.data import OutcomeData
-from avengers.datasets import RDC_ID_TASKS, load_dcrouter, load_routerbench, load_routerdc
-from avengers.embedders import resolve_embedder
+from avengers.embedding.embedders import resolve_embedder
+from avengers.training.data import OutcomeData
+from avengers.training.datasets import RDC_ID_TASKS, load_dcrouter, load_routerbench, load_routerdc
 
 warnings.filterwarnings("ignore")
 

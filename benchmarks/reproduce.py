@@ -38,11 +38,15 @@ from typing import Any
 
 import numpy as np
 from avengers import Router, evaluate
-from avengers.data import OutcomeData
-from avengers.datasets import RDC_ID_TASKS, load_dcrouter, load_routerbench, load_routerdc
-from avengers.embed_base import Embedder
-from avengers.embedders import CachedEmbedder, SentenceTransformerEmbedder, resolve_embedder
-from avengers.evaluation import Evaluation, sweep_alpha
+from avengers.embedding.base import Embedder
+from avengers.embedding.embedders import (
+    CachedEmbedder,
+    SentenceTransformerEmbedder,
+    resolve_embedder,
+)
+from avengers.training.data import OutcomeData
+from avengers.training.datasets import RDC_ID_TASKS, load_dcrouter, load_routerbench, load_routerdc
+from avengers.training.evaluation import Evaluation, sweep_alpha
 from quality import fmt_diff, lr_picks, picks, scores0, task_label_picks
 
 warnings.filterwarnings("ignore")

@@ -28,8 +28,8 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 import avengers
 from avengers import Router
-from avengers.datasets import load_dcrouter_dir
-from avengers.static import StaticEmbedder
+from avengers.training.datasets import load_dcrouter_dir
+from avengers.embedding.static import StaticEmbedder
 
 n = int(sys.argv[1])
 d = Path(avengers.__file__).parent / "data" / "dcrouter"

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 from avengers import Router, evaluate
-from avengers.data import OutcomeData
-from avengers.datasets import load_dcrouter, load_routerdc
-from avengers.embedders import resolve_embedder
+from avengers.embedding.embedders import resolve_embedder
+from avengers.training.data import OutcomeData
+from avengers.training.datasets import load_dcrouter, load_routerdc
 
 warnings.filterwarnings("ignore")
 

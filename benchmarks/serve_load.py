@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from avengers.bundled import load_pretrained
+from avengers.training.bundled import load_pretrained
 
 
 def free_port() -> int:

@@ -254,7 +254,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from avengers import Router
-    from avengers.datasets import load_dcrouter
+    from avengers.training.datasets import load_dcrouter
 
     train = load_dcrouter("train", args.data_dir, with_price=False)
     if args.train_rows:

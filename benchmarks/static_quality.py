@@ -9,7 +9,7 @@ Variants of the static embedder:
 * no PCA (384 dimensions);
 * whole words from the training queries added to the vocabulary before distilling;
 * a ridge map ``W`` fitted on the TRAINING queries only so that static vectors times ``W``
-  approximate MiniLM's (what :func:`avengers.static.fit_projection` stores with a model);
+  approximate MiniLM's (what :func:`avengers.embedding.static.fit_projection` stores with a model);
 * other K for the router.
 
 Distilled variants are written once under ``<cache>/static`` (each takes minutes on 2 CPU cores);
@@ -30,11 +30,9 @@ from typing import Any
 
 import numpy as np
 from avengers import Router, evaluate
-from avengers.data import OutcomeData
-from avengers.datasets import load_dcrouter, load_routerdc
-from avengers.embed_base import normalize_rows as _normalize
-from avengers.embedders import resolve_embedder
-from avengers.static import (
+from avengers.embedding.base import normalize_rows as _normalize
+from avengers.embedding.embedders import resolve_embedder
+from avengers.embedding.static import (
     StaticEmbedder,
     default_static_path,
     distill,
@@ -42,6 +40,8 @@ from avengers.static import (
     query_vocabulary,
     static_dir,
 )
+from avengers.training.data import OutcomeData
+from avengers.training.datasets import load_dcrouter, load_routerdc
 
 warnings.filterwarnings("ignore")
 

@@ -118,7 +118,7 @@ def make_million(data_dir: Path, out: Path, rows: int, *, seed: int = 0) -> Path
 
 def add_embeddings(src: Path, out: Path, embedder: str, chunk: int) -> float:
     """The external engine's job, on one machine: ``src`` plus an ``embedding`` column."""
-    from avengers.embedders import resolve_embedder
+    from avengers.embedding.embedders import resolve_embedder
 
     emb = resolve_embedder(embedder)
     t0 = time.perf_counter()
@@ -167,7 +167,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from avengers import Router, evaluate
-    from avengers.datasets import load_dcrouter
+    from avengers.training.datasets import load_dcrouter
 
     folder = ROOT / "runs" / "scale"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Glue between LangChain objects and the avengers core: message conversion, the routing-text
-policy (the core's, see :mod:`avengers.messages`), and a :class:`~avengers.backends.Backend`
+policy (the core's, see :mod:`avengers.answering.messages`), and a :class:`~avengers.transport.backends.Backend`
 over arbitrary runnables. No routing or voting happens here."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from avengers import messages as core
-from avengers.backends import Completion, ObjectBackend
+from avengers.answering import messages as core
+from avengers.answering.messages import RoutingPolicy
 from avengers.exceptions import ConfigError
-from avengers.messages import RoutingPolicy
+from avengers.transport.backends import Completion, ObjectBackend
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.messages import BaseMessage, ChatMessage, HumanMessage
 from langchain_core.prompt_values import PromptValue
@@ -40,7 +40,7 @@ def to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 def to_openai(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """LangChain messages as candidates take them: plain text, or, when the conversation holds
     tool calls or tool results, the OpenAI form with them (candidates without tool calling see
-    those turns as text; see :func:`avengers.toolcalls.flatten_tool_turns`)."""
+    those turns as text; see :func:`avengers.answering.toolcalls.flatten_tool_turns`)."""
     from ._tools import has_tool_turns
 
     if has_tool_turns(messages):
@@ -84,7 +84,7 @@ def as_messages(value: Any) -> list[BaseMessage]:
 
 
 def routing_text(messages: Sequence[BaseMessage], policy: RoutingPolicy = "last_user") -> str:
-    """The text the router sees, by the core's policy (:func:`avengers.messages.routing_text`):
+    """The text the router sees, by the core's policy (:func:`avengers.answering.messages.routing_text`):
     ``last_user`` (default; ``last_human`` is the same), ``conversation``, ``query``, a template
     such as ``"{last_user}"``, or a function of the LangChain messages."""
     return core.routing_text(to_dicts(messages), policy, native=messages)

@@ -1,6 +1,6 @@
 """Tool calling and structured output for :class:`~langchain_avengers.ChatAvengers`: OpenAI tool
 definitions from LangChain tools, tool calls on AI messages, and ``with_structured_output``'s
-three methods. The voting over tool calls and JSON lives in :mod:`avengers.toolcalls`."""
+three methods. The voting over tool calls and JSON lives in :mod:`avengers.answering.toolcalls`."""
 
 from __future__ import annotations
 

@@ -18,11 +18,11 @@ from avengers.adapting import (
     token_ids,
     with_call_settings,
 )
-from avengers.answer_config import call_settings
-from avengers.bundled import resolve_router
+from avengers.answering.config import call_settings
+from avengers.answering.toolcalls import OPTION_NAMES
 from avengers.exceptions import ConfigError
-from avengers.feedback import Rating
-from avengers.toolcalls import OPTION_NAMES
+from avengers.stores.feedback import Rating
+from avengers.training.bundled import resolve_router
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -101,7 +101,7 @@ class ChatAvengers(BaseChatModel):
     cost). ``max_cost`` (per instance, or per call: ``chat.invoke(..., max_cost=0.01)``) caps a
     call's expected cost (:class:`avengers.BudgetError` when no candidate fits);
     ``conversation`` (per instance or per call) keeps a conversation on one model (see
-    :mod:`avengers.conversations`).
+    :mod:`avengers.stores.conversations`).
 
     ```python
     chat = ChatAvengers.from_pretrained("my-router", endpoints="endpoints.yaml")
@@ -139,7 +139,7 @@ class ChatAvengers(BaseChatModel):
     replaces them."""
     routing: Any = "last_user"
     """What the router reads: ``last_user``, ``conversation``, ``query``, a template such as
-    ``"{last_user}"``, or a function of the messages (see :mod:`avengers.messages`)."""
+    ``"{last_user}"``, or a function of the messages (see :mod:`avengers.answering.messages`)."""
     conversation: str | None = None
     """A conversation key: every call of this model stays on the model its first call went to,
     unless that model fails (a call's ``conversation=`` replaces it)."""
@@ -305,7 +305,7 @@ class ChatAvengers(BaseChatModel):
         true}`` in the endpoints file; the others are left out of the routing for these calls).
         ``tool_choice``: ``auto``, ``none``, ``any``/``required``/``True`` (some tool must be
         called) or a tool's name. Samples vote on their calls (tool name and canonical
-        arguments; see :mod:`avengers.toolcalls`)."""
+        arguments; see :mod:`avengers.answering.toolcalls`)."""
         formatted = openai_tools(tools, strict=strict)
         choice = openai_tool_choice(tool_choice, formatted)
         if choice is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from avengers import feedback as core
+from avengers.stores import feedback as core
 
 from ._core import response_id
 from .chat_models import ChatAvengers
@@ -37,7 +37,7 @@ def send_feedback(
     base URL (the rating is sent to its ``POST /v1/feedback``, with the client's API key unless
     ``api_key`` is given). Returns the accepted rating (as the server's reply: ``id``, ``seq``,
     ``model``, ``cluster``, ``score``); a refused one raises
-    :class:`avengers.feedback.FeedbackError` saying why (unknown or already rated id, score out
+    :class:`avengers.stores.feedback.FeedbackError` saying why (unknown or already rated id, score out
     of range)."""
     rid = response_id(response)
     if isinstance(llm, ChatAvengers):

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from avengers import Answerer, Router, SamplingConfig
-from avengers.answer import stick
-from avengers.answer_config import fold_settings
-from avengers.bundled import resolve_router
-from avengers.conversations import ConversationStore, MemoryConversations, check_key
+from avengers.answering.answer import stick
+from avengers.answering.config import fold_settings
 from avengers.decision import RouteDecision
 from avengers.exceptions import ConfigError
+from avengers.stores.conversations import ConversationStore, MemoryConversations, check_key
+from avengers.training.bundled import resolve_router
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import patch_config
@@ -56,12 +56,12 @@ class _RouterFields(RunnableSerializable[Any, Any]):
     """For dict inputs: the key that holds the text to route on."""
     routing: Any = "last_user"
     """For message inputs: ``last_user``, ``conversation``, ``query``, a template, or a function
-    (see :mod:`avengers.messages`)."""
+    (see :mod:`avengers.answering.messages`)."""
     alpha: float | None = None
     """Cost/quality trade-off for routing (None: the router's own)."""
     conversation: str | None = None
     """A conversation key: every call stays on the model the conversation's first routed call
-    went to (see :mod:`avengers.conversations`). A call's ``config={"configurable":
+    went to (see :mod:`avengers.stores.conversations`). A call's ``config={"configurable":
     {"conversation": ...}}`` replaces it, and ``conversation_key`` replaces both."""
     conversation_key: str | None = None
     """For dict inputs: the key that holds the conversation key (e.g. ``"session_id"``)."""
@@ -154,7 +154,7 @@ class AvengersRouterChain(_RouterFields):
     With a conversation key (``conversation``, per call ``config={"configurable":
     {"conversation": ...}}``, or the input's ``conversation_key``) a conversation's turns stay on
     the candidate its first turn went to, unless that candidate fails (see
-    :mod:`avengers.conversations`); the conversations are kept in this chain's memory."""
+    :mod:`avengers.stores.conversations`); the conversations are kept in this chain's memory."""
 
     runnables: dict[str, Runnable[Any, Any]] = Field(default_factory=dict)
     """Candidates by the router's model names."""

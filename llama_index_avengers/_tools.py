@@ -1,6 +1,6 @@
 """Tool calling for the LlamaIndex :class:`~llama_index_avengers.Avengers` LLM: LlamaIndex tools as
 OpenAI tools, LlamaIndex messages with tool calls and tool results in the OpenAI form, and tool
-calls read back from a response. The voting over tool calls lives in :mod:`avengers.toolcalls`."""
+calls read back from a response. The voting over tool calls lives in :mod:`avengers.answering.toolcalls`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from avengers.toolcalls import tool_call
+from avengers.answering.toolcalls import tool_call
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,

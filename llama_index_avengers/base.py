@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from avengers import Answerer, AnswerResult, Router, SamplingConfig
-from avengers import messages as core
 from avengers.adapting import (
     ROUTED,
     constructor_data,
@@ -17,14 +16,15 @@ from avengers.adapting import (
     pinned,
     with_call_settings,
 )
-from avengers.answer_config import call_settings
-from avengers.backends import Backend, Completion, ObjectBackend
-from avengers.bundled import resolve_router
-from avengers.conversations import ConversationStore, MemoryConversations
+from avengers.answering import messages as core
+from avengers.answering.config import call_settings
+from avengers.answering.messages import RoutingPolicy
+from avengers.answering.toolcalls import OPTION_NAMES
 from avengers.exceptions import ConfigError
-from avengers.feedback import FeedbackStore, MemoryFeedbackStore, Rating
-from avengers.messages import RoutingPolicy
-from avengers.toolcalls import OPTION_NAMES
+from avengers.stores.conversations import ConversationStore, MemoryConversations
+from avengers.stores.feedback import FeedbackStore, MemoryFeedbackStore, Rating
+from avengers.training.bundled import resolve_router
+from avengers.transport.backends import Backend, Completion, ObjectBackend
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
     astream_chat_to_completion_decorator,
@@ -85,7 +85,7 @@ def _from_openai(messages: Sequence[Mapping[str, Any]]) -> list[ChatMessage]:
 
 
 def routing_text(messages: Sequence[ChatMessage], policy: RoutingPolicy = "last_user") -> str:
-    """The text the router reads, by the core's policy (:func:`avengers.messages.routing_text`):
+    """The text the router reads, by the core's policy (:func:`avengers.answering.messages.routing_text`):
     ``last_user`` (default), ``query`` (the question after the last ``Query:`` line of a query
     engine's context-stuffed prompt), ``conversation`` (``full`` is the same), a template, or a
     function of the LlamaIndex messages."""
@@ -190,7 +190,7 @@ class Avengers(FunctionCallingLLM):
     It is a ``FunctionCallingLLM``: ``chat_with_tools``, ``predict_and_call``, function-calling
     agents, ``structured_predict`` and ``as_structured_llm`` work when some endpoint declares
     ``capabilities: {tools: true}`` (only those candidates are routed to for tool calls; samples
-    vote on their calls, see :mod:`avengers.toolcalls`).
+    vote on their calls, see :mod:`avengers.answering.toolcalls`).
 
     Build it from a router (object, folder, hub id or ``"pretrained"``) and either endpoints
     (OpenAI-compatible servers) or ``llms``, a mapping of model name to LlamaIndex LLMs you
@@ -200,7 +200,7 @@ class Avengers(FunctionCallingLLM):
     :func:`llama_index_avengers.send_feedback`. ``max_cost`` (per instance, or per call:
     ``llm.complete(..., max_cost=0.01)``) caps a call's expected cost
     (:class:`avengers.BudgetError` when no candidate fits); ``conversation`` (per instance or
-    per call) keeps a conversation on one model (see :mod:`avengers.conversations`). The
+    per call) keeps a conversation on one model (see :mod:`avengers.stores.conversations`). The
     sampling settings that used to be fields (``n_samples=3``, ...) still work as keywords: they
     fold into ``sampling``, with a deprecation warning (``temperature``, ``max_tokens`` and
     ``max_cost`` without one); any other unknown keyword is an error naming it. ``model``
@@ -318,7 +318,7 @@ class Avengers(FunctionCallingLLM):
                 windows = [llm.metadata.context_window for llm in self.llms.values()]
             elif self.endpoints is not None:
                 try:
-                    from avengers.endpoints import load_endpoints
+                    from avengers.transport.endpoints import load_endpoints
 
                     windows = [
                         e.context_window
@@ -342,7 +342,7 @@ class Avengers(FunctionCallingLLM):
         if self.llms or self.endpoints is None:
             return False
         try:
-            from avengers.endpoints import load_endpoints
+            from avengers.transport.endpoints import load_endpoints
 
             return any(e.capabilities.tools for e in load_endpoints(self.endpoints).values())
         except ConfigError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from avengers.embedders import Embedder, aembed, resolve_embedder
+from avengers.embedding.embedders import Embedder, aembed, resolve_embedder
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from avengers import feedback as core
+from avengers.stores import feedback as core
 
 from .base import Avengers, response_id
 
@@ -36,7 +36,7 @@ def send_feedback(
     (the rating is sent to its ``POST /v1/feedback``, with the client's API key unless
     ``api_key`` is given). Returns the accepted rating (as the server's reply: ``id``, ``seq``,
     ``model``, ``cluster``, ``score``); a refused one raises
-    :class:`avengers.feedback.FeedbackError` saying why."""
+    :class:`avengers.stores.feedback.FeedbackError` saying why."""
     rid = response_id(response)
     if isinstance(llm, Avengers):
         return core.rating_reply(llm.feedback(rid, score, cost=cost))

@@ -54,11 +54,11 @@ fi
 PIP=(.venv/bin/python -m pip install --disable-pip-version-check --progress-bar off)
 stamp=.venv/.avengers-setup
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
-# The default static embedder (all-MiniLM-L6-v2 distilled with model2vec, see avengers.static) is
+# The default static embedder (all-MiniLM-L6-v2 distilled with model2vec, see avengers.embedding.static) is
 # made once into the cache ($AVENGERS_CACHE or ~/.cache/avengers, under static/), offline;
 # afterwards this is a quick check.
 static_model() {
-  step "static embedder (made once, then cached)" .venv/bin/python -m avengers.static --quiet
+  step "static embedder (made once, then cached)" .venv/bin/python -m avengers.embedding.static --quiet
 }
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   static_model

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from avengers import Router
-from avengers.bundled import PRETRAINED_NAME, load_bundled
+from avengers.training.bundled import PRETRAINED_NAME, load_bundled
 
 SETTINGS = dict(n_clusters=64, n_nearest=5, shrinkage=10.0, random_state=0)
 

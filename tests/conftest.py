@@ -17,7 +17,7 @@ DATA_DIR = ROOT.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def embedder():
-    from avengers.embedders import SentenceTransformerEmbedder
+    from avengers.embedding.embedders import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
 
@@ -53,7 +53,7 @@ def local_router(embedder):
     import json
 
     from avengers import Router
-    from avengers.bundled import demo_questions_path
+    from avengers.training.bundled import demo_questions_path
 
     rows = []
     for line in demo_questions_path().read_text().splitlines():

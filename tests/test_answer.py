@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from avengers import Router
-from avengers.answer import Answerer, AnswerError, SamplingConfig
-from avengers.endpoints import Endpoint
+from avengers.answering.answer import Answerer, AnswerError, SamplingConfig
 from avengers.exceptions import ConfigError
+from avengers.transport.endpoints import Endpoint
 from fake_openai_server import FakeModel, FakeOpenAIServer
 
 MATH_Q = "What is 17 times 23?"
@@ -345,7 +345,7 @@ async def test_base_model_endpoints_use_a_prompt_template(
 
 
 def test_chat_template_without_system_role() -> None:
-    from avengers.backends import prepare_messages
+    from avengers.transport.backends import prepare_messages
 
     ep = Endpoint("g", "http://127.0.0.1:1/v1", system_prompt="Be brief.", system_role=False)
     msgs = prepare_messages(ep, [{"role": "user", "content": "Hi"}])
@@ -355,7 +355,7 @@ def test_chat_template_without_system_role() -> None:
 
 
 def test_messages_policy() -> None:
-    from avengers.messages import as_messages, content_text, for_candidates, routing_text
+    from avengers.answering.messages import as_messages, content_text, for_candidates, routing_text
 
     parts = [{"type": "text", "text": "What is"}, {"type": "text", "text": "17 times 23?"}]
     chat = [
@@ -383,7 +383,7 @@ def test_messages_policy() -> None:
 
 
 def test_sampling_config_checks_and_copies() -> None:
-    from avengers.answer_config import as_strategy, check_alpha
+    from avengers.answering.config import as_strategy, check_alpha
 
     cfg = SamplingConfig(stop=["END"])
     assert cfg.stop == ("END",) and cfg.call_options()["stop"] == ["END"]

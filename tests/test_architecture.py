@@ -8,7 +8,7 @@ The import graph has an edge from module A to module B for every ``import`` or `
 import`` statement in A that names B, wherever it stands: at the top, inside a function, or under
 ``if TYPE_CHECKING:``. Relative imports are resolved against A's package. ``from P import n``
 points at the module ``P.n`` when there is one and at ``P`` (its ``__init__``) otherwise, so
-``from . import scoring`` is an edge to ``avengers.scoring`` while ``from . import __version__``
+``from . import scoring`` is an edge to ``avengers.routing.scoring`` while ``from . import __version__``
 is an edge to the package ``avengers`` itself.
 
 The one rule that keeps re-exports from counting as circles: importing ``avengers.x`` runs the
@@ -252,8 +252,8 @@ def private_uses(name: str, parsed: ast.Module | None = None) -> list[str]:
 
 
 def test_private_use_finder() -> None:
-    src = "from . import router, _sync\nfrom .router import _x\nrouter._y()\nself._z = 1\n"
-    uses = private_uses(f"{PACKAGE}.evaluation", ast.parse(src))
+    src = "from .. import router, _sync\nfrom ..router import _x\nrouter._y()\nself._z = 1\n"
+    uses = private_uses(f"{PACKAGE}.training.evaluation", ast.parse(src))
     assert [u.split(": ", 1)[1] for u in uses] == [
         f"from {PACKAGE}.router import _x",
         "router._y",
@@ -310,7 +310,7 @@ def foreign_attribute_uses(
 def test_foreign_attribute_finder() -> None:
     parsed = ast.parse("r = Router()\nr._embedder = e\nself._embedder = e\n")
     uses = foreign_attribute_uses(
-        f"{PACKAGE}.evaluation", parsed, set(), {"_embedder": f"{PACKAGE}.router"}
+        f"{PACKAGE}.training.evaluation", parsed, set(), {"_embedder": f"{PACKAGE}.router"}
     )
     assert [u.split(": ", 1)[1] for u in uses] == [f"r._embedder (private to {PACKAGE}.router)"]
 
@@ -388,12 +388,15 @@ def test_imports_point_down_the_layers() -> None:
 
 
 def test_layer_check_catches_an_upward_import() -> None:
-    table = {"router": 3, "scoring": 0, "server.*": 5}
+    table = {"router": 3, "routing.scoring": 0, "server.*": 5}
     assert layer_of("avengers.server.app", table) == 5
     assert layer_of("avengers.serverless", table) is None
-    graph = {"avengers.router": {"avengers.scoring"}, "avengers.scoring": {"avengers.router"}}
+    graph = {
+        "avengers.router": {"avengers.routing.scoring"},
+        "avengers.routing.scoring": {"avengers.router"},
+    }
     assert upward_imports(graph, table) == [
-        "avengers.scoring (layer 0) imports avengers.router (layer 3)"
+        "avengers.routing.scoring (layer 0) imports avengers.router (layer 3)"
     ]
 
 

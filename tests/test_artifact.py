@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from avengers import ArtifactError, EmbedderMismatchError, Router
 from avengers.artifact import CONFIG_FILE, WEIGHTS_FILE
-from avengers.embedders import SentenceTransformerEmbedder
+from avengers.embedding.embedders import SentenceTransformerEmbedder
 
 QUERIES = [
     "What is 13 times 7?",
@@ -158,7 +158,7 @@ def test_default_embedder_is_recorded_and_restored(toy_router: Router, tmp_path:
 
 def test_shipped_router_loads_and_saves_the_same_layout(tmp_path: Path, embedder) -> None:
     from avengers import __version__
-    from avengers.bundled import load_pretrained, pretrained_path
+    from avengers.training.bundled import load_pretrained, pretrained_path
 
     shipped = load_pretrained(embedder=embedder)
     assert shipped.route("What is 17 * 23?").model in shipped.models_

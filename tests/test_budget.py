@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 from avengers import OutcomeData, Router
-from avengers.calibration import calibrate, fold_indices
+from avengers.training.calibration import calibrate, fold_indices
 
 
 def two_topic_data(n: int = 80, dim: int = 384) -> tuple[OutcomeData, np.ndarray]:
@@ -154,8 +154,8 @@ MATH_Q = "What is 17 times 23?"
 
 
 def test_fit_budget_filters_reduces_and_fails() -> None:
-    from avengers.answer import fit_budget
-    from avengers.answer_config import SamplingConfig
+    from avengers.answering.answer import fit_budget
+    from avengers.answering.config import SamplingConfig
     from avengers.exceptions import BudgetError, ConfigError
 
     costs: dict[str, float | None] = {"a": 1.0, "b": 2.0, "c": 0.5}
@@ -188,7 +188,7 @@ def upstreams():
 
 
 async def test_answerer_respects_max_cost(toy_router: Router, upstreams) -> None:
-    from avengers.answer import Answerer
+    from avengers.answering.answer import Answerer
     from avengers.exceptions import BudgetError
     from test_serve import make_endpoints
 
@@ -207,8 +207,8 @@ async def test_answerer_respects_max_cost(toy_router: Router, upstreams) -> None
 
 def test_server_max_cost(toy_router: Router, upstreams) -> None:
     import openai
-    from avengers.answer import Answerer
-    from avengers.serve import create_app
+    from avengers.answering.answer import Answerer
+    from avengers.server import create_app
     from test_serve import Running, client, make_endpoints
 
     r = Running(create_app(Answerer(toy_router, make_endpoints(*upstreams), adaptive=False)))

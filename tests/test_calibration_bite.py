@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pytest
 from avengers import Router
-from avengers.calibration import calibrate, fold_indices
 from avengers.exceptions import ConfigError, DataError
+from avengers.training.calibration import calibrate, fold_indices
 from test_estimate_bite import CENTERS, _rows_and_vectors
 
 # the toy data (costs: math 1.0, chef 0.5, code 2.0 per call) with rows 0, 11 and 22 at 0.5

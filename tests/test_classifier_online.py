@@ -1,12 +1,12 @@
 """Online updates of the per-model success classifiers (Laplace approximation, see
-``avengers.classifier``) and how ``Router.update``/``add_model``/persistence use them."""
+``avengers.routing.logistic``) and how ``Router.update``/``add_model``/persistence use them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from avengers import ConfigError, OutcomeData, Router
-from avengers.classifier import (
+from avengers.routing.logistic import (
     _newton_dense,
     _newton_low_rank,
     classifier_covariance,

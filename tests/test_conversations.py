@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 from avengers import Answerer, ConfigError, Endpoint, Router
-from avengers.conversations import (
+from avengers.stores.conversations import (
     ConversationStore,
     MemoryConversations,
     RedisConversations,
     SQLiteConversations,
     conversations_for,
 )
-from avengers.feedback import MemoryFeedbackStore, RedisFeedbackStore, SQLiteFeedbackStore
+from avengers.stores.feedback import MemoryFeedbackStore, RedisFeedbackStore, SQLiteFeedbackStore
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_online import redis_url  # noqa: F401  (the real redis-server fixture)
 from waiting import answers, wait_until
@@ -84,7 +84,7 @@ def test_store_is_bounded_least_recently_used_first(make) -> None:
 
 
 def test_bad_keys_and_bounds_are_clear_errors() -> None:
-    from avengers.conversations import check_key
+    from avengers.stores.conversations import check_key
 
     for bad in ("", "   ", 3, None, "x" * 257):
         with pytest.raises(ConfigError, match="conversation key"):
@@ -248,7 +248,7 @@ def _chat(c: Any, content: str, **kw: Any) -> Any:
 def test_server_conversations_by_field_header_and_route_only(
     toy_router: Router, upstream: FakeOpenAIServer
 ) -> None:
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from fastapi.testclient import TestClient
 
     app = create_app(Answerer(toy_router, endpoints(upstream), strategy="direct"))
@@ -278,7 +278,7 @@ def test_server_workers_share_conversations_through_the_store(
 ) -> None:
     """Two apps (as two workers) on one SQLite file: a conversation begun on one continues on
     the other. (The store itself is shared across processes: see the multiprocess test.)"""
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from fastapi.testclient import TestClient
 
     def worker() -> Any:

@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from avengers.conversations import (
+from avengers.exceptions import ConfigError
+from avengers.stores.conversations import (
     MAX_KEY_LENGTH,
     MemoryConversations,
     SQLiteConversations,
     check_key,
     conversations_for,
 )
-from avengers.exceptions import ConfigError
-from avengers.feedback import MemoryFeedbackStore, SQLiteFeedbackStore
+from avengers.stores.feedback import MemoryFeedbackStore, SQLiteFeedbackStore
 
 
 class Clock:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from avengers import DataError, load_outcomes, outcomes_from_rows
-from avengers.data import OutcomeData, as_outcomes
+from avengers.training.data import OutcomeData, as_outcomes
 
 
 def write(path: Path, rows: list[dict[str, object]]) -> Path:

@@ -15,12 +15,12 @@ import httpx
 import numpy as np
 import pytest
 from avengers import Router
-from avengers.breaker import CircuitBreaker
-from avengers.deadline import Deadline, DeadlineExceeded, current, set_current, within
-from avengers.feedback import MemoryFeedbackStore, Rating, apply_rating
-from avengers.retry import MAX_RETRY_AFTER, GaveUp, backoff, retry_after, retrying
-from avengers.scoring import carried_by, shrunk_means
-from avengers.voting import counts_margin
+from avengers.answering.voting import counts_margin
+from avengers.routing.scoring import carried_by, shrunk_means
+from avengers.stores.feedback import MemoryFeedbackStore, Rating, apply_rating
+from avengers.transport.breaker import CircuitBreaker
+from avengers.transport.deadline import Deadline, DeadlineExceeded, current, set_current, within
+from avengers.transport.retry import MAX_RETRY_AFTER, GaveUp, backoff, retry_after, retrying
 from toy import toy_rows
 
 COOK_Q = "How long should I boil an egg for a runny yolk?"
@@ -216,7 +216,7 @@ def test_retries_stop_after_max_retries_with_the_last_error() -> None:
 
 def test_what_is_retryable() -> None:
     import openai
-    from avengers.retry import retryable
+    from avengers.transport.retry import retryable
 
     request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
     assert retryable(openai.APIConnectionError(request=request))

@@ -294,7 +294,7 @@ def test_manifests_hold_every_part() -> None:
 
 def test_deployment_agrees_with_the_cli_and_the_server(tmp_path: Path, routes: set[str]) -> None:
     from avengers import load_endpoints
-    from avengers.bundled import load_pretrained
+    from avengers.training.bundled import load_pretrained
 
     dep = one("Deployment", "avengers")
     pod = dep["spec"]["template"]["spec"]

@@ -65,7 +65,7 @@ def test_serve_doc_clients_run_against_the_server(
     local_router: Router, server: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from avengers import Answerer, Endpoint
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from test_serve import Running
 
     eps = {name: Endpoint(name, server.base_url, model=name) for name in local_fakes()}
@@ -114,7 +114,7 @@ def test_serve_doc_tool_examples_run(
     """docs/serve.md's tools section: an openai-client tool loop and a ChatOpenAI
     structured-output chain through a server on answering.md's ``endpoints-tools.yaml``."""
     from avengers import Answerer, load_endpoints
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from test_serve import Running
 
     (yaml_block,) = blocks("answering.md", "yaml tools")
@@ -152,7 +152,7 @@ def _served(router: Router, server: FakeOpenAIServer, *, priced: bool = False, *
     their endpoints priced (the demo's prices) or not."""
     from avengers import Answerer
     from avengers.demo.local import demo_endpoints
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from test_serve import Running
 
     eps = {
@@ -245,7 +245,7 @@ def test_adapter_docs_cost_cap_and_feedback_examples_run(
 ) -> None:
     """docs/langchain.md and docs/llamaindex.md: max_cost per instance and per call, the
     BudgetError, and feedback in process and through a server that keeps feedback."""
-    from avengers.feedback import SQLiteFeedbackStore
+    from avengers.stores.feedback import SQLiteFeedbackStore
 
     _my_router_and_endpoints(doc, local_router, server, tmp_path, monkeypatch)
     store = SQLiteFeedbackStore(tmp_path / "fb.db")

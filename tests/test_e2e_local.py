@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from avengers import Answerer, Router, load_outcomes
-from avengers.backends import OpenAIBackend
-from avengers.bundled import demo_questions_path
-from avengers.collect import acollect, load_questions
 from avengers.demo.local import LlamaCppServer, demo_endpoints, demo_servers
+from avengers.training.bundled import demo_questions_path
+from avengers.training.collect import acollect, load_questions
+from avengers.transport.backends import OpenAIBackend
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ async def test_json_schema_output_through_the_router_with_voting(
     left out of the routing."""
     from dataclasses import replace
 
-    from avengers.toolcalls import matches_schema
+    from avengers.answering.toolcalls import matches_schema
 
     eps = demo_endpoints(servers)
     caps = {"json_schema": True, "json_schema_style": "json_object"}

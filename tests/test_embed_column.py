@@ -1,4 +1,4 @@
-"""The embedding column computed outside `avengers train` (avengers.embed_column): on this machine
+"""The embedding column computed outside `avengers train` (avengers.embedding.column): on this machine
 and on a real local Ray cluster started by the test; `avengers train --stream` then trains on
 the file, and both paths give the same vectors and the same router."""
 
@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 from avengers import ConfigError, DataError, Router
 from avengers.cli import app
-from avengers.embed_column import embed_parquet, embed_table
-from avengers.static import StaticEmbedder
+from avengers.embedding.column import embed_parquet, embed_table
+from avengers.embedding.static import StaticEmbedder
 from typer.testing import CliRunner
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -159,7 +159,7 @@ def test_ray_cluster_vectors_and_router_equal_the_single_machine_ones(
     # the bundled MiniLM (the default embedder), on two Ray actors, 64 rows per batch
     out = ray_cluster.run(
         "import ray\n"
-        "from avengers.embed_column import embed_parquet_ray\n"
+        "from avengers.embedding.column import embed_parquet_ray\n"
         "n = embed_parquet_ray('outcomes.parquet', 'ray.parquet', "
         f"address='{ray_cluster.address}', workers=2, batch_rows=64)\n"
         "print(n, ray.is_initialized())\n",
@@ -201,7 +201,7 @@ def test_ray_cluster_vectors_and_router_equal_the_single_machine_ones(
     # more workers than the cluster has CPUs: one clear error, not a wait for ever
     out = ray_cluster.run(
         "from avengers import ConfigError\n"
-        "from avengers.embed_column import embed_parquet_ray\n"
+        "from avengers.embedding.column import embed_parquet_ray\n"
         "try:\n"
         "    embed_parquet_ray('outcomes.parquet', 'x.parquet', 'static', "
         f"address='{ray_cluster.address}', workers=3)\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from avengers import ConfigError, Router
-from avengers.embedders import CachedEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
+from avengers.embedding.embedders import CachedEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
 
 
 class Counting:
@@ -154,7 +154,7 @@ def test_router_with_http_embedder_round_trip(embedding_server, tmp_path: Path) 
 async def test_batching_embedder_coalesces_concurrent_calls(
     embedder: SentenceTransformerEmbedder,
 ) -> None:
-    from avengers.embedders import BatchingEmbedder
+    from avengers.embedding.embedders import BatchingEmbedder
 
     counting = Counting(embedder)
     batching = BatchingEmbedder(counting, max_batch=64, max_wait=0.05)
@@ -194,7 +194,7 @@ class Fake:
 
 
 def test_check_texts_names_the_bad_item() -> None:
-    from avengers.embedders import InvalidTextError, check_texts
+    from avengers.embedding.embedders import InvalidTextError, check_texts
 
     assert check_texts(("a", "b")) == ["a", "b"]
     with pytest.raises(InvalidTextError, match=r"text 2 cannot be encoded as UTF-8") as e:
@@ -207,7 +207,7 @@ def test_check_texts_names_the_bad_item() -> None:
 
 
 def test_bad_text_is_rejected_before_anything_is_embedded(tmp_path: Path) -> None:
-    from avengers.embedders import InvalidTextError, MemoryCachedEmbedder
+    from avengers.embedding.embedders import InvalidTextError, MemoryCachedEmbedder
 
     fake = Fake()
     for wrapper in (CachedEmbedder(fake, tmp_path), MemoryCachedEmbedder(fake)):
@@ -217,7 +217,7 @@ def test_bad_text_is_rejected_before_anything_is_embedded(tmp_path: Path) -> Non
 
 
 async def test_batching_embedder_isolates_a_failing_caller() -> None:
-    from avengers.embedders import BatchingEmbedder, InvalidTextError
+    from avengers.embedding.embedders import BatchingEmbedder, InvalidTextError
 
     fake = Fake()
     batching = BatchingEmbedder(fake, max_batch=64, max_wait=0.05)
@@ -237,7 +237,7 @@ async def test_batching_embedder_isolates_a_failing_caller() -> None:
 
 
 async def test_memory_cache_is_a_bounded_lru() -> None:
-    from avengers.embedders import MemoryCachedEmbedder
+    from avengers.embedding.embedders import MemoryCachedEmbedder
 
     fake = Fake()
     mem = MemoryCachedEmbedder(fake, max_items=3)
@@ -288,7 +288,7 @@ def test_disk_cache_embeds_small_batches_first_so_progress_shows_early(tmp_path:
 
 
 def test_resolve_embedder_cache_modes() -> None:
-    from avengers.embedders import MemoryCachedEmbedder, resolve_embedder
+    from avengers.embedding.embedders import MemoryCachedEmbedder, resolve_embedder
 
     assert isinstance(resolve_embedder(None), CachedEmbedder)
     assert isinstance(resolve_embedder(None, cache="disk"), CachedEmbedder)

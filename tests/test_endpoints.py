@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from avengers.endpoints import Endpoint, load_endpoints
 from avengers.exceptions import ConfigError
+from avengers.transport.endpoints import Endpoint, load_endpoints
 
 YAML = """
 defaults:

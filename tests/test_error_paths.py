@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from avengers.data import iter_parquet_outcomes, load_outcomes
 from avengers.exceptions import ConfigError, DataError
-from avengers.feedback import SQLiteFeedbackStore, UnknownResponseError
+from avengers.stores.feedback import SQLiteFeedbackStore, UnknownResponseError
+from avengers.training.data import iter_parquet_outcomes, load_outcomes
 from waiting import wait_until
 
 ROWS = [
@@ -146,6 +146,11 @@ def test_parquet_embedding_columns(tmp_path: Path) -> None:
     # the chunk that holds the ragged row is named
     assert _first_error(p, chunk_rows=2) == (
         f"{p}: rows 3-4: column 'embedding': vectors of different lengths"
+    )
+    # a later chunk whose vectors all have another length: the file's rows disagree, named
+    p = _parquet(tmp_path / "shorter.parquet", [[0.5, 1.0], [2.0, 3.0], [0.0], [1.0]])
+    assert _first_error(p, chunk_rows=2) == (
+        f"{p}: rows 3-4: column 'embedding': vectors of length 1 where the rows before have 2"
     )
     p = _parquet(tmp_path / "nan.parquet", [[0.5, float("nan")], [2.0, 1.0]])
     assert _first_error(p) == f"{p}: rows 1-2: column 'embedding' has a missing or non-finite value"

@@ -1,5 +1,5 @@
 """``Router.estimate`` on hand-made embeddings, every figure worked out from the router's public
-state (``state()``, ``cluster_scores()``) and the pure functions of :mod:`avengers.scoring`:
+state (``state()``, ``cluster_scores()``) and the pure functions of :mod:`avengers.routing.scoring`:
 nearest cluster and distance, soft weights (absolute and relative temperature), shrinkage,
 costs and the trade-off, the global fallbacks, kNN and hybrid scoring, the success classifiers'
 blend, task hints and sharpening. Each setting is checked on one row (the lean path) and on a
@@ -12,8 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 from avengers import Router
-from avengers.classifier import success_probabilities
-from avengers.scoring import evidence_share, knn_estimate, shrunk_means, softmax_weights, tradeoff
+from avengers.routing.logistic import success_probabilities
+from avengers.routing.scoring import (
+    evidence_share,
+    knn_estimate,
+    shrunk_means,
+    softmax_weights,
+    tradeoff,
+)
 from toy import toy_rows
 
 CENTERS = np.array(
@@ -251,7 +257,7 @@ def test_success_classifiers_blend() -> None:
 def test_task_hints_use_the_task_statistics() -> None:
     r, _ = fitted(n_nearest=1, shrinkage=3.0)
     _, a = r.state()
-    from avengers.scoring import task_cluster_scores
+    from avengers.routing.scoring import task_cluster_scores
 
     ts = task_cluster_scores(a["task_score_sums"], a["task_score_counts"], a["global_scores"], 3.0)
     names = sorted(TOPIC)

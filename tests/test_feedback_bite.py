@@ -5,7 +5,7 @@ feedback``)."""
 from __future__ import annotations
 
 import pytest
-from avengers.feedback import (
+from avengers.stores.feedback import (
     AlreadyRatedError,
     FeedbackError,
     MemoryFeedbackStore,

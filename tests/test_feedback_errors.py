@@ -1,4 +1,4 @@
-"""``avengers.feedback.send_feedback`` (and its async twin) against a real avengers server over
+"""``avengers.stores.feedback.send_feedback`` (and its async twin) against a real avengers server over
 HTTP: every refusal and every connection failure is the package's own ``FeedbackError`` with a
 message saying what happened, never a bare ``httpx`` error."""
 
@@ -12,8 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import FeedbackError, SQLiteFeedbackStore, asend_feedback, send_feedback
-from avengers.serve import create_app
+from avengers.server import create_app
+from avengers.stores.feedback import (
+    FeedbackError,
+    SQLiteFeedbackStore,
+    asend_feedback,
+    send_feedback,
+)
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_serve import Running
 

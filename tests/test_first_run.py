@@ -91,8 +91,8 @@ def test_plots_without_train_data_say_which_plot_is_skipped(toy_router_dir: Path
 
 
 def test_alpha_labels_merge_points_that_coincide() -> None:
-    from avengers.evaluation import Evaluation
-    from avengers.plots import _alpha_labels
+    from avengers.training.evaluation import Evaluation
+    from avengers.training.plots import _alpha_labels
 
     def ev(alpha: float, acc: float) -> Evaluation:
         return Evaluation(
@@ -110,8 +110,8 @@ def test_alpha_labels_never_cover_each_other_or_a_point(tmp_path: Path) -> None:
     """The crowded low-cost end of the dcrouter alpha curve (alphas 0.0-0.8 within a fifth of the
     cost axis, as the demo's plot has it): every label sits clear of the other labels, of every
     point and of the legend, inside the axes."""
-    from avengers.evaluation import Evaluation
-    from avengers.plots import _plt, place_alpha_labels
+    from avengers.training.evaluation import Evaluation
+    from avengers.training.plots import _plt, place_alpha_labels
     from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
@@ -153,7 +153,7 @@ def test_evaluation_gives_a_paired_interval_and_the_cost_headline_in_words() -> 
     headline (the cheapest alpha as accurate as the best single model) in words."""
     import numpy as np
     from avengers import OutcomeData, Router
-    from avengers.evaluation import cost_headline, evaluate, in_words, sweep_alpha
+    from avengers.training.evaluation import cost_headline, evaluate, in_words, sweep_alpha
 
     rng = np.random.default_rng(0)
     n, dim = 120, 8

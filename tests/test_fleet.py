@@ -22,8 +22,8 @@ def test_three_replicas_behind_haproxy_learn_as_one(tmp_path: Path) -> None:
     import shutil
 
     from avengers import Router
-    from avengers.fleet import LogFollower
-    from avengers.snapshot import SEQ_KEY
+    from avengers.stores.fleet import LogFollower
+    from avengers.stores.snapshot import SEQ_KEY
 
     if shutil.which("redis-server") is None or fleet.haproxy_binary() is None:
         pytest.skip("redis-server or haproxy not installed (.ci/run installs both)")

@@ -1,4 +1,4 @@
-"""A fleet that learns as one (avengers.fleet, avengers.server.learning): followers of the store's
+"""A fleet that learns as one (avengers.stores.fleet, avengers.server.learning): followers of the store's
 rating log agree exactly with one Router.update over the same ratings in log order, whatever
 batches they read; a late replica catches up from its version's sequence number; servers on one
 store converge; new router versions are swapped in live, bad ones refused while the old serves."""
@@ -14,10 +14,10 @@ import httpx
 import numpy as np
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import SQLiteFeedbackStore
-from avengers.fleet import LogFollower, VersionWatcher, check_version, last_seq
-from avengers.serve import create_app
-from avengers.snapshot import SEQ_KEY, apply_store, save_atomically
+from avengers.server import create_app
+from avengers.stores.feedback import SQLiteFeedbackStore
+from avengers.stores.fleet import LogFollower, VersionWatcher, check_version, last_seq
+from avengers.stores.snapshot import SEQ_KEY, apply_store, save_atomically
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_serve import Running
 from toy import SKILL
@@ -112,8 +112,8 @@ def test_a_pruned_log_is_counted_as_a_gap_not_hidden(toy_router: Router, tmp_pat
 def test_check_version_refuses_what_cannot_replace_the_served_router(
     toy_router: Router, tmp_path: Path
 ) -> None:
-    from avengers.fleet import VersionRefused
-    from avengers.static import StaticEmbedder
+    from avengers.embedding.static import StaticEmbedder
+    from avengers.stores.fleet import VersionRefused
     from toy import toy_rows
 
     other = Router.paper(3, embedder=StaticEmbedder()).fit(toy_rows())
@@ -260,7 +260,7 @@ def test_a_position_from_another_log_follows_this_store_from_its_start(
         store.add("chef-model", 2, 1.0)
         before = router.score_counts_.copy()
         follower = LogFollower(store, router)
-        with caplog.at_level("WARNING", logger="avengers.fleet"):
+        with caplog.at_level("WARNING", logger="avengers.stores.fleet"):
             assert follower.catch_up() == 2
         assert "beyond this store's last rating" in caplog.text
         assert last_seq(router) == 2
@@ -272,3 +272,40 @@ def test_a_position_from_another_log_follows_this_store_from_its_start(
         assert follower.catch_up() == 1 and last_seq(router) == 3
     finally:
         store.close()
+
+
+def test_a_model_a_new_version_adds_can_be_pinned_at_once(
+    toy_router: Router, tmp_path: Path
+) -> None:
+    """The pinned profiles (one model name per candidate) follow the served version: a model the
+    new version adds is listed and answers by name without a restart."""
+    upstream = FakeOpenAIServer(
+        {m: FakeModel(answers=[f"{m} says 391"]) for m in [*MODELS, "new-model"]}
+    ).start()
+    folder = tmp_path / "my-router"
+    save_atomically(toy_router, folder)
+    eps = {
+        m: Endpoint(m, upstream.base_url, model=m, max_retries=0) for m in [*MODELS, "new-model"]
+    }
+    app = Running(
+        create_app(
+            Answerer(Router.from_pretrained(folder), eps, n_samples=1),
+            router_path=folder,
+            reload_interval=0.2,
+        )
+    )
+    try:
+        ids = lambda: {m["id"] for m in httpx.get(f"{app.url}/v1/models").json()["data"]}  # noqa: E731
+        assert "new-model" not in ids() and set(MODELS) <= ids()
+        pinned = {"model": "new-model", "messages": [{"role": "user", "content": "17 * 23?"}]}
+        assert httpx.post(f"{app.url}/v1/chat/completions", json=pinned).status_code == 404
+
+        version = Router.from_pretrained(folder).add_model("new-model")
+        save_atomically(version, folder)
+        wait_until(lambda: "new-model" in ids(), 15, "the new version's profiles")
+        r = httpx.post(f"{app.url}/v1/chat/completions", json=pinned, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "new-model says 391"
+    finally:
+        app.stop()
+        upstream.stop()

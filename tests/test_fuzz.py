@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -23,13 +22,14 @@ import pytest
 import schemathesis
 import uvicorn
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import open_store
-from avengers.serve import create_app
+from avengers.server import create_app
 from avengers.server.protocol import uvicorn_settings
+from avengers.stores.feedback import open_store
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from test_serve import free_port
+from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +66,7 @@ class Served:
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: self.server.started, 120, "the fuzzed app's server", interval=0.05)
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = app
 

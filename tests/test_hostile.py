@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,12 @@ import httpx
 import numpy as np
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import open_store
-from avengers.serve import create_app
+from avengers.server import create_app
+from avengers.stores.feedback import open_store
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_serve import COOK_Q, MATH_Q, Running, free_port
 from toy import toy_rows
+from waiting import answers, wait_until
 
 WEATHER = {
     "type": "function",
@@ -239,8 +239,8 @@ def test_hostile_tool_schemas_are_400s_and_never_forwarded(
 
 def test_schema_checks_never_recurse_without_bound() -> None:
     """The library's own checks, called directly (no request body depth limit in front)."""
+    from avengers.answering.toolcalls import check_schema, matches_schema, request_options
     from avengers.exceptions import ConfigError
-    from avengers.toolcalls import check_schema, matches_schema, request_options
 
     deep = nested_schema(20_000)
     check_schema(deep)  # iterative: no RecursionError
@@ -271,13 +271,7 @@ def test_huge_header_is_refused_before_it_is_read(toy_router: Router, tmp_path: 
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_until(answers(f"{url}/health"), 300, "avengers serve", interval=0.2, proc=p)
         head = (
             f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
             "content-type: application/json\r\nx-conversation-id: "

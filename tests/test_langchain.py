@@ -377,7 +377,7 @@ def test_conversation_per_instance_and_per_call(
 
 
 def test_response_id_and_feedback_in_process(toy_router: Router, server: FakeOpenAIServer) -> None:
-    from avengers.feedback import FeedbackError
+    from avengers.stores.feedback import FeedbackError
 
     from langchain_avengers import asend_feedback, send_feedback
 
@@ -410,8 +410,8 @@ def test_feedback_through_the_server(
     toy_router: Router, server: FakeOpenAIServer, tmp_path
 ) -> None:
     from avengers import Answerer
-    from avengers.feedback import FeedbackError, SQLiteFeedbackStore
-    from avengers.serve import create_app
+    from avengers.server import create_app
+    from avengers.stores.feedback import FeedbackError, SQLiteFeedbackStore
     from test_serve import Running
 
     from langchain_avengers import asend_feedback, send_feedback

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.breaker import CircuitBreaker
-from avengers.embedders import CachedEmbedder
-from avengers.serve import create_app
+from avengers.embedding.embedders import CachedEmbedder
+from avengers.server import create_app
 from avengers.server.embedding import raw_embedder
+from avengers.transport.breaker import CircuitBreaker
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_serve import COOK_Q, MATH_Q, Running
 
@@ -400,8 +400,8 @@ def test_retry_after_forms_and_the_deadline() -> None:
     import asyncio
     from email.utils import formatdate
 
-    from avengers.deadline import Deadline, within
-    from avengers.retry import GaveUp, retry_after, retrying
+    from avengers.transport.deadline import Deadline, within
+    from avengers.transport.retry import GaveUp, retry_after, retrying
 
     assert retry_after(_Fault(429, {"retry-after": "2"})) == 2.0
     assert retry_after(_Fault(429, {"retry-after-ms": "250", "retry-after": "9"})) == 0.25

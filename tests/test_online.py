@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from avengers import ConfigError, DataError, OutcomeData, Router
-from avengers.feedback import (
+from avengers.stores.feedback import (
     AlreadyRatedError,
     FeedbackError,
     FeedbackStore,
@@ -98,7 +98,7 @@ def test_update_adds_models_it_has_not_seen_exactly_as_fit_would() -> None:
 
 
 def _known_cluster_mean(r: Router, known: int) -> np.ndarray:
-    from avengers import scoring
+    from avengers.routing import scoring
 
     return scoring.shrunk_means(
         r.score_sums_[:, :known], r.score_counts_[:, :known], r.global_scores_[:known], r.shrinkage
@@ -455,7 +455,7 @@ def test_concurrent_feedback_from_several_processes_loses_nothing(make_store) ->
 @pytest.fixture
 def feedback_app(toy_router: Router, tmp_path):
     from avengers import Answerer, Endpoint
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from fake_openai_server import FakeModel, FakeOpenAIServer
     from fastapi.testclient import TestClient
 
@@ -527,7 +527,7 @@ def test_feedback_route_rates_responses_and_updates_the_router(feedback_app) -> 
 
 def test_feedback_is_off_by_default(toy_router: Router) -> None:
     from avengers import Answerer, Endpoint
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from fastapi.testclient import TestClient
 
     router = Router.from_state(*toy_router.state(), embedder=toy_router.get_embedder())
@@ -547,7 +547,7 @@ def _static_router(tmp_path) -> Path:
 
 def test_cli_update_and_snapshot(tmp_path) -> None:
     from avengers.cli import app
-    from avengers.snapshot import SEQ_KEY
+    from avengers.stores.snapshot import SEQ_KEY
     from typer.testing import CliRunner
 
     r1 = _static_router(tmp_path)
@@ -591,7 +591,7 @@ def test_cli_update_and_snapshot(tmp_path) -> None:
 _SAVER = """
 import sys
 from avengers import Router
-from avengers.snapshot import save_atomically
+from avengers.stores.snapshot import save_atomically
 path = sys.argv[1]
 r = Router.from_pretrained(path)
 print("ready", flush=True)
@@ -691,7 +691,7 @@ def test_pick_probabilities_match_the_routing_frequencies() -> None:
 def test_client_server_reads_url_and_key_from_an_openai_client() -> None:
     from types import SimpleNamespace
 
-    from avengers.feedback import client_server
+    from avengers.stores.feedback import client_server
     from pydantic import SecretStr
 
     kw = {"base_attr": "base", "key_attr": "key", "expected": "a client"}

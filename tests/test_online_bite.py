@@ -10,9 +10,9 @@ import threading
 import numpy as np
 import pytest
 from avengers import online
-from avengers.data import OutcomeData
 from avengers.exceptions import ConfigError, DataError
-from avengers.feedback import Rating, apply_rating
+from avengers.stores.feedback import Rating, apply_rating
+from avengers.training.data import OutcomeData
 from test_estimate_bite import MODELS, QUERIES, fitted
 
 

@@ -20,7 +20,7 @@ import openai
 import pytest
 import yaml
 from avengers import Endpoint, Router
-from avengers.results import AnswerError
+from avengers.answering.results import AnswerError
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.load import dumpd, dumps, load, loads

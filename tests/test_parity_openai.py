@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,9 +18,10 @@ import openai
 import pytest
 import uvicorn
 from avengers import Answerer, Endpoint, Router
-from avengers.serve import create_app
+from avengers.server import create_app
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from langchain_openai import ChatOpenAI
+from waiting import wait_until
 
 MATH_Q = "What is 17 times 23?"
 ANSWER = "The answer is 391 exactly."
@@ -39,9 +39,7 @@ class Running:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: self.server.started, 120, "the parity app's server", interval=0.05)
         self.url = f"http://127.0.0.1:{self.port}/v1"
 
     def stop(self) -> None:
@@ -418,7 +416,7 @@ def test_the_docs_parameter_table_is_the_servers() -> None:
     import re
     from pathlib import Path
 
-    from avengers.openai_params import PARAMETERS
+    from avengers.transport.openai_params import PARAMETERS
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "serve.md").read_text()
     section = text.split("## OpenAI parameters", 1)[1].split("**Finish reasons.**", 1)[0]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from avengers import Router, evaluate
-from avengers.bundled import load_bundled
-from avengers.datasets import load_dcrouter, load_routerdc
-from avengers.embedders import resolve_embedder
+from avengers.embedding.embedders import resolve_embedder
+from avengers.training.bundled import load_bundled
+from avengers.training.datasets import load_dcrouter, load_routerdc
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_alpha_sweep_trades_accuracy_for_cost(emb, data_dir: Path) -> None:
 
 
 def test_shipped_pretrained_router_matches_a_fresh_fit(emb) -> None:
-    from avengers.bundled import load_bundled, load_pretrained
+    from avengers.training.bundled import load_bundled, load_pretrained
 
     shipped = load_pretrained()
     train = load_bundled("train")

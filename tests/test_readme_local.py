@@ -184,7 +184,7 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session
 
 def make_demo_files(tmp_path: Path, session: Session) -> None:
     """The demo's outcome files, smaller: 40 train and 20 test questions, one sample each."""
-    from avengers.bundled import demo_questions_path
+    from avengers.training.bundled import demo_questions_path
 
     demo = tmp_path / "runs" / "demo" / "local-models"
     demo.mkdir(parents=True, exist_ok=True)

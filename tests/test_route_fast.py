@@ -12,7 +12,7 @@ import avengers
 import numpy as np
 import pytest
 from avengers import Router
-from avengers.datasets import load_dcrouter_dir
+from avengers.training.datasets import load_dcrouter_dir
 
 DIM = 24
 
@@ -150,10 +150,12 @@ def test_derived_arrays_follow_updates_new_models_and_settings(data) -> None:  #
 
 def test_static_embedder_gives_one_text_the_vector_of_a_batch() -> None:
     pytest.importorskip("model2vec")
-    from avengers.static import StaticEmbedder, default_static_path
+    from avengers.embedding.static import StaticEmbedder, default_static_path
 
     if not (default_static_path() / "model.safetensors").is_file():
-        pytest.skip("the default static model is not distilled here (python -m avengers.static)")
+        pytest.skip(
+            "the default static model is not distilled here (python -m avengers.embedding.static)"
+        )
     emb = StaticEmbedder()
     d = Path(avengers.__file__).parent / "data" / "dcrouter"
     texts = [*load_dcrouter_dir(d, "test").queries[:100], "", "zzqx", "x" * 5000, "ünïcödé ☃"]

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.serve import create_app
+from avengers.embedding.static import StaticEmbedder
+from avengers.server import create_app
 from avengers.server.decide import RouteBatcher
-from avengers.static import StaticEmbedder
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from fastapi.testclient import TestClient
 from toy import toy_rows

@@ -13,7 +13,7 @@ from avengers import (
     evaluate,
     outcomes_from_rows,
 )
-from avengers.scoring import minmax, tradeoff
+from avengers.routing.scoring import minmax, tradeoff
 from toy import SKILL, toy_rows
 
 
@@ -209,7 +209,7 @@ def test_evaluate_reports_baselines(toy_router: Router) -> None:
 
 def test_tune_picks_settings_by_cross_validation(embedder) -> None:
     from avengers import tune
-    from avengers.data import as_outcomes
+    from avengers.training.data import as_outcomes
 
     data = as_outcomes(toy_rows())
     X = embedder.embed(data.queries)
@@ -222,7 +222,7 @@ def test_tune_picks_settings_by_cross_validation(embedder) -> None:
 
 def test_cross_validated_best_single_baseline() -> None:
     from avengers import outcomes_from_rows
-    from avengers.evaluation import cross_validate_best_single
+    from avengers.training.evaluation import cross_validate_best_single
 
     # "a" is right on 3 of 4 queries and "b" on 1; "b" has no outcome for the last query
     rows = [
@@ -356,7 +356,7 @@ def test_summary_is_plain_data(toy_router: Router) -> None:
 
 
 def test_relative_temperature_reads_distance_ratios() -> None:
-    from avengers.scoring import softmax_weights
+    from avengers.routing.scoring import softmax_weights
 
     sq = np.array([[0.25, 0.36, 0.64], [0.0, 0.01, 0.04]])
     idx, w = softmax_weights(sq, 3, 0.1, relative=True)
@@ -369,7 +369,7 @@ def test_relative_temperature_reads_distance_ratios() -> None:
 
 
 def test_hybrid_classifier_estimate_names_its_signal(embedder) -> None:
-    from avengers.scoring import evidence_share
+    from avengers.routing.scoring import evidence_share
 
     r = Router(n_clusters=3, classifier_weight=0.3, embedder=embedder).fit(toy_rows())
     assert r.classifier_coef_.shape == (3, 384)

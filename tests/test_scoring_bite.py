@@ -1,4 +1,4 @@
-"""Every function of :mod:`avengers.scoring` on small arrays whose results are worked out by hand,
+"""Every function of :mod:`avengers.routing.scoring` on small arrays whose results are worked out by hand,
 so that a changed operator, constant or axis shows (``benchmarks/mutation.py scoring``)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from avengers import scoring
+from avengers.routing import scoring
 
 nan = np.nan
 

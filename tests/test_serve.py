@@ -19,7 +19,7 @@ import openai
 import pytest
 import uvicorn
 from avengers import Answerer, Endpoint, Router
-from avengers.serve import create_app
+from avengers.server import create_app
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from waiting import answers, wait_until
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from avengers import ConfigError, Router
-from avengers.embedders import InvalidTextError, resolve_embedder
-from avengers.static import (
+from avengers.embedding.embedders import InvalidTextError, resolve_embedder
+from avengers.embedding.static import (
     DEFAULT_STATIC,
     INFO_FILE,
     INLINE_MAX_CHARS,

@@ -22,13 +22,14 @@ from typing import Any
 
 import pytest
 from avengers import Answerer, Endpoint, Router
-from avengers.feedback import (
+from avengers.stores.feedback import (
     RedisFeedbackStore,
     SQLiteFeedbackStore,
     UnknownResponseError,
 )
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from test_serve import free_port
+from waiting import wait_until
 
 MATH_Q = "What is 17 times 23?"
 COOK_Q = "How long should I boil an egg for a runny yolk?"
@@ -113,7 +114,7 @@ def _endpoints(up: FakeOpenAIServer) -> dict[str, Endpoint]:
 
 @contextlib.contextmanager
 def served(toy_router: Router, up: FakeOpenAIServer, store: Any, **kw: Any) -> Iterator[Any]:
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from fastapi.testclient import TestClient
 
     router = Router.from_state(*toy_router.state(), embedder=toy_router.get_embedder())
@@ -413,11 +414,11 @@ def test_sqlite_store_bounds_are_enforced_in_the_background(
         ids = [chat(c, f"What is {i} times 3?").json()["id"] for i in range(9)]
         for rid in ids[-4:]:
             assert c.post("/v1/feedback", json={"id": rid, "score": 1}).status_code == 200
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (
-            _count(path, "responses") > 5 or _count(path, "ratings") > 3
-        ):
-            time.sleep(0.1)
+        wait_until(
+            lambda: _count(path, "responses") <= 5 and _count(path, "ratings") <= 3,
+            30,
+            "the background pruning",
+        )
         assert _count(path, "responses") == 5 and _count(path, "ratings") == 3
         # the oldest went first: the first ids are unknown, the ratings kept are the last ones
         r = c.post("/v1/feedback", json={"id": ids[0], "score": 1})

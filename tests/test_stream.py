@@ -1,4 +1,4 @@
-"""Streaming training (avengers.chunked_training, ``avengers train --stream``): Parquet read in chunks,
+"""Streaming training (avengers.training.chunked, ``avengers train --stream``): Parquet read in chunks,
 mini-batch k-means over spilled vectors, outcomes counted exactly as ``Router.fit`` counts them,
 precomputed vectors from an embedding column, clear errors, and the docs/scale.md example."""
 
@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from avengers import ConfigError, DataError, Router
-from avengers.chunked_training import fit_stream
 from avengers.cli import app
-from avengers.data import iter_parquet_outcomes, load_outcomes
-from avengers.embed_base import normalize_rows
-from avengers.static import StaticEmbedder
+from avengers.embedding.base import normalize_rows
+from avengers.embedding.static import StaticEmbedder
+from avengers.training.chunked import fit_stream
+from avengers.training.data import iter_parquet_outcomes, load_outcomes
 from typer.testing import CliRunner
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

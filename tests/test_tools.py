@@ -10,11 +10,9 @@ from typing import Any
 
 import pytest
 from avengers import Router
-from avengers.answer import Answerer
-from avengers.capabilities import Capabilities, CapabilityError, request_needs, split_capable
-from avengers.endpoints import Endpoint, load_endpoints
-from avengers.exceptions import ConfigError
-from avengers.toolcalls import (
+from avengers.answering.answer import Answerer
+from avengers.answering.toolcalls import (
+    MAX_JSON_DEPTH,
     TEXT_REPLY,
     VoteKey,
     ballot_text,
@@ -23,7 +21,15 @@ from avengers.toolcalls import (
     request_options,
     tool_call,
 )
-from avengers.voting import counts_margin
+from avengers.answering.voting import counts_margin
+from avengers.exceptions import ConfigError
+from avengers.transport.capabilities import (
+    Capabilities,
+    CapabilityError,
+    request_needs,
+    split_capable,
+)
+from avengers.transport.endpoints import Endpoint, load_endpoints
 from fake_openai_server import FakeModel, FakeOpenAIServer
 
 MATH_Q = "What is 17 times 23?"
@@ -351,6 +357,33 @@ async def test_structured_output_vote(toy_router: Router, server: FakeOpenAIServ
     assert last_chat(server)["response_format"] == SCHEMA_FORMAT
 
 
+def test_json_nested_past_the_limit_is_no_vote_and_never_a_crash() -> None:
+    deep = "[" * 5000 + "]" * 5000  # past the parser's own recursion limit
+    mid = "[" * 900 + "]" * 900  # parses, but would exhaust the canonical form's recursion
+    ok = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    mode = VoteKey(request_options(response_format={"type": "json_object"}))
+    assert mode(deep) is None and mode(mid) is None
+    assert mode(ok) == ok and mode("[" + ok + "]") is None
+    key = VoteKey(request_options(tools=[CALC]))
+    args = '{"a": 1, "b": ' + mid + "}"
+    assert key(calls(("multiply", args))) is None
+
+
+async def test_a_deeply_nested_sample_loses_the_vote_quietly(
+    toy_router: Router, server: FakeOpenAIServer
+) -> None:
+    server.models["math"] = FakeModel(
+        json_answers=[
+            '{"age": 36, "name": "Ada"}',
+            "[" * 5000 + "]" * 5000,
+            '{"name":"Ada","age":36}',
+        ]
+    )
+    a = Answerer(toy_router, endpoints(server, **{"math-model": TOOLS_ON}), adaptive=False)
+    res = await a.aanswer(MATH_Q, response_format={"type": "json_object"}, n_samples=3)
+    assert res.answer == '{"age":36,"name":"Ada"}' and sum(res.votes.values()) == 2
+
+
 async def test_capable_candidates_only_in_router_order(
     toy_router: Router, server: FakeOpenAIServer
 ) -> None:
@@ -414,7 +447,7 @@ async def test_tool_turns_reach_tool_models_natively_and_others_as_text(
 
 @pytest.fixture
 def running(toy_router: Router, server: FakeOpenAIServer) -> Iterator[Any]:
-    from avengers.serve import create_app
+    from avengers.server import create_app
     from test_serve import Running
 
     eps = endpoints(server, **{"math-model": TOOLS_ON, "chef-model": TOOLS_ON})

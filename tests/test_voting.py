@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from avengers.exceptions import ConfigError
-from avengers.voting import (
+from avengers.answering.voting import (
     Ballot,
     counts_margin,
     extract_choice,
@@ -18,6 +17,7 @@ from avengers.voting import (
     vote,
     vote_equivalence,
 )
+from avengers.exceptions import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """The vote and its rules with exact results: counts, winners, tie-breaks, shares, extraction
-forms, answer-type inference, and the vote step of answering (:mod:`avengers.tally`) from samples
+forms, answer-type inference, and the vote step of answering (:mod:`avengers.answering.tally`) from samples
 to a verdict (``benchmarks/mutation.py voting tally``)."""
 
 from __future__ import annotations
@@ -8,11 +8,10 @@ import asyncio
 
 import numpy as np
 import pytest
-from avengers.answer_config import FIRST_SAMPLE, NO_VALID_SAMPLE, SamplingConfig
-from avengers.exceptions import ConfigError
-from avengers.tally import count, decide, extractor_for, resolve_type
-from avengers.toolcalls import VoteKey
-from avengers.voting import (
+from avengers.answering.config import FIRST_SAMPLE, NO_VALID_SAMPLE, SamplingConfig
+from avengers.answering.tally import count, decide, extractor_for, resolve_type
+from avengers.answering.toolcalls import VoteKey
+from avengers.answering.voting import (
     Ballot,
     VoteResult,
     extract_choice,
@@ -27,6 +26,7 @@ from avengers.voting import (
     vote,
     vote_equivalence,
 )
+from avengers.exceptions import ConfigError
 
 MC = "Which is a fruit?\nA) carrot\nB) apple\nC) potato\nD) leek"
 

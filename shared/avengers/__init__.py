@@ -1,13 +1,14 @@
 """avengers: route each query to the best of your own LLMs (embed, cluster, score, vote)."""
 
-from .answer import AnswerChunk, Answerer, AnswerError, AnswerResult, SamplingConfig
-from .backends import Backend, CallError, Completion, OpenAIBackend
-from .calibration import CalibrationResult
-from .data import OutcomeData, load_outcomes, outcomes_from_rows
+from . import _moved
+from .answering.answer import AnswerChunk, Answerer, AnswerError, AnswerResult, SamplingConfig
 from .decision import ModelScore, RouteDecision, RouteEstimate
-from .embedders import CachedEmbedder, Embedder, OpenAIEmbedder, SentenceTransformerEmbedder
-from .endpoints import Endpoint, load_endpoints
-from .evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep_k, tune
+from .embedding.embedders import (
+    CachedEmbedder,
+    Embedder,
+    OpenAIEmbedder,
+    SentenceTransformerEmbedder,
+)
 from .exceptions import (
     ArtifactError,
     AvengersError,
@@ -18,7 +19,14 @@ from .exceptions import (
     NotFittedError,
 )
 from .router import Router
+from .training.calibration import CalibrationResult
+from .training.data import OutcomeData, load_outcomes, outcomes_from_rows
+from .training.evaluation import Evaluation, cross_validate, evaluate, sweep_alpha, sweep_k, tune
+from .transport.backends import Backend, CallError, Completion, OpenAIBackend
+from .transport.endpoints import Endpoint, load_endpoints
 from .version import __version__
+
+_moved.install()  # the flat import paths of modules now in subpackages keep working
 
 __all__ = [
     "AnswerChunk",

@@ -13,10 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .answer_config import SETTINGS, SamplingConfig, fold_settings
-from .embed_base import default_model_path
-from .endpoints import Endpoint, load_endpoints
+from .answering.config import SETTINGS, SamplingConfig, fold_settings
+from .embedding.base import default_model_path
 from .exceptions import ConfigError
+from .transport.endpoints import Endpoint, load_endpoints
 
 ROUTER_ENV = "AVENGERS_ROUTER"
 """The router (folder, hub id or ``pretrained``) an adapter uses when none is given; the same

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .card import model_card as make_model_card
-from .embed_base import Embedder
+from .embedding.base import Embedder
 from .exceptions import ArtifactError
 from .version import __version__
 

@@ -53,7 +53,7 @@ class RouteDecision:
     """The task hint the estimate used (evidence restricted to that task), else None."""
     sticky: bool = False
     """Whether the first model was kept from the conversation's earlier turns (see
-    :mod:`avengers.conversations`) rather than chosen for this query; the ranking after it is
+    :mod:`avengers.stores.conversations`) rather than chosen for this query; the ranking after it is
     this query's own."""
 
     @property

@@ -55,11 +55,10 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
-from . import scoring
-from .data import OutcomeData, as_outcomes
 from .decision import RouteEstimate
 from .exceptions import ConfigError, DataError
 from .params import ImputeBy, check_alpha, check_queries
+from .routing import scoring
 from .routing.exploration import (
     EXPLORE_PSEUDO_COUNT,
     ExplorationPolicy,
@@ -79,6 +78,7 @@ from .routing.statistics import (
     observed_cells,
     unknown_model_prior,
 )
+from .training.data import OutcomeData, as_outcomes
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from .clustering import ClusterAlgorithm
 from .exceptions import ConfigError
+from .routing.clustering import ClusterAlgorithm
 
 Scoring = Literal["cluster", "knn", "hybrid"]
 """How per-model scores are estimated: cluster means, nearest training queries, or a blend."""
@@ -90,7 +90,7 @@ class OneOf:
 @dataclass(frozen=True)
 class EmbedderSpec:
     """None (the bundled MiniLM), a sentence-transformers model name or path, or an object with
-    an ``embed`` method (see :class:`~avengers.embedders.Embedder`)."""
+    an ``embed`` method (see :class:`~avengers.embedding.embedders.Embedder`)."""
 
     def accepts(self, value: Any) -> bool:
         return value is None or isinstance(value, str) or callable(getattr(value, "embed", None))

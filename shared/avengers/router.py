@@ -22,11 +22,8 @@ from sklearn.base import BaseEstimator
 
 from . import online
 from .artifact import PretrainedMixin
-from .calibration import CalibrationResult, calibrate
-from .clustering import ClusterAlgorithm, fit_centroids
-from .data import OutcomeData, as_outcomes
 from .decision import RouteDecision, RouteEstimate
-from .embedders import Embedder, aembed, resolve_embedder
+from .embedding.embedders import Embedder, aembed, resolve_embedder
 from .exceptions import (
     ArtifactError,
     ClusterCountWarning,
@@ -46,10 +43,13 @@ from .params import (
     check_queries,
 )
 from .routing import estimate as pipeline
+from .routing.clustering import ClusterAlgorithm, fit_centroids
 from .routing.decisions import decisions, method_name
 from .routing.exploration import ExplorationPolicy
 from .routing.parts import RouterParts
 from .routing.persistence import QUIET_DEFAULTS, SavedConfig, router_config
+from .training.calibration import CalibrationResult, calibrate
+from .training.data import OutcomeData, as_outcomes
 
 __all__ = ["RouteEstimate", "Router", "Scoring"]
 
@@ -240,7 +240,7 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
 
     def set_embedder(self, embedder: Embedder) -> Router:
         """Use this embedder instance for queries from now on (for example the same model wrapped
-        in a :class:`~avengers.embedders.BatchingEmbedder`). Vectors are still checked against the
+        in a :class:`~avengers.embedding.embedders.BatchingEmbedder`). Vectors are still checked against the
         trained dimension."""
         self._embedder = embedder
         return self
@@ -347,7 +347,7 @@ class Router(OnlineMixin, PretrainedMixin, BaseEstimator):
         ``models`` with ``target_share=(models, share)``), set it, and return the expected cost
         and accuracy with their standard errors. Warns and picks the closest setting when the
         target cannot be met. ``show_progress`` shows progress bars on stderr (embedding, then
-        each fold's fit and alphas). See :mod:`avengers.calibration`."""
+        each fold's fit and alphas). See :mod:`avengers.training.calibration`."""
         return calibrate(
             self,
             data,

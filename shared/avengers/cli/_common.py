@@ -42,8 +42,8 @@ def friendly(fn: F) -> F:
 def load_data(paths: list[Path], duplicates: str) -> Any:
     """Outcome files, or ``bundled:train`` / ``bundled:test`` for the data shipped with the
     package (dcrouter, with model prices as costs)."""
-    from ..bundled import load_bundled
-    from ..data import Duplicates, OutcomeData, load_outcomes
+    from ..training.bundled import load_bundled
+    from ..training.data import Duplicates, OutcomeData, load_outcomes
 
     if duplicates not in ("error", "mean", "first"):
         fail(f"--duplicates must be error, mean or first, not {duplicates!r}")
@@ -59,6 +59,6 @@ def load_data(paths: list[Path], duplicates: str) -> Any:
 
 def router_arg(path: str) -> Any:
     """A router from a folder, a hub id, or ``pretrained`` (the one shipped with the package)."""
-    from ..bundled import resolve_router
+    from ..training.bundled import resolve_router
 
     return resolve_router(path)

@@ -38,8 +38,8 @@ def answer(
     ] = False,
 ) -> None:
     """Answer question(s): route, sample, vote, and print the answer with its account."""
-    from ..answer import Answerer, SamplingConfig
-    from ..answer_config import as_strategy
+    from ..answering.answer import Answerer, SamplingConfig
+    from ..answering.config import as_strategy
 
     cfg = SamplingConfig(
         strategy=as_strategy(strategy),

@@ -53,9 +53,9 @@ def collect(
     Resumable: samples already in OUT.samples.jsonl are skipped, failed ones retried."""
     from tqdm.auto import tqdm
 
-    from ..backends import OpenAIBackend
-    from ..bundled import demo_questions_path
-    from ..collect import CollectSummary, acollect, load_questions
+    from ..training.bundled import demo_questions_path
+    from ..training.collect import CollectSummary, acollect, load_questions
+    from ..transport.backends import OpenAIBackend
 
     if samples < 1:
         fail("--samples must be >= 1")

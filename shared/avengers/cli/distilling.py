@@ -45,8 +45,8 @@ def distill(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder.")] = False,
 ) -> None:
     """Distil a static embedder (about 100x faster than MiniLM on CPU) and print how to use it."""
-    from ..static import distill as make_static
-    from ..static import query_vocabulary, static_dir
+    from ..embedding.static import distill as make_static
+    from ..embedding.static import query_vocabulary, static_dir
 
     if pca_dims < 0:
         fail("--pca-dims must be >= 0")

@@ -29,8 +29,8 @@ def evaluate(
     ] = "mean",
 ) -> None:
     """Measure a router on test outcomes against best single model, oracle and random."""
-    from ..evaluation import cost_headline, sweep_alpha
-    from ..evaluation import evaluate as run_eval
+    from ..training.evaluation import cost_headline, sweep_alpha
+    from ..training.evaluation import evaluate as run_eval
 
     r = router_arg(router)
     test = load_data(data, duplicates)
@@ -40,7 +40,7 @@ def evaluate(
     headline = cost_headline(sweep_alpha(r, test, test_embeddings=X)) if result.cost else None
     written: list[str] = []
     if plots is not None:
-        from ..plots import skipped_plots, write_evaluation_plots
+        from ..training.plots import skipped_plots, write_evaluation_plots
 
         train = load_data(train_data, duplicates) if train_data else None
         for why in skipped_plots(r, train):

@@ -1,5 +1,5 @@
 """``avengers update`` and ``avengers snapshot``: a new router version from new outcomes or from
-the ratings in a feedback store, written atomically (see :mod:`avengers.snapshot`)."""
+the ratings in a feedback store, written atomically (see :mod:`avengers.stores.snapshot`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def update(
     ] = "mean",
 ) -> None:
     """Add new outcomes to a router's cluster statistics (no re-clustering) and save it."""
-    from ..snapshot import save_atomically
+    from ..stores.snapshot import save_atomically
 
     target = _target(router, out)
     r = router_arg(router)
@@ -56,8 +56,8 @@ def snapshot(
     ] = None,
 ) -> None:
     """Apply the ratings a feedback store holds (those newer than the router's) and save."""
-    from ..feedback import open_store
-    from ..snapshot import SEQ_KEY, apply_store, save_atomically
+    from ..stores.feedback import open_store
+    from ..stores.snapshot import SEQ_KEY, apply_store, save_atomically
 
     target = _target(router, out)
     if "://" not in store and not Path(store).is_file():

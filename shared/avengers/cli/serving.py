@@ -188,13 +188,13 @@ def serve(
     """Serve an OpenAI-compatible API that routes, samples and votes behind model 'avengers'."""
     import uvicorn
 
-    from ..answer import Answerer, SamplingConfig
-    from ..answer_config import as_strategy
-    from ..endpoints import check_names
+    from ..answering.answer import Answerer, SamplingConfig
+    from ..answering.config import as_strategy
     from ..server import create_app, load_api_keys
     from ..server.app import CONVERSATION_MODES
     from ..server.embedding import as_embed_cache
     from ..server.protocol import uvicorn_settings
+    from ..transport.endpoints import check_names
 
     if workers < 1:
         fail("--workers must be >= 1")
@@ -245,7 +245,7 @@ def serve(
     if not store_timeout > 0 or feedback_retention < 0 or feedback_max < 1:
         fail("--store-timeout must be > 0, --feedback-retention >= 0, --feedback-max >= 1")
     if workers == 1:
-        from ..feedback import open_store
+        from ..stores.feedback import open_store
 
         store = open_store(feedback_store, timeout=store_timeout,
                            retention=feedback_retention or None,

@@ -92,11 +92,11 @@ def train(
 ) -> None:
     """Fit a router on outcome data and save it (``--stream``: a Parquet file larger than
     memory, in chunks)."""
-    from ..evaluation import cross_validate_best_single, tune
     from ..exceptions import ClusterCountWarning
     from ..online import IMPUTE_BY
     from ..params import ClusterAlgorithm, ImputeBy, Scoring
     from ..router import Router
+    from ..training.evaluation import cross_validate_best_single, tune
 
     if stream and fill_from:
         fail("--fill-from does not work with --stream: fill the log first (Router.impute)")
@@ -199,10 +199,10 @@ def _train_stream(
     *,
     tuned: bool,
 ) -> None:
-    """``avengers train --stream``: :func:`avengers.chunked_training.fit_stream` on one Parquet file."""
-    from ..chunked_training import fit_stream
+    """``avengers train --stream``: :func:`avengers.training.chunked.fit_stream` on one Parquet file."""
     from ..params import ClusterAlgorithm, Scoring
     from ..router import Router
+    from ..training.chunked import fit_stream
 
     if tuned:
         fail("--tune needs every vector in memory; it cannot be combined with --stream")

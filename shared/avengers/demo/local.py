@@ -23,8 +23,8 @@ from types import TracebackType
 
 import httpx
 
-from ..endpoints import Endpoint
 from ..exceptions import ConfigError
+from ..transport.endpoints import Endpoint
 
 
 def smollm2_path() -> Path:

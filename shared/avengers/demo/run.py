@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..bundled import demo_questions_path
 from ..exceptions import ConfigError
+from ..training.bundled import demo_questions_path
 from .local import (
     LOCAL_PORTS,
     LlamaCppServer,
@@ -57,9 +57,9 @@ def cross_validated_comparison(
     difference is a bootstrap over questions. More honest than one small test split."""
     import warnings
 
-    from ..data import OutcomeData, load_outcomes
     from ..exceptions import ClusterCountWarning
     from ..router import Router
+    from ..training.data import OutcomeData, load_outcomes
 
     data = OutcomeData.concat([load_outcomes(p) for p in outcome_files])
     S = np.nan_to_num(data.scores, nan=0.0)

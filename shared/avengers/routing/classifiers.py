@@ -3,7 +3,7 @@ estimate (``classifier_weight`` > 0), blended in where the local evidence is thi
 
 :class:`SuccessClassifiers` holds the fitted arrays (``classifier_coef_``,
 ``classifier_intercept_`` and, with ``online_classifiers``, ``classifier_covariance_`` of
-:class:`avengers.Router`); the arithmetic is :mod:`avengers.classifier`'s.
+:class:`avengers.Router`); the arithmetic is :mod:`avengers.routing.logistic`'s.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import scoring
-from ..classifier import (
+from . import scoring
+from .logistic import (
     PRIOR_PRECISION,
     classifier_covariance,
     fit_success_classifiers,
@@ -91,7 +91,7 @@ class SuccessClassifiers:
         pseudo_count: float | None,
     ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
         """``perf`` blended with the classifiers' success probabilities, which weigh more where
-        the ``evidence`` is thin (:func:`avengers.scoring.evidence_share`). Returns the blend,
+        the ``evidence`` is thin (:func:`avengers.routing.scoring.evidence_share`). Returns the blend,
         each row's classifier share and which signal carried each choice. ``coef``: the
         coefficients already in float64."""
         assert self.classifier_intercept is not None

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import scoring
 from ..decision import RouteEstimate
 from ..exceptions import ConfigError
 from ..params import check_alpha
+from . import scoring
 from .parts import RouterParts
 
 __all__ = ["Prepared", "Settings", "estimate"]
@@ -281,7 +281,7 @@ def fallbacks(
 def rank(
     perf: np.ndarray, cost: np.ndarray | None, alpha: float, global_scores: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The trade-off score of every model (:func:`avengers.scoring.tradeoff`) and the models in
+    """The trade-off score of every model (:func:`avengers.routing.scoring.tradeoff`) and the models in
     order: by that score, then expected performance, then global score, then lower cost."""
     score = scoring.tradeoff(perf, cost, alpha)
     if not len(perf):

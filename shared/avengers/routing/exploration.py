@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import scoring
 from ..decision import RouteEstimate
+from . import scoring
 
 __all__ = [
     "EXPLORE_PSEUDO_COUNT",

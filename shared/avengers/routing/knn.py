@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import scoring
+from . import scoring
 from .statistics import add_columns
 
 __all__ = ["NeighbourScores"]

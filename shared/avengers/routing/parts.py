@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import OutcomeData
 from ..exceptions import ArtifactError
+from ..training.data import OutcomeData
 from .classifiers import SuccessClassifiers
 from .knn import NeighbourScores
 from .statistics import DISTANCE_QUANTILES, ClusterStatistics

@@ -3,7 +3,7 @@ count of every model's observed scores and costs, with each model's global means
 
 :class:`ClusterStatistics` is the part of :class:`avengers.Router` that ``fit`` counts, ``update``
 adds to and the cluster source of the estimate reads. The arithmetic below is shared with
-training in chunks (:mod:`avengers.chunked_training`) and described in :mod:`avengers.online`:
+training in chunks (:mod:`avengers.training.chunked`) and described in :mod:`avengers.online`:
 
 * **counting** (:func:`accumulate`, :func:`global_means`, :func:`decay_factor`): an outcome is
   added to the cell (nearest cluster, model) exactly as ``fit`` counts it, optionally after the
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import scoring
-from ..clustering import pairwise_sq_dist
-from ..data import OutcomeData
 from ..exceptions import ConfigError
+from ..training.data import OutcomeData
+from . import scoring
+from .clustering import pairwise_sq_dist
 
 __all__ = [
     "DISTANCE_QUANTILES",

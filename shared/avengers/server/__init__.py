@@ -13,7 +13,7 @@ Profiles (the requested ``model``):
 Per-request overrides, as extra JSON fields (``extra_body`` in the openai client):
 ``n_samples``, ``alpha``, ``strategy``, ``answer_type``, ``max_cost``, and ``conversation`` (also
 the ``X-Conversation-Id`` header: the conversation stays on one model, see
-:mod:`avengers.conversations`). ``POST /v1/route`` returns the routing decision alone.
+:mod:`avengers.stores.conversations`). ``POST /v1/route`` returns the routing decision alone.
 
 Modules: :mod:`.app` (the factories), :mod:`.routes`, :mod:`.middleware`, :mod:`.wire` (reading
 requests), :mod:`.replies` (writing responses and stream chunks), :mod:`.state` (profiles and the

@@ -15,20 +15,26 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from ..answer import Answerer
-from ..breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD, BreakerBackend, CircuitBreaker, unwrap
-from ..conversations import (
+from ..answering.answer import Answerer
+from ..answering.results import SamplingConfig
+from ..exceptions import ConfigError
+from ..stores.conversations import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_TTL,
     ConversationStore,
     MemoryConversations,
     conversations_for,
 )
-from ..exceptions import ConfigError
-from ..feedback import FeedbackStore
-from ..fleet import DEFAULT_FOLLOW_INTERVAL, DEFAULT_RELOAD_INTERVAL
-from ..results import SamplingConfig
-from ..storeguard import DEFAULT_STORE_TIMEOUT, StoreGuard
+from ..stores.feedback import FeedbackStore
+from ..stores.fleet import DEFAULT_FOLLOW_INTERVAL, DEFAULT_RELOAD_INTERVAL
+from ..stores.guard import DEFAULT_STORE_TIMEOUT, StoreGuard
+from ..transport.breaker import (
+    DEFAULT_COOLDOWN,
+    DEFAULT_THRESHOLD,
+    BreakerBackend,
+    CircuitBreaker,
+    unwrap,
+)
 from .auth import load_api_keys
 from .decide import RouteFastPath, add_route_only
 from .embedding import DEFAULT_EMBED_CACHE_SIZE, as_embed_cache, serving_embedder
@@ -90,7 +96,7 @@ def create_app(
     seconds (threshold 0: no breaker); or pass a ready ``breaker`` (e.g. with a test clock).
     ``feedback_store`` turns on ``POST /v1/feedback`` (see :mod:`avengers.server.feedback`);
     without it nothing is kept. ``conversations``: where conversation keys' models are kept
-    (see :mod:`avengers.conversations`): ``memory`` (each worker's own memory, the default),
+    (see :mod:`avengers.stores.conversations`): ``memory`` (each worker's own memory, the default),
     ``store`` (the feedback store's SQLite file or Redis, shared by every worker; needs
     ``feedback_store``), or a ready store; each bounded to ``conversation_max_entries``
     conversations idle at most ``conversation_ttl`` seconds. ``freeze_gc``: at start-up, after the
@@ -122,6 +128,7 @@ def create_app(
     state = ServerState(
         answerer=answerer,
         profiles=profiles if profiles is not None else default_profiles(answerer),
+        profiles_follow_router=profiles is None,
         api_keys=set(api_keys or ()),
         max_body_bytes=max_body_bytes,
         max_tokens_limit=max_tokens_limit,
@@ -240,9 +247,9 @@ def app_from_env() -> FastAPI:
     ``AVENGERS_STORE_TIMEOUT``, ``AVENGERS_REQUIRE_STORE``, ``AVENGERS_FOLLOW_INTERVAL``,
     ``AVENGERS_RELOAD_INTERVAL`` and the store bounds of
     :func:`store_settings_from_env`."""
-    from ..bundled import load_pretrained
-    from ..feedback import open_store
     from ..router import Router
+    from ..stores.feedback import open_store
+    from ..training.bundled import load_pretrained
 
     rpath = os.environ.get("AVENGERS_ROUTER", "pretrained")
     router = load_pretrained() if rpath == "pretrained" else Router.from_pretrained(rpath)
@@ -304,7 +311,7 @@ def live_settings_from_env() -> dict[str, Any]:
 
 
 def store_settings_from_env(live: dict[str, Any] | None = None) -> dict[str, Any]:
-    """:func:`~avengers.feedback.open_store`'s bounds set in the environment:
+    """:func:`~avengers.stores.feedback.open_store`'s bounds set in the environment:
     ``AVENGERS_FEEDBACK_RETENTION`` (seconds; 0: keep), ``AVENGERS_FEEDBACK_MAX_RESPONSES``,
     ``AVENGERS_FEEDBACK_MAX_RATINGS``, and the store timeout."""
     env = os.environ

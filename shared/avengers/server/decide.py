@@ -19,11 +19,11 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from starlette.requests import Request
 
+from ..answering.messages import as_messages, routing_text
 from ..decision import RouteDecision
-from ..embedders import aembed
+from ..embedding.embedders import aembed
 from ..exceptions import AvengersError
-from ..messages import as_messages, routing_text
-from ..storeguard import StoreUnavailable
+from ..stores.guard import StoreUnavailable
 from .middleware import Guard
 from .replies import dumps, error_response
 from .state import server_state

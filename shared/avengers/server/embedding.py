@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
-from ..embedders import BatchingEmbedder, CachedEmbedder, Embedder, MemoryCachedEmbedder
+from ..embedding.embedders import BatchingEmbedder, CachedEmbedder, Embedder, MemoryCachedEmbedder
+from ..embedding.static import StaticEmbedder
 from ..exceptions import ConfigError
-from ..static import StaticEmbedder
 
 EmbedCache = Literal["memory", "disk", "none"]
 EMBED_CACHES: tuple[str, ...] = ("memory", "disk", "none")
@@ -49,7 +49,7 @@ def serving_embedder(
 ) -> Embedder:
     """``emb`` rebuilt for serving: ``memory`` (default): LRU of ``max_items`` over batching over
     the model; ``disk``: the same over the disk cache (the router's own, or a new one);
-    ``none``: batching over the model. A static embedder (:class:`~avengers.static.StaticEmbedder`)
+    ``none``: batching over the model. A static embedder (:class:`~avengers.embedding.static.StaticEmbedder`)
     is served bare unless ``disk`` is asked for: it embeds a query faster than any of those
     layers costs."""
     raw, disk = raw_embedder(emb)

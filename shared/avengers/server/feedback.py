@@ -32,8 +32,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
-from ..deadline import Deadline, within
-from ..feedback import (
+from ..router import Router
+from ..stores.feedback import (
     AlreadyRatedError,
     FeedbackError,
     FeedbackStore,
@@ -43,8 +43,8 @@ from ..feedback import (
     check_rating,
     rating_reply,
 )
-from ..router import Router
-from ..storeguard import StoreUnavailable
+from ..stores.guard import StoreUnavailable
+from ..transport.deadline import Deadline, within
 from .replies import error_response
 from .state import ServerState, server_state
 from .wire import BadRequest, read_json

@@ -1,4 +1,4 @@
-"""Shared learning and live router versions in the server (see :mod:`avengers.fleet`).
+"""Shared learning and live router versions in the server (see :mod:`avengers.stores.fleet`).
 
 With a feedback store, every worker of every replica follows the store's rating log: it polls
 the log every ``follow_interval`` seconds and catches up at once after each rating it accepts
@@ -28,7 +28,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 
-from ..fleet import (
+from ..router import Router
+from ..stores.fleet import (
     LogFollower,
     VersionRefused,
     VersionWatcher,
@@ -36,10 +37,9 @@ from ..fleet import (
     last_seq,
     learning_state,
 )
-from ..router import Router
-from .state import ServerState, fingerprint, server_state
+from .state import ServerState, default_profiles, fingerprint, server_state
 
-log = logging.getLogger("avengers.fleet")
+log = logging.getLogger("avengers.stores.fleet")
 
 
 @dataclass
@@ -88,7 +88,7 @@ async def catch_up(state: ServerState, seq: int = 0) -> int:
     """Apply the log's new ratings to the served router, on the store's pool (bounded by the
     store timeout), until it has absorbed rating ``seq`` (0: one read of the log). Concurrent
     callers share one read at a time (single flight), so a burst of ratings never fills the
-    store's pool; raises :class:`~avengers.storeguard.StoreUnavailable` when the store fails."""
+    store's pool; raises :class:`~avengers.stores.guard.StoreUnavailable` when the store fails."""
     learning: Learning | None = state.learning
     if learning is None or learning.follower is None:
         return 0
@@ -160,6 +160,8 @@ async def reload_version(state: ServerState) -> dict[str, Any]:
             reason = str(e) if isinstance(e, VersionRefused) else f"{type(e).__name__}: {e}"
             return {"status": "refused", "reason": reason, "version": watcher.version}
         state.answerer.router = new  # one reference: requests started before keep the old one
+        if state.profiles_follow_router:  # a model the new version adds can be pinned at once
+            state.profiles = default_profiles(state.answerer)
         state.fingerprint = fingerprint(state.answerer, state.answerer.backend)
         watcher.accepted(sig)
         log.warning(

@@ -10,7 +10,7 @@ deadline passes or the client goes away.
   for a client that left); once text has been sent, a failure ends the stream with an error
   event and never with a normal finish.
 
-The deadline is published (:func:`avengers.deadline.set_current`) inside the task doing the work,
+The deadline is published (:func:`avengers.transport.deadline.set_current`) inside the task doing the work,
 so retries honour ``Retry-After`` only while it fits in the time left.
 """
 
@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
-from ..deadline import Deadline, DeadlineExceeded, set_current
-from ..results import AnswerChunk, AnswerError, AnswerResult
+from ..answering.results import AnswerChunk, AnswerError, AnswerResult
+from ..transport.deadline import Deadline, DeadlineExceeded, set_current
 from .replies import error_response, sse, upstream_error_response
 from .state import ServerState
 from .wire import CompletionRequest

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from ..results import AnswerResult, Failure
+from ..answering.results import AnswerResult, Failure
 
 
 class Metrics:

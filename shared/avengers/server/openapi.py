@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from ..results import STRATEGIES
+from ..answering.results import STRATEGIES
 
 _ERROR = {
     "type": "object",

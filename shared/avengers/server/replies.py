@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
-from ..results import AnswerResult, Failure
+from ..answering.results import AnswerResult, Failure
 
 
 def error_response(

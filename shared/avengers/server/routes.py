@@ -15,27 +15,21 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.requests import Request
 
-from ..capabilities import (
+from ..answering.results import AnswerChunk
+from ..exceptions import AvengersError
+from ..stores.guard import StoreUnavailable
+from ..transport.capabilities import (
     Capabilities,
     CapabilityError,
     capabilities_of,
     request_needs,
     split_capable,
 )
-from ..exceptions import AvengersError
-from ..results import AnswerChunk
-from ..storeguard import StoreUnavailable
 from . import live, replies
 from .middleware import log_failure, request_id
 from .replies import CompletionReply, error_response
 from .state import ServerState, server_state
-from .wire import (
-    BadRequest,
-    CompletionRequest,
-    conversation_key,
-    parse_request,
-    read_json,
-)
+from .wire import BadRequest, CompletionRequest, conversation_key, parse_request, read_json
 
 
 # POST /v1/chat/completions

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 
-from ..answer import Answerer
-from ..breaker import CircuitBreaker
+from ..answering.answer import Answerer
+from ..transport.breaker import CircuitBreaker
 from .metrics import Metrics
 
 DEFAULT_MAX_BODY = 1_000_000
@@ -68,13 +68,16 @@ class ServerState:
     feedback: Any = None
     """The feedback settings (:class:`~avengers.server.feedback.FeedbackState`), None if off."""
     store_guard: Any = None
-    """The :class:`~avengers.storeguard.StoreGuard` of the feedback / conversation store (None
+    """The :class:`~avengers.stores.guard.StoreGuard` of the feedback / conversation store (None
     without a store outside memory)."""
     require_store: bool = False
     """``/ready`` answers 503 while the store is degraded (default: ready, store degraded)."""
     learning: Any = None
     """Log following and router version watching (:class:`~avengers.server.learning.Learning`),
     None when neither is on."""
+    profiles_follow_router: bool = False
+    """The profiles are :func:`default_profiles` (not the operator's own): a new router version
+    swapped in live brings the pinned profiles of its own candidates."""
 
 
 def fingerprint(answerer: Answerer, backend: Any) -> str:

@@ -14,11 +14,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ..conversations import check_key
+from ..answering.results import STRATEGIES, SamplingConfig
+from ..answering.toolcalls import OPTION_NAMES, request_options
 from ..exceptions import ConfigError
-from ..openai_params import ParameterError, check_parameters
-from ..results import STRATEGIES, SamplingConfig
-from ..toolcalls import OPTION_NAMES, request_options
+from ..stores.conversations import check_key
+from ..transport.openai_params import ParameterError, check_parameters
 from .state import Profile
 
 
@@ -201,7 +201,7 @@ def conversation_key(body: dict[str, Any], headers: Any) -> str | None:
 
 def tool_options(body: dict[str, Any]) -> dict[str, Any]:
     """``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``, checked
-    (see :func:`avengers.toolcalls.request_options`), for the answerer to pass on."""
+    (see :func:`avengers.answering.toolcalls.request_options`), for the answerer to pass on."""
     given = {k: body[k] for k in OPTION_NAMES if body.get(k) is not None}
     if isinstance(given.get("tool_choice"), dict) and given["tool_choice"].get("type") == (
         "allowed_tools"
