@@ -231,6 +231,30 @@ def test_knn_and_hybrid_scoring() -> None:
         plain.set_params(scoring="knn").estimate(QUERIES)
 
 
+def test_knn_rows_follow_updates_and_added_models() -> None:
+    """The kept training rows of kNN scoring: float32 (the memory they take), one more row per
+    update row whose embedding is known (its model's score, NaN for the others), none for an
+    update by cluster ids, and an unknown (NaN) column for an added model."""
+    r, X = fitted(scoring="knn", n_neighbors=4, shrinkage=2.0, n_nearest=1)
+    n = len(X)
+    assert r.train_embeddings_.dtype == np.float32 and r.train_scores_.dtype == np.float32
+    np.testing.assert_array_equal(r.train_embeddings_, X)
+    new = np.array([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.1, 0.9]])  # given in float64
+    r.update(models=["chef-model", "math-model"], scores=[0.25, 1.0], embeddings=new)
+    assert r.train_embeddings_.dtype == np.float32 and r.train_scores_.dtype == np.float32
+    np.testing.assert_array_equal(r.train_embeddings_[n:], new.astype(np.float32))
+    nan = np.nan
+    np.testing.assert_array_equal(r.train_scores_[n:], [[nan, 0.25, nan], [1.0, nan, nan]])
+    kept = r.train_scores_.copy()
+    r.update(models=["code-model"], scores=[1.0], clusters=[2])  # no embedding: no row
+    np.testing.assert_array_equal(r.train_scores_, kept)
+    assert len(r.train_embeddings_) == n + 2
+    r.add_model("new-model")
+    assert r.train_scores_.shape == (n + 2, 4) and r.train_scores_.dtype == np.float32
+    assert np.isnan(r.train_scores_[:, 3]).all()
+    np.testing.assert_array_equal(r.train_scores_[:, :3], kept)
+
+
 def test_success_classifiers_blend() -> None:
     for pc in (None, 5.0):
         r, _ = fitted(n_nearest=1, shrinkage=0.0, classifier_weight=0.3, classifier_evidence=pc)
