@@ -109,6 +109,19 @@ MODULES: dict[str, Target] = {
     "calibration": Target("training/calibration.py", ("tests/test_calibration_bite.py",)),
 }
 
+EINSUM = "einsum subscripts in upper case: NumPy takes either case as labels"
+ZIP_EQUAL = "`strict=True` dropped from a zip of two sequences made with the same length"
+WIDTH_0 = (
+    "the width-0 branch dropped or narrowed: 1 - excess / 0 is -inf for excess > 0, clipped to "
+    "the same zeros (a NumPy divide warning aside)"
+)
+CLIP_TOP = "the clip's upper bound changed: 1 - excess / width is below 1 when excess > 0"
+ERRSTATE = "an np.errstate argument dropped: NumPy then warns instead of staying quiet, same values"
+UNUSED_CAST = (
+    "an array cast made where the original leaves None: it is read only where the parts it "
+    "comes from are checked first (classifiers fitted, kNN rows kept), which raise as before"
+)
+
 SQL_CASE = "an SQL statement in other letter case: SQLite keywords and names ignore case"
 
 EQUIVALENT: dict[str, str] = {
@@ -198,6 +211,44 @@ EQUIVALENT: dict[str, str] = {
     "avengers.stores.feedback.xǁSQLiteFileǁ_connect__mutmut_7": (
         "sqlite3.connect without timeout=: the PRAGMA busy_timeout run next sets the same wait"
     ),
+    "avengers.routing.estimate.x_cluster_weights__mutmut_16": EINSUM,
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_40": EINSUM,
+    "avengers.routing.estimate.x_estimate__mutmut_94": ZIP_EQUAL,
+    "avengers.routing.estimate.x_estimate__mutmut_97": ZIP_EQUAL,
+    "avengers.routing.estimate.x_estimate__mutmut_98": ZIP_EQUAL,
+    "avengers.routing.estimate.xǁPreparedǁfresh__mutmut_7": ZIP_EQUAL,
+    "avengers.routing.estimate.xǁPreparedǁfresh__mutmut_10": ZIP_EQUAL,
+    "avengers.routing.estimate.xǁPreparedǁfresh__mutmut_11": ZIP_EQUAL,
+    "avengers.routing.estimate.xǁPreparedǁfresh__mutmut_4": (
+        "`a is not b` in the cache check: the centroids never change, so the check always fails and "
+        "every call rebuilds the cached arrays: same results"
+    ),
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_5": (
+        "the cache built with key None: it never matches, every call rebuilds it: same results"
+    ),
+    "avengers.routing.estimate.x_rank__mutmut_24": "np.lexsort without axis=-1: -1 is the default",
+    "avengers.routing.estimate.x_rank__mutmut_28": "np.lexsort on axis +1 for -1: the keys are 2-D, the same axis",
+    "avengers.routing.estimate.x_sharpen__mutmut_17": (
+        "`excess >= 0` for `> 0`: at excess 0 the weights are raised to the power 1, the same "
+        "weights (to the last bit of rounding)"
+    ),
+    "avengers.routing.estimate.x_sharpen__mutmut_22": WIDTH_0,
+    "avengers.routing.estimate.x_sharpen__mutmut_25": WIDTH_0,
+    "avengers.routing.estimate.x_sharpen__mutmut_29": CLIP_TOP,
+    "avengers.routing.estimate.x_sharpen__mutmut_37": CLIP_TOP,
+    "avengers.routing.estimate.x_sharpen__mutmut_38": ERRSTATE,
+    "avengers.routing.estimate.x_sharpen__mutmut_39": ERRSTATE,
+    "avengers.routing.estimate.x_sharpen__mutmut_40": ERRSTATE,
+    "avengers.routing.estimate.x_sharpen__mutmut_41": ERRSTATE,
+    "avengers.routing.estimate.x_fallbacks__mutmut_21": (
+        "`or` for `and` on cluster costs and global costs: both come from fitting with costs, "
+        "kept or missing together"
+    ),
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_51": UNUSED_CAST,
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_64": UNUSED_CAST,
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_66": UNUSED_CAST,
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_70": UNUSED_CAST,
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_71": UNUSED_CAST,
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from avengers import Router
+from avengers.exceptions import ConfigError
+from avengers.routing.estimate import rank
 from avengers.routing.logistic import success_probabilities
 from avengers.routing.scoring import (
     evidence_share,
@@ -348,3 +350,55 @@ def test_fallback_costs_are_the_global_means() -> None:
     assert est.fallback[3] is not None and est.fallback[0] is None
     np.testing.assert_allclose(est.cost[0], r.cluster_costs()[est.nearest[0]], atol=1e-12)
     assert np.abs(r.cluster_costs()[est.nearest[0]] - a["global_costs"]).max() > 0.1
+
+
+def test_settings_a_router_was_not_fitted_for_are_refused_with_what_to_do() -> None:
+    with pytest.raises(ConfigError) as e:
+        fitted()[0].set_params(scoring="knn").estimate(QUERIES)
+    assert str(e.value) == (
+        "scoring 'knn' needs the training embeddings, which a router fitted with scoring "
+        "'cluster' does not keep: fit again"
+    )
+    with pytest.raises(ConfigError) as e:
+        fitted()[0].set_params(classifier_weight=0.3).estimate(QUERIES)
+    assert str(e.value) == (
+        "classifier_weight > 0 needs the success classifiers, which a router fitted with "
+        "classifier_weight 0 does not have: fit again"
+    )
+
+
+def test_no_queries_give_an_empty_integer_order() -> None:
+    est = fitted()[0].estimate(np.zeros((0, 4), dtype=np.float32))
+    assert est.order.shape == (0, 3) and est.order.dtype.kind == "i"
+    assert est.performance.shape == (0, 3)
+
+
+def test_tied_trade_off_scores_go_to_the_better_performance() -> None:
+    # alpha 0.5, performance and cost rising together: every model scores 0.5
+    score, order = rank(np.array([[1.0, 0.0, 0.5]]), np.array([[1.0, 0.0, 0.5]]), 0.5,
+                        np.array([0.2, 0.3, 0.1]))  # fmt: skip
+    np.testing.assert_allclose(score, [[0.5, 0.5, 0.5]])
+    assert order.tolist() == [[0, 2, 1]]
+
+
+def test_sharpening_of_a_lone_far_query_and_of_a_tie() -> None:
+    step, _ = fitted(n_nearest=3, softmax_temperature=1.0, sharpen_quantile=0.5, sharpen_width=0)
+    # one query beyond the threshold, alone (the one-row path): the nearest cluster only
+    far = np.array([[0.0, 0.0, 1.6, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(step.estimate(far).weights[0], [1.0, 0.0, 0.0], atol=1e-12)
+    # beyond it and as near to two clusters: the first of them takes it all (no NaN)
+    tie = np.array([[1.5, 1.5, 0.0, 0.0]], dtype=np.float32)
+    est = step.estimate(tie)
+    assert est.clusters[0, :2].tolist() in ([0, 1], [1, 0])
+    np.testing.assert_array_equal(est.weights[0], [1.0, 0.0, 0.0])
+
+
+def test_an_added_models_prior_follows_new_model_prior() -> None:
+    for prior in (None, 0.9, 0.1):
+        r, _ = fitted(n_nearest=1, shrinkage=2.0, new_model_prior=prior)
+        r.add_model("new-model")
+        for est in both_paths(r, QUERIES[:3]):
+            np.testing.assert_allclose(est.performance, r.cluster_scores()[est.nearest])
+        assert r.estimate(QUERIES[:1]).performance[0, 3] == pytest.approx(
+            {None: 0.435, 0.9: 0.909, 0.1: 0.110}[prior], abs=1e-3
+        )
