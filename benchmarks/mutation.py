@@ -293,6 +293,15 @@ EQUIVALENT: dict[str, str] = {
         "`and` for `or` on 'classifiers fitted' and 'coefficients cast': both read the same "
         "classifier_coef, None or not together"
     ),
+    "avengers.routing.scoring.x_carried_by__mutmut_28": ZIP_EQUAL,
+    "avengers.routing.scoring.x_carried_by__mutmut_32": ZIP_EQUAL,
+    "avengers.routing.scoring.x_minmax__mutmut_19": ERRSTATE,
+    "avengers.routing.scoring.x_shrunk_means__mutmut_9": ERRSTATE,
+    "avengers.routing.scoring.x_softmax_weights__mutmut_12": "np.argsort without axis=1: the default, -1, is axis 1 of a 2-D array",
+    "avengers.routing.scoring.x_task_group_sums__mutmut_5": (
+        "the task labels as a string array instead of an object array: == compares them the same"
+    ),
+    "avengers.routing.scoring.x_task_rows__mutmut_8": "np.array of Python ints without dtype=int64: NumPy 2 makes them int64 already",
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 
