@@ -86,7 +86,9 @@ MODULES: dict[str, Target] = {
         (BITE, "tests/test_voting.py", "tests/test_voting_bite.py"),
         pytest_args=NO_MODEL,
     ),
-    "tally": Target("answering/tally.py", ("tests/test_voting_bite.py",)),
+    "tally": Target(
+        "answering/tally.py", ("tests/test_voting_bite.py", "tests/test_tally_bite.py")
+    ),
     "online": Target("online.py", ("tests/test_online_bite.py",)),
     "feedback": Target(
         "stores/feedback.py",
@@ -164,7 +166,7 @@ EQUIVALENT: dict[str, str] = {
     "avengers.stores.conversations.xǁMemoryConversationsǁset__mutmut_6": (
         "OrderedDict.popitem(last=None) for last=False: None is false, the oldest goes either way"
     ),
-    "avengers.answering.tally.x_count__mutmut_21": (
+    "avengers.answering.tally.x_count__mutmut_22": (
         "`VoteResult(None, 0, {}, 0)` without its last argument: n_abstained defaults to 0"
     ),
     "avengers.training.calibration.x_calibrate__mutmut_255": (
@@ -302,6 +304,14 @@ EQUIVALENT: dict[str, str] = {
         "the task labels as a string array instead of an object array: == compares them the same"
     ),
     "avengers.routing.scoring.x_task_rows__mutmut_8": "np.array of Python ints without dtype=int64: NumPy 2 makes them int64 already",
+    "avengers.answering.tally.x_count__mutmut_97": (
+        "ballots without their order (all 0): as for vote_equivalence, ties keep the answers' "
+        "first-appearance order, which is the index order, and earlier ballots still win"
+    ),
+    "avengers.answering.tally.x__decide_keys__mutmut_57": (
+        "the winner's fallback 1 for 0 when the vote has none: a vote with an answer always "
+        "names its winner, and without one the branch above returned"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 
