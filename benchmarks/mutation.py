@@ -169,10 +169,10 @@ EQUIVALENT: dict[str, str] = {
     "avengers.answering.tally.x_count__mutmut_22": (
         "`VoteResult(None, 0, {}, 0)` without its last argument: n_abstained defaults to 0"
     ),
-    "avengers.training.calibration.x_calibrate__mutmut_255": (
+    "avengers.training.calibration.x_calibrate__mutmut_287": (
         "warnings.warn without UserWarning: UserWarning is the default category"
     ),
-    "avengers.training.calibration.x_calibrate__mutmut_99": (
+    "avengers.training.calibration.x_calibrate__mutmut_103": (
         "np.nan_to_num without nan=0.0: 0.0 is the default"
     ),
     "avengers.online.x__as_batch__mutmut_65": (
@@ -311,6 +311,20 @@ EQUIVALENT: dict[str, str] = {
     "avengers.answering.tally.x__decide_keys__mutmut_57": (
         "the winner's fallback 1 for 0 when the vote has none: a vote with an answer always "
         "names its winner, and without one the branch above returned"
+    ),
+    "avengers.training.calibration.x_calibrate__mutmut_284": "warnings.warn with category None: None means UserWarning, the default",
+    "avengers.training.calibration.x_calibrate__mutmut_116": (
+        "the picked-share table as floats instead of bools: it holds 0 and 1 and is read as floats"
+    ),
+    "avengers.training.calibration.x_calibrate__mutmut_119": "the fold numbers as floats: compared with == to whole numbers only",
+    "avengers.training.calibration.x_calibrate__mutmut_121": "the fold numbers as floats: compared with == to whole numbers only",
+    "avengers.training.calibration.x_calibrate__mutmut_175": (
+        "np.full(n, None) for np.full(n, nan): None stored into the float cost table is NaN"
+    ),
+    "avengers.training.calibration.x_calibrate__mutmut_232": "float('NAN') for float('nan'): the same value",
+    "avengers.training.calibration.x_calibrate__mutmut_145": (
+        "each fold's router without the embedder: calibrate hands it embeddings only, it never "
+        "embeds"
     ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
