@@ -89,7 +89,7 @@ MODULES: dict[str, Target] = {
     "tally": Target(
         "answering/tally.py", ("tests/test_voting_bite.py", "tests/test_tally_bite.py")
     ),
-    "online": Target("online.py", ("tests/test_online_bite.py",)),
+    "online": Target("online.py", ("tests/test_online_bite.py", "tests/test_estimate_bite.py")),
     "feedback": Target(
         "stores/feedback.py",
         (BITE, "tests/test_online_bite.py", "tests/test_feedback_bite.py"),
@@ -175,18 +175,8 @@ EQUIVALENT: dict[str, str] = {
     "avengers.training.calibration.x_calibrate__mutmut_103": (
         "np.nan_to_num without nan=0.0: 0.0 is the default"
     ),
-    "avengers.online.x__as_batch__mutmut_65": (
+    "avengers.online.x__as_batch__mutmut_37": (
         "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
-    ),
-    "avengers.online.x_accumulate__mutmut_50": (
-        "`strict=True` dropped from a zip of four arrays made of one batch, equal lengths"
-    ),
-    "avengers.online.x_add_model_columns__mutmut_68": (
-        "getattr without its default: every fitted or loaded router sets task_score_sums_"
-    ),
-    "avengers.online.x__update_classifiers__mutmut_17": (
-        "`or len(batch) == 0` to `and`: covariance exists only with coef, and a Laplace update "
-        "on no rows leaves the classifiers as they are"
     ),
     "avengers.answering.voting.x__canonical_number__mutmut_32": (
         "`rstrip('XX%XX')` for `rstrip('%')`: a token the number pattern matched holds no X"
@@ -325,6 +315,15 @@ EQUIVALENT: dict[str, str] = {
     "avengers.training.calibration.x_calibrate__mutmut_145": (
         "each fold's router without the embedder: calibrate hands it embeddings only, it never "
         "embeds"
+    ),
+    "avengers.online.xǁOnlineMixinǁ_batch_clusters__mutmut_18": (
+        "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
+    ),
+    "avengers.online.x__as_batch__mutmut_50": (
+        "`max(initial=1.0) > 1` for `max(initial=0.0) > 1`: an initial 1 is not above 1"
+    ),
+    "avengers.online.x__as_batch__mutmut_90": (
+        "np.array of list indexes without dtype=int64: NumPy 2 makes them int64 already"
     ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""

@@ -329,3 +329,31 @@ def test_impute_defaults_and_costs_a_router_does_not_keep() -> None:
         kept = r.impute(data, embeddings=QUERIES[2:3], by=by)  # type: ignore[arg-type]
         assert kept.costs is not None
         np.testing.assert_array_equal(kept.costs, costs)  # no cost estimate: gaps stay gaps
+
+
+def test_update_refusals_in_full() -> None:
+    r, _ = fitted(n_nearest=1)
+    with pytest.raises(DataError) as e:
+        r.update(models=["code-model"], scores=[0.5], costs=[-1.0], clusters=[0])
+    assert str(e.value) == "costs must be one finite number >= 0 per score"
+    with pytest.raises(DataError) as e:
+        r.update(models=["code-model"], scores=[0.5])
+    assert str(e.value) == "update needs queries, embeddings or clusters"
+
+
+def test_impute_by_the_first_task_fills_costs_with_the_global_means() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    a = _arrays(r)
+    assert r.tasks_[0] == "arithmetic"
+    data = OutcomeData(["q1"], ["math-model", "chef-model"], np.array([[np.nan, np.nan]]),
+                       np.array([[np.nan, 0.7]]), ["arithmetic"])  # fmt: skip
+    out = r.impute(data, by="task")
+    means = a["task_score_sums"][0].sum(0) / a["task_score_counts"][0].sum(0)
+    np.testing.assert_allclose(out.scores[0], means[:2])
+    assert out.costs is not None
+    assert out.costs[0, 0] == pytest.approx(r.global_costs_[0]) and out.costs[0, 1] == 0.7
+    assert out.notes[-1] == "not added (models the data never names): code-model"
+    one = OutcomeData(["q1"], ["math-model"], np.array([[np.nan]]), None, ["arithmetic"])
+    assert r.impute(one, by="task").notes[-1] == (
+        "not added (models the data never names): chef-model, code-model"
+    )
