@@ -325,6 +325,12 @@ EQUIVALENT: dict[str, str] = {
     "avengers.online.x__as_batch__mutmut_90": (
         "np.array of list indexes without dtype=int64: NumPy 2 makes them int64 already"
     ),
+    "avengers.answering.tally.x_decide__mutmut_46": (
+        "`dropped = None` for 0: it is read only when an extractor ran, which sets it"
+    ),
+    "avengers.routing.knn.xǁNeighbourScoresǁadd_model__mutmut_4": (
+        "the new column filled with None instead of NaN: None stored into a float array is NaN"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

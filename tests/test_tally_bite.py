@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from avengers.answering.config import NO_VALID_SAMPLE, SamplingConfig
+from avengers.answering.config import FIRST_SAMPLE, NO_VALID_SAMPLE, SamplingConfig
 from avengers.answering.tally import (
     Verdict,
     count,
@@ -143,3 +143,39 @@ def test_text_replies_are_voted_on_with_the_question() -> None:
                     text_type="auto")  # fmt: skip
     v = _decide(["I pick (B)", "B.", "(C) surely"], SamplingConfig(answer_type=tools), [], mc)
     assert (v.answer_type, v.answer, v.votes) == ("choice", "B", {"B": 2, "C": 1})
+
+
+def test_more_exact_results() -> None:
+    # the cut marks must match the samples one to one
+    with pytest.raises(ValueError):
+        weigh_cut(ANSWERS, TEXTS, [True], "exclude")
+    with pytest.raises(ValueError):
+        weigh_cut(ANSWERS, TEXTS, [False, True], "fallback")
+    assert cut_note(0, 1, 2, False) == (
+        "1 of 2 samples were cut off at the token limit (finish_reason 'length')"
+    )
+    code = ["```py\nprint(1)\n```", "```py\nprint(2)\n```", "```py\nprint(3)\n```"]
+    assert count(code, [1, 0, 0], SamplingConfig(), "Write it") == (
+        VoteResult(None, 1, {}, 0, 3), FIRST_SAMPLE, "code"
+    )  # fmt: skip
+    assert count(["a b", "c d"], [0, 0], SamplingConfig(answer_type="text"), "Q") == (
+        VoteResult(None, None, {}, 0, 2), "medoid", "text"
+    )  # fmt: skip
+    # "auto" reads the samples too: most give a number and the question asks for one
+    v = _decide(["4", "it is 4", "5"], SamplingConfig(), [], "How many?")
+    assert (v.answer_type, v.answer, v.votes) == ("number", "4", {"4": 2, "5": 1})
+    js = VoteKey({"response_format": {"type": "json_object"}})
+    v = _decide(["{oops"], SamplingConfig(answer_type=js, n_samples=1), [])
+    assert v == Verdict("single", "json", 0, None, {}, [None], [])
+
+
+def test_a_text_re_vote_keeps_the_cut_marks() -> None:
+    tools = VoteKey({"tools": [{"function": {"name": "add", "parameters": {"type": "object"}}}]},
+                    text_type="number")  # fmt: skip
+    v = _decide(["so 4", "The answer is 5", "then 5"], SamplingConfig(answer_type=tools),
+                [False, True, True])  # fmt: skip
+    assert (v.answer, v.votes) == ("4", {"4": 1})
+    assert v.notes[-1] == (
+        "2 of 3 samples were cut off at the token limit (finish_reason 'length'): the 2 "
+        "answer(s) extracted from them were not counted in the vote"
+    )
