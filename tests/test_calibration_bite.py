@@ -222,3 +222,36 @@ def test_the_table_shows_shares() -> None:
                     folds=3)  # fmt: skip
     rows_out = res.table().splitlines()[1:3]
     assert rows_out[0].endswith(f" {0.0:7.3f}") and rows_out[1].endswith(f" {1 / 3:7.3f}")
+
+
+def test_edges_of_the_settings_and_the_data() -> None:
+    from avengers.training.data import OutcomeData
+
+    r, rows, X = _router()
+    empty = OutcomeData([], ["math-model"], np.zeros((0, 1)), None, None)
+    with pytest.raises(DataError, match=r"^empty calibration data$"):
+        calibrate(r, empty, target_cost=1)
+    with pytest.raises(
+        DataError, match=r"^folds must be between 2 and the number of queries, got 5$"
+    ):
+        calibrate(r, rows[:1], target_cost=1, embeddings=X[:1])  # one row is data, too few
+    # the bounds themselves are allowed: a share of 1, a cost of 0 (met by nothing: closest)
+    res = calibrate(r, rows, target_share=("code-model", 1.0), embeddings=X, alphas=[0.0, 1.0],
+                    folds=3)  # fmt: skip
+    assert res.feasible and res.alpha == 1.0
+    with pytest.warns(UserWarning):
+        res = calibrate(r, rows, target_cost=0.0, embeddings=X, alphas=[0.0, 1.0], folds=3)
+    assert (res.feasible, res.alpha) == (False, 0.0)
+    two = calibrate(r, rows, target_share=(["code-model", "math-model"], 0.7), embeddings=X,
+                    alphas=[0.0, 1.0], folds=3)  # fmt: skip
+    assert two.target == "share(code-model, math-model)"
+    # a share target on data without costs: the cost column is unknown (NaN), not an error
+    plain, rows2, X2 = _router(with_cost=False)
+    res = calibrate(plain, rows2, target_share=("code-model", 0.5), embeddings=X2,
+                    alphas=[1.0], folds=3)  # fmt: skip
+    assert math.isnan(res.grid[0].cost)
+    # each fold's accuracy is that of its own held-out rows
+    res = calibrate(r, rows, target_cost=5.0, embeddings=X, alphas=[1.0], folds=3, seed=5)
+    accs = np.array([0.5 if i in (0, 11, 22) else 1.0 for i in range(30)])
+    want = [float(accs[test].mean()) for _, test in fold_indices(30, 3, seed=5)]
+    assert res.grid[0].fold_accuracies == pytest.approx(want)
