@@ -336,6 +336,10 @@ EQUIVALENT: dict[str, str] = {
     "avengers.training.calibration.x_calibrate__mutmut_265": (
         "`<` for `<=` against target + 1e-12: differs only when a measure equals that sum exactly"
     ),
+    "avengers.online.x_added_mask__mutmut_18": (
+        "np.array of Python bools without dtype=bool: NumPy makes it bool (and an empty mask "
+        "of no models selects nothing either way)"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

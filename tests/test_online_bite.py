@@ -357,3 +357,32 @@ def test_impute_by_the_first_task_fills_costs_with_the_global_means() -> None:
     assert r.impute(one, by="task").notes[-1] == (
         "not added (models the data never names): chef-model, code-model"
     )
+
+
+def test_update_from_outcome_data_records_labels() -> None:
+    r, _ = fitted(n_nearest=1)
+    before = _arrays(r)
+    n = len(r.labels_)
+    data = OutcomeData(["q"], ["code-model"], np.array([[0.25]]), None, None)
+    r.update(data, clusters=np.array([2.0]))  # ids given as floats are ids
+    after = _arrays(r)
+    assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.25)
+    assert len(r.labels_) == n + 1 and r.labels_[-1] == 2
+
+
+def test_impute_defaults_to_query_and_keeps_the_source() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    data = OutcomeData(["q1", "q2"], ["math-model"], np.array([[np.nan], [0.5]]), None, None,
+                       source="ratings.csv")  # fmt: skip
+    by_default = r.impute(data, embeddings=QUERIES[:2])
+    np.testing.assert_array_equal(
+        by_default.scores, r.impute(data, embeddings=QUERIES[:2], by="query").scores
+    )
+    assert by_default.source == "ratings.csv"
+
+
+def test_pick_probabilities_at_the_alpha_asked() -> None:
+    r, _ = fitted(n_nearest=1)  # alpha 1: each topic's specialist
+    np.testing.assert_array_equal(r.pick_probabilities(QUERIES[:3], alpha=0.0),
+                                  [[0.0, 1.0, 0.0]] * 3)  # all to the cheapest  # fmt: skip
+    np.testing.assert_array_equal(r.pick_probabilities(QUERIES[:3]), np.eye(3))
