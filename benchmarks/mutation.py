@@ -340,6 +340,17 @@ EQUIVALENT: dict[str, str] = {
         "np.array of Python bools without dtype=bool: NumPy makes it bool (and an empty mask "
         "of no models selects nothing either way)"
     ),
+    "avengers.routing.scoring.x_knn_estimate__mutmut_13": (
+        "np.argpartition without axis=1: the default, -1, is axis 1 of a 2-D array"
+    ),
+    "avengers.routing.scoring.x_shrunk_means__mutmut_11": ERRSTATE,
+    "avengers.routing.scoring.x_softmax_weights__mutmut_18": "astype(None) for astype(float64): None means float64",
+    "avengers.routing.scoring.x_task_group_sums__mutmut_7": (
+        "the task labels as a string array instead of an object array: == compares them the same"
+    ),
+    "avengers.routing.scoring.x_task_rows__mutmut_6": (
+        "np.array of Python ints with dtype=None: NumPy 2 makes them int64 already"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 
