@@ -2,22 +2,22 @@
 
     nice -n 10 python benchmarks/mutation.py                 # every module in MODULES
     nice -n 10 python benchmarks/mutation.py scoring voting  # some of them
-    python benchmarks/mutation.py --sample 150 --seed 0 router
+    python benchmarks/mutation.py --sample 120 --seed 1 statistics
 
 Uses mutmut (the ``dev`` extra). mutmut wants the package under ``src/``, so for each module a
 scratch project is laid out in a temporary folder (``src/avengers`` a copy of
 ``shared/avengers``, ``tests`` a copy of the tests, a ``pyproject.toml`` naming the file to
 mutate and the tests to run); nothing in the work tree is changed. mutmut runs, for each mutant,
 only the selected tests that execute the mutated function (it records which do in a first, clean
-run). ``functions`` limits a module to some of its functions (the router: its estimate);
+run). ``functions`` limits a module to some of its functions (``skip`` leaves some out);
 ``--sample N`` draws N of a module's mutants with ``--seed`` (for a slow module on a small
 machine). Prints killed / survived / equivalent / other per module; the killed share is of the
 non-equivalent mutants. Mutants judged equivalent (no test can tell them apart from the original)
 are listed in EQUIVALENT with the reason; their names carry mutmut's numbering, so they must be
 checked again when the module changes.
 
-To follow a module that moves (router.py is being split into ``avengers/routing/``), change its
-``path`` and ``functions`` in MODULES.
+When a module moves, change its ``path`` in MODULES and the module part of its names in
+EQUIVALENT (``avengers.answering.voting.x_vote__mutmut_27``).
 """
 
 from __future__ import annotations
