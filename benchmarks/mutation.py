@@ -351,6 +351,10 @@ EQUIVALENT: dict[str, str] = {
     "avengers.routing.scoring.x_task_rows__mutmut_6": (
         "np.array of Python ints with dtype=None: NumPy 2 makes them int64 already"
     ),
+    "avengers.routing.statistics.x_accumulate__mutmut_4": (
+        "the cluster ids without dtype=int64: they come as int64 arrays (labels, bincount ids)"
+    ),
+    "avengers.routing.statistics.x_global_means__mutmut_5": ERRSTATE,
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

@@ -91,3 +91,13 @@ def test_an_added_models_prior_where_the_known_models_all_fail() -> None:
     r.add_model("new-model")
     p = r.cluster_scores()[0, 3]
     assert np.isfinite(p) and 0.0 < p < 0.05
+
+
+def test_a_centroid_without_training_rows_has_size_zero() -> None:
+    from test_estimate_bite import CENTERS, _rows_and_vectors
+
+    rows, X = _rows_and_vectors()
+    four = np.vstack([CENTERS, [[0.0, 0.0, 0.0, 1.0]]]).astype(np.float32)  # no row near it
+    r = Router(n_clusters=4, embedder="precomputed", n_nearest=1, classifier_weight=0.0)
+    r.fit(rows, embeddings=X, centroids=four)
+    assert r.cluster_sizes_.tolist() == [10, 10, 10, 0]
