@@ -402,3 +402,10 @@ def test_an_added_models_prior_follows_new_model_prior() -> None:
         assert r.estimate(QUERIES[:1]).performance[0, 3] == pytest.approx(
             {None: 0.435, 0.9: 0.909, 0.1: 0.110}[prior], abs=1e-3
         )
+
+
+def test_a_fallback_row_names_no_signal() -> None:
+    r, _ = fitted(n_nearest=1, classifier_weight=0.3, far_quantile=0.99)
+    est = r.estimate(np.vstack([NEAR[:1], QUERIES[3:]]))
+    assert est.fallback[1] is not None and est.signal[1] is None  # far: the global ranking
+    assert est.fallback[0] is None and est.signal[0] is not None
