@@ -158,3 +158,100 @@ def test_fold_indices() -> None:
     assert [t.tolist() for _, t in same] == [t.tolist() for _, t in folds]
     with pytest.raises(DataError, match="got 8"):
         fold_indices(7, 8)
+
+
+def test_progress_bar_counts_every_step(capsys: pytest.CaptureFixture[str]) -> None:
+    r, rows, X = _router()
+    calibrate(r, rows, target_cost=0.5, embeddings=X, alphas=[0.0, 1.0], folds=3,
+              show_progress=True)  # fmt: skip
+    err = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    last = [line for line in err if line.strip()][-1]
+    # 3 folds x (a fit + 2 alphas) steps, named, in steps, with the last fold's stage
+    assert last.startswith("calibrating alpha (3 folds): 100%")
+    assert "9/9" in last and ("step/s" in last or "s/step" in last)
+    assert last.rstrip().endswith("fold 3: 2 alphas]")
+
+
+def test_standard_errors_and_fold_seeds() -> None:
+    from avengers.training.calibration import _se
+
+    assert _se(np.array([3.0])) == 0.0 and _se(np.array([1.0, 3.0])) == pytest.approx(1.0)
+    r, rows, X = _router()
+    res = calibrate(r, rows, target_cost=5.0, embeddings=X, alphas=[1.0], folds=3, seed=5)
+    cost_of = {"arithmetic": 1.0, "cooking": 0.5, "code": 2.0}  # each topic's specialist
+    costs = np.array([cost_of[str(row["task"])] for row in rows])
+    want = [float(costs[test].mean()) for _, test in fold_indices(30, 3, seed=5)]
+    assert res.grid[0].fold_costs == pytest.approx(want)
+    assert len(fold_indices(7, 2)) == 2  # two folds are enough
+
+
+def test_messages_in_full_and_the_warning_names_the_grid() -> None:
+    r, rows, X = _router()
+    plain, rows2, X2 = _router(with_cost=False)
+    with pytest.raises(
+        DataError,
+        match=r"^the data has no costs \(and the router knows none\): cannot meet a cost$",
+    ):
+        calibrate(plain, rows2, target_cost=1, embeddings=X2, folds=3)
+    with pytest.warns(UserWarning) as caught:
+        calibrate(r, rows, target_cost=0.1, embeddings=X, alphas=[0.0, 0.5, 1.0], folds=3)
+    assert str(caught[0].message).startswith("calibration: no alpha in [0, 1] meets cost <= 0.1")
+
+
+def test_missing_scores_count_as_failures_and_missing_costs_come_from_the_router() -> None:
+    r, rows, X = _router()
+    # two cooking rows the chef model solved lose that score: at alpha 0 (all to the chef)
+    # they count as failures
+    gone = [i for i, row in enumerate(rows)
+            if row["task"] == "cooking" and row["scores"]["chef-model"] == 1.0][:2]  # type: ignore[index]  # fmt: skip
+    holes = [dict(row, scores={m: s for m, s in row["scores"].items() if m != "chef-model"})  # type: ignore[attr-defined]
+             if i in gone else row for i, row in enumerate(rows)]  # fmt: skip
+    res = calibrate(r, holes, target_cost=5.0, embeddings=X, alphas=[0.0], folds=3)
+    assert res.grid[0].accuracy == pytest.approx(CHEF_ACC - 2 / 30)
+    # rows without costs: the fold's router (fitted with the costs the other rows have)
+    # supplies the chosen model's estimate; here the code rows' 2.0 at alpha 1
+    bare = [{k: v for k, v in row.items() if k != "costs"} if row["task"] == "code" else row
+            for row in rows]  # fmt: skip
+    res = calibrate(r, bare, target_cost=5.0, embeddings=X, alphas=[1.0], folds=3)
+    assert res.grid[0].cost == pytest.approx(SPECIALIST_COST)
+
+
+def test_the_table_shows_shares() -> None:
+    r, rows, X = _router()
+    res = calibrate(r, rows, target_share=("code-model", 0.2), embeddings=X, alphas=[0.0, 1.0],
+                    folds=3)  # fmt: skip
+    rows_out = res.table().splitlines()[1:3]
+    assert rows_out[0].endswith(f" {0.0:7.3f}") and rows_out[1].endswith(f" {1 / 3:7.3f}")
+
+
+def test_edges_of_the_settings_and_the_data() -> None:
+    from avengers.training.data import OutcomeData
+
+    r, rows, X = _router()
+    empty = OutcomeData([], ["math-model"], np.zeros((0, 1)), None, None)
+    with pytest.raises(DataError, match=r"^empty calibration data$"):
+        calibrate(r, empty, target_cost=1)
+    with pytest.raises(
+        DataError, match=r"^folds must be between 2 and the number of queries, got 5$"
+    ):
+        calibrate(r, rows[:1], target_cost=1, embeddings=X[:1])  # one row is data, too few
+    # the bounds themselves are allowed: a share of 1, a cost of 0 (met by nothing: closest)
+    res = calibrate(r, rows, target_share=("code-model", 1.0), embeddings=X, alphas=[0.0, 1.0],
+                    folds=3)  # fmt: skip
+    assert res.feasible and res.alpha == 1.0
+    with pytest.warns(UserWarning):
+        res = calibrate(r, rows, target_cost=0.0, embeddings=X, alphas=[0.0, 1.0], folds=3)
+    assert (res.feasible, res.alpha) == (False, 0.0)
+    two = calibrate(r, rows, target_share=(["code-model", "math-model"], 0.7), embeddings=X,
+                    alphas=[0.0, 1.0], folds=3)  # fmt: skip
+    assert two.target == "share(code-model, math-model)"
+    # a share target on data without costs: the cost column is unknown (NaN), not an error
+    plain, rows2, X2 = _router(with_cost=False)
+    res = calibrate(plain, rows2, target_share=("code-model", 0.5), embeddings=X2,
+                    alphas=[1.0], folds=3)  # fmt: skip
+    assert math.isnan(res.grid[0].cost)
+    # each fold's accuracy is that of its own held-out rows
+    res = calibrate(r, rows, target_cost=5.0, embeddings=X, alphas=[1.0], folds=3, seed=5)
+    accs = np.array([0.5 if i in (0, 11, 22) else 1.0 for i in range(30)])
+    want = [float(accs[test].mean()) for _, test in fold_indices(30, 3, seed=5)]
+    assert res.grid[0].fold_accuracies == pytest.approx(want)

@@ -138,6 +138,7 @@ def test_sqlite_waits_for_another_writer(tmp_path: Path) -> None:
     import time
 
     s = SQLiteConversations(tmp_path / "c.db", ttl=60)
+    assert s.file.timeout == 30.0  # the default wait for another writer
     other = sqlite3.connect(tmp_path / "c.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # another worker holds the write lock for a moment
     release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
@@ -148,4 +149,37 @@ def test_sqlite_waits_for_another_writer(tmp_path: Path) -> None:
     assert s.get("k") == "m1"
     release.join()
     other.close()
+    s.close()
+
+
+def test_the_sqlite_connection_is_in_autocommit_mode(tmp_path: Path) -> None:
+    """The stores' shared SQLite connection (``feedback.SQLiteFile``) leaves transactions to
+    ``transaction()`` alone: a statement run outside it is committed at once (another process
+    sees it) and never leaves an implicit transaction open that the next ``BEGIN IMMEDIATE``
+    would trip over. (No store writes through ``read`` today; this pins the mode they rely on.)"""
+    s = SQLiteConversations(tmp_path / "c.db", ttl=60, clock=Clock(5000.0))
+    s.file.read("INSERT INTO conversations (key, model, touched) VALUES ('h', 'm9', 5000.0)")
+    other = sqlite3.connect(tmp_path / "c.db")
+    assert other.execute("SELECT model FROM conversations").fetchall() == [("m9",)]
+    other.close()
+    s.set("k", "m1")  # a write transaction still starts
+    assert len(s) == 2
+    s.close()
+
+
+def test_the_sqlite_connection_settings_and_threads(tmp_path: Path) -> None:
+    """WAL, a full sync and the busy timeout in milliseconds, on the one connection that the
+    store's threads share (a server's request threads call it)."""
+    import threading
+
+    s = SQLiteConversations(tmp_path / "c.db", ttl=60, timeout=2.5)
+    assert s.file.read("PRAGMA journal_mode") == [("wal",)]
+    assert s.file.read("PRAGMA synchronous") == [(2,)]  # FULL
+    assert s.file.read("PRAGMA busy_timeout") == [(2500,)]
+    s.set("k", "m1")
+    seen: list[str | None] = []
+    t = threading.Thread(target=lambda: (s.set("k2", "m2"), seen.append(s.get("k"))))
+    t.start()
+    t.join()
+    assert seen == ["m1"] and s.get("k2") == "m2"
     s.close()

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 from avengers import Router
+from avengers.exceptions import ConfigError
+from avengers.routing.estimate import rank
 from avengers.routing.logistic import success_probabilities
 from avengers.routing.scoring import (
     evidence_share,
@@ -231,6 +233,30 @@ def test_knn_and_hybrid_scoring() -> None:
         plain.set_params(scoring="knn").estimate(QUERIES)
 
 
+def test_knn_rows_follow_updates_and_added_models() -> None:
+    """The kept training rows of kNN scoring: float32 (the memory they take), one more row per
+    update row whose embedding is known (its model's score, NaN for the others), none for an
+    update by cluster ids, and an unknown (NaN) column for an added model."""
+    r, X = fitted(scoring="knn", n_neighbors=4, shrinkage=2.0, n_nearest=1)
+    n = len(X)
+    assert r.train_embeddings_.dtype == np.float32 and r.train_scores_.dtype == np.float32
+    np.testing.assert_array_equal(r.train_embeddings_, X)
+    new = np.array([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.1, 0.9]])  # given in float64
+    r.update(models=["chef-model", "math-model"], scores=[0.25, 1.0], embeddings=new)
+    assert r.train_embeddings_.dtype == np.float32 and r.train_scores_.dtype == np.float32
+    np.testing.assert_array_equal(r.train_embeddings_[n:], new.astype(np.float32))
+    nan = np.nan
+    np.testing.assert_array_equal(r.train_scores_[n:], [[nan, 0.25, nan], [1.0, nan, nan]])
+    kept = r.train_scores_.copy()
+    r.update(models=["code-model"], scores=[1.0], clusters=[2])  # no embedding: no row
+    np.testing.assert_array_equal(r.train_scores_, kept)
+    assert len(r.train_embeddings_) == n + 2
+    r.add_model("new-model")
+    assert r.train_scores_.shape == (n + 2, 4) and r.train_scores_.dtype == np.float32
+    assert np.isnan(r.train_scores_[:, 3]).all()
+    np.testing.assert_array_equal(r.train_scores_[:, :3], kept)
+
+
 def test_success_classifiers_blend() -> None:
     for pc in (None, 5.0):
         r, _ = fitted(n_nearest=1, shrinkage=0.0, classifier_weight=0.3, classifier_evidence=pc)
@@ -324,3 +350,62 @@ def test_fallback_costs_are_the_global_means() -> None:
     assert est.fallback[3] is not None and est.fallback[0] is None
     np.testing.assert_allclose(est.cost[0], r.cluster_costs()[est.nearest[0]], atol=1e-12)
     assert np.abs(r.cluster_costs()[est.nearest[0]] - a["global_costs"]).max() > 0.1
+
+
+def test_settings_a_router_was_not_fitted_for_are_refused_with_what_to_do() -> None:
+    with pytest.raises(ConfigError) as e:
+        fitted()[0].set_params(scoring="knn").estimate(QUERIES)
+    assert str(e.value) == (
+        "scoring 'knn' needs the training embeddings, which a router fitted with scoring "
+        "'cluster' does not keep: fit again"
+    )
+    with pytest.raises(ConfigError) as e:
+        fitted()[0].set_params(classifier_weight=0.3).estimate(QUERIES)
+    assert str(e.value) == (
+        "classifier_weight > 0 needs the success classifiers, which a router fitted with "
+        "classifier_weight 0 does not have: fit again"
+    )
+
+
+def test_no_queries_give_an_empty_integer_order() -> None:
+    est = fitted()[0].estimate(np.zeros((0, 4), dtype=np.float32))
+    assert est.order.shape == (0, 3) and est.order.dtype.kind == "i"
+    assert est.performance.shape == (0, 3)
+
+
+def test_tied_trade_off_scores_go_to_the_better_performance() -> None:
+    # alpha 0.5, performance and cost rising together: every model scores 0.5
+    score, order = rank(np.array([[1.0, 0.0, 0.5]]), np.array([[1.0, 0.0, 0.5]]), 0.5,
+                        np.array([0.2, 0.3, 0.1]))  # fmt: skip
+    np.testing.assert_allclose(score, [[0.5, 0.5, 0.5]])
+    assert order.tolist() == [[0, 2, 1]]
+
+
+def test_sharpening_of_a_lone_far_query_and_of_a_tie() -> None:
+    step, _ = fitted(n_nearest=3, softmax_temperature=1.0, sharpen_quantile=0.5, sharpen_width=0)
+    # one query beyond the threshold, alone (the one-row path): the nearest cluster only
+    far = np.array([[0.0, 0.0, 1.6, 0.0]], dtype=np.float32)
+    np.testing.assert_allclose(step.estimate(far).weights[0], [1.0, 0.0, 0.0], atol=1e-12)
+    # beyond it and as near to two clusters: the first of them takes it all (no NaN)
+    tie = np.array([[1.5, 1.5, 0.0, 0.0]], dtype=np.float32)
+    est = step.estimate(tie)
+    assert est.clusters[0, :2].tolist() in ([0, 1], [1, 0])
+    np.testing.assert_array_equal(est.weights[0], [1.0, 0.0, 0.0])
+
+
+def test_an_added_models_prior_follows_new_model_prior() -> None:
+    for prior in (None, 0.9, 0.1):
+        r, _ = fitted(n_nearest=1, shrinkage=2.0, new_model_prior=prior)
+        r.add_model("new-model")
+        for est in both_paths(r, QUERIES[:3]):
+            np.testing.assert_allclose(est.performance, r.cluster_scores()[est.nearest])
+        assert r.estimate(QUERIES[:1]).performance[0, 3] == pytest.approx(
+            {None: 0.435, 0.9: 0.909, 0.1: 0.110}[prior], abs=1e-3
+        )
+
+
+def test_a_fallback_row_names_no_signal() -> None:
+    r, _ = fitted(n_nearest=1, classifier_weight=0.3, far_quantile=0.99)
+    est = r.estimate(np.vstack([NEAR[:1], QUERIES[3:]]))
+    assert est.fallback[1] is not None and est.signal[1] is None  # far: the global ranking
+    assert est.fallback[0] is None and est.signal[0] is not None

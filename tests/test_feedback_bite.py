@@ -83,6 +83,17 @@ def test_memory_store_bounds() -> None:
     assert exact.rate("a", 1.0).seq == 1 and len(exact.ratings()) == 1
 
 
+def test_memory_store_default_bounds_and_prune() -> None:
+    s = MemoryFeedbackStore()
+    assert (s.max_responses, s.max_ratings) == (10_000, 10_000)
+    for _ in range(10_001):
+        s.add("m", 0, 1.0)
+    kept = s.ratings()
+    assert (len(kept), kept[0].seq, kept[-1].seq) == (10_000, 2, 10_001)
+    assert s.prune() == 0 and s.prune(older_than=0.0) == 0  # nothing to prune: bounded already
+    assert len(s.ratings()) == 10_000
+
+
 def test_rating_reply() -> None:
     r = Rating(7, "chatcmpl-1", "m", 3, 0.5, 2.0)
     assert rating_reply(r) == {"object": "feedback", "id": "chatcmpl-1", "seq": 7, "model": "m",

@@ -5,6 +5,7 @@ and their probabilities, and imputation; on hand-made embeddings (fast, no embed
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -246,6 +247,51 @@ def test_apply_rating_goes_through_update() -> None:
     assert after["cost_sums"][2, 2] - before["cost_sums"][2, 2] == pytest.approx(0.1)
 
 
+def test_apply_rating_without_costs_without_a_cost_and_for_unknown_models() -> None:
+    # a router that keeps no costs: a rating's cost is ignored, its score counted
+    r, _ = fitted(with_cost=False, n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)
+    assert "cost_sums" not in before
+    assert apply_rating(r, Rating(1, "x", "code-model", 2, 0.75, cost=3.0)) is True
+    after = _arrays(r)
+    assert "cost_sums" not in after
+    assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.75)
+    # a model the router does not know: False, nothing changes
+    assert apply_rating(r, Rating(2, "y", "retired-model", 2, 1.0)) is False
+    for name, value in _arrays(r).items():
+        np.testing.assert_array_equal(value, after[name], err_msg=name)
+    # a router with costs and a rating without one: the score counts, the costs stay
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)
+    assert apply_rating(r, Rating(3, "z", "code-model", 2, 0.5)) is True
+    after = _arrays(r)
+    assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.5)
+    np.testing.assert_array_equal(after["cost_sums"], before["cost_sums"])
+    np.testing.assert_array_equal(after["cost_counts"], before["cost_counts"])
+
+
+def test_apply_rating_holds_the_lock() -> None:
+    """The server applies ratings under the lock its snapshots take: while another thread holds
+    it, the rating waits, and it lands once the lock is free."""
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)["score_sums"][2, 2]
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def rate() -> None:
+        apply_rating(r, Rating(1, "id", "code-model", 2, 1.0), lock)
+        done.set()
+
+    with lock:
+        t = threading.Thread(target=rate)
+        t.start()
+        assert not done.wait(0.5)  # still waiting for the lock
+        assert _arrays(r)["score_sums"][2, 2] == before
+    assert done.wait(30)
+    t.join()
+    assert _arrays(r)["score_sums"][2, 2] == pytest.approx(before + 1.0)
+
+
 def test_added_model_prior_in_a_cluster_the_known_models_all_solve() -> None:
     sums = np.array([[4.0, 4.0, 0.0], [1.0, 0.0, 0.0]])
     counts = np.array([[4.0, 4.0, 0.0], [2.0, 2.0, 0.0]])
@@ -283,3 +329,60 @@ def test_impute_defaults_and_costs_a_router_does_not_keep() -> None:
         kept = r.impute(data, embeddings=QUERIES[2:3], by=by)  # type: ignore[arg-type]
         assert kept.costs is not None
         np.testing.assert_array_equal(kept.costs, costs)  # no cost estimate: gaps stay gaps
+
+
+def test_update_refusals_in_full() -> None:
+    r, _ = fitted(n_nearest=1)
+    with pytest.raises(DataError) as e:
+        r.update(models=["code-model"], scores=[0.5], costs=[-1.0], clusters=[0])
+    assert str(e.value) == "costs must be one finite number >= 0 per score"
+    with pytest.raises(DataError) as e:
+        r.update(models=["code-model"], scores=[0.5])
+    assert str(e.value) == "update needs queries, embeddings or clusters"
+
+
+def test_impute_by_the_first_task_fills_costs_with_the_global_means() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    a = _arrays(r)
+    assert r.tasks_[0] == "arithmetic"
+    data = OutcomeData(["q1"], ["math-model", "chef-model"], np.array([[np.nan, np.nan]]),
+                       np.array([[np.nan, 0.7]]), ["arithmetic"])  # fmt: skip
+    out = r.impute(data, by="task")
+    means = a["task_score_sums"][0].sum(0) / a["task_score_counts"][0].sum(0)
+    np.testing.assert_allclose(out.scores[0], means[:2])
+    assert out.costs is not None
+    assert out.costs[0, 0] == pytest.approx(r.global_costs_[0]) and out.costs[0, 1] == 0.7
+    assert out.notes[-1] == "not added (models the data never names): code-model"
+    one = OutcomeData(["q1"], ["math-model"], np.array([[np.nan]]), None, ["arithmetic"])
+    assert r.impute(one, by="task").notes[-1] == (
+        "not added (models the data never names): chef-model, code-model"
+    )
+
+
+def test_update_from_outcome_data_records_labels() -> None:
+    r, _ = fitted(n_nearest=1)
+    before = _arrays(r)
+    n = len(r.labels_)
+    data = OutcomeData(["q"], ["code-model"], np.array([[0.25]]), None, None)
+    r.update(data, clusters=np.array([2.0]))  # ids given as floats are ids
+    after = _arrays(r)
+    assert after["score_sums"][2, 2] - before["score_sums"][2, 2] == pytest.approx(0.25)
+    assert len(r.labels_) == n + 1 and r.labels_[-1] == 2
+
+
+def test_impute_defaults_to_query_and_keeps_the_source() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    data = OutcomeData(["q1", "q2"], ["math-model"], np.array([[np.nan], [0.5]]), None, None,
+                       source="ratings.csv")  # fmt: skip
+    by_default = r.impute(data, embeddings=QUERIES[:2])
+    np.testing.assert_array_equal(
+        by_default.scores, r.impute(data, embeddings=QUERIES[:2], by="query").scores
+    )
+    assert by_default.source == "ratings.csv"
+
+
+def test_pick_probabilities_at_the_alpha_asked() -> None:
+    r, _ = fitted(n_nearest=1)  # alpha 1: each topic's specialist
+    np.testing.assert_array_equal(r.pick_probabilities(QUERIES[:3], alpha=0.0),
+                                  [[0.0, 1.0, 0.0]] * 3)  # all to the cheapest  # fmt: skip
+    np.testing.assert_array_equal(r.pick_probabilities(QUERIES[:3]), np.eye(3))

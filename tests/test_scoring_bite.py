@@ -155,3 +155,20 @@ def test_knn_estimate_takes_exactly_the_k_most_similar() -> None:
     est, _ = scoring.knn_estimate(sims, train, k, np.zeros(2), 0.0)
     top = np.argsort(-sims, axis=1)[:, :k]
     np.testing.assert_allclose(est, train[top].mean(axis=1), rtol=1e-12)
+
+
+def test_edges_a_sample_missed() -> None:
+    # a column with one known value: that value is its mean
+    np.testing.assert_array_equal(scoring.column_means(np.array([[0.75, nan], [nan, nan]])),
+                                  [0.75, 0.0])  # fmt: skip
+    # a span of exactly 1e-12 is a tie (all ones), for performance and for costs
+    np.testing.assert_array_equal(scoring.minmax(np.array([[0.0, 1e-12]])), [[1.0, 1.0]])
+    tied = scoring.tradeoff(np.array([[1.0, 0.0]]), np.array([[0.0, 1e-12]]), 0.5)
+    np.testing.assert_allclose(tied, [[1.0, 0.5]])  # no cost penalty
+    # tied costs are judged per query: the second query's spread does not penalize the first's
+    perf = np.array([[1.0, 0.0], [1.0, 0.0]])
+    cost = np.array([[2.0, 2.0], [1.0, 3.0]])
+    np.testing.assert_allclose(scoring.tradeoff(perf, cost, 0.5), [[1.0, 0.5], [1.0, 0.0]])
+    # a hint of the first task alone is a usable hint
+    np.testing.assert_array_equal(scoring.task_rows(["a", "b"], ["a", None]), [0, -1])
+    assert scoring.task_rows(["a", "b"], ["z", None]) is None

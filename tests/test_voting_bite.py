@@ -18,12 +18,15 @@ from avengers.answering.voting import (
     extract_number,
     get_extractor,
     infer_answer_type,
+    looks_multiple_choice,
     medoid,
     normalize_text,
     option_letters,
+    states_answer,
     vote,
     vote_equivalence,
 )
+from avengers.exceptions import ConfigError
 
 MC = "Which is a fruit?\nA) carrot\nB) apple\nC) potato\nD) leek"
 
@@ -146,6 +149,81 @@ def test_answer_type_inference_branches() -> None:
     # short samples with numbers: a number without the question asking for one
     assert infer_answer_type("Eggs?", ["12", "12 eggs", "twelve"]) == "number"
     assert infer_answer_type("Eggs?", ["12", "twelve", "a dozen"]) == "short"
+
+
+def test_vote_edges_exactly() -> None:
+    # every sample abstains: no winner, no votes (0, not None), both abstentions counted
+    assert vote([Ballot(None), Ballot("")]) == VoteResult(None, None, {}, 0, 2)
+    # equal ranks and orders (the defaults): the first ballot carrying the answer is the winner
+    assert vote([Ballot("a"), Ballot("a"), Ballot("b")]).winner == 0
+    # a label per text and a rank per text: a rank missing is an error, not a shorter vote
+    with pytest.raises(ValueError):
+        vote_equivalence(["1", "2"], [0], lambda a, b: a == b)
+
+
+def test_medoid_edges() -> None:
+    assert medoid(np.array([[3.0, 4.0]])) == 0  # one row is its own medoid
+    with pytest.raises(ValueError, match=r"^medoid needs a non-empty 2-D array$"):
+        medoid(np.zeros((0, 3)))
+    # float32 embeddings a hair apart: the middle one is the medoid, a difference that float32
+    # sums round away (all three come to 3.0), so the similarities are worked out in float64
+    d = 1e-4
+    close = np.array([[1.0, 0.0], [1.0, d], [1.0, 2 * d]], dtype=np.float32)
+    assert medoid(close) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\\boxed{\\frac{3}{4}} so not 7 apples", "0.75"),  # nested braces close the box
+        ("\\boxed{12}7", "12"),  # the box ends at its brace
+        ("\\boxed{12", "12"),  # an unclosed box is not a box; the last number stands
+        ("it fell to - 5 degrees", "-5"),  # a sign apart from its digits
+        ("The answer is about 12, not 15.", "12"),  # the first number of that line
+        ("The answer is below.\n7 apples and 9 pears", "9"),  # only that line; else the last
+    ],
+)
+def test_extract_number_edges(text: str, expected: str) -> None:
+    assert extract_number(text) == expected
+
+
+def test_extract_choice_edges() -> None:
+    assert extract_choice("X") is None  # a lone letter outside A-J
+    assert extract_choice("AX") is None and extract_choice("XB") is None  # a word, not a letter
+
+
+def test_states_answer() -> None:
+    assert states_answer("so \\boxed{3}") and states_answer("The answer is 4")
+    assert not states_answer("I think 4") and not states_answer("")
+
+
+def test_option_letters_at_two_and_the_unknown_type_message() -> None:
+    two = "Is it safe?\nA) yes\nB) no"
+    assert option_letters(two) == {"A", "B"} and looks_multiple_choice(two)
+    with pytest.raises(ConfigError) as e:
+        get_extractor("prose")
+    assert str(e.value) == (
+        "unknown answer type 'prose'; use one of auto, choice, number, short, text, code "
+        "or pass a function"
+    )
+
+
+def test_answer_type_thresholds() -> None:
+    # the question asks for a number: one of two samples is not "most"
+    assert infer_answer_type("How many apples?", ["3 apples", "I am not sure"]) == "short"
+    # no such question: half the samples numeric is not most; half stating is not most
+    assert infer_answer_type("Apples?", ["12", "no idea"]) == "short"
+    unstated = "We looked everywhere and counted twelve, so 12"  # numeric, 46 chars, not stated
+    assert infer_answer_type("Apples?", ["12", unstated]) == "short"
+    # a long sample that says "the answer is" (no box) states its answer
+    said = "After working through every step carefully, the answer is 12."
+    assert infer_answer_type("Apples?", [said, said]) == "number"
+    # under 40 characters counts as stating; 40 does not
+    forty = "We counted them all and found 17 apples."
+    assert len(forty) == 40 and infer_answer_type("Apples?", [forty]) == "short"
+    # short text is at most 80 characters
+    assert infer_answer_type("Q", ["w" * 80]) == "short"
+    assert infer_answer_type("Q", ["w" * 81]) == "text"
 
 
 # ------------------------------------------------------------------ the vote step (tally)
