@@ -386,3 +386,14 @@ def test_pick_probabilities_at_the_alpha_asked() -> None:
     np.testing.assert_array_equal(r.pick_probabilities(QUERIES[:3], alpha=0.0),
                                   [[0.0, 1.0, 0.0]] * 3)  # all to the cheapest  # fmt: skip
     np.testing.assert_array_equal(r.pick_probabilities(QUERIES[:3]), np.eye(3))
+
+
+def test_pick_probabilities_with_exploration_use_the_alpha_asked() -> None:
+    """With exploration on, the draws are ranked with the trade-off: the alpha asked must reach
+    that ranking too, not only the estimate (one router asked for alpha 0 equals a router set to
+    alpha 0, and differs from the router's own alpha 1)."""
+    r, _ = fitted(n_nearest=1, explore=1.0)
+    at_zero, _ = fitted(n_nearest=1, explore=1.0, alpha=0.0)
+    asked = r.pick_probabilities(QUERIES[:3], alpha=0.0, draws=32)
+    np.testing.assert_array_equal(asked, at_zero.pick_probabilities(QUERIES[:3], draws=32))
+    assert not np.array_equal(asked, r.pick_probabilities(QUERIES[:3], draws=32))
