@@ -87,7 +87,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log: Path, what: 
         if proc is None or proc.poll() is not None:
             raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
         time.sleep(0.3)
-    raise RuntimeError(f"{what} did not become ready")
+    raise RuntimeError(f"{what} did not become ready in {seconds:g} s: {log.read_text()[-2000:]}")
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None, sig: int, seconds: float) -> None:
@@ -185,7 +185,7 @@ class Server:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         with open(self.log, "ab") as f:
             self.proc = subprocess.Popen(self.cmd, env=env, stdout=f, stderr=f)
-        wait_ready(self.url, self.proc, self.log, "the server", 180)
+        wait_ready(self.url, self.proc, self.log, "the server", 300)
         return self
 
     def stop(self) -> None:
