@@ -33,6 +33,10 @@ def test_check_rating() -> None:
         with pytest.raises(FeedbackError) as e:
             check_rating(0.5, cost)
         assert str(e.value) == f"cost must be a finite number >= 0, got {cost!r}"
+    assert check_rating(0.5, 1e12) == (0.5, 1e12)
+    with pytest.raises(FeedbackError) as e:
+        check_rating(0.5, 1e308)  # finite, but it would overflow the cost sums to inf
+    assert str(e.value) == "cost must be at most 1e+12 per call, got 1e+308"
 
 
 def test_memory_store_rates_once_unless_updates_are_allowed() -> None:

@@ -184,6 +184,27 @@ def test_lone_surrogate_in_feedback_is_400(served: Running) -> None:
     assert r.status_code == 200, r.text
 
 
+def test_a_cost_that_would_overflow_the_statistics_is_400(served: Running) -> None:
+    """Found by the fuzz run (an overflow warning in the cost sums): a finite but huge cost
+    (1e308) was applied, and the model's cost sums became infinite."""
+    router = served.server.config.app.state.server.answerer.router
+    before = router.cost_sums_.copy()
+    for i, cost in enumerate((1e308, 1e13)):
+        answered = post(served, "/v1/chat/completions", chat(COOK_Q)).json()
+        r = post(served, "/v1/feedback", {"id": answered["id"], "score": 1.0, "cost": cost})
+        err = assert_openai_error(r, 400)
+        assert "cost must be at most 1e+12 per call" in err["message"], i
+        r = post(served, "/v1/feedback",
+                 {"query": COOK_Q, "model": "chef-model", "score": 1, "cost": cost})  # fmt: skip
+        assert "cost must be at most 1e+12" in assert_openai_error(r, 400)["message"]
+    after = served.server.config.app.state.server.answerer.router.cost_sums_
+    np.testing.assert_array_equal(after, before)
+    ok = post(served, "/v1/chat/completions", chat(COOK_Q)).json()
+    r = post(served, "/v1/feedback", {"id": ok["id"], "score": 1.0, "cost": 1e12})
+    assert r.status_code == 200, r.text
+    assert np.isfinite(served.server.config.app.state.server.answerer.router.cost_sums_).all()
+
+
 # ------------------------------------------------------------------------ 8: tool schemas
 
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from ..answering.results import STRATEGIES
+from ..stores.feedback import MAX_RATING_COST
 
 _ERROR = {
     "type": "object",
@@ -172,7 +173,7 @@ FEEDBACK_BODY: dict[str, Any] = {
             "properties": {
                 "id": {"type": "string", "minLength": 1},
                 "score": {"type": "number", "minimum": 0, "maximum": 1},
-                "cost": {"type": "number", "minimum": 0},
+                "cost": {"type": "number", "minimum": 0, "maximum": MAX_RATING_COST},
             },
         },
         {
@@ -182,7 +183,7 @@ FEEDBACK_BODY: dict[str, Any] = {
                 "query": {"type": "string", "minLength": 1},
                 "model": {"type": "string", "minLength": 1},
                 "score": {"type": "number", "minimum": 0, "maximum": 1},
-                "cost": {"type": "number", "minimum": 0},
+                "cost": {"type": "number", "minimum": 0, "maximum": MAX_RATING_COST},
             },
         },
     ]

@@ -93,9 +93,15 @@ class Rating:
     cost: float | None = None
 
 
+MAX_RATING_COST = 1e12
+"""The largest cost a rating may carry (per call, in the router's cost units). Larger finite
+numbers (``1e308``) would overflow the router's cost sums to infinity and poison every estimate
+of that model."""
+
+
 def check_rating(score: Any, cost: Any = None) -> tuple[float, float | None]:
-    """``score`` (a number in [0, 1]) and ``cost`` (None or a finite number >= 0) as floats, or
-    :class:`FeedbackError` saying what is wrong."""
+    """``score`` (a number in [0, 1]) and ``cost`` (None or a finite number in [0,
+    :data:`MAX_RATING_COST`]) as floats, or :class:`FeedbackError` saying what is wrong."""
     if isinstance(score, bool) or not isinstance(score, (int, float)) or math.isnan(score):
         raise FeedbackError(f"score must be a number in [0, 1], got {score!r}")
     if not 0.0 <= score <= 1.0:
@@ -107,6 +113,8 @@ def check_rating(score: Any, cost: Any = None) -> tuple[float, float | None]:
         or cost < 0
     ):
         raise FeedbackError(f"cost must be a finite number >= 0, got {cost!r}")
+    if cost is not None and cost > MAX_RATING_COST:
+        raise FeedbackError(f"cost must be at most {MAX_RATING_COST:g} per call, got {cost!r}")
     return float(score), None if cost is None else float(cost)
 
 
