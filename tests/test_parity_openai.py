@@ -9,42 +9,28 @@ fake and a request the server routes (or pins) to ``math-model`` reach the same 
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
-import uvicorn
+import test_serve as serve_tests
 from avengers import Answerer, Endpoint, Router
 from avengers.server import create_app
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from langchain_openai import ChatOpenAI
-from waiting import wait_until
 
 MATH_Q = "What is 17 times 23?"
 ANSWER = "The answer is 391 exactly."
 NAMES = ("math-model", "chef-model", "code-model")
 
 
-class Running:
-    """The app on a real port, in a thread."""
+class Running(serve_tests.Running):
+    """The app on a real port, in a thread (test_serve's runner), with ``url`` at ``/v1``."""
 
     def __init__(self, app: Any) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.server.started, 120, "the parity app's server", interval=0.05)
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        super().__init__(app)
+        self.url += "/v1"
 
 
 @pytest.fixture
