@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from avengers import Answerer, Endpoint, Router
 from avengers.server import create_app
 from avengers.server.protocol import uvicorn_settings
@@ -28,8 +26,7 @@ from avengers.stores.feedback import open_store
 from fake_openai_server import FakeModel, FakeOpenAIServer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_serve import free_port
-from waiting import wait_until
+from test_serve import Running
 
 pytestmark = pytest.mark.slow
 
@@ -55,24 +52,12 @@ def fuzz_settings(n: int) -> Any:
     )
 
 
-class Served:
+class Served(Running):
     """The app under uvicorn on a free local port, in a thread, with ``avengers serve``'s
     protocol settings (the bounded request head)."""
 
     def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="critical",
-                             **uvicorn_settings())  # fmt: skip
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.server.started, 120, "the fuzzed app's server", interval=0.05)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = app
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        super().__init__(app, log_level="critical", **uvicorn_settings())
 
 
 @pytest.fixture(scope="module")

@@ -34,10 +34,14 @@ def free_port() -> int:
 
 
 class Running:
-    def __init__(self, app: Any) -> None:
+    """The app under uvicorn on a free local port, in a thread (``settings``: more
+    ``uvicorn.Config`` keywords)."""
+
+    def __init__(self, app: Any, log_level: str = "error", **settings: Any) -> None:
         self.port = free_port()
+        self.app = app
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level=log_level, **settings)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
