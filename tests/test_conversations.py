@@ -309,25 +309,16 @@ def test_avengers_serve_with_two_workers_keeps_conversations_in_the_store(
     """``avengers serve --workers 2 --conversations store``: two worker processes on one SQLite
     file. Every turn comes on a new connection (the kernel picks the worker), and every turn after
     the first stays on the conversation's model."""
-    import json
-    import os
-    import subprocess
-    import sys
 
     import httpx
-    from test_serve import free_port
+    from test_serve import serve_process
 
-    toy_router.save_pretrained(tmp_path / "r")
     eps = {n: {"base_url": upstream.base_url, "model": m, "max_retries": 0}
            for n, m in (("math-model", "math"), ("chef-model", "chef"), ("code-model", "coder"))}  # fmt: skip
-    (tmp_path / "e.json").write_text(json.dumps({"endpoints": eps}))
-    port = free_port()
-    p = subprocess.Popen(
-        [sys.executable, "-m", "avengers", "serve", "-r", str(tmp_path / "r"),
-         "-e", str(tmp_path / "e.json"), "--port", str(port), "--workers", "2",
-         "--strategy", "direct", "--feedback-store", str(tmp_path / "fb.db"),
-         "--conversations", "store", "--conversation-ttl", "600"],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    p, port = serve_process(
+        toy_router, tmp_path, eps, "--workers", "2", "--strategy", "direct",
+        "--feedback-store", str(tmp_path / "fb.db"), "--conversations", "store",
+        "--conversation-ttl", "600",
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,7 +20,7 @@ from avengers import Answerer, Endpoint, Router
 from avengers.server import create_app
 from avengers.stores.feedback import open_store
 from fake_openai_server import FakeModel, FakeOpenAIServer
-from test_serve import COOK_Q, MATH_Q, Running, free_port
+from test_serve import COOK_Q, MATH_Q, Running, serve_process
 from toy import toy_rows
 from waiting import answers, wait_until
 
@@ -318,17 +316,10 @@ def test_schema_checks_never_recurse_without_bound() -> None:
 
 def test_huge_header_is_refused_before_it_is_read(toy_router: Router, tmp_path: Path) -> None:
     up = FakeOpenAIServer({"chef": FakeModel(answers=["Six minutes."])}).start()
-    toy_router.save_pretrained(tmp_path / "r")
-    (tmp_path / "e.json").write_text(
-        json.dumps({"endpoints": {"chef-model": {"base_url": up.base_url, "model": "chef"}}})
+    chef = {"chef-model": {"base_url": up.base_url, "model": "chef"}}
+    p, port = serve_process(
+        toy_router, tmp_path, chef, "--strategy", "direct", stderr=subprocess.PIPE
     )
-    port = free_port()
-    p = subprocess.Popen(
-        [sys.executable, "-m", "avengers", "serve", "-r", str(tmp_path / "r"),
-         "-e", str(tmp_path / "e.json"), "--port", str(port), "--strategy", "direct"],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(answers(f"{url}/health"), 300, "avengers serve", interval=0.2, proc=p)

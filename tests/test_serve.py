@@ -33,6 +33,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_process(
+    router: Router,
+    folder: Path,
+    endpoints: dict[str, Any],
+    *args: str,
+    stdout: Any = subprocess.DEVNULL,
+    stderr: Any = subprocess.DEVNULL,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``avengers serve`` as a process on a free port: ``router`` saved in ``folder/r``,
+    ``endpoints`` written to ``folder/e.json``, ``args`` more options. Returns the process and
+    its port (not waited for: see :func:`waiting.wait_until`)."""
+    router.save_pretrained(folder / "r")
+    (folder / "e.json").write_text(json.dumps({"endpoints": endpoints}))
+    port = free_port()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "avengers", "serve", "-r", str(folder / "r"),
+         "-e", str(folder / "e.json"), "--port", str(port), *args],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=stdout, stderr=stderr,
+    )  # fmt: skip
+    return p, port
+
+
 class Running:
     """The app under uvicorn on a free local port, in a thread (``settings``: more
     ``uvicorn.Config`` keywords)."""
@@ -297,17 +319,9 @@ def test_graceful_shutdown_finishes_in_flight_requests(toy_router: Router, tmp_p
     up = FakeOpenAIServer({"chef": FakeModel(answers=["Six minutes."], delay=2.0)}).start()
     p: subprocess.Popen[bytes] | None = None
     try:
-        toy_router.save_pretrained(tmp_path / "r")
-        (tmp_path / "e.json").write_text(
-            json.dumps({"endpoints": {"chef-model": {"base_url": up.base_url, "model": "chef"}}})
-        )
-        port = free_port()
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        p = subprocess.Popen(
-            [sys.executable, "-m", "avengers", "serve", "-r", str(tmp_path / "r"), "-e", str(tmp_path / "e.json"),
-             "--port", str(port), "--strategy", "direct"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+        chef = {"chef-model": {"base_url": up.base_url, "model": "chef"}}
+        p, port = serve_process(toy_router, tmp_path, chef, "--strategy", "direct",
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         wait_until(answers(f"{url}/health"), 300, "avengers serve answered /health", proc=p)
         result: dict[str, Any] = {}
@@ -406,16 +420,8 @@ def test_serve_notes_when_workers_keep_their_own_conversations(
 @pytest.mark.slow
 def test_several_workers(toy_router: Router, tmp_path: Path) -> None:
     up = FakeOpenAIServer({"chef": FakeModel(answers=["Six minutes."])}).start()
-    toy_router.save_pretrained(tmp_path / "r")
-    (tmp_path / "e.json").write_text(
-        json.dumps({"endpoints": {"chef-model": {"base_url": up.base_url, "model": "chef"}}})
-    )
-    port = free_port()
-    p = subprocess.Popen(
-        [sys.executable, "-m", "avengers", "serve", "-r", str(tmp_path / "r"),
-         "-e", str(tmp_path / "e.json"), "--port", str(port), "--workers", "2"],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    chef = {"chef-model": {"base_url": up.base_url, "model": "chef"}}
+    p, port = serve_process(toy_router, tmp_path, chef, "--workers", "2")
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(answers(f"{url}/ready"), 300, "two workers answered /ready", proc=p)
