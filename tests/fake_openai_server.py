@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import select
 import socket
 import threading
@@ -603,6 +604,26 @@ def point_at(text: str, base_url: str) -> str:
     for url in LOCAL_URLS:
         text = text.replace(url, base_url)
     return text
+
+
+def doc_workspace(
+    text: str,
+    folder: Any,
+    router: Any,
+    base_url: str,
+    monkeypatch: Any,
+    *,
+    tag: str = "",
+    endpoints: str = "endpoints.yaml",
+) -> None:
+    """Set ``folder`` up as a doc's examples expect and make it the working directory: the
+    doc's ``yaml`` block (the one tagged ``tag``, if given) pointed at ``base_url`` as
+    ``endpoints``, and ``router`` saved as ``my-router``."""
+    fence = "```yaml" + (f" {tag}" if tag else "") + "\n(.*?)```"
+    (block,) = re.findall(fence, text, flags=re.S)
+    (folder / endpoints).write_text(point_at(block, base_url))
+    router.save_pretrained(folder / "my-router")
+    monkeypatch.chdir(folder)
 
 
 def main() -> None:  # pragma: no cover - manual use

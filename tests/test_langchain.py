@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from avengers import Endpoint, Router, SamplingConfig
 from avengers.exceptions import ConfigError
-from fake_openai_server import FakeModel, FakeOpenAIServer, local_fakes, point_at
+from fake_openai_server import FakeModel, FakeOpenAIServer, doc_workspace, local_fakes, point_at
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
@@ -258,10 +258,7 @@ def test_doc_examples_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     text = DOC.read_text()
-    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, local_server.base_url))
-    local_router.save_pretrained(tmp_path / "my-router")
-    monkeypatch.chdir(tmp_path)
+    doc_workspace(text, tmp_path, local_router, local_server.base_url, monkeypatch)
     ns: dict[str, Any] = {}
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(code) == 4
@@ -290,10 +287,7 @@ def test_conventions_doc_example_runs(
 ) -> None:
     """docs/langchain.md's table of the partner package's conventions, its example."""
     text = DOC.read_text()
-    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, local_server.base_url))
-    local_router.save_pretrained(tmp_path / "my-router")
-    monkeypatch.chdir(tmp_path)
+    doc_workspace(text, tmp_path, local_router, local_server.base_url, monkeypatch)
     (block,) = re.findall(r"```python dialect\n(.*?)```", text, flags=re.S)
     exec(compile(block, "<docs/langchain.md dialect>", "exec"), {})
     out = capsys.readouterr().out.splitlines()
@@ -310,10 +304,8 @@ def test_tools_doc_examples_run(
     """docs/langchain.md's tools section: a named tool call, its answer, and a structured-output
     chain."""
     text = DOC.read_text()
-    (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints-tools.yaml").write_text(point_at(yaml_block, local_server.base_url))
-    local_router.save_pretrained(tmp_path / "my-router")
-    monkeypatch.chdir(tmp_path)
+    doc_workspace(text, tmp_path, local_router, local_server.base_url, monkeypatch,
+                  tag="tools", endpoints="endpoints-tools.yaml")  # fmt: skip
     (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
     exec(compile(block, "<docs/langchain.md tools>", "exec"), {})
     out = capsys.readouterr().out.splitlines()

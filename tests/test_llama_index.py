@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from avengers import Endpoint, Router, SamplingConfig
-from fake_openai_server import FakeModel, FakeOpenAIServer, local_fakes, point_at
+from fake_openai_server import FakeModel, FakeOpenAIServer, doc_workspace, local_fakes, point_at
 from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.callbacks import CallbackManager, CBEventType
@@ -229,10 +229,7 @@ def test_conventions_doc_example_runs(
 ) -> None:
     """docs/llamaindex.md's table of the partner package's conventions, its example."""
     text = DOC.read_text()
-    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, local_server.base_url))
-    local_router.save_pretrained(tmp_path / "my-router")
-    monkeypatch.chdir(tmp_path)
+    doc_workspace(text, tmp_path, local_router, local_server.base_url, monkeypatch)
     (block,) = re.findall(r"```python dialect\n(.*?)```", text, flags=re.S)
     exec(compile(block, "<docs/llamaindex.md dialect>", "exec"), {})
     assert capsys.readouterr().out.splitlines() == ["smollm2-135m", "True", "True", "gemma3-270m"]
@@ -246,10 +243,7 @@ def test_doc_examples_run(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     text = DOC.read_text()
-    (yaml_block,) = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints.yaml").write_text(point_at(yaml_block, local_server.base_url))
-    local_router.save_pretrained(tmp_path / "my-router")
-    monkeypatch.chdir(tmp_path)
+    doc_workspace(text, tmp_path, local_router, local_server.base_url, monkeypatch)
     ns: dict[str, Any] = {}
     code = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(code) == 4
@@ -345,10 +339,8 @@ def test_tools_doc_examples_run(
     """docs/llamaindex.md's tools section: a named tool call, predict_and_call, a structured
     LLM."""
     text = DOC.read_text()
-    (yaml_block,) = re.findall(r"```yaml tools\n(.*?)```", text, flags=re.S)
-    (tmp_path / "endpoints-tools.yaml").write_text(point_at(yaml_block, local_server.base_url))
-    local_router.save_pretrained(tmp_path / "my-router")
-    monkeypatch.chdir(tmp_path)
+    doc_workspace(text, tmp_path, local_router, local_server.base_url, monkeypatch,
+                  tag="tools", endpoints="endpoints-tools.yaml")  # fmt: skip
     (block,) = re.findall(r"```python tools\n(.*?)```", text, flags=re.S)
     exec(compile(block, "<docs/llamaindex.md tools>", "exec"), {})
     out = capsys.readouterr().out.splitlines()
