@@ -166,6 +166,41 @@ def test_content_part_text_that_is_not_a_string_is_400(served: Running, text: An
     assert ok.status_code == 200 and ok.json()["model"] == "chef-model"
 
 
+@pytest.mark.parametrize(
+    ("message", "param"),
+    [
+        ({"tool_calls": 1307674368001}, "messages[0].tool_calls"),
+        ({"tool_calls": {"function": {"name": "f"}}}, "messages[0].tool_calls"),
+        ({"tool_calls": [{"function": "f"}]}, "messages[0].tool_calls[0]"),
+        ({"tool_calls": [{"function": {"name": 3}}]}, "messages[0].tool_calls[0]"),
+        (
+            {"tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]},
+            "messages[0].tool_calls[0].function.arguments",
+        ),
+        ({"tool_calls": [{"id": 7, "function": {"name": "f"}}]}, "messages[0].tool_calls[0].id"),
+        ({"name": [2987]}, "messages[0].name"),
+        ({"tool_call_id": [[True]]}, "messages[0].tool_call_id"),
+    ],
+)
+def test_tool_fields_of_the_wrong_kind_are_400(
+    served: Running, message: dict[str, Any], param: str
+) -> None:
+    # found by the fuzz test in CI: an assistant turn whose tool_calls was a number was a 500
+    turns = [{"role": "assistant", "content": None, **message}, {"role": "user", "content": COOK_Q}]
+    for model in ("avengers", "chef-model", "math-model"):
+        for stream in (False, True):
+            body = {"model": model, "messages": turns, "stream": stream}
+            assert_openai_error(post(served, "/v1/chat/completions", body), 400, param)
+    assert_openai_error(post(served, "/v1/route", {"messages": turns}), 400, param)
+    good = {"tool_calls": [{"id": "c1", "type": "function",
+                            "function": {"name": "f", "arguments": "{}"}}]}  # fmt: skip
+    ok_turns = [{"role": "assistant", "content": None, **good},
+                {"role": "tool", "tool_call_id": "c1", "name": "f", "content": "sunny"},
+                {"role": "user", "content": COOK_Q}]  # fmt: skip
+    ok = post(served, "/v1/chat/completions", {"model": "avengers", "messages": ok_turns})
+    assert ok.status_code == 200 and ok.json()["model"] == "chef-model", ok.text
+
+
 # ------------------------------------------------------------------------ 7: feedback text
 
 

@@ -442,7 +442,7 @@ def tool_calls_from(message: Any) -> tuple[ToolCall, ...]:
     """The tool calls of an OpenAI response message (object or dict), in the wire form."""
     calls = _get(message, "tool_calls") or ()
     out = []
-    for c in calls:
+    for c in calls if isinstance(calls, (list, tuple)) else ():
         fn = _get(c, "function")
         name = _get(fn, "name")
         if not isinstance(name, str):

@@ -272,6 +272,7 @@ def check_messages(msgs: Any) -> list[dict[str, Any]]:
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise BadRequest(f"messages[{i}] must be an object with a 'role'", f"messages[{i}]")
+        check_tool_fields(m, i)
         c = m.get("content")
         where = f"messages[{i}].content"
         if c is None or isinstance(c, str):
@@ -286,6 +287,36 @@ def check_messages(msgs: Any) -> list[dict[str, Any]]:
             if (part["type"] == "text" or "text" in part) and not isinstance(part.get("text"), str):
                 raise BadRequest(f"{where}[{j}].text must be a string", f"{where}[{j}].text")
     return msgs
+
+
+def check_tool_fields(m: dict[str, Any], i: int) -> None:
+    """A message's ``name`` and ``tool_call_id`` are strings (or absent or null), and its
+    ``tool_calls`` a list of objects whose ``function`` has a string ``name`` and, if given, string
+    ``arguments``; else :class:`BadRequest` naming the field."""
+    for key in ("name", "tool_call_id"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            raise BadRequest(f"messages[{i}].{key} must be a string", f"messages[{i}].{key}")
+    calls = m.get("tool_calls")
+    if calls is None:
+        return
+    where = f"messages[{i}].tool_calls"
+    if not isinstance(calls, list):
+        raise BadRequest(f"{where} must be a list of tool calls", where)
+    for j, c in enumerate(calls):
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise BadRequest(
+                f'{where}[{j}] must be an object with a "function": {{"name": ..., '
+                '"arguments": "<JSON text>"}',
+                f"{where}[{j}]",
+            )
+        if fn.get("arguments") is not None and not isinstance(fn["arguments"], str):
+            raise BadRequest(
+                f"{where}[{j}].function.arguments must be a string (JSON text)",
+                f"{where}[{j}].function.arguments",
+            )
+        if c.get("id") is not None and not isinstance(c["id"], str):
+            raise BadRequest(f"{where}[{j}].id must be a string", f"{where}[{j}].id")
 
 
 def prompt_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
