@@ -263,3 +263,30 @@ def test_adapter_docs_cost_cap_and_feedback_examples_run(
     assert "even with one sample: the cheapest, 'smollm2-135m'" in out[1]
     assert out[2:] == ["True", "True"]
     assert len(store.ratings()) == 1
+
+
+def test_serve_doc_throughput_advice_rests_on_measured_figures() -> None:
+    """docs/serve.md says plainly that the server is embedding-bound with MiniLM and when to switch
+    to the static embedder (issue 29, item 8); every figure it gives for that is one that
+    docs/benchmarks.md measured, and the option it names exists."""
+    from avengers.cli import app
+    from typer.testing import CliRunner
+
+    serve = (DOCS / "serve.md").read_text()
+    bench = (DOCS / "benchmarks.md").read_text()
+    para = serve[serve.index("**Throughput: MiniLM or the static embedder.**") :].split("\n\n")[0]
+    para = " ".join(para.split())
+    assert "embedding-bound" in para and "--embedder static" in para
+    figures = re.findall(
+        r"(\d[\d,]*(?:\.\d+)?) (?:route-only |routed or route-only )?requests/s", para
+    )
+    figures += re.findall(r"(\d[\d,]*) (?:in a fresh-clone run|at load \d+)", para)
+    assert {"22", "25", "1,974", "227"} <= set(figures), figures
+    for n in figures:
+        assert re.search(rf"(?<![\d.,]){re.escape(n)}(?![\d,]|\.\d)", bench), n
+    static_row = re.search(r"\| static \| route only \| \*\*([\d,]+)\*\*", bench)
+    assert static_row and static_row.group(1) in figures
+    worse = re.search(r"routes (\d\.\d) points worse", para)
+    assert worse and f"−{worse.group(1)}0" in bench
+    help_text = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
+    assert "--embedder" in help_text
