@@ -84,6 +84,36 @@ def test_embed_mistakes_are_clear_errors(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*partial"))
 
 
+class _FailsOnSecondBatch(StaticEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def embed(self, texts: Any) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("embedder died")
+        return super().embed(texts)
+
+
+def test_a_failed_embedding_run_leaves_the_destination_as_it_was(tmp_path: Path) -> None:
+    rows = [{"query": f"q{i}", "scores": {"a": 1.0}} for i in range(20)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
+    dest = tmp_path / "out.parquet"
+    dest.write_bytes(b"the previous file")
+    with pytest.raises(RuntimeError, match="embedder died"):
+        embed_parquet(tmp_path / "in.parquet", dest, _FailsOnSecondBatch(), batch_rows=8)
+    assert dest.read_bytes() == b"the previous file"
+    assert not list(tmp_path.glob(".*partial"))
+    # a source without rows still gives a file, with the embedding column and no rows
+    pq.write_table(pa.Table.from_pylist(rows).slice(0, 0), tmp_path / "none.parquet")
+    assert embed_parquet(tmp_path / "none.parquet", dest, "static") == 0
+    out = pq.read_table(dest)
+    assert out.num_rows == 0 and out.column_names == ["query", "scores", "embedding"]
+    assert out.schema.field("embedding").type == pa.list_(pa.float32(), StaticEmbedder().dimension)
+    assert not list(tmp_path.glob(".*partial"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -75,6 +75,47 @@ def _check_paths(source: str | Path, dest: str | Path) -> tuple[Path, Path]:
     return src, dst
 
 
+class _PartialParquet:
+    """Tables written to ``dest`` through a hidden ``.<name>.partial`` file beside it, renamed into
+    place by :meth:`commit`: until then ``dest`` is as it was, and leaving the ``with`` block
+    without a commit (an error) removes the partial file."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest, self.tmp = dest, dest.with_name(f".{dest.name}.partial")
+        self.writer: Any = None
+        self.rows = 0
+
+    @property
+    def started(self) -> bool:
+        return self.writer is not None
+
+    def start(self, schema: Any) -> None:
+        import pyarrow.parquet as pq
+
+        self.writer = pq.ParquetWriter(self.tmp, schema)
+
+    def write(self, table: Any) -> None:
+        if self.writer is None:
+            self.start(table.schema)
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def commit(self) -> int:
+        """Close the file and move it to ``dest``; the number of rows written."""
+        self.writer.close()
+        self.writer = None
+        os.replace(self.tmp, self.dest)
+        return self.rows
+
+    def __enter__(self) -> _PartialParquet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def embed_parquet(
     source: str | Path,
     dest: str | Path,
@@ -96,27 +137,12 @@ def embed_parquet(
     emb = resolve_embedder(embedder, cache=False)
     parquet = pq.ParquetFile(src)
     _query_column(parquet.schema_arrow.names, str(src))
-    rows = 0
-    tmp = dst.with_name(f".{dst.name}.partial")
-    writer = None
-    try:
+    with _PartialParquet(dst) as out:
         for batch in parquet.iter_batches(batch_size=batch_rows):
-            table = embed_table(batch, emb, column=column)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-            rows += table.num_rows
-        if writer is None:  # no rows: still a file with the column
-            empty = embed_table(parquet.schema_arrow.empty_table(), emb, column=column)
-            writer = pq.ParquetWriter(tmp, empty.schema)
-        writer.close()
-        writer = None
-        os.replace(tmp, dst)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-    return rows
+            out.write(embed_table(batch, emb, column=column))
+        if not out.started:  # no rows: still a file with the column
+            out.start(embed_table(parquet.schema_arrow.empty_table(), emb, column=column).schema)
+        return out.commit()
 
 
 class _EmbedBatches:
@@ -179,9 +205,6 @@ def embed_parquet_ray(
         env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
         started = True
-    tmp = dst.with_name(f".{dst.name}.partial")
-    writer: Any = None
-    rows = 0
     actors: list[Any] = []
     try:
         cpus = float(ray.cluster_resources().get("CPU", 0))
@@ -193,32 +216,18 @@ def embed_parquet_ray(
         actor_class: Any = ray.remote(num_cpus=cpus_per_worker)(_EmbedBatches)
         actors = [actor_class.remote(embedder, column) for _ in range(workers)]
         pending: deque[Any] = deque()
-
-        def write_oldest() -> None:
-            nonlocal writer, rows
-            table = ray.get(pending.popleft())
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-            rows += table.num_rows
-
-        for i, batch in enumerate(parquet.iter_batches(batch_size=batch_rows)):
-            pending.append(actors[i % workers].embed.remote(batch))
-            if len(pending) >= 2 * workers:
-                write_oldest()
-        while pending:
-            write_oldest()
-        if writer is None:
-            raise DataError(f"{src}: no rows to embed")
-        writer.close()
-        writer = None
-        os.replace(tmp, dst)
+        with _PartialParquet(dst) as out:
+            for i, batch in enumerate(parquet.iter_batches(batch_size=batch_rows)):
+                pending.append(actors[i % workers].embed.remote(batch))
+                if len(pending) >= 2 * workers:
+                    out.write(ray.get(pending.popleft()))
+            while pending:
+                out.write(ray.get(pending.popleft()))
+            if not out.started:
+                raise DataError(f"{src}: no rows to embed")
+            return out.commit()
     finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
         for actor in actors:
             ray.kill(actor)
         if started:
             ray.shutdown()
-    return rows
