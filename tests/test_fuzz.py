@@ -163,10 +163,20 @@ PART = st.one_of(
     ),
 )
 CONTENT = st.one_of(st.text(max_size=50), st.none(), JSON, st.lists(PART, max_size=4))
+TOOL_CALL = st.fixed_dictionaries(
+    {"function": st.fixed_dictionaries(
+        {"name": st.sampled_from(["f", "get_weather", ""]) | st.text(max_size=10)},
+        optional={"arguments": st.sampled_from(["{}", '{"city": "Paris"}', "not json", ""])
+                  | st.text(max_size=20) | JSON},
+    ) | JSON},
+    optional={"id": st.text(max_size=10) | JSON, "type": st.just("function") | JSON},
+)  # fmt: skip
+"""Tool calls in an assistant turn, mostly well formed (so the history reaches the candidates)."""
 MESSAGE = st.fixed_dictionaries(
     {"role": st.sampled_from(["user", "assistant", "system", "tool"]) | JSON},
-    optional={"content": CONTENT, "tool_calls": JSON, "name": JSON, "tool_call_id": JSON},
-)
+    optional={"content": CONTENT, "tool_calls": JSON | st.lists(TOOL_CALL, max_size=3),
+              "name": st.text(max_size=10) | JSON, "tool_call_id": st.text(max_size=10) | JSON},
+)  # fmt: skip
 MESSAGES = st.lists(MESSAGE, min_size=1, max_size=3).map(
     lambda ms: [*ms, {"role": "user", "content": "What is 17 times 23?"}]
 ) | st.lists(MESSAGE, max_size=3)
