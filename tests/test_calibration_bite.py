@@ -12,7 +12,7 @@ import pytest
 from avengers import Router
 from avengers.exceptions import ConfigError, DataError
 from avengers.training.calibration import calibrate, fold_indices
-from test_estimate_bite import CENTERS, _rows_and_vectors
+from test_estimate_bite import CENTERS, _rows_and_vectors, table_fitted
 
 # the toy data (costs: math 1.0, chef 0.5, code 2.0 per call) with rows 0, 11 and 22 at 0.5
 # for every model: routed to the specialists, 27 rows score 1 and 3 score 0.5
@@ -20,6 +20,7 @@ SPECIALIST_ACC = (27 + 1.5) / 30
 SPECIALIST_COST = (10 * 1.0 + 10 * 0.5 + 10 * 2.0) / 30
 # everything to the chef model: cooking 9 x 1.0, arithmetic 9 x 0.1, code 9 x 0.0, 3 x 0.5
 CHEF_ACC = (9 * 1.0 + 9 * 0.1 + 9 * 0.0 + 3 * 0.5) / 30
+MODELS_ALL = ["math-model", "chef-model", "code-model"]
 
 
 def _router(with_cost: bool = True) -> tuple[Router, list[dict[str, object]], np.ndarray]:
@@ -255,3 +256,31 @@ def test_edges_of_the_settings_and_the_data() -> None:
     accs = np.array([0.5 if i in (0, 11, 22) else 1.0 for i in range(30)])
     want = [float(accs[test].mean()) for _, test in fold_indices(30, 3, seed=5)]
     assert res.grid[0].fold_accuracies == pytest.approx(want)
+
+
+def test_without_embeddings_the_router_embeds_the_queries() -> None:
+    """No embeddings given: the router's own embedder embeds the data's queries once (with its
+    progress bar only when asked), and the figures are those of the same vectors given."""
+    r, emb, rows = table_fitted(n_nearest=1, shrinkage=0.0)
+    _, rows_, X = _router()
+    res = calibrate(r, rows, target_cost=0.5, alphas=[0.0, 1.0], folds=3)
+    assert emb.calls == [[str(row["query"]) for row in rows]] and not emb.show_progress
+    given = calibrate(r, rows_, target_cost=0.5, embeddings=X, alphas=[0.0, 1.0], folds=3)
+    assert res.to_dict() == given.to_dict()
+    assert res.grid[1].accuracy == pytest.approx(SPECIALIST_ACC)
+    emb.calls.clear()
+    calibrate(r, rows, target_cost=5.0, alphas=[1.0], folds=3, show_progress=True)
+    assert len(emb.calls) == 1 and emb.show_progress
+
+
+def test_an_unmeetable_target_tied_on_its_measure_takes_the_more_accurate_setting() -> None:
+    r, rows, X = _router()
+    # every setting sends all queries to the three named models: share 1 everywhere, over 0.5
+    with pytest.warns(
+        UserWarning, match=r"lowest reachable: 1\); choosing the closest setting, alpha = 1$"
+    ):
+        res = calibrate(r, rows, target_share=(MODELS_ALL, 0.5), embeddings=X,
+                        alphas=[0.0, 1.0], folds=3)  # fmt: skip
+    assert [p.share for p in res.grid] == [1.0, 1.0]
+    assert (res.alpha, res.feasible) == (1.0, False)
+    assert res.expected_accuracy == pytest.approx(SPECIALIST_ACC)

@@ -50,6 +50,34 @@ def fitted(with_cost: bool = True, **params: Any) -> tuple[Router, np.ndarray]:
     return r.fit(rows, embeddings=X, centroids=CENTERS), X
 
 
+class TableEmbedder:
+    """An embedder that looks each toy query up in the hand-made vectors of
+    :func:`_rows_and_vectors` (fast, exact: no model), recording what it was asked, so tests can
+    let the router embed by itself. ``show_progress`` is set by ``Router.embed`` when asked."""
+
+    name = "table:toy"
+    dimension = 4
+
+    def __init__(self, dtype: Any = np.float32) -> None:
+        rows, X = _rows_and_vectors()
+        self.vectors = {str(r["query"]): X[i].astype(dtype) for i, r in enumerate(rows)}
+        self.calls: list[list[str]] = []
+        self.show_progress = False
+
+    def embed(self, texts: Any) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.array([self.vectors[t] for t in texts])
+
+
+def table_fitted(**params: Any) -> tuple[Router, TableEmbedder, list[dict[str, object]]]:
+    """As :func:`fitted` (costs kept), with a :class:`TableEmbedder` as the router's embedder."""
+    params.setdefault("classifier_weight", 0.0)
+    rows, X = _rows_and_vectors()
+    emb = TableEmbedder()
+    r = Router(n_clusters=3, embedder=emb, **params).fit(rows, embeddings=X, centroids=CENTERS)
+    return r, emb, rows
+
+
 QUERIES = np.array(
     [[0.9, 0.1, 0.0, 0.0], [0.1, 0.7, 0.3, 0.1], [0.0, 0.2, 0.8, 0.0], [0.0, 0.0, 0.0, 1.5]],
     dtype=np.float32,

@@ -13,7 +13,7 @@ from avengers import online
 from avengers.exceptions import ConfigError, DataError
 from avengers.stores.feedback import Rating, apply_rating
 from avengers.training.data import OutcomeData
-from test_estimate_bite import MODELS, QUERIES, fitted
+from test_estimate_bite import MODELS, QUERIES, fitted, table_fitted
 
 
 def _arrays(r: object) -> dict[str, np.ndarray]:
@@ -397,3 +397,42 @@ def test_pick_probabilities_with_exploration_use_the_alpha_asked() -> None:
     asked = r.pick_probabilities(QUERIES[:3], alpha=0.0, draws=32)
     np.testing.assert_array_equal(asked, at_zero.pick_probabilities(QUERIES[:3], draws=32))
     assert not np.array_equal(asked, r.pick_probabilities(QUERIES[:3], draws=32))
+
+
+def test_update_and_impute_embed_the_queries_themselves() -> None:
+    """Without embeddings or clusters, ``update`` and ``impute`` embed the queries with the
+    router's embedder (a table of the hand-made vectors here): the same statistics and fills as
+    when the vectors are given."""
+    kw = {"n_nearest": 1, "shrinkage": 0.0, "scoring": "hybrid", "n_neighbors": 4}
+    r, emb, rows = table_fitted(**kw)
+    given, _, _ = table_fitted(**kw)
+    queries = [str(rows[i]["query"]) for i in (25, 12, 3)]  # a code, cooking, arithmetic query
+    X = np.array([emb.vectors[q] for q in queries])
+    r.update(queries=queries, models=["code-model", "chef-model", "math-model"],
+             scores=[0.25, 0.5, 0.75])  # fmt: skip
+    assert emb.calls == [queries] and not emb.show_progress
+    given.update(models=["code-model", "chef-model", "math-model"], scores=[0.25, 0.5, 0.75],
+                 embeddings=X)  # fmt: skip
+    mine, theirs = _arrays(r), _arrays(given)
+    assert mine.keys() == theirs.keys() and "train_embeddings" in mine
+    for name in mine:
+        np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
+    np.testing.assert_array_equal(r.labels_[-3:], [2, 1, 0])
+    # by query, without embeddings: embedded, and filled with the estimate of those vectors
+    data = OutcomeData(queries, ["math-model"], np.array([[np.nan], [0.5], [np.nan]]), None,
+                       None)  # fmt: skip
+    emb.calls.clear()
+    filled = r.impute(data)
+    assert emb.calls == [queries]
+    est = r.estimate(X)
+    assert filled.scores[0, 0] == pytest.approx(est.performance[0, 0])
+    assert filled.scores[2, 0] == pytest.approx(est.performance[2, 0])
+    assert filled.scores[1, 0] == 0.5
+    # by task: no embedding at all
+    emb.calls.clear()
+    r.impute(data, by="task")
+    assert emb.calls == []
+    # queries that are not strings: refused before embedding
+    with pytest.raises(ConfigError, match="query 1 must be a string, got int"):
+        r.update(queries=["q", 3], models=["code-model"] * 2, scores=[1.0, 1.0])  # type: ignore[list-item]
+    assert emb.calls == []
