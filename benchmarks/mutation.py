@@ -146,6 +146,18 @@ PAIRED_KNN = (
 BOOL_MASK = "the added-model mask cast to bool: online.added_mask hands it out as bool already"
 
 SQL_CASE = "an SQL statement in other letter case: SQLite keywords and names ignore case"
+MIN_START = (
+    "the minimum's initial value moved within its side of the bound (0 or 1 for 0 before `< 0`, "
+    "2 for 1 before `<= 0`): it cannot change which side the minimum falls on"
+)
+FITTED_ATTR = (
+    "getattr without its default on an attribute every fitted router has (tasks_ and "
+    "global_costs_, None when not learned; labels_, empty after loading); only fitted routers "
+    "get here"
+)
+FLOAT64_MEANS = (
+    "the global means cast to float64: they are float64 arrays already (fit, update, load)"
+)
 
 EQUIVALENT: dict[str, str] = {
     "avengers.transport.deadline.xǁDeadlineǁ__init____mutmut_6": (
@@ -355,6 +367,32 @@ EQUIVALENT: dict[str, str] = {
         "the cluster ids without dtype=int64: they come as int64 arrays (labels, bincount ids)"
     ),
     "avengers.routing.statistics.x_global_means__mutmut_5": ERRSTATE,
+    "avengers.online.x__as_batch__mutmut_105": (
+        "the cost table filled with None instead of NaN: None stored into a float array is NaN"
+    ),
+    "avengers.online.x__as_batch__mutmut_46": MIN_START,
+    "avengers.online.x__as_batch__mutmut_73": MIN_START,
+    "avengers.online.x_as_batch__mutmut_16": MIN_START,
+    "avengers.online.x__as_batch__mutmut_65": (
+        "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
+    ),
+    "avengers.online.x_as_batch__mutmut_10": (
+        "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
+    ),
+    "avengers.online.x_added_mask__mutmut_16": (
+        "np.array of Python bools with dtype=None: NumPy makes it bool (a router has models)"
+    ),
+    "avengers.online.x_impute_outcomes__mutmut_27": FITTED_ATTR,
+    "avengers.online.x_impute_outcomes__mutmut_60": FITTED_ATTR,
+    "avengers.online.xǁOnlineMixinǁupdate__mutmut_54": FITTED_ATTR,
+    "avengers.online.x_impute_outcomes__mutmut_72": FLOAT64_MEANS,
+    "avengers.online.x_impute_outcomes__mutmut_74": FLOAT64_MEANS,
+    "avengers.online.x_task_means__mutmut_7": FLOAT64_MEANS,
+    "avengers.online.x_task_means__mutmut_9": FLOAT64_MEANS,
+    "avengers.online.x_impute_outcomes__mutmut_75": (
+        "the mean-cost table tiled twice across: the columns read (the router's models) are "
+        "all in the first copy"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 
