@@ -155,6 +155,18 @@ FITTED_ATTR = (
     "global_costs_, None when not learned; labels_, empty after loading); only fitted routers "
     "get here"
 )
+GIVEN_VECTORS = (
+    "the given embeddings not cast to float32: the router's fit and estimate cast them the same"
+)
+PICKED_FLOATS = (
+    "the picked-share table as floats instead of bools: it holds 0 and 1 and is read as floats"
+)
+UNKNOWN_COST = (
+    "the unknown-measure branch changed (NaN, a bad float string, 'INF'): never taken, as an "
+    "alpha's mean cost is NaN only when no held-out row's cost is known, which needs every "
+    "fold router fitted without costs (one fitted with some estimates every model's, 0 where "
+    "it saw none), i.e. data without any cost, which a cost target refuses first"
+)
 FLOAT64_MEANS = (
     "the global means cast to float64: they are float64 arrays already (fit, update, load)"
 )
@@ -180,12 +192,6 @@ EQUIVALENT: dict[str, str] = {
     ),
     "avengers.answering.tally.x_count__mutmut_22": (
         "`VoteResult(None, 0, {}, 0)` without its last argument: n_abstained defaults to 0"
-    ),
-    "avengers.training.calibration.x_calibrate__mutmut_287": (
-        "warnings.warn without UserWarning: UserWarning is the default category"
-    ),
-    "avengers.training.calibration.x_calibrate__mutmut_103": (
-        "np.nan_to_num without nan=0.0: 0.0 is the default"
     ),
     "avengers.online.x__as_batch__mutmut_37": (
         "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
@@ -314,20 +320,6 @@ EQUIVALENT: dict[str, str] = {
         "the winner's fallback 1 for 0 when the vote has none: a vote with an answer always "
         "names its winner, and without one the branch above returned"
     ),
-    "avengers.training.calibration.x_calibrate__mutmut_284": "warnings.warn with category None: None means UserWarning, the default",
-    "avengers.training.calibration.x_calibrate__mutmut_116": (
-        "the picked-share table as floats instead of bools: it holds 0 and 1 and is read as floats"
-    ),
-    "avengers.training.calibration.x_calibrate__mutmut_119": "the fold numbers as floats: compared with == to whole numbers only",
-    "avengers.training.calibration.x_calibrate__mutmut_121": "the fold numbers as floats: compared with == to whole numbers only",
-    "avengers.training.calibration.x_calibrate__mutmut_175": (
-        "np.full(n, None) for np.full(n, nan): None stored into the float cost table is NaN"
-    ),
-    "avengers.training.calibration.x_calibrate__mutmut_232": "float('NAN') for float('nan'): the same value",
-    "avengers.training.calibration.x_calibrate__mutmut_145": (
-        "each fold's router without the embedder: calibrate hands it embeddings only, it never "
-        "embeds"
-    ),
     "avengers.online.xǁOnlineMixinǁ_batch_clusters__mutmut_18": (
         "`reshape(-2)` for `reshape(-1)`: NumPy reads any negative size as 'the rest'"
     ),
@@ -342,11 +334,6 @@ EQUIVALENT: dict[str, str] = {
     ),
     "avengers.routing.knn.xǁNeighbourScoresǁadd_model__mutmut_4": (
         "the new column filled with None instead of NaN: None stored into a float array is NaN"
-    ),
-    "avengers.training.calibration.x_calibrate__mutmut_207": "astype(None) for astype(float): None means float64",
-    "avengers.training.calibration.x_calibrate__mutmut_259": "float('INF') for float('inf'): the same value",
-    "avengers.training.calibration.x_calibrate__mutmut_265": (
-        "`<` for `<=` against target + 1e-12: differs only when a measure equals that sum exactly"
     ),
     "avengers.online.x_added_mask__mutmut_18": (
         "np.array of Python bools without dtype=bool: NumPy makes it bool (and an empty mask "
@@ -393,6 +380,53 @@ EQUIVALENT: dict[str, str] = {
         "the mean-cost table tiled twice across: the columns read (the router's models) are "
         "all in the first copy"
     ),
+    "avengers.training.calibration.x__calibration_data__mutmut_29": GIVEN_VECTORS,
+    "avengers.training.calibration.x__calibration_data__mutmut_31": GIVEN_VECTORS,
+    "avengers.training.calibration.x__choose__mutmut_22": (
+        "warnings.warn with category None: None means UserWarning, the default"
+    ),
+    "avengers.training.calibration.x__choose__mutmut_25": (
+        "warnings.warn without UserWarning: UserWarning is the default category"
+    ),
+    "avengers.training.calibration.x__chosen_costs__mutmut_6": (
+        "np.full(n, None) for np.full(n, nan): taken only for data without costs, where the "
+        "fold routers have no cost estimate either, and None stored into the float cost table "
+        "is NaN"
+    ),
+    "avengers.training.calibration.x__cross_validate__mutmut_6": (
+        "np.nan_to_num without nan=0.0: 0.0 is the default"
+    ),
+    "avengers.training.calibration.x__cross_validate__mutmut_23": PICKED_FLOATS,
+    "avengers.training.calibration.x__cross_validate__mutmut_25": PICKED_FLOATS,
+    "avengers.training.calibration.x__cross_validate__mutmut_27": (
+        "the fold numbers as floats: compared with == to whole numbers only"
+    ),
+    "avengers.training.calibration.x__cross_validate__mutmut_29": (
+        "the fold numbers as floats: compared with == to whole numbers only"
+    ),
+    "avengers.training.calibration.x__cross_validate__mutmut_50": (
+        "each fold's router without the embedder: calibrate hands it embeddings only, it never "
+        "embeds"
+    ),
+    "avengers.training.calibration.x__grid_points__mutmut_8": (
+        "astype(None) for astype(float): None means float64"
+    ),
+    "avengers.training.calibration.x__grid_points__mutmut_29": (
+        "the mean of no known cost taken instead of NaN: it is NaN too (with a NumPy warning, "
+        "as the fold means' nanmean beside it gives)"
+    ),
+    "avengers.training.calibration.x__grid_points__mutmut_33": (
+        "float('NAN') for float('nan'): the same value"
+    ),
+    "avengers.training.calibration.xǁCalibrationResultǁtable__mutmut_32": (
+        "`or` for `and` on 'share target' and 'point has a share': a point has a share exactly "
+        "when the target is a share"
+    ),
+    "avengers.training.calibration.xǁ_Targetǁmeasure__mutmut_5": UNKNOWN_COST,
+    "avengers.training.calibration.xǁ_Targetǁmeasure__mutmut_7": UNKNOWN_COST,
+    "avengers.training.calibration.xǁ_Targetǁmeasure__mutmut_8": UNKNOWN_COST,
+    "avengers.training.calibration.xǁ_Targetǁmeasure__mutmut_9": UNKNOWN_COST,
+    "avengers.training.calibration.xǁ_Targetǁmeasure__mutmut_10": UNKNOWN_COST,
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

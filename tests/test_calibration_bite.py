@@ -284,3 +284,61 @@ def test_an_unmeetable_target_tied_on_its_measure_takes_the_more_accurate_settin
     assert [p.share for p in res.grid] == [1.0, 1.0]
     assert (res.alpha, res.feasible) == (1.0, False)
     assert res.expected_accuracy == pytest.approx(SPECIALIST_ACC)
+
+
+def test_the_bar_names_each_folds_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    r, rows, X = _router()
+    calibrate(r, rows, target_cost=5.0, embeddings=X, alphas=[1.0], folds=3, show_progress=True)
+    err = capsys.readouterr().err
+    stages = [s for s in ("fold 0:", "fold 1: fitting", "fold 2: fitting", "fold 3: fitting",
+                          "fold 4:") if s in err]  # fmt: skip
+    assert stages == ["fold 1: fitting", "fold 2: fitting", "fold 3: fitting"]
+
+
+def test_the_warning_points_at_the_callers_line() -> None:
+    r, rows, X = _router()
+    with pytest.warns(UserWarning) as caught:
+        r.calibrate(rows, target_cost=0.1, embeddings=X, folds=3)
+    assert caught[0].filename == __file__
+
+
+def test_costs_are_the_datas_own_where_it_has_them() -> None:
+    """Each held-out row's cost is its own cost in the data, not the fold router's estimate
+    (which is a cluster mean): here the chef model costs 0.2, 0.5 or 0.8 by row."""
+    r, rows, X = _router()
+    own = [0.2 + 0.3 * (i % 3) for i in range(len(rows))]
+    varied = [dict(row, costs=dict(row["costs"], **{"chef-model": c}))  # type: ignore[arg-type]
+              for row, c in zip(rows, own, strict=True)]  # fmt: skip
+    res = calibrate(r, varied, target_cost=5.0, embeddings=X, alphas=[0.0], folds=3)
+    assert res.grid[0].cost == pytest.approx(float(np.mean(own)))  # all to the chef model
+    assert res.grid[0].cost_se == pytest.approx(_se(own))
+
+
+def test_the_default_seed_is_0_and_leave_one_out_is_allowed() -> None:
+    r, rows, X = _router()
+    res = calibrate(r, rows, target_cost=5.0, embeddings=X, alphas=[1.0], folds=3)
+    cost_of = {"arithmetic": 1.0, "cooking": 0.5, "code": 2.0}
+    costs = np.array([cost_of[str(row["task"])] for row in rows])
+    for seed, want in ((0, True), (1, False)):
+        folds = [float(costs[test].mean()) for _, test in fold_indices(30, 3, seed=seed)]
+        assert (res.grid[0].fold_costs == pytest.approx(folds)) is want
+    assert [t.tolist() for _, t in fold_indices(7, 3)] == [
+        t.tolist() for _, t in fold_indices(7, 3, seed=0)
+    ]
+    assert [t.tolist() for _, t in fold_indices(7, 3)] != [
+        t.tolist() for _, t in fold_indices(7, 3, seed=1)
+    ]
+    assert sorted(t.tolist() for _, t in fold_indices(3, 3)) == [[0], [1], [2]]
+
+
+def test_messages_and_the_table_verdict_word_for_word() -> None:
+    r, rows, X = _router()
+    with pytest.raises(ConfigError) as e:
+        calibrate(r, rows, embeddings=X)
+    assert str(e.value) == "give exactly one of target_cost or target_share=(models, share)"
+    with pytest.warns(UserWarning):
+        res = calibrate(r, rows, target_cost=0.1, embeddings=X, alphas=[0.0, 1.0], folds=3)
+    assert res.table().splitlines()[-1] == (
+        f"target cost <= 0.1: NOT met (closest setting chosen); alpha = 0, expected cost 0.5 "
+        f"± 0, accuracy {CHEF_ACC:.4f} ± {res.accuracy_se:.4f}"
+    )
