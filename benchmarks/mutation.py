@@ -155,6 +155,10 @@ FITTED_ATTR = (
     "global_costs_, None when not learned; labels_, empty after loading); only fitted routers "
     "get here"
 )
+NO_PICKS = (
+    "the 'no exploration pick' array without dtype=int64 or filled with -2: -1 makes int64 "
+    "anyway, and decisions only ask whether a pick is >= 0"
+)
 GIVEN_VECTORS = (
     "the given embeddings not cast to float32: the router's fit and estimate cast them the same"
 )
@@ -427,6 +431,24 @@ EQUIVALENT: dict[str, str] = {
     "avengers.training.calibration.xǁ_Targetǁmeasure__mutmut_8": UNKNOWN_COST,
     "avengers.training.calibration.xǁ_Targetǁmeasure__mutmut_9": UNKNOWN_COST,
     "avengers.training.calibration.xǁ_Targetǁmeasure__mutmut_10": UNKNOWN_COST,
+    "avengers.online.xǁOnlineMixinǁ_exploration_picks__mutmut_8": (
+        "`share < 0` for `share <= 0` before the early return: at share 0, "
+        "ExplorationPolicy.picks returns the same -1 for every query"
+    ),
+    "avengers.online.xǁOnlineMixinǁ_exploration_picks__mutmut_12": NO_PICKS,
+    "avengers.online.xǁOnlineMixinǁ_exploration_picks__mutmut_15": NO_PICKS,
+    "avengers.online.xǁOnlineMixinǁ_exploration_picks__mutmut_17": NO_PICKS,
+    "avengers.answering.tally.x_count__mutmut_21": (
+        "`VoteResult(None, 0, {}, 0)` without its last argument: n_abstained defaults to 0"
+    ),
+    "avengers.answering.tally.x__decide_keys__mutmut_55": (
+        "the winner's fallback dropped: a vote with an answer always names its winner, and "
+        "without one the branch above returned"
+    ),
+    "avengers.answering.tally.x_decide__mutmut_47": (
+        "`dropped = 1` for 0: it is read only when an extractor ran, which sets it (without "
+        "one the cut note does not use it)"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 
