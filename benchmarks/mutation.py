@@ -159,6 +159,14 @@ NO_PICKS = (
     "the 'no exploration pick' array without dtype=int64 or filled with -2: -1 makes int64 "
     "anyway, and decisions only ask whether a pick is >= 0"
 )
+NO_DIVIDE = (
+    "np.errstate's divide argument dropped: only 0/0 happens there (an empty cell without "
+    "pseudo-observations, a row of ties), which is `invalid`, never x/0 with x != 0"
+)
+ALPHA_1 = (
+    "the alpha-1 shortcut not taken at alpha 1: the general formula gives 1 * p + 0 * (1 - c), "
+    "the same p (costs are finite)"
+)
 GIVEN_VECTORS = (
     "the given embeddings not cast to float32: the router's fit and estimate cast them the same"
 )
@@ -309,8 +317,7 @@ EQUIVALENT: dict[str, str] = {
     ),
     "avengers.routing.scoring.x_carried_by__mutmut_28": ZIP_EQUAL,
     "avengers.routing.scoring.x_carried_by__mutmut_32": ZIP_EQUAL,
-    "avengers.routing.scoring.x_minmax__mutmut_19": ERRSTATE,
-    "avengers.routing.scoring.x_shrunk_means__mutmut_9": ERRSTATE,
+    "avengers.routing.scoring.x_shrunk_means__mutmut_9": NO_DIVIDE,
     "avengers.routing.scoring.x_softmax_weights__mutmut_12": "np.argsort without axis=1: the default, -1, is axis 1 of a 2-D array",
     "avengers.routing.scoring.x_task_group_sums__mutmut_5": (
         "the task labels as a string array instead of an object array: == compares them the same"
@@ -346,7 +353,7 @@ EQUIVALENT: dict[str, str] = {
     "avengers.routing.scoring.x_knn_estimate__mutmut_13": (
         "np.argpartition without axis=1: the default, -1, is axis 1 of a 2-D array"
     ),
-    "avengers.routing.scoring.x_shrunk_means__mutmut_11": ERRSTATE,
+    "avengers.routing.scoring.x_shrunk_means__mutmut_11": NO_DIVIDE,
     "avengers.routing.scoring.x_softmax_weights__mutmut_18": "astype(None) for astype(float64): None means float64",
     "avengers.routing.scoring.x_task_group_sums__mutmut_7": (
         "the task labels as a string array instead of an object array: == compares them the same"
@@ -449,6 +456,20 @@ EQUIVALENT: dict[str, str] = {
         "`dropped = 1` for 0: it is read only when an extractor ran, which sets it (without "
         "one the cut note does not use it)"
     ),
+    "avengers.routing.scoring.x_minmax__mutmut_18": NO_DIVIDE,
+    "avengers.routing.scoring.x_minmax__mutmut_20": NO_DIVIDE,
+    "avengers.routing.scoring.x_carried_by__mutmut_31": ZIP_EQUAL,
+    "avengers.routing.scoring.x_evidence_share__mutmut_2": (
+        "`weight < 0` for `<= 0`: at weight 0 the formulas below give zeros too (the pseudo "
+        "count is > 0, so no 0/0)"
+    ),
+    "avengers.routing.scoring.x_group_sums__mutmut_30": "astype(None) for astype(float64): None means float64",
+    "avengers.routing.scoring.x_knn_estimate__mutmut_33": "astype(None) for astype(float64): None means float64",
+    "avengers.routing.scoring.x_task_rows__mutmut_10": (
+        "a None hint looked up too: pos.get(None, -1) is -1, task names are strings"
+    ),
+    "avengers.routing.scoring.x_tradeoff__mutmut_5": ALPHA_1,
+    "avengers.routing.scoring.x_tradeoff__mutmut_6": ALPHA_1,
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 
