@@ -337,9 +337,6 @@ EQUIVALENT: dict[str, str] = {
     "avengers.online.x__as_batch__mutmut_50": (
         "`max(initial=1.0) > 1` for `max(initial=0.0) > 1`: an initial 1 is not above 1"
     ),
-    "avengers.online.x__as_batch__mutmut_90": (
-        "np.array of list indexes without dtype=int64: NumPy 2 makes them int64 already"
-    ),
     "avengers.answering.tally.x_decide__mutmut_46": (
         "`dropped = None` for 0: it is read only when an extractor ran, which sets it"
     ),
