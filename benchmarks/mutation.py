@@ -167,6 +167,10 @@ ALPHA_1 = (
     "the alpha-1 shortcut not taken at alpha 1: the general formula gives 1 * p + 0 * (1 - c), "
     "the same p (costs are finite)"
 )
+COEF_CAST = (
+    "the classifier coefficients kept in float32: logistic.success_probabilities casts them to "
+    "float64 itself, so the probabilities are the same to the bit"
+)
 GIVEN_VECTORS = (
     "the given embeddings not cast to float32: the router's fit and estimate cast them the same"
 )
@@ -467,6 +471,8 @@ EQUIVALENT: dict[str, str] = {
     ),
     "avengers.routing.scoring.x_tradeoff__mutmut_5": ALPHA_1,
     "avengers.routing.scoring.x_tradeoff__mutmut_6": ALPHA_1,
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_55": COEF_CAST,
+    "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_57": COEF_CAST,
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

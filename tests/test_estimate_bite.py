@@ -437,3 +437,16 @@ def test_a_fallback_row_names_no_signal() -> None:
     est = r.estimate(np.vstack([NEAR[:1], QUERIES[3:]]))
     assert est.fallback[1] is not None and est.signal[1] is None  # far: the global ranking
     assert est.fallback[0] is None and est.signal[0] is not None
+
+
+def test_knn_means_are_summed_in_float64() -> None:
+    """The kept outcomes are stored as float32 (0.2 is 0.20000000298...) and summed in float64:
+    the kNN estimate equals :func:`knn_estimate` on the float64 cast to the last bits, not a
+    float32 sum (which is off by about 1e-8)."""
+    r, X = fitted(scoring="knn", n_neighbors=4, shrinkage=2.0, n_nearest=1)
+    kept = r.state()[1]["train_scores"]
+    assert kept.dtype == np.float32
+    g = r.state()[1]["global_scores"]
+    sims = QUERIES @ X.T
+    want, _ = knn_estimate(sims, kept.astype(np.float64), 4, g, 2.0)
+    np.testing.assert_allclose(r.estimate(QUERIES).performance, want, rtol=1e-13, atol=0)
