@@ -171,6 +171,15 @@ COEF_CAST = (
     "the classifier coefficients kept in float32: logistic.success_probabilities casts them to "
     "float64 itself, so the probabilities are the same to the bit"
 )
+NO_DECAY = (
+    "the no-forgetting shortcut's test moved (a default decay of 2, `> 1`, `>= 2`): decay 1 then "
+    "takes the per-observation loop, which multiplies by 1.0 and adds in the same order, the "
+    "same sums; decays above 1 are never passed (decay_factor gives (0, 1])"
+)
+AS_GIVEN = (
+    "accumulate's values or weights without their float64 cast: callers pass float64 arrays "
+    "(the outcome tables, checked weights), and numbers times the float weights are the same"
+)
 GIVEN_VECTORS = (
     "the given embeddings not cast to float32: the router's fit and estimate cast them the same"
 )
@@ -362,10 +371,7 @@ EQUIVALENT: dict[str, str] = {
     "avengers.routing.scoring.x_task_rows__mutmut_6": (
         "np.array of Python ints with dtype=None: NumPy 2 makes them int64 already"
     ),
-    "avengers.routing.statistics.x_accumulate__mutmut_4": (
-        "the cluster ids without dtype=int64: they come as int64 arrays (labels, bincount ids)"
-    ),
-    "avengers.routing.statistics.x_global_means__mutmut_5": ERRSTATE,
+    "avengers.routing.statistics.x_global_means__mutmut_5": NO_DIVIDE,
     "avengers.online.x__as_batch__mutmut_105": (
         "the cost table filled with None instead of NaN: None stored into a float array is NaN"
     ),
@@ -473,6 +479,18 @@ EQUIVALENT: dict[str, str] = {
     "avengers.routing.scoring.x_tradeoff__mutmut_6": ALPHA_1,
     "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_55": COEF_CAST,
     "avengers.routing.estimate.xǁPreparedǁbuild__mutmut_57": COEF_CAST,
+    "avengers.routing.statistics.x_accumulate__mutmut_1": NO_DECAY,
+    "avengers.routing.statistics.x_accumulate__mutmut_26": NO_DECAY,
+    "avengers.routing.statistics.x_accumulate__mutmut_27": NO_DECAY,
+    "avengers.routing.statistics.x_accumulate__mutmut_14": AS_GIVEN,
+    "avengers.routing.statistics.x_accumulate__mutmut_16": AS_GIVEN,
+    "avengers.routing.statistics.x_accumulate__mutmut_23": AS_GIVEN,
+    "avengers.routing.statistics.x_accumulate__mutmut_25": AS_GIVEN,
+    "avengers.routing.statistics.x_cluster_prior__mutmut_3": FLOAT64_MEANS,
+    "avengers.routing.statistics.x_cluster_prior__mutmut_5": FLOAT64_MEANS,
+    "avengers.routing.statistics.x_global_means__mutmut_7": NO_DIVIDE,
+    "avengers.routing.statistics.x_observed_cells__mutmut_5": "astype(None) for astype(float64): None means float64",
+    "avengers.routing.statistics.xǁClusterStatisticsǁfit__mutmut_36": "astype(None) for astype(float64): None means float64",
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 
