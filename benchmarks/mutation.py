@@ -117,7 +117,13 @@ MODULES: dict[str, Target] = {
         ("tests/test_conversations_bite.py",),
         functions=("xǁSQLiteFileǁ_connect",),
     ),
-    "calibration": Target("training/calibration.py", ("tests/test_calibration_bite.py",)),
+    # the test of the warning's stacklevel cannot pass under mutmut, whose trampolines add
+    # frames: it runs in the fast suite only, and the two stacklevel mutants count as survivors
+    "calibration": Target(
+        "training/calibration.py",
+        ("tests/test_calibration_bite.py",),
+        pytest_args=("-k", "not test_the_warning_points_at_the_callers_line"),
+    ),
 }
 
 EINSUM = "einsum subscripts in upper case: NumPy takes either case as labels"
