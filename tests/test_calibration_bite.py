@@ -12,7 +12,7 @@ import pytest
 from avengers import Router
 from avengers.exceptions import ConfigError, DataError
 from avengers.training.calibration import calibrate, fold_indices
-from test_estimate_bite import CENTERS, _rows_and_vectors
+from test_estimate_bite import CENTERS, _rows_and_vectors, table_fitted
 
 # the toy data (costs: math 1.0, chef 0.5, code 2.0 per call) with rows 0, 11 and 22 at 0.5
 # for every model: routed to the specialists, 27 rows score 1 and 3 score 0.5
@@ -20,6 +20,7 @@ SPECIALIST_ACC = (27 + 1.5) / 30
 SPECIALIST_COST = (10 * 1.0 + 10 * 0.5 + 10 * 2.0) / 30
 # everything to the chef model: cooking 9 x 1.0, arithmetic 9 x 0.1, code 9 x 0.0, 3 x 0.5
 CHEF_ACC = (9 * 1.0 + 9 * 0.1 + 9 * 0.0 + 3 * 0.5) / 30
+MODELS_ALL = ["math-model", "chef-model", "code-model"]
 
 
 def _router(with_cost: bool = True) -> tuple[Router, list[dict[str, object]], np.ndarray]:
@@ -255,3 +256,100 @@ def test_edges_of_the_settings_and_the_data() -> None:
     accs = np.array([0.5 if i in (0, 11, 22) else 1.0 for i in range(30)])
     want = [float(accs[test].mean()) for _, test in fold_indices(30, 3, seed=5)]
     assert res.grid[0].fold_accuracies == pytest.approx(want)
+
+
+def test_without_embeddings_the_router_embeds_the_queries() -> None:
+    """No embeddings given: the router's own embedder embeds the data's queries once (with its
+    progress bar only when asked), and the figures are those of the same vectors given."""
+    r, emb, rows = table_fitted(n_nearest=1, shrinkage=0.0)
+    _, rows_, X = _router()
+    res = calibrate(r, rows, target_cost=0.5, alphas=[0.0, 1.0], folds=3)
+    assert emb.calls == [[str(row["query"]) for row in rows]] and not emb.show_progress
+    given = calibrate(r, rows_, target_cost=0.5, embeddings=X, alphas=[0.0, 1.0], folds=3)
+    assert res.to_dict() == given.to_dict()
+    assert res.grid[1].accuracy == pytest.approx(SPECIALIST_ACC)
+    emb.calls.clear()
+    calibrate(r, rows, target_cost=5.0, alphas=[1.0], folds=3, show_progress=True)
+    assert len(emb.calls) == 1 and emb.show_progress
+
+
+def test_an_unmeetable_target_tied_on_its_measure_takes_the_more_accurate_setting() -> None:
+    r, rows, X = _router()
+    # every setting sends all queries to the three named models: share 1 everywhere, over 0.5
+    with pytest.warns(
+        UserWarning, match=r"lowest reachable: 1\); choosing the closest setting, alpha = 1$"
+    ):
+        res = calibrate(r, rows, target_share=(MODELS_ALL, 0.5), embeddings=X,
+                        alphas=[0.0, 1.0], folds=3)  # fmt: skip
+    assert [p.share for p in res.grid] == [1.0, 1.0]
+    assert (res.alpha, res.feasible) == (1.0, False)
+    assert res.expected_accuracy == pytest.approx(SPECIALIST_ACC)
+
+
+def test_the_bar_names_each_folds_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    r, rows, X = _router()
+    calibrate(r, rows, target_cost=5.0, embeddings=X, alphas=[1.0], folds=3, show_progress=True)
+    err = capsys.readouterr().err
+    stages = [s for s in ("fold 0:", "fold 1: fitting", "fold 2: fitting", "fold 3: fitting",
+                          "fold 4:") if s in err]  # fmt: skip
+    assert stages == ["fold 1: fitting", "fold 2: fitting", "fold 3: fitting"]
+
+
+def test_the_warning_points_at_the_callers_line() -> None:
+    r, rows, X = _router()
+    with pytest.warns(UserWarning) as caught:
+        r.calibrate(rows, target_cost=0.1, embeddings=X, folds=3)
+    assert caught[0].filename == __file__
+
+
+def test_costs_are_the_datas_own_where_it_has_them() -> None:
+    """Each held-out row's cost is its own cost in the data, not the fold router's estimate
+    (which is a cluster mean): here the chef model costs 0.2, 0.5 or 0.8 by row."""
+    r, rows, X = _router()
+    own = [0.2 + 0.3 * (i % 3) for i in range(len(rows))]
+    varied = [dict(row, costs=dict(row["costs"], **{"chef-model": c}))  # type: ignore[arg-type]
+              for row, c in zip(rows, own, strict=True)]  # fmt: skip
+    res = calibrate(r, varied, target_cost=5.0, embeddings=X, alphas=[0.0], folds=3)
+    assert res.grid[0].cost == pytest.approx(float(np.mean(own)))  # all to the chef model
+    assert res.grid[0].cost_se == pytest.approx(_se(own))
+
+
+def test_the_default_seed_is_0_and_leave_one_out_is_allowed() -> None:
+    r, rows, X = _router()
+    res = calibrate(r, rows, target_cost=5.0, embeddings=X, alphas=[1.0], folds=3)
+    cost_of = {"arithmetic": 1.0, "cooking": 0.5, "code": 2.0}
+    costs = np.array([cost_of[str(row["task"])] for row in rows])
+    for seed, want in ((0, True), (1, False)):
+        folds = [float(costs[test].mean()) for _, test in fold_indices(30, 3, seed=seed)]
+        assert (res.grid[0].fold_costs == pytest.approx(folds)) is want
+    assert [t.tolist() for _, t in fold_indices(7, 3)] == [
+        t.tolist() for _, t in fold_indices(7, 3, seed=0)
+    ]
+    assert [t.tolist() for _, t in fold_indices(7, 3)] != [
+        t.tolist() for _, t in fold_indices(7, 3, seed=1)
+    ]
+    assert sorted(t.tolist() for _, t in fold_indices(3, 3)) == [[0], [1], [2]]
+
+
+def test_messages_and_the_table_verdict_word_for_word() -> None:
+    r, rows, X = _router()
+    with pytest.raises(ConfigError) as e:
+        calibrate(r, rows, embeddings=X)
+    assert str(e.value) == "give exactly one of target_cost or target_share=(models, share)"
+    with pytest.warns(UserWarning):
+        res = calibrate(r, rows, target_cost=0.1, embeddings=X, alphas=[0.0, 1.0], folds=3)
+    assert res.table().splitlines()[-1] == (
+        f"target cost <= 0.1: NOT met (closest setting chosen); alpha = 0, expected cost 0.5 "
+        f"± 0, accuracy {CHEF_ACC:.4f} ± {res.accuracy_se:.4f}"
+    )
+
+
+def test_equally_accurate_settings_go_to_the_cheaper_then_the_higher_alpha() -> None:
+    from avengers.training.calibration import CalibrationPoint, _choose, _Target
+
+    def point(alpha: float, cost: float) -> CalibrationPoint:
+        return CalibrationPoint(alpha=alpha, cost=cost, cost_se=0.0, accuracy=0.9, accuracy_se=0.0)
+
+    budget = _Target("cost", 5.0)
+    assert _choose([point(0.0, 2.0), point(0.5, 1.0), point(1.0, 3.0)], budget)[0].alpha == 0.5
+    assert _choose([point(0.0, 1.0), point(0.5, 1.0)], budget)[0].alpha == 0.5

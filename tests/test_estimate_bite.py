@@ -50,6 +50,34 @@ def fitted(with_cost: bool = True, **params: Any) -> tuple[Router, np.ndarray]:
     return r.fit(rows, embeddings=X, centroids=CENTERS), X
 
 
+class TableEmbedder:
+    """An embedder that looks each toy query up in the hand-made vectors of
+    :func:`_rows_and_vectors` (fast, exact: no model), recording what it was asked, so tests can
+    let the router embed by itself. ``show_progress`` is set by ``Router.embed`` when asked."""
+
+    name = "table:toy"
+    dimension = 4
+
+    def __init__(self, dtype: Any = np.float32) -> None:
+        rows, X = _rows_and_vectors()
+        self.vectors = {str(r["query"]): X[i].astype(dtype) for i, r in enumerate(rows)}
+        self.calls: list[list[str]] = []
+        self.show_progress = False
+
+    def embed(self, texts: Any) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.array([self.vectors[t] for t in texts])
+
+
+def table_fitted(**params: Any) -> tuple[Router, TableEmbedder, list[dict[str, object]]]:
+    """As :func:`fitted` (costs kept), with a :class:`TableEmbedder` as the router's embedder."""
+    params.setdefault("classifier_weight", 0.0)
+    rows, X = _rows_and_vectors()
+    emb = TableEmbedder()
+    r = Router(n_clusters=3, embedder=emb, **params).fit(rows, embeddings=X, centroids=CENTERS)
+    return r, emb, rows
+
+
 QUERIES = np.array(
     [[0.9, 0.1, 0.0, 0.0], [0.1, 0.7, 0.3, 0.1], [0.0, 0.2, 0.8, 0.0], [0.0, 0.0, 0.0, 1.5]],
     dtype=np.float32,
@@ -409,3 +437,16 @@ def test_a_fallback_row_names_no_signal() -> None:
     est = r.estimate(np.vstack([NEAR[:1], QUERIES[3:]]))
     assert est.fallback[1] is not None and est.signal[1] is None  # far: the global ranking
     assert est.fallback[0] is None and est.signal[0] is not None
+
+
+def test_knn_means_are_summed_in_float64() -> None:
+    """The kept outcomes are stored as float32 (0.2 is 0.20000000298...) and summed in float64:
+    the kNN estimate equals :func:`knn_estimate` on the float64 cast to the last bits, not a
+    float32 sum (which is off by about 1e-8)."""
+    r, X = fitted(scoring="knn", n_neighbors=4, shrinkage=2.0, n_nearest=1)
+    kept = r.state()[1]["train_scores"]
+    assert kept.dtype == np.float32
+    g = r.state()[1]["global_scores"]
+    sims = QUERIES @ X.T
+    want, _ = knn_estimate(sims, kept.astype(np.float64), 4, g, 2.0)
+    np.testing.assert_allclose(r.estimate(QUERIES).performance, want, rtol=1e-13, atol=0)

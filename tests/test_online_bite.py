@@ -9,11 +9,11 @@ import threading
 
 import numpy as np
 import pytest
-from avengers import online
+from avengers import Router, online
 from avengers.exceptions import ConfigError, DataError
 from avengers.stores.feedback import Rating, apply_rating
 from avengers.training.data import OutcomeData
-from test_estimate_bite import MODELS, QUERIES, fitted
+from test_estimate_bite import MODELS, QUERIES, fitted, table_fitted
 
 
 def _arrays(r: object) -> dict[str, np.ndarray]:
@@ -397,3 +397,205 @@ def test_pick_probabilities_with_exploration_use_the_alpha_asked() -> None:
     asked = r.pick_probabilities(QUERIES[:3], alpha=0.0, draws=32)
     np.testing.assert_array_equal(asked, at_zero.pick_probabilities(QUERIES[:3], draws=32))
     assert not np.array_equal(asked, r.pick_probabilities(QUERIES[:3], draws=32))
+
+
+def test_update_and_impute_embed_the_queries_themselves() -> None:
+    """Without embeddings or clusters, ``update`` and ``impute`` embed the queries with the
+    router's embedder (a table of the hand-made vectors here): the same statistics and fills as
+    when the vectors are given."""
+    kw = {"n_nearest": 1, "shrinkage": 0.0, "scoring": "hybrid", "n_neighbors": 4}
+    r, emb, rows = table_fitted(**kw)
+    given, _, _ = table_fitted(**kw)
+    queries = [str(rows[i]["query"]) for i in (25, 12, 3)]  # a code, cooking, arithmetic query
+    X = np.array([emb.vectors[q] for q in queries])
+    r.update(queries=queries, models=["code-model", "chef-model", "math-model"],
+             scores=[0.25, 0.5, 0.75])  # fmt: skip
+    assert emb.calls == [queries] and not emb.show_progress
+    given.update(models=["code-model", "chef-model", "math-model"], scores=[0.25, 0.5, 0.75],
+                 embeddings=X)  # fmt: skip
+    mine, theirs = _arrays(r), _arrays(given)
+    assert mine.keys() == theirs.keys() and "train_embeddings" in mine
+    for name in mine:
+        np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
+    np.testing.assert_array_equal(r.labels_[-3:], [2, 1, 0])
+    # by query, without embeddings: embedded, and filled with the estimate of those vectors
+    data = OutcomeData(queries, ["math-model"], np.array([[np.nan], [0.5], [np.nan]]), None,
+                       None)  # fmt: skip
+    emb.calls.clear()
+    filled = r.impute(data)
+    assert emb.calls == [queries]
+    est = r.estimate(X)
+    assert filled.scores[0, 0] == pytest.approx(est.performance[0, 0])
+    assert filled.scores[2, 0] == pytest.approx(est.performance[2, 0])
+    assert filled.scores[1, 0] == 0.5
+    # by task: no embedding at all
+    emb.calls.clear()
+    r.impute(data, by="task")
+    assert emb.calls == []
+    # queries that are not strings: refused before embedding
+    with pytest.raises(ConfigError, match="query 1 must be a string, got int"):
+        r.update(queries=["q", 3], models=["code-model"] * 2, scores=[1.0, 1.0])  # type: ignore[list-item]
+    assert emb.calls == []
+
+
+def test_batch_messages_in_full_and_the_inputs_batches_take() -> None:
+    """The refusals word for word (no stray text around them); an empty batch is a batch; a
+    column of numbers is read as a list; a missing number (None) is refused as not finite."""
+    cases = [
+        ({"models": ["a"], "scores": [1.0], "weights": [-1.0]},
+         "weights must be finite numbers > 0"),
+        ({"models": ["a"], "scores": [1.0], "weights": [None]},
+         "weights must be finite numbers > 0"),
+        ({"models": ["a"]}, "update needs data, or models and scores (and queries or clusters)"),
+        ({"models": ["a"], "scores": [2.0]}, "scores must be finite numbers in [0, 1]"),
+        ({"models": ["a"], "scores": [None]}, "scores must be finite numbers in [0, 1]"),
+        ({"models": ["a"], "scores": [0.5], "costs": [None]},
+         "costs must be one finite number >= 0 per score"),
+    ]  # fmt: skip
+    for kwargs, message in cases:
+        with pytest.raises(DataError) as e:
+            online.as_batch(None, **kwargs)  # type: ignore[arg-type]
+        assert str(e.value) == message, kwargs
+    rows = [{"query": "q", "scores": {"a": 1.0}, "costs": {"a": 0.25}}]
+    for extra in ({"scores": [1.0]}, {"costs": [1.0]}, {"models": ["a"]}):
+        with pytest.raises(DataError) as e:
+            online.as_batch(rows, **extra)  # type: ignore[arg-type]
+        assert str(e.value) == "give either data or models and scores, not both", extra
+    # outcome data keeps its costs
+    d = online.as_batch(rows)
+    assert d.costs is not None and d.costs.tolist() == [[0.25]]
+    # an empty batch
+    empty = online.as_batch(None, models=[], scores=[], costs=[], weights=[])
+    assert len(empty) == 0 and empty.models == [] and empty.weights is not None
+    assert empty.costs is not None and empty.costs.shape == (0, 0)
+    # columns (n, 1) of scores, costs and weights are read as lists
+    col = online.as_batch(None, models=["a", "b"], scores=np.array([[0.5], [1.0]]),
+                          costs=[[1.0], [2.0]], weights=np.array([[2.0], [3.0]]))  # fmt: skip
+    np.testing.assert_array_equal(col.scores, [[0.5, np.nan], [np.nan, 1.0]])
+    assert col.costs is not None
+    np.testing.assert_array_equal(col.costs, [[1.0, np.nan], [np.nan, 2.0]])
+    np.testing.assert_array_equal(col.weights, [2.0, 3.0])  # type: ignore[arg-type]
+
+
+def test_updates_empty_in_columns_by_new_models_and_on_a_loaded_router() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    before = _arrays(r)
+    n = len(r.labels_)
+    r.update(models=[], scores=[], costs=[], weights=[], clusters=[])  # counts nothing
+    for name, value in _arrays(r).items():  # (the global means recomputed, to the last bit)
+        np.testing.assert_allclose(value, before[name], rtol=0, atol=1e-12, err_msg=name)
+    assert r.training_summary_["online_updates"] == 1 and len(r.labels_) == n
+    # cluster ids as a column
+    r.update(models=["math-model"], scores=[0.5], clusters=np.array([[1]]))
+    assert _arrays(r)["score_sums"][1, 0] - before["score_sums"][1, 0] == pytest.approx(0.5)
+    assert r.labels_.tolist()[n:] == [1]
+    # models the router does not know are added by their names, in order
+    r.update(models=["new-a", "new-b", "new-a"], scores=[1.0, 0.0, 0.5], clusters=[0, 1, 2])
+    assert r.models_ == [*MODELS, "new-a", "new-b"]
+    assert r.training_summary_["added_models"] == ["new-a", "new-b"]
+    np.testing.assert_array_equal(online.added_mask(r), [False] * 3 + [True] * 2)
+    a = _arrays(r)
+    np.testing.assert_array_equal(a["score_sums"][:, 3], [1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(a["score_counts"][:, 4], [0.0, 1.0, 0.0])
+    # a loaded router keeps no cluster labels (routing does not need them): an update starts
+    # no partial list
+    loaded = Router.from_state(*r.state())
+    assert loaded.labels_.tolist() == []
+    loaded.update(models=["math-model"], scores=[1.0], clusters=[2])
+    assert loaded.labels_.tolist() == []
+    # an object without a training summary has no added models
+    from types import SimpleNamespace
+
+    assert online.added_mask(SimpleNamespace(models_=["a", "b"])).tolist() == [False, False]
+
+
+def test_update_reads_given_vectors_as_routing_does() -> None:
+    """Float64 vectors on the border of two clusters: ``update`` counts the outcome in the
+    cluster routing sends the same vector to (both read vectors as float32)."""
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    v = np.array([[0.5 - 1e-9, 0.5 + 1e-9, 0.0, 0.0]])  # nearer cluster 1 in float64 only
+    routed = int(r.estimate(v).nearest[0])
+    assert routed == 0  # a tie in float32: the first
+    before = _arrays(r)
+    r.update(models=["chef-model"], scores=[1.0], embeddings=v)
+    d = _arrays(r)["score_counts"] - before["score_counts"]
+    assert d[routed, 1] == 1.0 and d.sum() == 1.0 and r.labels_[-1] == routed
+
+
+def test_impute_keeps_tasks_and_needs_vectors_by_query() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0)
+    data = OutcomeData(["q1", "q2"], ["math-model", "other", "more"],
+                       np.array([[np.nan, 1.0, 0.0], [0.5, np.nan, 1.0]]), None,
+                       ["code", "cooking"])  # fmt: skip
+    out = r.impute(data, embeddings=QUERIES[:2])
+    assert out.tasks == ["code", "cooking"] and out.queries == ["q1", "q2"]
+    assert out.notes[1] == "not filled (models the router does not know): other, more"
+    assert r.impute(data, by="task").tasks == ["code", "cooking"]
+    with pytest.raises(DataError) as e:
+        online.impute_outcomes(r, data, None)
+    assert str(e.value) == "0 embeddings for 2 queries"
+    untasked = OutcomeData(["q1"], ["math-model"], np.array([[np.nan]]), None, None)
+    assert r.impute(untasked, by="task").notes[1] == (
+        "no row has a task the router was fitted with: every gap got the model's global "
+        'mean, which made a much worse refit on the shared data than by="query"'
+    )
+
+
+def _explore_router() -> tuple[Router, np.ndarray]:
+    r, _ = fitted(n_nearest=1, shrinkage=10.0, explore=0.5, random_state=7)
+    r.add_model("new-model")
+    r.update(models=["new-model"] * 3, scores=[0.8, 0.8, 0.8], clusters=[0, 1, 2])
+    X = np.repeat(QUERIES[:3], 12, axis=0)
+    return r, X
+
+
+def test_routing_with_exploration_picks_what_the_policy_draws() -> None:
+    """Routing with exploration: the picks are :func:`online.explore_picks` on the estimate at
+    the alpha asked (else the router's), with the added model's posterior counting its
+    EXPLORE_PSEUDO_COUNT pseudo-observations, drawn from one generator seeded with
+    ``random_state`` that goes on from call to call."""
+    r, X = _explore_router()
+    pseudo = np.array([10.0, 10.0, 10.0, online.EXPLORE_PSEUDO_COUNT])
+    rng = np.random.default_rng(7)
+
+    def want(alpha: float, pseudo_count: np.ndarray, gen: np.random.Generator) -> list[int]:
+        est = r.estimate(X, alpha=alpha)
+        return online.explore_picks(est.performance, est.evidence, est.cost, alpha, est.best,
+                                    share=0.5, pseudo_count=pseudo_count,
+                                    rng=gen).tolist()  # fmt: skip
+
+    def got(alpha: float | None) -> list[int]:
+        out = []
+        for d in r.route_embeddings(X, alpha=alpha):
+            out.append(r.models_.index(d.ranking[0].model) if d.explored else -1)
+        return out
+
+    first = want(0.25, pseudo, rng)
+    assert got(0.25) == first
+    assert 0 < sum(p >= 0 for p in first) < len(first)  # some explored, not all
+    second = want(1.0, pseudo, rng)  # the router's alpha; the generator goes on
+    assert got(None) == second
+    # the test tells these apart: other pseudo counts, alpha or seed draw other picks
+    assert want(0.25, np.full(4, 10.0), np.random.default_rng(7)) != first
+    assert want(1.0, pseudo, np.random.default_rng(7)) != second
+    assert want(0.25, pseudo, np.random.default_rng(8)) != first
+    off, _ = fitted(n_nearest=1, shrinkage=2.0, random_state=7)
+    assert not any(d.explored for d in off.route_embeddings(X))
+
+
+def test_pick_probabilities_follow_the_seed_the_draws_and_the_added_models() -> None:
+    r, X = _explore_router()
+    est = r.estimate(X)
+    pseudo = np.array([10.0, 10.0, 10.0, online.EXPLORE_PSEUDO_COUNT])
+
+    def want(pseudo_count: np.ndarray, seed: int, draws: int) -> np.ndarray:
+        return online.pick_probabilities(est.performance, est.evidence, est.cost, 1.0, est.best,
+                                         share=0.5, pseudo_count=pseudo_count,
+                                         rng=np.random.default_rng(seed), draws=draws)  # fmt: skip
+
+    p = r.pick_probabilities(X)
+    np.testing.assert_array_equal(p, want(pseudo, 7, 64))
+    assert not np.array_equal(p, want(np.full(4, 10.0), 7, 64))
+    assert not np.array_equal(p, want(pseudo, 8, 64))
+    assert not np.array_equal(p, want(pseudo, 7, 65))
+    np.testing.assert_array_equal(r.pick_probabilities(X), p)  # fresh draws from the seed

@@ -172,3 +172,20 @@ def test_edges_a_sample_missed() -> None:
     # a hint of the first task alone is a usable hint
     np.testing.assert_array_equal(scoring.task_rows(["a", "b"], ["a", None]), [0, -1])
     assert scoring.task_rows(["a", "b"], ["z", None]) is None
+
+
+def test_cost_spreads_under_1_still_count_and_ties_stay_quiet() -> None:
+    """Costs that differ by less than 1 (0.1 against 0.5) are still a trade-off; a row where
+    every value ties, and an empty cell without pseudo-observations, give their values without
+    a NumPy warning (0/0 is expected there, and handled)."""
+    perf, cost = np.array([[1.0, 0.0]]), np.array([[0.5, 0.1]])
+    np.testing.assert_allclose(scoring.tradeoff(perf, cost, 0.25), [[0.25, 0.75]])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(scoring.minmax(np.array([[0.3, 0.3], [0.0, 2.0]])),
+                                      [[1.0, 1.0], [0.0, 1.0]])  # fmt: skip
+        means = scoring.shrunk_means(np.array([[0.0, 1.0]]), np.array([[0.0, 2.0]]),
+                                     np.array([0.25, 0.75]), 0.0)  # fmt: skip
+        np.testing.assert_array_equal(means, [[0.25, 0.5]])

@@ -101,3 +101,63 @@ def test_a_centroid_without_training_rows_has_size_zero() -> None:
     r = Router(n_clusters=4, embedder="precomputed", n_nearest=1, classifier_weight=0.0)
     r.fit(rows, embeddings=X, centroids=four)
     assert r.cluster_sizes_.tolist() == [10, 10, 10, 0]
+
+
+def test_full_run_survivors_of_the_statistics() -> None:
+    import warnings
+
+    from avengers.routing import statistics as st
+
+    # a cluster where every known model fails, unshrunk: the added model's prior is the clip,
+    # 1e-3, not 0
+    prior = st.cluster_prior(np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]),
+                             np.array([[4.0, 4.0, 0.0], [2.0, 2.0, 0.0]]),
+                             np.array([1 / 6, 0.0, 0.5]), np.array([False, False, True]), 0.0)  # fmt: skip
+    assert prior[0, 2] == pytest.approx(1e-3, abs=1e-12)
+    # the offset's bisection is bracketed at +-12 logits: all successes, or all failures
+    up = _solve_offset(np.array([0.0]), np.array([10.0]), 10.0, 0.0, 0.0, 0.0)
+    down = _solve_offset(np.array([0.0]), np.array([10.0]), 0.0, 0.0, 0.0, 0.0)
+    assert up == pytest.approx(12.0, abs=1e-9) and down == pytest.approx(-12.0, abs=1e-9)
+    # accumulate: an empty batch counts nothing; under forgetting, observations whose parts
+    # differ in length are refused
+    sums, counts = np.ones((2, 2)), np.ones((2, 2))
+    st.accumulate(sums, counts, [], [], [])
+    st.accumulate(sums, counts, [], [], [], decay=0.5)
+    assert sums.tolist() == [[1.0, 1.0], [1.0, 1.0]] and counts.tolist() == sums.tolist()
+    with pytest.raises(ValueError):
+        st.accumulate(sums, counts, [0, 1], [0, 1], [1.0], decay=0.5)
+    # a model with no evidence keeps its previous mean, quietly (0/0 is expected there)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = st.global_means(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0]]), np.array([0.9, 0.4]))
+    assert g.tolist() == [0.5, 0.4]
+
+
+def test_costs_under_forgetting_and_an_added_models_global_cost() -> None:
+    r, _ = fitted(n_nearest=1, shrinkage=0.0, half_life=1.0)
+    before = {k: np.array(v) for k, v in r.state()[1].items()}
+    r.update(models=["math-model"], scores=[1.0], costs=[3.0], clusters=[0])
+    a = r.state()[1]
+    assert a["cost_sums"][0, 0] == pytest.approx(before["cost_sums"][0, 0] * 0.5 + 3.0)
+    assert a["cost_counts"][0, 0] == pytest.approx(before["cost_counts"][0, 0] * 0.5 + 1.0)
+    # the cluster cost is the plain mean of the decayed cells, not shrunk toward the global one
+    est = r.estimate(QUERIES[:1])
+    assert est.cost is not None and int(est.nearest[0]) == 0
+    assert est.cost[0, 0] == pytest.approx(a["cost_sums"][0, 0] / a["cost_counts"][0, 0])
+    # an added model without costs keeps its prior global cost through updates of the others
+    r.add_model("new-model")
+    prior_cost = float(r.global_costs_[3])
+    r.update(models=["chef-model"], scores=[1.0], costs=[0.25], clusters=[1])
+    assert r.global_costs_.dtype == np.float64 and r.global_costs_[3] == prior_cost
+
+
+def test_sizes_are_counts_and_a_router_fitted_without_tasks_has_none() -> None:
+    from test_estimate_bite import CENTERS, _rows_and_vectors
+
+    r, _ = fitted(n_nearest=1)
+    assert r.cluster_sizes_.dtype == np.int64 and f"{r.cluster_sizes_[0]}" == "10"
+    rows, X = _rows_and_vectors()
+    plain = [{k: v for k, v in row.items() if k != "task"} for row in rows]
+    u = Router(n_clusters=3, embedder="precomputed", n_nearest=1, classifier_weight=0.0)
+    u.fit(plain, embeddings=X, centroids=CENTERS)
+    assert u.tasks_ is None and "task_score_sums" not in u.state()[1]

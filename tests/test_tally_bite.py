@@ -179,3 +179,23 @@ def test_a_text_re_vote_keeps_the_cut_marks() -> None:
         "2 of 3 samples were cut off at the token limit (finish_reason 'length'): the 2 "
         "answer(s) extracted from them were not counted in the vote"
     )
+
+
+def test_full_run_survivors() -> None:
+    # the fallback check refuses cut marks that do not match the samples, too (here no
+    # complete sample answers among those it pairs)
+    with pytest.raises(ValueError):
+        weigh_cut([None, "5", "4"], TEXTS[:3], [True], "fallback")
+    # an equivalence check votes on text as well as code
+    same = SamplingConfig(answer_type="text", equivalence=lambda a, b: a.lower() == b.lower())
+    res, method, atype = count(["Yes", "no", "yes"], [0, 0, 0], same, "Q")
+    assert (method, atype, res.winner) == ("equivalence", "text", 0)
+    # a single cut sample is not voted on: the note says it was cut, nothing about counting
+    v = _decide(["so 4"], SamplingConfig(answer_type="number", n_samples=1), [True])
+    assert (v.method, v.extracted) == ("single", [None])
+    assert v.notes == ["the answer was cut off at the token limit (finish_reason 'length')"]
+    # no valid tool call: the verdict keeps the key's answer type
+    tools = VoteKey({"tools": [{"function": {"name": "add", "parameters": {"type": "object"}}}]})
+    bad = TOOL_MARK + json.dumps([{"name": "sub", "arguments": "{}"}])
+    v = _decide([bad, bad], SamplingConfig(answer_type=tools), [])
+    assert (v.method, v.answer_type) == (NO_VALID_SAMPLE, "tool_call")
