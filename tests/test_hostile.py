@@ -199,6 +199,14 @@ def test_tool_fields_of_the_wrong_kind_are_400(
                 {"role": "user", "content": COOK_Q}]  # fmt: skip
     ok = post(served, "/v1/chat/completions", {"model": "avengers", "messages": ok_turns})
     assert ok.status_code == 200 and ok.json()["model"] == "chef-model", ok.text
+    # the OpenAPI schema says the same: the good turns fit it, the refused one does not
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = httpx.get(f"{served.url}/openapi.json").json()
+    body = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]
+    schema = body["application/json"]["schema"]["properties"]["messages"]
+    jsonschema.validate(ok_turns, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(turns, schema)
 
 
 # ------------------------------------------------------------------------ 7: feedback text

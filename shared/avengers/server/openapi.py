@@ -64,6 +64,25 @@ _MESSAGE = {
         "content": _CONTENT,
         "name": {"type": "string"},
         "tool_call_id": {"type": "string"},
+        "tool_calls": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["function"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "type": {"const": "function"},
+                    "function": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "arguments": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
     },
 }
 _MESSAGES = {"type": "array", "minItems": 1, "items": _MESSAGE}
