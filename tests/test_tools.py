@@ -228,6 +228,18 @@ def test_schema_subset() -> None:
     assert not matches_schema({"x": True}, {"properties": {"x": {"type": "integer"}}})
 
 
+def test_boolean_schemas_match_everything_or_nothing() -> None:
+    assert matches_schema({"a": 1}, True) and not matches_schema({"a": 1}, False)
+    assert matches_schema({"a": 1}, {"properties": {"a": True}})
+    assert not matches_schema({"a": 1}, {"properties": {"a": False}})
+    assert matches_schema({"b": 1}, {"properties": {"a": False}})  # only where it applies
+    assert not matches_schema([1], {"type": "array", "items": False})
+    assert matches_schema([], {"type": "array", "items": False})
+    assert matches_schema([1, "x"], {"type": "array", "items": True})
+    assert not matches_schema(3, {"anyOf": [False, {"type": "string"}]})
+    assert matches_schema("s", {"anyOf": [False, {"type": "string"}]})
+
+
 def test_adaptive_stopping_counts_keys_like_answers() -> None:
     key = VoteKey(request_options(tools=[WEATHER]))
     texts = [calls(("get_weather", {"city": "Paris"})), calls(("get_weather", '{"city":"Paris"}'))]

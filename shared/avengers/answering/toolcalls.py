@@ -365,11 +365,11 @@ def matches_schema(value: Any, schema: Any, root: Any = None, _depth: int = 0) -
     ``const``, ``anyOf`` / ``oneOf`` / ``allOf``, local ``$ref`` and numeric and length bounds.
     Keywords it does not know are not checked. Beyond :data:`MAX_SCHEMA_DEPTH` nested checks
     the value does not match (a looping or very deep schema never exhausts the stack)."""
-    if not isinstance(schema, Mapping):
-        return True
     if isinstance(schema, bool):  # the schemas `true` (anything) and `false` (nothing)
         return schema
-    if _depth > MAX_SCHEMA_DEPTH or not isinstance(schema, Mapping):
+    if not isinstance(schema, Mapping):
+        return True
+    if _depth > MAX_SCHEMA_DEPTH:
         return False
     root = schema if root is None else root
     d = _depth + 1
@@ -403,7 +403,9 @@ def matches_schema(value: Any, schema: Any, root: Any = None, _depth: int = 0) -
                 return False
     if isinstance(value, list):
         items = schema.get("items")
-        if isinstance(items, Mapping) and not all(matches_schema(v, items, root, d) for v in value):
+        if isinstance(items, (Mapping, bool)) and not all(
+            matches_schema(v, items, root, d) for v in value
+        ):
             return False
         if len(value) < schema.get("minItems", 0) or len(value) > schema.get("maxItems", math.inf):
             return False
