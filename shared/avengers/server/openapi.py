@@ -56,6 +56,17 @@ _CONTENT = {
         {"type": "array", "items": {"anyOf": [_TEXT_PART, _IMAGE_PART]}},
     ]
 }
+
+
+def _function(**properties: Any) -> dict[str, Any]:
+    """A ``function`` object (of a tool, or of a tool call): a string ``name`` and ``properties``."""
+    return {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string"}, **properties},
+    }
+
+
 _MESSAGE = {
     "type": "object",
     "required": ["role"],
@@ -72,14 +83,7 @@ _MESSAGE = {
                 "properties": {
                     "id": {"type": "string"},
                     "type": {"const": "function"},
-                    "function": {
-                        "type": "object",
-                        "required": ["name"],
-                        "properties": {
-                            "name": {"type": "string"},
-                            "arguments": {"type": "string"},
-                        },
-                    },
+                    "function": _function(arguments={"type": "string"}),
                 },
             },
         },
@@ -91,15 +95,10 @@ _TOOL = {
     "required": ["type", "function"],
     "properties": {
         "type": {"const": "function"},
-        "function": {
-            "type": "object",
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string"},
-                "description": {"type": "string"},
-                "parameters": {"type": "object", "description": "A JSON schema."},
-            },
-        },
+        "function": _function(
+            description={"type": "string"},
+            parameters={"type": "object", "description": "A JSON schema."},
+        ),
     },
 }
 _RESPONSE_FORMAT = {
