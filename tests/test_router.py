@@ -54,6 +54,16 @@ def test_unfitted_router_raises() -> None:
 
     with pytest.raises(SkNotFitted):
         r.predict(np.zeros((1, 384), dtype=np.float32))
+    # evaluating or answering with it says the same, before touching the data or the endpoints
+    said = "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
+    with pytest.raises(NotFittedError) as e:
+        evaluate(r, outcomes_from_rows(toy_rows()))
+    assert str(e.value) == said
+    from avengers import Answerer
+
+    with pytest.raises(NotFittedError) as e:
+        Answerer(r, {"m": {"base_url": "http://127.0.0.1:9/v1"}})
+    assert str(e.value) == said
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,9 @@ import numpy as np
 
 from .._sync import iterate_sync, run_sync
 from ..decision import RouteDecision
-from ..exceptions import BudgetError, ConfigError, NotFittedError
+from ..exceptions import BudgetError, ConfigError
 from ..router import Router
+from ..routing.estimator import require_fitted
 from ..stores.conversations import ConversationStore, MemoryConversations, check_key
 from ..stores.feedback import FeedbackStore, MemoryFeedbackStore, Rating, apply_rating
 from ..stores.guard import StoreGuard, StoreUnavailable
@@ -185,10 +186,7 @@ class Answerer:
         feedback_store: FeedbackStore | str | None = "memory",
         **settings: Any,
     ) -> None:
-        if not router.is_fitted():
-            raise NotFittedError(
-                "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
-            )
+        require_fitted(router)
         self.router = router
         self.backend: Backend = backend if isinstance(backend, Backend) else OpenAIBackend(backend)
         self.config = SamplingConfig.of(config, **settings)

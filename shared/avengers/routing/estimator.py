@@ -23,7 +23,7 @@ from .parts import RouterParts
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["CheckedSettings", "Fitted", "FittedViews", "param_names"]
+__all__ = ["CheckedSettings", "Fitted", "FittedViews", "param_names", "require_fitted"]
 
 T = TypeVar("T")
 
@@ -187,9 +187,15 @@ class FittedViews:
 
     def _fitted_parts(self) -> RouterParts:
         """The parts, or :class:`~avengers.NotFittedError`."""
-        parts: RouterParts | None = vars(self).get("_parts")
-        if parts is None:
-            raise NotFittedError(
-                "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
-            )
+        require_fitted(self)
+        parts: RouterParts = vars(self)["_parts"]
         return parts
+
+
+def require_fitted(router: FittedViews) -> None:
+    """Raise :class:`~avengers.NotFittedError` unless ``router`` is fitted (what every use of an
+    unfitted router says)."""
+    if not router.is_fitted():
+        raise NotFittedError(
+            "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
+        )

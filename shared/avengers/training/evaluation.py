@@ -15,8 +15,9 @@ import numpy as np
 from sklearn.base import clone
 
 from ..decision import RouteEstimate
-from ..exceptions import ClusterCountWarning, DataError, NotFittedError
+from ..exceptions import ClusterCountWarning, DataError
 from ..router import Router
+from ..routing.estimator import require_fitted
 from .calibration import fold_indices
 from .data import OutcomeData, as_outcomes
 
@@ -186,10 +187,7 @@ def evaluate(
 
 def _test_outcomes(router: Router, test_data: OutcomeData | Any) -> OutcomeData:
     """The test outcomes of the fitted ``router``'s models (every one must be there)."""
-    if not router.is_fitted():
-        raise NotFittedError(
-            "this Router is not fitted yet: call fit(...) or Router.from_pretrained(...)"
-        )
+    require_fitted(router)
     test = as_outcomes(test_data)
     if len(test) == 0:
         raise DataError("empty test data")
