@@ -204,7 +204,7 @@ def _routed_costs(
     data's costs (unknown ones left out), else the router's estimates (None: neither has any)."""
     rows = np.arange(len(test))
     if test.costs is not None:
-        C = np.where(np.isnan(test.costs), np.nan, test.costs)
+        C = test.costs
         return float(np.nanmean(C[rows, choice])), float(np.nanmean(C[:, b]))
     if est.cost is not None:
         return float(est.cost[rows, choice].mean()), float(est.cost[:, b].mean())
